@@ -1,0 +1,1 @@
+# client: files of this directory, included by ../Makefile.am

@@ -1,0 +1,129 @@
+/* unweight.h: the public API of libunweight-client.
+ *
+ * A worker connects to unweightd, attaches a loaded model (the daemon hands
+ * over its buffers as fds, mapped read-only here: no copy of the weights),
+ * looks tensors up by name, and runs uw_decode / uw_matmul on them.
+ *
+ * Every function that can fail returns 0 or a negative errno; uw_strerror()
+ * names it and uw_errmsg() gives the last detailed message of this thread
+ * (the daemon's own words where it refused). All functions are thread-safe;
+ * one uw_client may be shared by threads. See libunweight-client(3). */
+#ifndef UNWEIGHT_H
+#define UNWEIGHT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define UW_API __attribute__((visibility("default")))
+#else
+#define UW_API
+#endif
+
+#define UW_DEFAULT_SOCKET "/run/unweight/unweightd.sock"
+#define UW_MAX_DIMS 8
+#define UW_PALETTE_SIZE 16
+
+/* Element types, as in safetensors. Values are on the wire: never renumber. */
+enum uw_dtype {
+	UW_DTYPE_BOOL = 1, UW_DTYPE_U8, UW_DTYPE_I8, UW_DTYPE_F8_E5M2,
+	UW_DTYPE_F8_E4M3, UW_DTYPE_I16, UW_DTYPE_U16, UW_DTYPE_F16,
+	UW_DTYPE_BF16, UW_DTYPE_I32, UW_DTYPE_U32, UW_DTYPE_F32, UW_DTYPE_F64,
+	UW_DTYPE_I64, UW_DTYPE_U64
+};
+
+/* Resident formats: how a tensor's bytes lie in the shared buffer.
+ * docs/FORMAT.md ("Resident formats") specifies them bit by bit. */
+enum uw_format {
+	UW_FORMAT_RAW = 0,  /* the tensor's bytes as in safetensors */
+	UW_FORMAT_R12 = 1,  /* BF16 [rows][cols]: 4-bit exponent palette index plane,
+			     * sign|mantissa byte plane, and per-row exponent patches */
+};
+
+/* The raw layout of one resident tensor, for users with their own kernels.
+ * Offsets are in bytes from the tensor's base (uw_tensor_host_ptr or
+ * uw_tensor_device_ptr); the base is 256-byte aligned. */
+struct uw_layout {
+	uint32_t format;          /* enum uw_format */
+	uint32_t dtype;           /* enum uw_dtype */
+	uint64_t rows, cols;      /* 2-D view: rows = shape[0], cols = the rest */
+	uint64_t nbytes;          /* resident bytes of this tensor */
+	uint32_t crc32c;          /* CRC-32C of those bytes */
+	uint8_t palette[UW_PALETTE_SIZE]; /* R12: exponent byte of each index */
+	uint64_t mant_off, mant_stride;   /* R12: sign|mantissa plane, row stride */
+	uint64_t nib_off, nib_stride;     /* R12: index plane (low nibble = even col) */
+	uint64_t patch_row_off;   /* R12: uint32 [rows + 1] first patch of each row */
+	uint64_t patch_off;       /* R12: uint32 [npatch] (col << 8) | exponent */
+	uint64_t npatch;
+};
+
+struct uw_tensor_info {
+	const char *name;         /* valid while the model is attached */
+	uint32_t dtype;
+	uint32_t ndim;
+	uint64_t shape[UW_MAX_DIMS];
+	uint64_t raw_bytes;       /* bytes of the decoded tensor */
+	struct uw_layout layout;
+};
+
+enum uw_backend { UW_BACKEND_HOST = 0, UW_BACKEND_CUDA = 1 };
+
+typedef struct uw_client uw_client;
+typedef struct uw_model uw_model;
+typedef struct uw_tensor uw_tensor;
+
+/* Connect. path NULL: $UNWEIGHT_SOCKET, else UW_DEFAULT_SOCKET. */
+UW_API int uw_connect(const char *path, uw_client **out);
+/* Close the connection; attached models stay usable until detached. NULL is fine. */
+UW_API void uw_disconnect(uw_client *c);
+
+/* Attach a loaded model: its buffers are mapped read-only. */
+UW_API int uw_attach(uw_client *c, const char *model, uw_model **out);
+/* Release the lease and unmap. NULL is fine. */
+UW_API int uw_detach(uw_model *m);
+
+UW_API int uw_model_backend(const uw_model *m);          /* enum uw_backend */
+UW_API size_t uw_model_tensor_count(const uw_model *m);
+UW_API const uw_tensor *uw_model_tensor(const uw_model *m, size_t i);
+UW_API const uw_tensor *uw_model_find(const uw_model *m, const char *name);
+
+UW_API int uw_tensor_info(const uw_tensor *t, struct uw_tensor_info *info);
+/* Base of the tensor's resident bytes: host backend only (else NULL). */
+UW_API const void *uw_tensor_host_ptr(const uw_tensor *t);
+/* Base as a CUDA device pointer: cuda backend only (else 0). */
+UW_API uint64_t uw_tensor_device_ptr(const uw_tensor *t);
+
+/* Decode the tensor into out (out_bytes >= raw_bytes). Host backend: host
+ * memory, synchronous. CUDA backend: device memory, ordered on stream
+ * (a cudaStream_t, NULL for the default stream). */
+UW_API int uw_decode(const uw_tensor *t, void *out, size_t out_bytes, void *stream);
+
+/* y[batch][rows] = x[batch][cols] . W^T, BF16 in and out, float32
+ * accumulation, W a BF16 2-D tensor. x and y are dense row-major. Memory
+ * and stream as for uw_decode. */
+UW_API int uw_matmul(const uw_tensor *t, const void *x, size_t batch,
+		     void *y, void *stream);
+
+/* Operator requests (what unweightctl does). */
+#define UW_LOAD_MAX_PATHS 4096
+UW_API int uw_load(uw_client *c, const char *model, const char *const *paths,
+		   size_t npaths);
+#define UW_EVICT_FORCE 1u
+UW_API int uw_evict(uw_client *c, const char *model, unsigned flags);
+
+/* Daemon and model statistics, as JSON text (see unweightctl(1) for the
+ * keys). model NULL: every model. *json is malloc'd; free() it. */
+UW_API int uw_stats_json(uw_client *c, const char *model, char **json);
+
+UW_API const char *uw_strerror(int err);
+/* The last detailed error message of the calling thread ("" if none). */
+UW_API const char *uw_errmsg(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

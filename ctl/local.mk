@@ -1,0 +1,1 @@
+# ctl: files of this directory, included by ../Makefile.am

@@ -1,0 +1,1 @@
+# daemon: files of this directory, included by ../Makefile.am

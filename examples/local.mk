@@ -1,0 +1,1 @@
+# examples: files of this directory, included by ../Makefile.am

@@ -1,0 +1,45 @@
+/* restcodec: the at-rest encodings of one tensor's bytes, as stored in a
+ * .uwb bundle. Specified in docs/FORMAT.md ("Tensor payloads"). */
+#ifndef UW_FORMAT_RESTCODEC_H
+#define UW_FORMAT_RESTCODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+/* Stored in bundles: never renumber. */
+enum rest_enc {
+	REST_RAW = 0,       /* the bytes as they are */
+	REST_EXPHUF = 1,    /* BF16: canonical Huffman exponent stream + raw sign|mantissa bytes */
+	REST_ZSTD = 2,      /* any dtype: bytes grouped by significance, then zstd */
+};
+
+struct rest_blob {
+	int enc;            /* enum rest_enc */
+	void *data;         /* malloc'd; free() it */
+	size_t len;
+};
+
+/* Encode nbytes of tensor data, choosing the smallest applicable encoding:
+ * REST_EXPHUF for BF16 tensors of 2 or more dimensions, REST_ZSTD for the
+ * rest, REST_RAW where neither is smaller. nthreads <= 0: one per CPU. */
+int rest_encode(int dtype, int ndim, const uint64_t *shape,
+		const void *raw, size_t nbytes, int nthreads,
+		struct rest_blob *out, struct uwerr *e);
+
+/* Decode into raw (exactly nbytes). Every length and table in the payload is
+ * checked before use: corrupt input gives -EBADMSG, never a fault. */
+int rest_decode(int enc, int dtype, const void *data, size_t len,
+		void *raw, size_t nbytes, int nthreads, struct uwerr *e);
+
+/* Exponent statistics of BF16 data, for inspect and the bench. */
+struct exp_stats {
+	uint64_t hist[256];
+	uint64_t n;
+	double entropy_bits;        /* Shannon entropy of the exponent byte */
+	double palette16_coverage;  /* share of weights whose exponent is in the top 16 */
+};
+void exp_stats_bf16(const uint16_t *w, size_t n, struct exp_stats *s);
+
+#endif

@@ -1,0 +1,1 @@
+# kernels: files of this directory, included by ../Makefile.am

@@ -1,0 +1,55 @@
+/* resident: the resident formats (client/unweight.h, docs/FORMAT.md) and
+ * their CPU reference twins. The CUDA kernels are checked against these. */
+#ifndef UW_KERNELS_RESIDENT_H
+#define UW_KERNELS_RESIDENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "unweight.h"
+
+#define RES_ALIGN 256          /* tensor base and plane alignment, bytes */
+#define RES_ROW_ALIGN 16       /* R12 plane row strides: 16-byte loads */
+
+/* Plan the resident layout of one tensor: R12 for BF16 with ndim >= 2 when
+ * it is smaller than raw, else RAW. Fills every field of *l except crc32c;
+ * l->nbytes is what res_encode will write. */
+int res_plan(int dtype, int ndim, const uint64_t *shape, const void *raw,
+	     size_t raw_bytes, struct uw_layout *l, struct uwerr *e);
+
+/* Write the resident bytes of raw into dst (l->nbytes, from res_plan), and
+ * set l->crc32c. Padding bytes are zero. */
+int res_encode(struct uw_layout *l, const void *raw, size_t raw_bytes,
+	       void *dst, struct uwerr *e);
+
+/* Check a layout received from elsewhere (the wire) against the bytes it
+ * claims: every offset and count inside nbytes, strides large enough. */
+int res_validate(const struct uw_layout *l, size_t avail, struct uwerr *e);
+
+/* Reference decode: the exact original bytes (raw_bytes of them). */
+int ref_decode(const struct uw_layout *l, const void *base, void *out,
+	       size_t out_bytes, struct uwerr *e);
+
+/* Reference y = x . W^T: x [batch][cols] BF16, y [batch][rows] BF16
+ * (round to nearest even), float32 accumulation in column order.
+ * nthreads <= 0: one per CPU. */
+int ref_matmul(const struct uw_layout *l, const void *base, const uint16_t *x,
+	       size_t batch, uint16_t *y, int nthreads, struct uwerr *e);
+
+/* BF16 <-> float helpers shared by the twins, tests and examples. */
+static inline float bf16_to_f32(uint16_t h)
+{
+	union { uint32_t u; float f; } v = { .u = (uint32_t)h << 16 };
+	return v.f;
+}
+static inline uint16_t f32_to_bf16(float f)
+{
+	union { uint32_t u; float f; } v = { .f = f };
+	if ((v.u & 0x7fffffffu) > 0x7f800000u)    /* NaN: keep it quiet */
+		return (uint16_t)((v.u >> 16) | 0x40);
+	v.u += 0x7fffu + ((v.u >> 16) & 1);
+	return (uint16_t)(v.u >> 16);
+}
+
+#endif

@@ -1,0 +1,1 @@
+# man: files of this directory, included by ../Makefile.am

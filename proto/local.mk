@@ -1,0 +1,1 @@
+# proto: files of this directory, included by ../Makefile.am

@@ -1,0 +1,1 @@
+# systemd: files of this directory, included by ../Makefile.am
