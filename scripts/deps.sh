@@ -1,0 +1,16 @@
+#!/bin/sh
+# deps.sh: install the Debian 12 packages unweight builds and tests with.
+# The CUDA Toolkit is optional and never installed here: configure finds it
+# under /usr/local/cuda when present.
+set -eu
+pkgs="build-essential autoconf automake libtool pkg-config liburing-dev
+libsystemd-dev libzstd-dev check valgrind"
+missing=
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends $missing
