@@ -1,1 +1,22 @@
 # bench: files of this directory, included by ../Makefile.am
+noinst_PROGRAMS += bench/uw-bench-compress
+bench_uw_bench_compress_SOURCES = bench/compress.c tests/bf16cases.c tests/bf16cases.h
+bench_uw_bench_compress_LDADD = tests/libtestutil.la libuwcore.la
+
+# The fused matmul beside cuBLAS (GPU host: bench/gpu-run.sh).
+if HAVE_CUDA
+noinst_PROGRAMS += bench/uw-bench-matmul
+bench_uw_bench_matmul_SOURCES =
+bench_uw_bench_matmul_LDADD = bench/matmul.o $(UWCUDA_LIBS) libuwcore.la
+bench_uw_bench_matmul_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
+EXTRA_bench_uw_bench_matmul_DEPENDENCIES = bench/matmul.o kernels/libuwcuda.a
+bench/matmul.o: bench/matmul.cu kernels/cuda/uwk.h
+	$(AM_V_GEN)$(MKDIR_P) bench && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/bench/matmul.cu
+CLEANFILES += bench/matmul.o
+endif
+EXTRA_DIST += bench/matmul.cu bench/gpu-run.sh bench/NOTES.md
+
+# Attach latency and host load throughput, against a running unweightd.
+noinst_PROGRAMS += bench/uw-bench-attach
+bench_uw_bench_attach_SOURCES = bench/attach.c
+bench_uw_bench_attach_LDADD = libunweight-client.la libuwcore.la

@@ -1,1 +1,30 @@
-# client: files of this directory, included by ../Makefile.am
+# client: libunweight-client, its public header, pkg-config file and man page,
+# and the Check suites of the library and of the whole system.
+lib_LTLIBRARIES += libunweight-client.la
+libunweight_client_la_SOURCES = \
+	client/client.c client/client.h \
+	client/model.c \
+	client/backend_host.c
+libunweight_client_la_LIBADD = libuwcore.la
+# current:revision:age (libtool); bump per the libtool rules on each release.
+libunweight_client_la_LDFLAGS = -version-info 0:0:0 -no-undefined \
+	-Wl,--version-script=$(srcdir)/client/libunweight-client.map
+EXTRA_libunweight_client_la_DEPENDENCIES = client/libunweight-client.map
+include_HEADERS += client/unweight.h
+pkgconfig_DATA += client/unweight-client.pc
+dist_man_MANS += man/libunweight-client.3
+EXTRA_DIST += client/libunweight-client.map
+
+check_PROGRAMS += tests/check_client
+TESTS += tests/check_client
+tests_check_client_SOURCES = tests/check_client.c tests/clientutil.c tests/clientutil.h
+tests_check_client_CFLAGS = $(TEST_CFLAGS)
+tests_check_client_LDADD = libunweight-client.la $(TEST_LIBS)
+
+# A real unweightd on a temporary socket, driven through the library.
+check_PROGRAMS += tests/check_integration
+TESTS += tests/check_integration
+tests_check_integration_SOURCES = tests/check_integration.c tests/clientutil.c tests/clientutil.h
+tests_check_integration_CFLAGS = $(TEST_CFLAGS)
+tests_check_integration_LDADD = libunweight-client.la $(TEST_LIBS)
+EXTRA_tests_check_integration_DEPENDENCIES = unweightd$(EXEEXT) ctl/unweightctl$(EXEEXT)

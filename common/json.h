@@ -46,6 +46,8 @@ struct json_member {
  * allowed). Strings must be valid UTF-8; depth is bounded by JSON_MAX_DEPTH.
  * Errors name the byte offset: "JSON: offset 17: expected ':'". */
 int json_parse(const char *text, size_t len, struct json_value **out, struct uwerr *e);
+/* Frees the whole tree: pass only the root json_parse returned (the tree
+ * lives in one arena). */
 void json_free(struct json_value *v);
 
 /* The member named key of an object (the first, if repeated), or NULL. */

@@ -3,3 +3,13 @@ libuwcore_la_SOURCES += \
 	common/err.c common/err.h \
 	common/crc32c.c common/crc32c.h
 libuwcore_la_SOURCES += common/strbuf.c common/strbuf.h
+libuwcore_la_SOURCES += common/parallel.c common/parallel.h
+libuwcore_la_SOURCES += common/json.c common/json.h
+
+check_PROGRAMS += tests/check_json
+TESTS += tests/check_json
+tests_check_json_SOURCES = tests/check_json.c
+tests_check_json_CFLAGS = $(TEST_CFLAGS)
+tests_check_json_LDADD = $(TEST_LIBS)
+
+libuwcore_la_SOURCES += common/progress.c common/progress.h

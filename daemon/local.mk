@@ -1,1 +1,28 @@
-# daemon: files of this directory, included by ../Makefile.am
+# daemon: unweightd (installed as sbin/unweightd; ./unweightd in the build
+# tree), its man pages, example config and Check suite.
+sbin_PROGRAMS += unweightd
+unweightd_SOURCES = \
+	daemon/main.c daemon/uwd.h \
+	daemon/conf.c daemon/conf.h \
+	daemon/log.c daemon/log.h \
+	daemon/allow.c daemon/allow.h \
+	daemon/server.c daemon/server.h \
+	daemon/conn.c daemon/conn.h \
+	daemon/registry.c daemon/registry.h \
+	daemon/loader.c daemon/loader.h \
+	daemon/stats.c daemon/stats.h \
+	daemon/backend.c daemon/backend.h daemon/backend_host.c
+unweightd_CFLAGS = $(AM_CFLAGS) $(SYSTEMD_CFLAGS)
+unweightd_LDADD = libuwcore.la $(SYSTEMD_LIBS)
+
+dist_man_MANS += man/unweightd.8 man/unweightd.conf.5
+uwdexampledir = $(docdir)/examples
+dist_uwdexample_DATA = daemon/unweightd.conf.example
+
+# Starts the real ./unweightd on a temporary socket.
+check_PROGRAMS += tests/check_daemon
+TESTS += tests/check_daemon
+tests_check_daemon_SOURCES = tests/check_daemon.c
+tests_check_daemon_CFLAGS = $(TEST_CFLAGS)
+tests_check_daemon_LDADD = $(TEST_LIBS)
+EXTRA_tests_check_daemon_DEPENDENCIES = unweightd

@@ -1,1 +1,14 @@
-# examples: files of this directory, included by ../Makefile.am
+# examples: the example worker uw-stories (llama2.c stories260K, every matmul
+# through uw_matmul), the demo that runs it against a real daemon, its test.
+noinst_PROGRAMS += uw-stories
+uw_stories_SOURCES = examples/stories.c \
+	examples/llama.c examples/llama.h \
+	examples/tokenizer.c examples/tokenizer.h \
+	examples/weights.h examples/weights_daemon.c examples/weights_reference.c
+# The reference matmul must round every product before it adds it, as the
+# uw_matmul contract does: no FMA contraction.
+uw_stories_CFLAGS = $(AM_CFLAGS) -ffp-contract=off
+uw_stories_LDADD = libunweight-client.la libuwcore.la -lm
+
+TESTS += tests/check_stories.sh
+EXTRA_DIST += examples/run-demo.sh tests/check_stories.sh

@@ -28,6 +28,11 @@ int rest_encode(int dtype, int ndim, const uint64_t *shape,
 		const void *raw, size_t nbytes, int nthreads,
 		struct rest_blob *out, struct uwerr *e);
 
+/* Encode with the given encoding, whether or not it is the smallest (the
+ * bench, the tests). REST_EXPHUF needs BF16: -EINVAL otherwise. */
+int rest_encode_with(int enc, int dtype, const void *raw, size_t nbytes,
+		     int nthreads, struct rest_blob *out, struct uwerr *e);
+
 /* Decode into raw (exactly nbytes). Every length and table in the payload is
  * checked before use: corrupt input gives -EBADMSG, never a fault. */
 int rest_decode(int enc, int dtype, const void *data, size_t len,
@@ -41,5 +46,10 @@ struct exp_stats {
 	double palette16_coverage;  /* share of weights whose exponent is in the top 16 */
 };
 void exp_stats_bf16(const uint16_t *w, size_t n, struct exp_stats *s);
+
+/* The 16 (UW_PALETTE_SIZE) most frequent exponents of hist, ties to the lower
+ * exponent, sorted ascending into pal; unused entries 0. Returns how many
+ * are used (the distinct exponents, at most 16). */
+int exp_palette16(const uint64_t hist[256], uint8_t pal[16]);
 
 #endif

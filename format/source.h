@@ -30,6 +30,11 @@ size_t source_count(const struct source *s);
 const struct src_tensor *source_tensor(const struct source *s, size_t i);
 uint64_t source_raw_total(const struct source *s);
 
+/* Threads a bundle's decoder may use inside one source_read, as for
+ * rest_decode (0: one per CPU). The default is 1, for callers that read
+ * several tensors at once from their own threads. */
+void source_set_threads(struct source *s, int nthreads);
+
 /* The original bytes of tensor i (raw_bytes of them), checksums verified
  * for bundles. Safe to call from several threads at once. */
 int source_read(const struct source *s, size_t i, void *raw, struct uwerr *e);

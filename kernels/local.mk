@@ -1,1 +1,46 @@
 # kernels: files of this directory, included by ../Makefile.am
+libuwcore_la_SOURCES += \
+	kernels/resident.c kernels/resident.h \
+	kernels/ref_decode.c kernels/ref_matmul.c
+
+check_PROGRAMS += tests/check_resident
+TESTS += tests/check_resident
+tests_check_resident_SOURCES = tests/check_resident.c tests/bf16cases.c tests/bf16cases.h
+tests_check_resident_CFLAGS = $(TEST_CFLAGS)
+tests_check_resident_LDADD = $(TEST_LIBS)
+
+# The CUDA kernels (kernels/cuda/): nvcc builds them for sm_90a plus portable
+# compute_90 PTX into kernels/libuwcuda.a, position-independent so the client
+# library can take them in later. Programs linking it add UWCUDA_LIBS.
+if HAVE_CUDA
+NVCCFLAGS = -std=c++17 -O3 -lineinfo \
+	-gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90,code=compute_90 \
+	-Xcompiler -fPIC,-fvisibility=hidden,-Wall \
+	-I$(srcdir) -I$(srcdir)/client -I$(builddir)
+UWCUDA_HDRS = kernels/cuda/uwk.h kernels/cuda/uwk_int.h kernels/resident.h
+UWCUDA_OBJS = kernels/cuda/ctx.o kernels/cuda/decode.o kernels/cuda/matmul.o
+# Link with gcc: the C++ runtime and cudart (dynamic, found through the rpath;
+# libcuda is loaded by cudart, so a host without a driver still starts).
+UWCUDA_LIBS = kernels/libuwcuda.a -L$(CUDA_DIR)/lib64 -lcublas -lcudart -lstdc++ -lm
+UWCUDA_RPATH = -Wl,-rpath,$(CUDA_DIR)/lib64
+
+kernels/cuda/ctx.o: kernels/cuda/ctx.cu $(UWCUDA_HDRS)
+	$(AM_V_GEN)$(MKDIR_P) kernels/cuda && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/kernels/cuda/ctx.cu
+kernels/cuda/decode.o: kernels/cuda/decode.cu $(UWCUDA_HDRS)
+	$(AM_V_GEN)$(MKDIR_P) kernels/cuda && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/kernels/cuda/decode.cu
+kernels/cuda/matmul.o: kernels/cuda/matmul.cu $(UWCUDA_HDRS)
+	$(AM_V_GEN)$(MKDIR_P) kernels/cuda && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/kernels/cuda/matmul.cu
+kernels/libuwcuda.a: $(UWCUDA_OBJS)
+	$(AM_V_AR)rm -f $@ && $(AR) cr $@ $(UWCUDA_OBJS) && $(RANLIB) $@
+CLEANFILES += kernels/libuwcuda.a $(UWCUDA_OBJS)
+
+check_PROGRAMS += tests/check_gpu_kernels
+GPU_TESTS += tests/check_gpu_kernels
+tests_check_gpu_kernels_SOURCES = tests/check_gpu_kernels.c tests/bf16cases.c tests/bf16cases.h
+tests_check_gpu_kernels_CFLAGS = $(TEST_CFLAGS) $(CUDA_CFLAGS)
+tests_check_gpu_kernels_LDADD = $(UWCUDA_LIBS) $(TEST_LIBS)
+tests_check_gpu_kernels_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
+EXTRA_tests_check_gpu_kernels_DEPENDENCIES = kernels/libuwcuda.a
+endif
+EXTRA_DIST += kernels/cuda/uwk.h kernels/cuda/uwk_int.h kernels/cuda/ctx.cu \
+	kernels/cuda/decode.cu kernels/cuda/matmul.cu

@@ -11,6 +11,7 @@
 
 #define RES_ALIGN 256          /* tensor base and plane alignment, bytes */
 #define RES_ROW_ALIGN 16       /* R12 plane row strides: 16-byte loads */
+#define RES_PAR_MIN (1u << 20) /* elements below which threads cost more than they save */
 
 /* Plan the resident layout of one tensor: R12 for BF16 with ndim >= 2 when
  * it is smaller than raw, else RAW. Fills every field of *l except crc32c;
@@ -23,6 +24,12 @@ int res_plan(int dtype, int ndim, const uint64_t *shape, const void *raw,
 int res_encode(struct uw_layout *l, const void *raw, size_t raw_bytes,
 	       void *dst, struct uwerr *e);
 
+/* res_encode on nthreads threads (<= 0: one per CPU for large tensors, one
+ * for small ones, which is what res_encode does). A caller that already
+ * runs tensors in parallel passes 1. */
+int res_encode_mt(struct uw_layout *l, const void *raw, size_t raw_bytes,
+		  void *dst, int nthreads, struct uwerr *e);
+
 /* Check a layout received from elsewhere (the wire) against the bytes it
  * claims: every offset and count inside nbytes, strides large enough. */
 int res_validate(const struct uw_layout *l, size_t avail, struct uwerr *e);
@@ -30,6 +37,16 @@ int res_validate(const struct uw_layout *l, size_t avail, struct uwerr *e);
 /* Reference decode: the exact original bytes (raw_bytes of them). */
 int ref_decode(const struct uw_layout *l, const void *base, void *out,
 	       size_t out_bytes, struct uwerr *e);
+
+/* ref_decode on nthreads threads, as res_encode_mt. */
+int ref_decode_mt(const struct uw_layout *l, const void *base, void *out,
+		  size_t out_bytes, int nthreads, struct uwerr *e);
+
+/* Decode rows [r0, r1) of a validated BF16 layout (RAW or R12) into dst:
+ * (r1 - r0) * cols little-endian BF16 values. Patch lists are checked
+ * (in range, ascending): a bad one is -EBADMSG. */
+int res_decode_rows(const struct uw_layout *l, const void *base, uint64_t r0,
+		    uint64_t r1, void *dst, struct uwerr *e);
 
 /* Reference y = x . W^T: x [batch][cols] BF16, y [batch][rows] BF16
  * (round to nearest even), float32 accumulation in column order.

@@ -1,1 +1,2 @@
 # man: files of this directory, included by ../Makefile.am
+dist_man_MANS += man/unweightctl.1

@@ -23,6 +23,9 @@
 #define PROTO_MAX_MSG 1024           /* reply status messages */
 #define PROTO_MAX_TENSORS 1000000
 #define PROTO_MAX_TENSOR_NAME 1024
+#define PROTO_MAX_PEER 256           /* hello: peer and daemon program names */
+#define PROTO_MAX_DEVICE 128         /* load device, attach device_uuid */
+#define PROTO_MAX_ERRNO 4095         /* a status is 0 or -1..-PROTO_MAX_ERRNO */
 
 /* Every message: this header, then len payload bytes. nfds says how many fds
  * ride with the message (SCM_RIGHTS, on its first byte). */
@@ -45,6 +48,9 @@ enum proto_op {
 	OP_REPLY = 0x8000,  /* a reply's opcode is its request's | OP_REPLY */
 };
 
+/* "hello", "attach", ... for messages (a reply's name is its request's). */
+const char *proto_op_name(uint16_t op);
+
 /* ---- transport --------------------------------------------------------- */
 
 /* A received message. Owns payload and every fd in fds until taken. */
@@ -64,10 +70,14 @@ int proto_send(int sock, uint16_t version, uint16_t op, const void *payload,
  * allocation (magic, len <= PROTO_MAX_PAYLOAD, nfds <= PROTO_MAX_FDS, reserved
  * == 0) and the fds received must be exactly hdr.nfds: surplus or missing fds
  * are an error (-EBADMSG), and everything received is closed on every error.
- * Returns 0, -ECONNRESET on a clean EOF before a header, or a negative errno. */
+ * Returns 0, -ECONNRESET on a clean EOF before a header, or a negative errno
+ * (-EBADMSG malformed, -EMSGSIZE len over the limit). On error m owns
+ * nothing, and m->hdr holds the header if one was read whole (zeros if not),
+ * so the daemon can address its error reply. On a non-blocking socket,
+ * -EAGAIN when no byte is there yet; once a message has begun, it waits. */
 int proto_recv(int sock, struct proto_msg *m, struct uwerr *e);
 
-/* Move fd i out of m: the caller owns it now (m keeps -1). */
+/* Move fd i out of m: the caller owns it now (m keeps -1); -1 if none. */
 int proto_msg_take_fd(struct proto_msg *m, int i);
 
 /* Free the payload and close every fd nobody took. */
@@ -103,6 +113,9 @@ uint64_t rb_u64(struct rbuf *r);
 /* A string of at most max bytes (checked before allocating), with no NUL
  * inside; returned malloc'd and NUL-terminated, or NULL with err set. */
 char *rb_str(struct rbuf *r, size_t max);
+/* 0 when r was read to its end; -EBADMSG naming the trailing bytes, or the
+ * error of an earlier read. For replies whose status has no body after it. */
+int rb_done(struct rbuf *r, struct uwerr *e);
 
 /* ---- messages ---------------------------------------------------------- */
 /* Each request has an enc (build the payload) and a dec (parse and check it:
@@ -114,7 +127,9 @@ struct msg_hello {
 	char *peer;               /* "unweightctl 0.1.0", "libunweight-client 0.1.0" */
 };
 
-/* Every reply starts with this; the body follows only when status == 0. */
+/* Every reply starts with this; the body follows only when status == 0.
+ * dec_status rejects trailing bytes after a refusal, and leaves the body of
+ * a success to the body's dec (or rb_done when the reply has none). */
 struct msg_status {
 	int32_t status;           /* 0 or a negative errno */
 	char *message;            /* why, in the daemon's words ("" on success) */
@@ -209,7 +224,14 @@ void msg_stats_reply_free(struct msg_stats_reply *m);
 void msg_attach_free(struct msg_attach *m);
 void msg_attach_reply_free(struct msg_attach_reply *m);
 
-/* Model names: 1..PROTO_MAX_NAME bytes of [A-Za-z0-9._-], not "." or "..". */
+/* Model names: 1..PROTO_MAX_NAME bytes of [A-Za-z0-9._-], not "." or "..".
+ * Returns 1 when name is one, else 0. */
 int proto_name_valid(const char *name);
+
+/* The daemon's side of HELLO: the highest version in both the client's
+ * [peer_min, peer_max] and [PROTO_MIN_VERSION, PROTO_VERSION], or
+ * -EPROTONOSUPPORT with a message naming both ranges. */
+int proto_version_pick(uint16_t peer_min, uint16_t peer_max, uint16_t *out,
+		       struct uwerr *e);
 
 #endif

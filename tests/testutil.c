@@ -1,4 +1,6 @@
 /* testutil: implementation of testutil.h. */
+#include "config.h"
+
 #include "tests/testutil.h"
 
 #include <dirent.h>

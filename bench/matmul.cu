@@ -1,0 +1,316 @@
+/* bench/matmul: the fused R12 uwk_matmul beside cuBLAS BF16 on the same
+ * weights in raw form, and beside decode-to-scratch + cuBLAS, on the MLP
+ * shapes of Llama-3.1-8B and -70B (issues 4 and 5).
+ *
+ * Run it on the GPU host through bench/gpu-run.sh, or directly:
+ *   uw-bench-matmul [-q] [-n]     -q: 14336x4096 at batch 1 and 64 only
+ *                                 -n: no sweep over the fused kernel's shapes
+ * Weights are synthetic N(0, 0.02) BF16, encoded to R12 on the CPU (res_plan,
+ * res_encode). Each time is the median of REPS calls timed with CUDA events,
+ * each call after a 128 MiB memset that flushes the 50 MB L2. The byte floor
+ * is resident bytes / the bandwidth of a device-to-device copy measured in
+ * the same run (bytes read + bytes written). cuBLAS is cublasGemmEx on the
+ * raw BF16 weights (BF16 in and out, float compute), same card, same run.
+ * The last column compares the fused result with cuBLAS's (relative L2). */
+#include <algorithm>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <thread>
+#include <vector>
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "kernels/cuda/uwk.h"
+
+extern "C" {
+#include "kernels/resident.h"
+}
+
+#define REPS 25
+#define FLUSH_BYTES (128u << 20)
+
+#define CK(call) do { \
+	cudaError_t r_ = (call); \
+	if (r_ != cudaSuccess) { \
+		fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(r_)); \
+		exit(1); \
+	} \
+} while (0)
+
+static void die_uw(const char *what, const struct uwerr *e)
+{
+	fprintf(stderr, "%s: %s\n", what, e->msg);
+	exit(1);
+}
+
+static void *flush_buf;
+
+/* Median microseconds of f() over REPS calls, each after an L2 flush. */
+template <class F>
+static double time_us(F f)
+{
+	for (int i = 0; i < 3; i++)
+		f();
+	std::vector<cudaEvent_t> ev(2 * REPS);
+	for (auto &e : ev)
+		CK(cudaEventCreate(&e));
+	for (int i = 0; i < REPS; i++) {
+		CK(cudaMemsetAsync(flush_buf, i, FLUSH_BYTES, 0));
+		CK(cudaEventRecord(ev[2 * i], 0));
+		f();
+		CK(cudaEventRecord(ev[2 * i + 1], 0));
+	}
+	CK(cudaEventSynchronize(ev[2 * REPS - 1]));
+	CK(cudaGetLastError());
+	std::vector<double> t(REPS);
+	for (int i = 0; i < REPS; i++) {
+		float ms;
+		CK(cudaEventElapsedTime(&ms, ev[2 * i], ev[2 * i + 1]));
+		t[i] = ms * 1e3;
+	}
+	for (auto &e : ev)
+		cudaEventDestroy(e);
+	std::sort(t.begin(), t.end());
+	return t[REPS / 2];
+}
+
+/* N(0, sigma) BF16, in parallel: each 1 Mi-element chunk has its own stream. */
+struct gauss_job {
+	uint16_t *w;
+	size_t n;
+	double sigma;
+	uint64_t seed;
+};
+
+static uint64_t splitmix(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static void gauss_part(void *ctx, size_t c0, size_t c1)
+{
+	gauss_job *j = (gauss_job *)ctx;
+	for (size_t c = c0; c < c1; c++) {
+		uint64_t s = j->seed ^ (c * 0x632be59bd9b4e019ull);
+		size_t end = std::min(j->n, (c + 1) << 20);
+		for (size_t i = c << 20; i < end; i += 2) {
+			double u1 = ((splitmix(&s) >> 11) + 0.5) / 9007199254740992.0;
+			double u2 = ((splitmix(&s) >> 11) + 0.5) / 9007199254740992.0;
+			double r = j->sigma * sqrt(-2.0 * log(u1)), t = 2.0 * M_PI * u2;
+			j->w[i] = f32_to_bf16((float)(r * cos(t)));
+			if (i + 1 < end)
+				j->w[i + 1] = f32_to_bf16((float)(r * sin(t)));
+		}
+	}
+}
+
+static uint16_t *gauss(size_t n, double sigma, uint64_t seed)
+{
+	uint16_t *w = (uint16_t *)malloc(2 * n);
+	gauss_job j = {w, n, sigma, seed};
+	const size_t chunks = (n + (1 << 20) - 1) >> 20;
+	const size_t nt = std::max(1u, std::thread::hardware_concurrency());
+	std::vector<std::thread> th;
+	for (size_t i = 0; i < nt; i++)
+		th.emplace_back(gauss_part, &j, chunks * i / nt, chunks * (i + 1) / nt);
+	for (auto &t : th)
+		t.join();
+	return w;
+}
+
+/* ||a - b|| / ||b|| of two BF16 vectors. */
+static double rel_l2(const uint16_t *a, const uint16_t *b, size_t n)
+{
+	double d = 0, r = 0;
+	for (size_t i = 0; i < n; i++) {
+		double x = bf16_to_f32(a[i]), y = bf16_to_f32(b[i]);
+		d += (x - y) * (x - y);
+		r += y * y;
+	}
+	return sqrt(d / r);
+}
+
+int main(int argc, char **argv)
+{
+	bool quick = false, sweep = true;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-q"))
+			quick = true;
+		else if (!strcmp(argv[i], "-n"))
+			sweep = false;
+		else {
+			fprintf(stderr, "usage: %s [-q] [-n]\n", argv[0]);
+			return 2;
+		}
+	}
+	static const uint64_t shapes[][2] = {{14336, 4096}, {4096, 14336}, {28672, 8192}, {8192, 28672}};
+	static const size_t batches[] = {1, 4, 16, 64, 256, 1024};
+	const int nshapes = quick ? 1 : 4;
+	const size_t maxw = quick ? 14336 * 4096 : 28672ull * 8192, maxb = quick ? 64 : 1024;
+
+	cudaDeviceProp prop;
+	CK(cudaGetDeviceProperties(&prop, 0));
+	int clk = 0, memclk = 0;
+	cudaDeviceGetAttribute(&clk, cudaDevAttrClockRate, 0);
+	cudaDeviceGetAttribute(&memclk, cudaDevAttrMemoryClockRate, 0);
+	printf("device: %s, %d SMs, L2 %d MB, SM clock %d MHz, memory clock %d MHz\n", prop.name,
+	       prop.multiProcessorCount, prop.l2CacheSize >> 20, clk / 1000, memclk / 1000);
+	CK(cudaMalloc(&flush_buf, FLUSH_BYTES));
+
+	/* the bandwidth ceiling: a 1 GiB device-to-device copy, read + write */
+	void *ca, *cb;
+	const size_t cbytes = 1ull << 30;
+	CK(cudaMalloc(&ca, cbytes));
+	CK(cudaMalloc(&cb, cbytes));
+	CK(cudaMemset(ca, 1, cbytes));
+	double copy_us = time_us([&] { CK(cudaMemcpyAsync(cb, ca, cbytes, cudaMemcpyDeviceToDevice, 0)); });
+	const double peak = 2.0 * cbytes / (copy_us * 1e-6);
+	printf("device-to-device copy of 1 GiB: %.1f us, %.0f GB/s (read + write): the byte floor uses this\n",
+	       copy_us, peak / 1e9);
+	CK(cudaFree(ca));
+	CK(cudaFree(cb));
+
+	uint16_t *w = gauss(maxw, 0.02, 0x5eed), *x = gauss(maxb * 28672, 1.0, 0xbeef);
+	void *dx, *dy, *dy2, *draw, *dres, *dout;
+	CK(cudaMalloc(&dx, 2 * maxb * 28672));
+	CK(cudaMemcpy(dx, x, 2 * maxb * 28672, cudaMemcpyHostToDevice));
+	CK(cudaMalloc(&dy, 2 * maxb * 28672));
+	CK(cudaMalloc(&dy2, 2 * maxb * 28672));
+	CK(cudaMalloc(&draw, 2 * maxw));
+	CK(cudaMalloc(&dout, 2 * maxw));
+	CK(cudaMalloc(&dres, 2 * maxw));
+	uint16_t *hy = (uint16_t *)malloc(2 * maxb * 28672), *hy2 = (uint16_t *)malloc(2 * maxb * 28672);
+
+	cublasHandle_t blas;
+	if (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) {
+		fprintf(stderr, "cublasCreate failed\n");
+		return 1;
+	}
+	struct uwk_ctx *ctx;
+	struct uwerr e = {0};
+	if (uwk_ctx_new(&ctx, &e) < 0)
+		die_uw("uwk_ctx_new", &e);
+	struct uwk_cfg cfgs[32];
+	const int ncfg = uwk_cfg_list(cfgs, 32);
+	static const int kss[] = {1, 2, 3, 4, 6, 8};
+
+	std::vector<double> logsp[6], logsp_fused[6];
+	printf("\n%-11s %5s | %8s %6s %6s | %8s %6s %7s | %9s %8s | %8s %7s | %-9s %6s | %8s\n",
+	       "shape", "batch", "fused", "GB/s", "%floor", "cuBLAS", "%floor", "speedup",
+	       "dec+cuBL", "auto", "best", "speedup", "best cfg", "dflt", "rel L2");
+	for (int s = 0; s < nshapes; s++) {
+		const uint64_t rows = shapes[s][0], cols = shapes[s][1], n = rows * cols;
+		struct uw_layout l;
+		uint64_t shape[2] = {rows, cols};
+		if (res_plan(UW_DTYPE_BF16, 2, shape, w, 2 * n, &l, &e) < 0)
+			die_uw("res_plan", &e);
+		uint8_t *res = (uint8_t *)aligned_alloc(256, (l.nbytes + 255) / 256 * 256);
+		if (res_encode(&l, w, 2 * n, res, &e) < 0)
+			die_uw("res_encode", &e);
+		if (l.format != UW_FORMAT_R12) {
+			fprintf(stderr, "%llux%llu: not R12\n", (unsigned long long)rows, (unsigned long long)cols);
+			return 1;
+		}
+		CK(cudaMemcpy(dres, res, l.nbytes, cudaMemcpyHostToDevice));
+		CK(cudaMemcpy(draw, w, 2 * n, cudaMemcpyHostToDevice));
+		const double floor_us = l.nbytes / peak * 1e6, raw_floor_us = 2.0 * n / peak * 1e6;
+		double dec_us = time_us([&] {
+			if (uwk_decode(&l, dres, dout, 2 * n, 0, &e) < 0)
+				die_uw("uwk_decode", &e);
+		});
+		printf("%llux%llu: R12 %.3f bits/weight, %llu patches; floor %.1f us (raw BF16 %.1f us); "
+		       "uwk_decode %.1f us = %.0f GB/s (read + write)\n",
+		       (unsigned long long)rows, (unsigned long long)cols, 8.0 * l.nbytes / n,
+		       (unsigned long long)l.npatch, floor_us, raw_floor_us, dec_us,
+		       (l.nbytes + 2.0 * n) / (dec_us * 1e-6) / 1e9);
+		for (size_t bi = 0; bi < 6; bi++) {
+			const size_t b = batches[bi];
+			if (b > maxb)
+				continue;
+			const float one = 1.f, zero = 0.f;
+			auto cublas = [&] {
+				cublasStatus_t st = cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, (int)b,
+								 (int)cols, &one, draw, CUDA_R_16BF, (int)cols, dx,
+								 CUDA_R_16BF, (int)cols, &zero, dy2, CUDA_R_16BF,
+								 (int)rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+				if (st != CUBLAS_STATUS_SUCCESS) {
+					fprintf(stderr, "cublasGemmEx: %s\n", cublasGetStatusString(st));
+					exit(1);
+				}
+			};
+			auto pipe = [&](enum uwk_pipe p) {
+				return [&, p] {
+					if (uwk_matmul_pipe(&l, dres, dx, b, dy, p, 0, ctx, &e) < 0)
+						die_uw("uwk_matmul", &e);
+				};
+			};
+			const double t_cub = time_us(cublas);
+			CK(cudaMemcpy(hy2, dy2, 2 * b * rows, cudaMemcpyDeviceToHost));
+			const double t_dec = time_us(pipe(UWK_PIPE_DECODE_GEMM));
+			const double t_auto = time_us(pipe(UWK_PIPE_AUTO));
+			double t_fused = NAN, err = NAN, best = NAN;
+			struct uwk_cfg dflt = {0, 0, 0}, bestc = {0, 0, 0};
+			if (b <= UWK_FUSED_MAX_BATCH) {
+				t_fused = time_us(pipe(UWK_PIPE_FUSED));
+				CK(cudaMemcpy(hy, dy, 2 * b * rows, cudaMemcpyDeviceToHost));
+				err = rel_l2(hy, hy2, b * rows);
+				uwk_cfg_default(&l, b, ctx, &dflt, &e);
+				best = t_fused;
+				bestc = dflt;
+				for (int c = 0; sweep && c < ncfg; c++)
+					for (int k : kss) {
+						struct uwk_cfg cfg = cfgs[c];
+						cfg.ks = k;
+						double t = time_us([&] {
+							if (uwk_matmul_fused_cfg(&l, dres, dx, b, dy, &cfg, 0, ctx, &e) < 0)
+								die_uw("uwk_matmul_fused_cfg", &e);
+						});
+						if (t < best) {
+							best = t;
+							bestc = cfg;
+						}
+					}
+				logsp_fused[bi].push_back(log(t_cub / best));
+			}
+			logsp[bi].push_back(log(t_cub / t_auto));
+			char shp[16], bc[16], dc[16];
+			snprintf(shp, sizeof(shp), "%llux%llu", (unsigned long long)rows, (unsigned long long)cols);
+			snprintf(bc, sizeof(bc), "%dx%d/%d", bestc.wm, bestc.wk, bestc.ks);
+			snprintf(dc, sizeof(dc), "%dx%d/%d", dflt.wm, dflt.wk, dflt.ks);
+			const double t_ours = b <= UWK_FUSED_MAX_BATCH ? t_fused : t_auto;
+			printf("%-11s %5zu | %8.1f %6.0f %6.1f | %8.1f %6.1f %7.2f | %9.1f %8.1f | %8.1f %7.2f | %-9s %6s | %8.1e\n",
+			       shp, b, t_ours, l.nbytes / (t_ours * 1e-6) / 1e9, 100 * floor_us / t_ours, t_cub,
+			       100 * raw_floor_us / t_cub, t_cub / t_ours, t_dec, t_auto, best, t_cub / best,
+			       b <= UWK_FUSED_MAX_BATCH ? bc : "-", b <= UWK_FUSED_MAX_BATCH ? dc : "-", err);
+			fflush(stdout);
+		}
+		free(res);
+	}
+	printf("\ngeomean speedup over cuBLAS BF16 (auto pipeline; best fused shape):\n");
+	for (size_t bi = 0; bi < 6; bi++) {
+		if (logsp[bi].empty())
+			continue;
+		double a = 0, f = 0;
+		for (double v : logsp[bi])
+			a += v;
+		for (double v : logsp_fused[bi])
+			f += v;
+		printf("  batch %4zu: %.2fx", batches[bi], exp(a / logsp[bi].size()));
+		if (!logsp_fused[bi].empty())
+			printf("  (best fused %.2fx)", exp(f / logsp_fused[bi].size()));
+		printf("\n");
+	}
+	printf("columns: fused = uwk_matmul's fused pipeline with its default shape (auto above batch %d);"
+	       " best = fastest fused shape wm x wk / ks of the sweep; dflt = the default's\n",
+	       UWK_FUSED_MAX_BATCH);
+	uwk_ctx_free(ctx);
+	cublasDestroy(blas);
+	return 0;
+}

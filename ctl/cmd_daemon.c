@@ -1,0 +1,519 @@
+/* cmd_daemon: the subcommands that talk to unweightd through
+ * libunweight-client: load, evict, stats, list and status. Human output is
+ * read from the daemon's stats JSON (keys in unweightd(8)). */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/json.h"
+#include "common/progress.h"
+#include "common/strbuf.h"
+#include "ctl/commands.h"
+#include "unweight.h"
+
+#define POLL_NS 100000000L   /* --wait asks the daemon ten times a second */
+
+static const char *socket_path(const struct ctl_global *g)
+{
+	const char *env = getenv("UNWEIGHT_SOCKET");
+	return g->socket && g->socket[0] ? g->socket
+	       : env && env[0] ? env : UW_DEFAULT_SOCKET;
+}
+
+static int connect_or_say(const struct ctl_global *g, uw_client **c)
+{
+	if (uw_connect(socket_path(g), c) < 0)
+		return ctl_error("%s", uw_errmsg());
+	return CTL_OK;
+}
+
+/* The daemon's stats for name (NULL: all), parsed. */
+static int fetch_stats(uw_client *c, const char *name, char **text,
+		       struct json_value **doc)
+{
+	struct uwerr e = {0};
+	if (uw_stats_json(c, name, text) < 0)
+		return ctl_error("%s", uw_errmsg());
+	if (json_parse(*text, strlen(*text), doc, &e) < 0 || (*doc)->type != JSON_OBJ) {
+		ctl_error("stats reply from unweightd: %s", e.msg[0] ? e.msg : "not an object");
+		json_free(*doc);
+		free(*text);
+		return CTL_ERR;
+	}
+	return CTL_OK;
+}
+
+/* ---- reading the stats document ---------------------------------------- */
+
+static const char *jstr(const struct json_value *o, const char *key)
+{
+	const struct json_value *v = json_get(o, key);
+	return v && v->type == JSON_STR ? v->u.str.s : "";
+}
+
+static uint64_t ju64(const struct json_value *o, const char *key)
+{
+	uint64_t n = 0;
+	const struct json_value *v = json_get(o, key);
+	return v && json_u64(v, &n) == 0 ? n : 0;
+}
+
+static double jnum(const struct json_value *o, const char *key)
+{
+	const struct json_value *v = json_get(o, key);
+	return v && v->type == JSON_NUM ? v->u.num.d : 0;
+}
+
+/* The array under key, or an empty one. */
+static const struct json_value *jarr(const struct json_value *o, const char *key, size_t *n)
+{
+	const struct json_value *v = json_get(o, key);
+	*n = v && v->type == JSON_ARR ? v->u.arr.n : 0;
+	return *n ? v->u.arr.v : NULL;
+}
+
+static const struct json_value *find_model(const struct json_value *doc, const char *name)
+{
+	size_t n;
+	const struct json_value *m = jarr(doc, "models", &n);
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(jstr(&m[i], "name"), name))
+			return &m[i];
+	return NULL;
+}
+
+static void human_bytes(char *buf, size_t n, uint64_t bytes)
+{
+	static const char units[] = "KMGTP";
+	double v = (double)bytes;
+	int u = -1;
+	while (v >= 1024 && u < 4) {
+		v /= 1024;
+		u++;
+	}
+	if (u < 0)
+		snprintf(buf, n, "%llu B", (unsigned long long)bytes);
+	else
+		snprintf(buf, n, "%.1f %ciB", v, units[u]);
+}
+
+static void human_time(char *buf, size_t n, double s)
+{
+	unsigned long t = s > 0 ? (unsigned long)s : 0;
+	if (t >= 86400)
+		snprintf(buf, n, "%lud %luh %lum", t / 86400, t / 3600 % 24, t / 60 % 60);
+	else if (t >= 3600)
+		snprintf(buf, n, "%luh %lum %lus", t / 3600, t / 60 % 60, t % 60);
+	else if (t >= 60)
+		snprintf(buf, n, "%lum %lus", t / 60, t % 60);
+	else
+		snprintf(buf, n, "%.1fs", s);
+}
+
+/* Write v back as JSON text: numbers exactly as the daemon wrote them. */
+static void json_emit(struct strbuf *b, const struct json_value *v)
+{
+	switch (v->type) {
+	case JSON_NULL:
+		sb_append(b, "null", 4);
+		break;
+	case JSON_BOOL:
+		sb_append(b, v->u.b ? "true" : "false", v->u.b ? 4 : 5);
+		break;
+	case JSON_NUM:
+		sb_append(b, v->u.num.text, v->u.num.text_len);
+		break;
+	case JSON_STR:
+		sb_json_str(b, v->u.str.s, v->u.str.len);
+		break;
+	case JSON_ARR:
+		sb_append(b, "[", 1);
+		for (size_t i = 0; i < v->u.arr.n; i++) {
+			if (i)
+				sb_append(b, ",", 1);
+			json_emit(b, &v->u.arr.v[i]);
+		}
+		sb_append(b, "]", 1);
+		break;
+	case JSON_OBJ:
+		sb_append(b, "{", 1);
+		for (size_t i = 0; i < v->u.obj.n; i++) {
+			if (i)
+				sb_append(b, ",", 1);
+			sb_json_str(b, v->u.obj.m[i].key, v->u.obj.m[i].key_len);
+			sb_append(b, ":", 1);
+			json_emit(b, &v->u.obj.m[i].value);
+		}
+		sb_append(b, "}", 1);
+		break;
+	}
+}
+
+/* Print b's text and a newline on stdout; CTL_ERR if b ran out of memory. */
+static int print_buf(struct strbuf *b)
+{
+	char *out = sb_take(b);
+	if (!out)
+		return ctl_error("out of memory");
+	printf("%s\n", out);
+	free(out);
+	return CTL_OK;
+}
+
+/* "key": after a comma unless first; then the value's put_* or json_emit. */
+static void put_key(struct strbuf *b, int first, const char *key)
+{
+	sb_printf(b, "%s\"%s\":", first ? "" : ",", key);
+}
+
+static void put_str(struct strbuf *b, int first, const char *key, const char *v)
+{
+	put_key(b, first, key);
+	sb_json_str(b, v, strlen(v));
+}
+
+/* Member key of o as the daemon wrote it; null when it is absent. */
+static void put_member(struct strbuf *b, int first, const struct json_value *o,
+		       const char *key)
+{
+	const struct json_value *v = json_get(o, key);
+	put_key(b, first, key);
+	if (v)
+		json_emit(b, v);
+	else
+		sb_append(b, "null", 4);
+}
+
+/* "NAME: ready, 48 tensors, 508.0 KiB -> 361.5 KiB (ratio 0.712), loaded in 0.01 s (40.2 MB/s)" */
+static void print_model_summary(const struct json_value *m)
+{
+	char raw[16], res[16];
+	human_bytes(raw, sizeof(raw), ju64(m, "raw_bytes"));
+	human_bytes(res, sizeof(res), ju64(m, "resident_bytes"));
+	printf("%s: %s, %llu tensors, %s -> %s (ratio %.3f), loaded in %.2f s (%.1f MB/s)\n",
+	       jstr(m, "name"), jstr(m, "state"), (unsigned long long)ju64(m, "tensors"),
+	       raw, res, jnum(m, "ratio"), jnum(m, "load_seconds"), jnum(m, "load_mb_per_s"));
+}
+
+/* ---- load ------------------------------------------------------------- */
+
+/* Poll the model until it is ready or failed, drawing a bar on a tty. */
+static int wait_loaded(uw_client *c, const char *name, int json)
+{
+	struct progress *bar = NULL;
+	uint64_t shown = 0;
+	int rc;
+	for (;;) {
+		char *text;
+		struct json_value *doc;
+		if (fetch_stats(c, name, &text, &doc) != CTL_OK) {
+			rc = CTL_ERR;
+			break;
+		}
+		const struct json_value *m = find_model(doc, name);
+		const char *state = m ? jstr(m, "state") : "gone";
+		if (m && !strcmp(state, "loading")) {
+			uint64_t done = ju64(m, "loaded_bytes");
+			if (!bar) {
+				char label[32];
+				snprintf(label, sizeof(label), "load %s", name);
+				bar = progress_new(label, ju64(m, "raw_bytes"));
+			}
+			if (done > shown) {
+				progress_add(bar, done - shown);
+				shown = done;
+			}
+			json_free(doc);
+			free(text);
+			nanosleep(&(struct timespec){ 0, POLL_NS }, NULL);
+			continue;
+		}
+		progress_free(bar);
+		bar = NULL;
+		if (m && !strcmp(state, "ready")) {
+			struct strbuf b = {0};
+			rc = CTL_OK;
+			if (json) {
+				json_emit(&b, m);
+				rc = print_buf(&b);
+			} else {
+				print_model_summary(m);
+			}
+		} else if (m && !strcmp(state, "failed")) {
+			rc = ctl_error("load %s failed: %s", name, jstr(m, "error"));
+		} else {
+			rc = ctl_error("load %s: the model is %s (evicted while loading?)", name,
+				       state);
+		}
+		json_free(doc);
+		free(text);
+		break;
+	}
+	progress_free(bar);
+	return rc;
+}
+
+int cmd_load(int argc, char **argv, const struct ctl_global *g)
+{
+	static const struct option opts[] = {
+		{ "wait", no_argument, NULL, 'w' },
+		{ "json", no_argument, NULL, 'j' },
+		{ 0 },
+	};
+	int wait = 0, json = 0, o;
+	while ((o = getopt_long(argc, argv, "wj", opts, NULL)) != -1) {
+		if (o == 'w')
+			wait = 1;
+		else if (o == 'j')
+			json = 1;
+		else
+			return ctl_usage_error("load", "unknown option");
+	}
+	if (argc - optind < 2)
+		return ctl_usage_error("load", "a model name and at least one path are needed");
+	const char *name = argv[optind];
+	uw_client *c;
+	if (connect_or_say(g, &c) != CTL_OK)
+		return CTL_ERR;
+	int rc = CTL_OK;
+	if (uw_load(c, name, (const char *const *)argv + optind + 1,
+		    (size_t)(argc - optind - 1)) < 0)
+		rc = ctl_error("%s", uw_errmsg());
+	else if (wait)
+		rc = wait_loaded(c, name, json);
+	else if (json)
+		printf("{\"name\":\"%s\",\"state\":\"loading\"}\n", name);  /* a valid name needs no escaping */
+	else
+		printf("%s: loading (unweightctl stats %s shows its progress)\n", name, name);
+	uw_disconnect(c);
+	return rc;
+}
+
+/* ---- evict ------------------------------------------------------------ */
+
+int cmd_evict(int argc, char **argv, const struct ctl_global *g)
+{
+	static const struct option opts[] = {
+		{ "force", no_argument, NULL, 'f' },
+		{ 0 },
+	};
+	unsigned flags = 0;
+	int o;
+	while ((o = getopt_long(argc, argv, "f", opts, NULL)) != -1) {
+		if (o != 'f')
+			return ctl_usage_error("evict", "unknown option");
+		flags |= UW_EVICT_FORCE;
+	}
+	if (argc - optind != 1)
+		return ctl_usage_error("evict", "exactly one model name is needed");
+	const char *name = argv[optind];
+	uw_client *c;
+	if (connect_or_say(g, &c) != CTL_OK)
+		return CTL_ERR;
+	int rc = CTL_OK;
+	if (uw_evict(c, name, flags) < 0)
+		rc = ctl_error("%s", uw_errmsg());
+	else if (flags & UW_EVICT_FORCE)
+		printf("%s: evicted; its memory is released when the last lease ends\n", name);
+	else
+		printf("%s: evicted\n", name);
+	uw_disconnect(c);
+	return rc;
+}
+
+/* ---- stats and list --------------------------------------------------- */
+
+static void print_stats(const struct json_value *doc)
+{
+	char up[32], b[3][16];
+	size_t n;
+	human_time(up, sizeof(up), jnum(doc, "uptime_s"));
+	printf("%s (pid %llu), backend %s, up %s\n\n", jstr(doc, "daemon"),
+	       (unsigned long long)ju64(doc, "pid"), jstr(doc, "backend"), up);
+
+	const struct json_value *d = jarr(doc, "devices", &n);
+	printf("%-12s %12s %12s %12s  %s\n", "DEVICE", "BUDGET", "USED", "FREE", "UUID");
+	for (size_t i = 0; i < n; i++) {
+		human_bytes(b[0], sizeof(b[0]), ju64(&d[i], "budget"));
+		human_bytes(b[1], sizeof(b[1]), ju64(&d[i], "used"));
+		human_bytes(b[2], sizeof(b[2]), ju64(&d[i], "free"));
+		printf("%-12s %12s %12s %12s  %s\n", jstr(&d[i], "name"), b[0], b[1], b[2],
+		       jstr(&d[i], "uuid"));
+	}
+
+	const struct json_value *m = jarr(doc, "models", &n);
+	for (size_t i = 0; i < n; i++) {
+		const struct json_value *x = &m[i];
+		human_bytes(b[0], sizeof(b[0]), ju64(x, "raw_bytes"));
+		human_bytes(b[1], sizeof(b[1]), ju64(x, "resident_bytes"));
+		human_bytes(b[2], sizeof(b[2]), ju64(x, "loaded_bytes"));
+		printf("\nmodel %s\n", jstr(x, "name"));
+		printf("  %-18s %s\n", "state", jstr(x, "state"));
+		if (json_get(x, "error"))
+			printf("  %-18s %s\n", "error", jstr(x, "error"));
+		printf("  %-18s %s\n", "device", jstr(x, "device"));
+		printf("  %-18s %llu\n", "tensors", (unsigned long long)ju64(x, "tensors"));
+		printf("  %-18s %s\n", "raw", b[0]);
+		printf("  %-18s %s\n", "resident", b[1]);
+		printf("  %-18s %.3f\n", "ratio", jnum(x, "ratio"));
+		printf("  %-18s %s (%.0f%%)\n", "loaded", b[2], 100 * jnum(x, "progress"));
+		printf("  %-18s %.3f s\n", "load time", jnum(x, "load_seconds"));
+		printf("  %-18s %.1f MB/s\n", "load throughput", jnum(x, "load_mb_per_s"));
+		printf("  %-18s %llu\n", "attached clients",
+		       (unsigned long long)ju64(x, "attached_clients"));
+		printf("  %-18s %llu\n", "attach count", (unsigned long long)ju64(x, "attach_count"));
+	}
+}
+
+int cmd_stats(int argc, char **argv, const struct ctl_global *g)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ 0 },
+	};
+	int json = 0, o;
+	while ((o = getopt_long(argc, argv, "j", opts, NULL)) != -1) {
+		if (o != 'j')
+			return ctl_usage_error("stats", "unknown option");
+		json = 1;
+	}
+	if (argc - optind > 1)
+		return ctl_usage_error("stats", "at most one model name");
+	uw_client *c;
+	if (connect_or_say(g, &c) != CTL_OK)
+		return CTL_ERR;
+	char *text;
+	struct json_value *doc;
+	int rc = fetch_stats(c, argc > optind ? argv[optind] : NULL, &text, &doc);
+	uw_disconnect(c);
+	if (rc != CTL_OK)
+		return rc;
+	if (json)
+		printf("%s\n", text);
+	else
+		print_stats(doc);
+	json_free(doc);
+	free(text);
+	return CTL_OK;
+}
+
+int cmd_list(int argc, char **argv, const struct ctl_global *g)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ 0 },
+	};
+	static const char *const keys[] = { "name", "state", "tensors", "resident_bytes",
+					    "ratio", "attached_clients" };
+	int json = 0, o;
+	while ((o = getopt_long(argc, argv, "j", opts, NULL)) != -1) {
+		if (o != 'j')
+			return ctl_usage_error("list", "unknown option");
+		json = 1;
+	}
+	if (argc != optind)
+		return ctl_usage_error("list", "no arguments are taken");
+	uw_client *c;
+	if (connect_or_say(g, &c) != CTL_OK)
+		return CTL_ERR;
+	char *text;
+	struct json_value *doc;
+	int rc = fetch_stats(c, NULL, &text, &doc);
+	uw_disconnect(c);
+	if (rc != CTL_OK)
+		return rc;
+	size_t n;
+	const struct json_value *m = jarr(doc, "models", &n);
+	if (json) {
+		struct strbuf b = {0};
+		sb_append(&b, "[", 1);
+		for (size_t i = 0; i < n; i++) {
+			sb_append(&b, i ? ",{" : "{", i ? 2 : 1);
+			for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+				put_member(&b, k == 0, &m[i], keys[k]);
+			sb_append(&b, "}", 1);
+		}
+		sb_append(&b, "]", 1);
+		rc = print_buf(&b);
+	} else {
+		printf("%-24s %-9s %8s %12s %7s %8s\n", "NAME", "STATE", "TENSORS",
+		       "RESIDENT", "RATIO", "CLIENTS");
+		for (size_t i = 0; i < n; i++) {
+			char res[16];
+			human_bytes(res, sizeof(res), ju64(&m[i], "resident_bytes"));
+			printf("%-24s %-9s %8llu %12s %7.3f %8llu\n", jstr(&m[i], "name"),
+			       jstr(&m[i], "state"), (unsigned long long)ju64(&m[i], "tensors"),
+			       res, jnum(&m[i], "ratio"),
+			       (unsigned long long)ju64(&m[i], "attached_clients"));
+		}
+	}
+	json_free(doc);
+	free(text);
+	return rc;
+}
+
+/* ---- status ----------------------------------------------------------- */
+
+int cmd_status(int argc, char **argv, const struct ctl_global *g)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ 0 },
+	};
+	int json = 0, o;
+	while ((o = getopt_long(argc, argv, "j", opts, NULL)) != -1) {
+		if (o != 'j')
+			return ctl_usage_error("status", "unknown option");
+		json = 1;
+	}
+	if (argc != optind)
+		return ctl_usage_error("status", "no arguments are taken");
+	const char *path = socket_path(g);
+	struct strbuf b = {0};
+	uw_client *c;
+	if (uw_connect(path, &c) < 0) {
+		const char *why = uw_errmsg();
+		if (json) {
+			sb_printf(&b, "{\"running\":false");
+			put_str(&b, 0, "socket", path);
+			put_str(&b, 0, "error", why);
+			sb_append(&b, "}", 1);
+			print_buf(&b);
+		} else {
+			printf("unweightd is not running: %s\n", why);
+		}
+		return CTL_ERR;
+	}
+	char *text;
+	struct json_value *doc;
+	int rc = fetch_stats(c, NULL, &text, &doc);
+	uw_disconnect(c);
+	if (rc != CTL_OK)
+		return rc;
+	size_t n, ready = 0;
+	const struct json_value *m = jarr(doc, "models", &n);
+	for (size_t i = 0; i < n; i++)
+		ready += !strcmp(jstr(&m[i], "state"), "ready");
+	if (json) {
+		sb_printf(&b, "{\"running\":true");
+		put_str(&b, 0, "socket", path);
+		put_member(&b, 0, doc, "daemon");
+		put_member(&b, 0, doc, "backend");
+		put_member(&b, 0, doc, "uptime_s");
+		sb_printf(&b, ",\"models\":%zu,\"ready\":%zu}", n, ready);
+		rc = print_buf(&b);
+	} else {
+		char up[32];
+		human_time(up, sizeof(up), jnum(doc, "uptime_s"));
+		printf("%s is running at %s: backend %s, up %s, %zu model%s (%zu ready)\n",
+		       jstr(doc, "daemon"), path, jstr(doc, "backend"), up, n,
+		       n == 1 ? "" : "s", ready);
+	}
+	json_free(doc);
+	free(text);
+	return rc;
+}

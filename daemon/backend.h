@@ -1,0 +1,68 @@
+/* backend: where models' resident bytes live (a sealed memfd on the host,
+ * VMM memory on a GPU), behind one small interface picked at start-up.
+ *
+ * A model owns one or more buffers on one device. The loader creates a
+ * buffer with a capacity (the worst case), writes tensors into it at
+ * offsets, then finishes it at its final size; from then on it is
+ * read-only and clients receive buf_fd() over the socket. */
+#ifndef UWD_BACKEND_H
+#define UWD_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+struct uwd_config;
+struct backend;
+struct bbuf;
+
+#define BACKEND_MAX_DEVICES 16
+
+struct backend_device {
+	char name[32];            /* "host", "cuda0" */
+	char uuid[64];            /* "GPU-..." on cuda, "" on host */
+	uint64_t budget;          /* bytes models may take on it */
+};
+
+struct backend_ops {
+	const char *name;         /* "host", "cuda" */
+	int id;                   /* enum uw_backend */
+	/* Whether this backend can run on this machine; e says why not. */
+	int (*probe)(struct uwerr *e);
+	/* Fill b->dev[] and b->ndev, with default budgets. */
+	int (*open)(struct backend *b, struct uwerr *e);
+	void (*close)(struct backend *b);
+	/* A buffer of at most cap bytes on device dev; label names it (the model). */
+	int (*buf_create)(struct backend *b, int dev, const char *label, uint64_t cap,
+			  struct bbuf **out, struct uwerr *e);
+	/* Copy n bytes to offset off; callable from several threads at once
+	 * for disjoint ranges. */
+	int (*buf_write)(struct bbuf *buf, uint64_t off, const void *src, size_t n,
+			 struct uwerr *e);
+	/* Cut to size (<= cap) and make it read-only for good. */
+	int (*buf_finish)(struct bbuf *buf, uint64_t size, struct uwerr *e);
+	/* The fd handed to clients; owned by the buffer, valid until destroy. */
+	int (*buf_fd)(const struct bbuf *buf);
+	void (*buf_destroy)(struct bbuf *buf);   /* NULL is fine */
+};
+
+struct backend {
+	const struct backend_ops *ops;
+	int ndev;
+	struct backend_device dev[BACKEND_MAX_DEVICES];
+	void *priv;               /* the backend's own state */
+};
+
+/* Pick the backend cfg names (auto: cuda where a GPU is present, else host),
+ * open it, and apply the configured budgets to its devices. */
+int backend_open(const struct uwd_config *cfg, struct backend **out, struct uwerr *e);
+void backend_close(struct backend *b);
+
+/* The device a load names: "" is device 0, else a name, uuid or index.
+ * Returns the index, or -1. */
+int backend_find_device(const struct backend *b, const char *spec);
+
+extern const struct backend_ops backend_host_ops;
+
+#endif

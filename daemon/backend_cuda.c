@@ -1,0 +1,311 @@
+/* backend_cuda: models in GPU memory allocated with the driver's virtual
+ * memory management (cuMemCreate), exported as POSIX fds so that workers
+ * import them (cuMemImportFromShareableHandle) and map them read-only.
+ * VMM memory lives while any handle or mapping refers to it, so workers keep
+ * computing even if the daemon dies; legacy cudaIpc memory would not. */
+#include "config.h"
+
+#include "daemon/backend.h"
+
+#include <cuda.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "unweight.h"
+
+/* Record a failed driver call with its file and line. */
+#define CU_TRY(call, e, ...)                                                       \
+	do {                                                                       \
+		CUresult cu_rc_ = (call);                                          \
+		if (cu_rc_ != CUDA_SUCCESS)                                        \
+			return cu_fail(cu_rc_, #call, __FILE__, __LINE__, e, __VA_ARGS__); \
+	} while (0)
+
+__attribute__((format(printf, 6, 7)))
+static int cu_fail(CUresult rc, const char *call, const char *file, int line,
+		   struct uwerr *e, const char *fmt, ...)
+{
+	const char *name = NULL, *text = NULL;
+	cuGetErrorName(rc, &name);
+	cuGetErrorString(rc, &text);
+	char what[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	int code = rc == CUDA_ERROR_OUT_OF_MEMORY ? ENOMEM : EIO;
+	return uwerr_set(e, code, "%s: %s: %s (%s, at %s:%d)", what,
+			 name ? name : "CUDA error", text ? text : "?", call, file, line);
+}
+
+struct cuda_dev {
+	CUdevice dev;
+	CUcontext ctx;            /* the primary context, retained */
+	size_t gran;              /* allocation granularity */
+};
+
+struct cuda_priv {
+	int ndev;
+	struct cuda_dev d[BACKEND_MAX_DEVICES];
+};
+
+struct bbuf {
+	struct cuda_dev *cd;
+	CUmemGenericAllocationHandle h;
+	CUdeviceptr ptr;          /* the daemon's own mapping */
+	size_t size;              /* of the allocation, granularity-rounded */
+	int fd;                   /* the exported handle, handed to clients */
+	char label[64];
+};
+
+static void prop_init(CUmemAllocationProp *p, CUdevice dev)
+{
+	memset(p, 0, sizeof(*p));
+	p->type = CU_MEM_ALLOCATION_TYPE_PINNED;
+	p->location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	p->location.id = dev;
+	p->requestedHandleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
+}
+
+static size_t round_up(size_t n, size_t g)
+{
+	return (n + g - 1) / g * g;
+}
+
+/* Why device i cannot serve, or 0. */
+static int device_check(int i, CUdevice *dev, struct uwerr *e)
+{
+	int vmm = 0, posix = 0;
+	CU_TRY(cuDeviceGet(dev, i), e, "device %d", i);
+	CU_TRY(cuDeviceGetAttribute(&vmm, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, *dev),
+	       e, "device %d", i);
+	CU_TRY(cuDeviceGetAttribute(&posix, CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED, *dev),
+	       e, "device %d", i);
+	if (!vmm)
+		return uwerr_set(e, ENOTSUP, "device %d: the driver offers no virtual memory "
+				 "management (cuMemCreate) on it", i);
+	if (!posix)
+		return uwerr_set(e, ENOTSUP, "device %d: the driver cannot export memory as "
+				 "POSIX file descriptors (CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_"
+				 "DESCRIPTOR_SUPPORTED is 0), so workers could not import it", i);
+	return 0;
+}
+
+static int cuda_probe(struct uwerr *e)
+{
+	int n = 0;
+	CU_TRY(cuInit(0), e, "cuInit (no usable NVIDIA driver or GPU?)");
+	CU_TRY(cuDeviceGetCount(&n), e, "counting GPUs");
+	if (n == 0)
+		return uwerr_set(e, ENODEV, "no GPU is visible");
+	CUdevice dev;
+	return device_check(0, &dev, e);
+}
+
+static void format_uuid(const CUuuid *u, char *out, size_t n)
+{
+	const unsigned char *b = (const unsigned char *)u->bytes;
+	snprintf(out, n, "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+		 "%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5], b[6],
+		 b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+static int open_device(struct backend *b, struct cuda_priv *p, int i, struct uwerr *e)
+{
+	struct cuda_dev *cd = &p->d[i];
+	struct backend_device *bd = &b->dev[i];
+	CUuuid uuid;
+	CUmemAllocationProp prop;
+	size_t free_b = 0, total_b = 0;
+	int rc = device_check(i, &cd->dev, e);
+	if (rc)
+		return rc;
+	CU_TRY(cuDevicePrimaryCtxRetain(&cd->ctx, cd->dev), e, "device %d: context", i);
+	p->ndev = i + 1;
+	CU_TRY(cuCtxSetCurrent(cd->ctx), e, "device %d: context", i);
+	CU_TRY(cuDeviceGetUuid(&uuid, cd->dev), e, "device %d: uuid", i);
+	prop_init(&prop, cd->dev);
+	CU_TRY(cuMemGetAllocationGranularity(&cd->gran, &prop, CU_MEM_ALLOC_GRANULARITY_RECOMMENDED),
+	       e, "device %d: granularity", i);
+	CU_TRY(cuMemGetInfo(&free_b, &total_b), e, "device %d: memory", i);
+	snprintf(bd->name, sizeof(bd->name), "cuda%d", i);
+	format_uuid(&uuid, bd->uuid, sizeof(bd->uuid));
+	/* 90% of what is free at start unless configured: workers need room
+	 * for activations, and loads peak above their final size. */
+	bd->budget = (uint64_t)free_b / 10 * 9;
+	return 0;
+}
+
+static void cuda_close(struct backend *b)
+{
+	struct cuda_priv *p = b->priv;
+	if (!p)
+		return;
+	for (int i = 0; i < p->ndev; i++)
+		cuDevicePrimaryCtxRelease(p->d[i].dev);
+	free(p);
+	b->priv = NULL;
+}
+
+static int cuda_open(struct backend *b, struct uwerr *e)
+{
+	int n = 0, rc;
+	struct cuda_priv *p = calloc(1, sizeof(*p));
+	if (!p)
+		return uwerr_set(e, ENOMEM, "out of memory");
+	b->priv = p;
+	if (cuInit(0) != CUDA_SUCCESS || cuDeviceGetCount(&n) != CUDA_SUCCESS || n == 0) {
+		rc = uwerr_set(e, ENODEV, "no usable GPU");
+		goto fail;
+	}
+	if (n > BACKEND_MAX_DEVICES)
+		n = BACKEND_MAX_DEVICES;
+	for (int i = 0; i < n; i++)
+		if ((rc = open_device(b, p, i, e)))
+			goto fail;
+	b->ndev = n;
+	return 0;
+fail:
+	cuda_close(b);
+	return rc;
+}
+
+/* Allocate, map for the daemon's writes, and export: one step so that
+ * buf_create and the shrink in buf_finish share it. */
+static int alloc_mapped(struct cuda_dev *cd, size_t size, struct bbuf *buf, struct uwerr *e)
+{
+	CUmemAllocationProp prop;
+	CUmemAccessDesc acc = {0};
+	prop_init(&prop, cd->dev);
+	buf->cd = cd;
+	buf->size = round_up(size ? size : 1, cd->gran);
+	buf->fd = -1;
+	CU_TRY(cuCtxSetCurrent(cd->ctx), e, "buffer %s", buf->label);
+	CU_TRY(cuMemCreate(&buf->h, buf->size, &prop, 0), e, "buffer %s: allocating %zu bytes",
+	       buf->label, buf->size);
+	CU_TRY(cuMemAddressReserve(&buf->ptr, buf->size, cd->gran, 0, 0), e,
+	       "buffer %s: reserving addresses", buf->label);
+	CU_TRY(cuMemMap(buf->ptr, buf->size, 0, buf->h, 0), e, "buffer %s: mapping", buf->label);
+	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	acc.location.id = cd->dev;
+	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	CU_TRY(cuMemSetAccess(buf->ptr, buf->size, &acc, 1), e, "buffer %s: access", buf->label);
+	CU_TRY(cuMemExportToShareableHandle(&buf->fd, buf->h, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0),
+	       e, "buffer %s: exporting as an fd", buf->label);
+	return 0;
+}
+
+static void free_mapped(struct bbuf *buf)
+{
+	if (buf->fd >= 0)
+		close(buf->fd);
+	buf->fd = -1;
+	if (!buf->cd)
+		return;
+	cuCtxSetCurrent(buf->cd->ctx);
+	if (buf->ptr) {
+		cuMemUnmap(buf->ptr, buf->size);
+		cuMemAddressFree(buf->ptr, buf->size);
+	}
+	if (buf->h)
+		cuMemRelease(buf->h);
+	buf->ptr = 0;
+	buf->h = 0;
+}
+
+static void cuda_buf_destroy(struct bbuf *buf)
+{
+	if (!buf)
+		return;
+	free_mapped(buf);
+	free(buf);
+}
+
+static int cuda_buf_create(struct backend *b, int dev, const char *label, uint64_t cap,
+			   struct bbuf **out, struct uwerr *e)
+{
+	struct cuda_priv *p = b->priv;
+	if (dev < 0 || dev >= p->ndev)
+		return uwerr_set(e, ENODEV, "buffer %s: no device %d", label, dev);
+	if (cap > SIZE_MAX / 2)
+		return uwerr_set(e, EFBIG, "buffer %s: %llu bytes", label, (unsigned long long)cap);
+	struct bbuf *buf = calloc(1, sizeof(*buf));
+	if (!buf)
+		return uwerr_set(e, ENOMEM, "buffer %s: out of memory", label);
+	snprintf(buf->label, sizeof(buf->label), "%s", label);
+	int rc = alloc_mapped(&p->d[dev], (size_t)cap, buf, e);
+	if (rc) {
+		cuda_buf_destroy(buf);
+		return rc;
+	}
+	*out = buf;
+	return 0;
+}
+
+static int cuda_buf_write(struct bbuf *buf, uint64_t off, const void *src, size_t n,
+			  struct uwerr *e)
+{
+	if (off > buf->size || n > buf->size - off)
+		return uwerr_set(e, ERANGE, "buffer %s: write of %zu bytes at %llu past its "
+				 "%zu bytes", buf->label, n, (unsigned long long)off, buf->size);
+	CU_TRY(cuCtxSetCurrent(buf->cd->ctx), e, "buffer %s", buf->label);
+	CU_TRY(cuMemcpyHtoD(buf->ptr + off, src, n), e, "buffer %s: upload of %zu bytes",
+	       buf->label, n);
+	return 0;
+}
+
+/* The capacity was the worst case (raw size). Where the resident form is
+ * smaller by a granule or more, move it into an allocation of its own size
+ * so the card keeps only what the model needs. */
+static int cuda_buf_finish(struct bbuf *buf, uint64_t size, struct uwerr *e)
+{
+	CUmemAccessDesc acc = {0};
+	if (size > buf->size)
+		return uwerr_set(e, ERANGE, "buffer %s: finish at %llu bytes, past its %zu",
+				 buf->label, (unsigned long long)size, buf->size);
+	CU_TRY(cuCtxSetCurrent(buf->cd->ctx), e, "buffer %s", buf->label);
+	CU_TRY(cuCtxSynchronize(), e, "buffer %s: finishing uploads", buf->label);
+	if (round_up(size ? size : 1, buf->cd->gran) < buf->size) {
+		struct bbuf fit = {0};
+		memcpy(fit.label, buf->label, sizeof(fit.label));
+		int rc = alloc_mapped(buf->cd, (size_t)size, &fit, e);
+		if (!rc && size && cuMemcpyDtoD(fit.ptr, buf->ptr, (size_t)size) != CUDA_SUCCESS)
+			rc = uwerr_set(e, EIO, "buffer %s: moving %llu bytes", buf->label,
+				       (unsigned long long)size);
+		if (!rc && cuCtxSynchronize() != CUDA_SUCCESS)
+			rc = uwerr_set(e, EIO, "buffer %s: moving", buf->label);
+		if (rc) {
+			free_mapped(&fit);
+			return rc;
+		}
+		free_mapped(buf);
+		*buf = fit;
+	}
+	/* The daemon itself only reads from now on. */
+	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	acc.location.id = buf->cd->dev;
+	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READ;
+	CU_TRY(cuMemSetAccess(buf->ptr, buf->size, &acc, 1), e, "buffer %s: read-only", buf->label);
+	return 0;
+}
+
+static int cuda_buf_fd(const struct bbuf *buf)
+{
+	return buf->fd;
+}
+
+const struct backend_ops backend_cuda_ops = {
+	.name = "cuda",
+	.id = UW_BACKEND_CUDA,
+	.probe = cuda_probe,
+	.open = cuda_open,
+	.close = cuda_close,
+	.buf_create = cuda_buf_create,
+	.buf_write = cuda_buf_write,
+	.buf_finish = cuda_buf_finish,
+	.buf_fd = cuda_buf_fd,
+	.buf_destroy = cuda_buf_destroy,
+};

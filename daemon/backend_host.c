@@ -1,0 +1,131 @@
+/* backend_host: models in host memory, one sealed memfd per buffer. Clients
+ * map the fd PROT_READ; the seals forbid writing, growing or shrinking it. */
+#include "config.h"
+
+#include "daemon/backend.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "unweight.h"
+
+struct bbuf {
+	int fd;
+	uint64_t cap;
+};
+
+static int host_probe(struct uwerr *e)
+{
+	return 0;
+}
+
+static int host_open(struct backend *b, struct uwerr *e)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+	if (pages <= 0 || psize <= 0)
+		return uwerr_set(e, EIO, "cannot tell the size of physical memory");
+	b->ndev = 1;
+	snprintf(b->dev[0].name, sizeof(b->dev[0].name), "host");
+	b->dev[0].uuid[0] = '\0';
+	/* Half of RAM unless configured: the workers need the rest. */
+	b->dev[0].budget = (uint64_t)pages * (uint64_t)psize / 2;
+	return 0;
+}
+
+static void host_close(struct backend *b)
+{
+}
+
+static int host_buf_create(struct backend *b, int dev, const char *label, uint64_t cap,
+			   struct bbuf **out, struct uwerr *e)
+{
+	char name[200];
+	snprintf(name, sizeof(name), "unweight:%s", label);
+	struct bbuf *buf = calloc(1, sizeof(*buf));
+	if (!buf)
+		return uwerr_set(e, ENOMEM, "memfd %s: out of memory", name);
+	buf->cap = cap;
+	buf->fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (buf->fd < 0) {
+		uwerr_set(e, errno, "memfd_create %s: %s", name, strerror(errno));
+		goto fail;
+	}
+	/* Sparse until written, so the worst-case size costs nothing yet. */
+	if (ftruncate(buf->fd, (off_t)cap) < 0) {
+		uwerr_set(e, errno, "memfd %s: size %llu bytes: %s", name,
+			  (unsigned long long)cap, strerror(errno));
+		goto fail;
+	}
+	*out = buf;
+	return 0;
+fail:
+	if (buf->fd >= 0)
+		close(buf->fd);
+	free(buf);
+	return -e->code;
+}
+
+static int host_buf_write(struct bbuf *buf, uint64_t off, const void *src, size_t n,
+			  struct uwerr *e)
+{
+	if (off > buf->cap || n > buf->cap - off)
+		return uwerr_set(e, EOVERFLOW, "memfd write [%llu,+%zu) past its capacity %llu",
+				 (unsigned long long)off, n, (unsigned long long)buf->cap);
+	const char *p = src;
+	while (n) {
+		ssize_t w = pwrite(buf->fd, p, n, (off_t)off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return uwerr_set(e, w < 0 ? errno : EIO, "memfd write at %llu: %s",
+					 (unsigned long long)off, w < 0 ? strerror(errno) : "no progress");
+		p += w;
+		off += (uint64_t)w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int host_buf_finish(struct bbuf *buf, uint64_t size, struct uwerr *e)
+{
+	if (size > buf->cap)
+		return uwerr_set(e, EOVERFLOW, "memfd: final size %llu past its capacity %llu",
+				 (unsigned long long)size, (unsigned long long)buf->cap);
+	if (ftruncate(buf->fd, (off_t)size) < 0)
+		return uwerr_set(e, errno, "memfd: cut to %llu bytes: %s",
+				 (unsigned long long)size, strerror(errno));
+	buf->cap = size;
+	if (fcntl(buf->fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)
+		return uwerr_set(e, errno, "memfd: seal: %s", strerror(errno));
+	return 0;
+}
+
+static int host_buf_fd(const struct bbuf *buf)
+{
+	return buf->fd;
+}
+
+static void host_buf_destroy(struct bbuf *buf)
+{
+	if (!buf)
+		return;
+	close(buf->fd);
+	free(buf);
+}
+
+const struct backend_ops backend_host_ops = {
+	.name = "host",
+	.id = UW_BACKEND_HOST,
+	.probe = host_probe,
+	.open = host_open,
+	.close = host_close,
+	.buf_create = host_buf_create,
+	.buf_write = host_buf_write,
+	.buf_finish = host_buf_finish,
+	.buf_fd = host_buf_fd,
+	.buf_destroy = host_buf_destroy,
+};

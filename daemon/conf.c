@@ -1,0 +1,390 @@
+/* conf: the config file parser and the command line (see conf.h). */
+#include "config.h"
+
+#include "daemon/conf.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/log.h"
+#include "unweight.h"
+
+enum origin { FROM_FILE, FROM_FLAG };
+
+static int set_str(char **dst, const char *v, char *why, size_t whylen)
+{
+	char *s = strdup(v);
+	if (!s) {
+		snprintf(why, whylen, "out of memory");
+		return -ENOMEM;
+	}
+	free(*dst);
+	*dst = s;
+	return 0;
+}
+
+static int parse_uint(const char *v, unsigned lo, unsigned hi, unsigned *out)
+{
+	char *end;
+	errno = 0;
+	if (!isdigit((unsigned char)v[0]))
+		return -EINVAL;
+	unsigned long x = strtoul(v, &end, 10);
+	if (errno || *end || x < lo || x > hi)
+		return -EINVAL;
+	*out = (unsigned)x;
+	return 0;
+}
+
+int config_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	if (!isdigit((unsigned char)s[0]))
+		return -EINVAL;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	static const char units[] = "KMGT";
+	const char *u = *end ? strchr(units, toupper((unsigned char)*end)) : NULL;
+	unsigned shift = 0;
+	if (u) {
+		shift = 10 * (unsigned)(u - units + 1);
+		end++;
+		if (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0)
+			end += strlen(end);
+	} else if (strcmp(end, "B") == 0) {
+		end++;
+	}
+	if (*end || (shift && v > (UINT64_MAX >> shift)))
+		return -EINVAL;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+/* Apply one setting; why gets the reason on error. */
+static int config_set(struct uwd_config *c, const char *key, const char *v,
+		      enum origin from, char *why, size_t whylen)
+{
+	if (!*v) {
+		snprintf(why, whylen, "%s: empty value", key);
+		return -EINVAL;
+	}
+	if (strcmp(key, "socket") == 0) {
+		if (v[0] != '/') {
+			snprintf(why, whylen, "socket: '%s' is not an absolute path", v);
+			return -EINVAL;
+		}
+		return set_str(&c->socket_path, v, why, whylen);
+	}
+	if (strcmp(key, "backend") == 0) {
+		if (strcmp(v, "host") == 0)
+			c->backend = UW_BACKEND_HOST;
+		else if (strcmp(v, "cuda") == 0)
+			c->backend = UW_BACKEND_CUDA;
+		else if (strcmp(v, "auto") == 0)
+			c->backend = UWD_BACKEND_AUTO;
+		else {
+			snprintf(why, whylen, "backend: '%s' is not host, cuda or auto", v);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (strcmp(key, "budget") == 0 || strncmp(key, "budget.", 7) == 0) {
+		const char *dev = key[6] ? key + 7 : "";
+		uint64_t bytes;
+		if (key[6] && !*dev) {
+			snprintf(why, whylen, "budget.: no device named");
+			return -EINVAL;
+		}
+		if (config_parse_size(v, &bytes)) {
+			snprintf(why, whylen, "%s: '%s' is not a size (like 8G, 512M or 1048576)", key, v);
+			return -EINVAL;
+		}
+		size_t i;
+		for (i = 0; i < c->nbudgets; i++)
+			if (strcmp(c->budgets[i].device, dev) == 0)
+				break;
+		if (i == c->nbudgets) {
+			if (i == UWD_MAX_LIST) {
+				snprintf(why, whylen, "%s: more than %d budgets", key, UWD_MAX_LIST);
+				return -E2BIG;
+			}
+			if (set_str(&c->budgets[i].device, dev, why, whylen))
+				return -ENOMEM;
+			c->nbudgets++;
+		}
+		c->budgets[i].bytes = bytes;
+		return 0;
+	}
+	if (strcmp(key, "allow_dir") == 0) {
+		if (v[0] != '/') {
+			snprintf(why, whylen, "allow_dir: '%s' is not an absolute path", v);
+			return -EINVAL;
+		}
+		if (from == FROM_FLAG && c->allow_from_file) {
+			for (size_t i = 0; i < c->nallow; i++)
+				free(c->allow_dirs[i]);
+			c->nallow = 0;
+			c->allow_from_file = 0;
+		}
+		if (c->nallow == UWD_MAX_LIST) {
+			snprintf(why, whylen, "allow_dir: more than %d directories", UWD_MAX_LIST);
+			return -E2BIG;
+		}
+		if (set_str(&c->allow_dirs[c->nallow], v, why, whylen))
+			return -ENOMEM;
+		c->nallow++;
+		c->allow_from_file = from == FROM_FILE;
+		return 0;
+	}
+	if (strcmp(key, "socket_group") == 0)
+		return set_str(&c->socket_group, v, why, whylen);
+	if (strcmp(key, "socket_mode") == 0) {
+		char *end;
+		unsigned long m = strtoul(v, &end, 8);
+		if (!isdigit((unsigned char)v[0]) || *end || m > 0777) {
+			snprintf(why, whylen, "socket_mode: '%s' is not an octal mode like 0660", v);
+			return -EINVAL;
+		}
+		c->socket_mode = (unsigned)m;
+		return 0;
+	}
+	if (strcmp(key, "log_level") == 0) {
+		int l = log_level_parse(v);
+		if (l < 0) {
+			snprintf(why, whylen, "log_level: '%s' is not err, warning, notice, info or debug", v);
+			return -EINVAL;
+		}
+		c->log_level = l;
+		return 0;
+	}
+	static const struct {
+		const char *key;
+		size_t off;
+		unsigned lo, hi;
+	} nums[] = {
+		{"max_clients", offsetof(struct uwd_config, max_clients), 1, 65536},
+		{"load_threads", offsetof(struct uwd_config, load_threads), 0, 256},
+		{"io_timeout_ms", offsetof(struct uwd_config, io_timeout_ms), 1, 3600000},
+	};
+	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+		if (strcmp(key, nums[i].key))
+			continue;
+		if (parse_uint(v, nums[i].lo, nums[i].hi, (unsigned *)((char *)c + nums[i].off))) {
+			snprintf(why, whylen, "%s: '%s' is not a number from %u to %u",
+				 key, v, nums[i].lo, nums[i].hi);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	snprintf(why, whylen, "unknown key '%s'", key);
+	return -EINVAL;
+}
+
+static char *trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	size_t n = strlen(s);
+	while (n && isspace((unsigned char)s[n - 1]))
+		s[--n] = '\0';
+	return s;
+}
+
+/* `key = value` lines; '#' starts a comment at the start of a line or
+ * after whitespace (so a path may hold a '#' inside a word). */
+static int config_read_file(struct uwd_config *c, const char *path, int must_exist,
+			    struct uwerr *e)
+{
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		if (errno == ENOENT && !must_exist)
+			return 0;
+		return uwerr_set(e, errno, "config %s: %s", path, strerror(errno));
+	}
+	char *line = NULL;
+	size_t cap = 0;
+	unsigned lineno = 0;
+	int rc = 0;
+	while (getline(&line, &cap, f) >= 0) {
+		lineno++;
+		for (char *h = line; (h = strchr(h, '#')); h++)
+			if (h == line || isspace((unsigned char)h[-1])) {
+				*h = '\0';
+				break;
+			}
+		char *s = trim(line);
+		if (!*s)
+			continue;
+		char *eq = strchr(s, '=');
+		if (!eq) {
+			rc = uwerr_set(e, EINVAL, "%s:%u: expected 'key = value'", path, lineno);
+			goto out;
+		}
+		*eq = '\0';
+		char why[UWERR_MSG_MAX / 2];
+		rc = config_set(c, trim(s), trim(eq + 1), FROM_FILE, why, sizeof(why));
+		if (rc) {
+			uwerr_set(e, -rc, "%s:%u: %s", path, lineno, why);
+			goto out;
+		}
+	}
+	if (ferror(f))
+		rc = uwerr_set(e, EIO, "config %s: read error", path);
+out:
+	free(line);
+	fclose(f);
+	return rc;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: unweightd [OPTION]...\n"
+		"Hold LLM weights compressed in memory and share them with workers.\n\n"
+		"  -c, --config PATH       config file (default " UWD_CONFIG_FILE ")\n"
+		"  -s, --socket PATH       listen here (default " UW_DEFAULT_SOCKET ")\n"
+		"  -b, --backend NAME      host, cuda or auto (default auto)\n"
+		"  -a, --allow-dir DIR     models may be loaded from under DIR (repeatable)\n"
+		"      --budget [DEV=]SIZE memory models may take on a device (repeatable)\n"
+		"      --socket-group NAME group of the socket\n"
+		"      --socket-mode MODE  permissions of the socket (default 0660)\n"
+		"  -l, --log-level LEVEL   err, warning, notice, info or debug (default info)\n"
+		"      --max-clients N     connections served at once (default 128)\n"
+		"      --load-threads N    encoder threads per load (0: one per CPU, up to 8)\n"
+		"      --io-timeout-ms N   a message once begun must arrive within N ms\n"
+		"  -f, --foreground        stay in the foreground (it always does)\n"
+		"  -h, --help              show this help\n"
+		"  -V, --version           show the version\n\n"
+		"See unweightd(8) and unweightd.conf(5).\n");
+}
+
+static const struct option longopts[] = {
+	{"config", required_argument, NULL, 'c'},
+	{"socket", required_argument, NULL, 's'},
+	{"backend", required_argument, NULL, 'b'},
+	{"allow-dir", required_argument, NULL, 'a'},
+	{"budget", required_argument, NULL, 'B'},
+	{"socket-group", required_argument, NULL, 'G'},
+	{"socket-mode", required_argument, NULL, 'M'},
+	{"log-level", required_argument, NULL, 'l'},
+	{"max-clients", required_argument, NULL, 'C'},
+	{"load-threads", required_argument, NULL, 'T'},
+	{"io-timeout-ms", required_argument, NULL, 'O'},
+	{"foreground", no_argument, NULL, 'f'},
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, 'V'},
+	{0},
+};
+static const char shortopts[] = "c:s:b:a:l:fhV";
+
+/* The config key each flag sets. */
+static const char *flag_key(int opt)
+{
+	switch (opt) {
+	case 's': return "socket";
+	case 'b': return "backend";
+	case 'a': return "allow_dir";
+	case 'G': return "socket_group";
+	case 'M': return "socket_mode";
+	case 'l': return "log_level";
+	case 'C': return "max_clients";
+	case 'T': return "load_threads";
+	case 'O': return "io_timeout_ms";
+	default: return NULL;
+	}
+}
+
+static const char *flag_name(int opt)
+{
+	for (const struct option *o = longopts; o->name; o++)
+		if (o->val == opt)
+			return o->name;
+	return "?";
+}
+
+int config_load(struct uwd_config *c, int argc, char **argv, struct uwerr *e)
+{
+	*c = (struct uwd_config){
+		.backend = UWD_BACKEND_AUTO,
+		.socket_mode = 0660,
+		.log_level = LOG_INFO,
+		.max_clients = 128,
+		.io_timeout_ms = 10000,
+	};
+	c->socket_path = strdup(UW_DEFAULT_SOCKET);
+	if (!c->socket_path)
+		return uwerr_set(e, ENOMEM, "out of memory");
+
+	/* First pass: only what decides which file to read, or to read none. */
+	const char *file = NULL;
+	int opt;
+	opterr = 0;
+	optind = 0;   /* 0, not 1: glibc then rescans from scratch */
+	while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+		if (opt == 'c')
+			file = optarg;
+		if (opt == 'h') {
+			usage(stdout);
+			return 1;
+		}
+		if (opt == 'V') {
+			printf("unweightd %s\n", PACKAGE_VERSION);
+			return 1;
+		}
+	}
+	int rc = config_read_file(c, file ? file : UWD_CONFIG_FILE, file != NULL, e);
+	if (rc)
+		return rc;
+
+	optind = 0;   /* 0, not 1: glibc then rescans from scratch */
+	while ((opt = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+		char why[UWERR_MSG_MAX / 2];
+		char key[160];
+		const char *val = optarg;
+		switch (opt) {
+		case 'c':
+			continue;
+		case 'f':
+			c->foreground = 1;
+			continue;
+		case 'B': {
+			const char *eq = strchr(optarg, '=');
+			if (eq && (size_t)(eq - optarg) < sizeof(key) - 8) {
+				snprintf(key, sizeof(key), "budget.%.*s", (int)(eq - optarg), optarg);
+				val = eq + 1;
+			} else {
+				snprintf(key, sizeof(key), "budget");
+			}
+			break;
+		}
+		case '?':
+			return uwerr_set(e, EINVAL, "unknown or incomplete option '%s' (see --help)",
+					 argv[optind - 1]);
+		default:
+			snprintf(key, sizeof(key), "%s", flag_key(opt));
+		}
+		rc = config_set(c, key, val, FROM_FLAG, why, sizeof(why));
+		if (rc)
+			return uwerr_set(e, -rc, "--%s: %s", flag_name(opt), why);
+	}
+	if (optind < argc)
+		return uwerr_set(e, EINVAL, "unexpected argument '%s' (see --help)", argv[optind]);
+	return 0;
+}
+
+void config_free(struct uwd_config *c)
+{
+	free(c->socket_path);
+	free(c->socket_group);
+	for (size_t i = 0; i < c->nbudgets; i++)
+		free(c->budgets[i].device);
+	for (size_t i = 0; i < c->nallow; i++)
+		free(c->allow_dirs[i]);
+	*c = (struct uwd_config){0};
+}

@@ -1,0 +1,47 @@
+/* conf: unweightd's settings, from its config file and its command line
+ * (flags override the file). unweightd.conf(5) documents every key. */
+#ifndef UWD_CONF_H
+#define UWD_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+#define UWD_CONFIG_FILE "/etc/unweight/unweightd.conf"
+#define UWD_BACKEND_AUTO (-1)
+#define UWD_MAX_LIST 64            /* allow_dir and budget entries */
+
+struct uwd_budget {
+	char *device;              /* "" = the default device */
+	uint64_t bytes;
+};
+
+struct uwd_config {
+	char *socket_path;
+	int backend;               /* enum uw_backend, or UWD_BACKEND_AUTO */
+	struct uwd_budget budgets[UWD_MAX_LIST];
+	size_t nbudgets;
+	char *allow_dirs[UWD_MAX_LIST];
+	size_t nallow;
+	int allow_from_file;       /* the first --allow-dir replaces the file's list */
+	char *socket_group;        /* NULL: leave the group as created */
+	unsigned socket_mode;      /* permission bits of a socket unweightd binds */
+	int log_level;             /* LOG_ERR .. LOG_DEBUG */
+	unsigned max_clients;
+	unsigned load_threads;     /* encoder threads per load; 0: one per CPU, at most 8 */
+	unsigned io_timeout_ms;    /* a message once begun must complete within this */
+	int foreground;            /* accepted; unweightd never forks anyway */
+};
+
+/* Fill c from the defaults, the config file (--config PATH, else
+ * UWD_CONFIG_FILE if it exists) and argv. Returns 0; 1 when --help or
+ * --version was printed (exit 0); or a negative errno with e naming the
+ * flag or FILE:LINE at fault. c must be freed with config_free either way. */
+int config_load(struct uwd_config *c, int argc, char **argv, struct uwerr *e);
+void config_free(struct uwd_config *c);
+
+/* "8G", "512MiB", "1024": bytes, with binary K/M/G/T suffixes. */
+int config_parse_size(const char *s, uint64_t *out);
+
+#endif

@@ -1,0 +1,86 @@
+/* unweightd: holds LLM weights compressed in memory and shares read-only
+ * mappings of them with inference workers over a Unix socket. See
+ * unweightd(8); this file only wires the parts together. */
+#include "config.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "daemon/allow.h"
+#include "daemon/backend.h"
+#include "daemon/conf.h"
+#include "daemon/loader.h"
+#include "daemon/log.h"
+#include "daemon/registry.h"
+#include "daemon/server.h"
+#include "daemon/uwd.h"
+
+static void log_settings(const struct uwd *d)
+{
+	const struct uwd_config *c = d->cfg;
+	log_info("unweightd %s: backend %s, max_clients %u, io_timeout_ms %u", PACKAGE_VERSION,
+		 d->be->ops->name, c->max_clients, c->io_timeout_ms);
+	for (int i = 0; i < d->be->ndev; i++)
+		log_info("device %s: budget %llu bytes (%.1f GiB)", d->be->dev[i].name,
+			 (unsigned long long)d->be->dev[i].budget,
+			 (double)d->be->dev[i].budget / (1u << 30));
+	for (size_t i = 0; i < c->nallow; i++)
+		log_info("allow_dir %s", c->allow_dirs[i]);
+	if (!c->nallow)
+		log_warning("no allow_dir is configured: every load will be refused");
+}
+
+int main(int argc, char **argv)
+{
+	struct uwd_config cfg;
+	struct uwerr e = {0};
+	struct uwd d = {.cfg = &cfg, .wake_fd = -1};
+	int rc = config_load(&cfg, argc, argv, &e);
+	if (rc) {
+		if (rc < 0)
+			fprintf(stderr, "unweightd: %s\n", e.msg);
+		config_free(&cfg);
+		return rc < 0 ? 2 : 0;
+	}
+	log_set_level(cfg.log_level);
+	/* Before any thread exists, so that every thread inherits the mask
+	 * and the signals reach only the server's signalfd. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if ((rc = allow_resolve_dirs(&cfg, &e)) || (rc = backend_open(&cfg, &d.be, &e)) ||
+	    (rc = registry_new(d.be, &d.reg, &e)) || (rc = loader_new(&d, &d.ld, &e)))
+		goto out;
+	if ((d.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+		rc = uwerr_set(&e, errno, "eventfd: %s", strerror(errno));
+		goto out;
+	}
+	d.started = uwd_now();
+	log_settings(&d);
+	rc = server_run(&d, &e);
+	/* Connections are gone: now the loads (canceled) can be joined. */
+	loader_free(d.ld);
+	d.ld = NULL;
+	if (!rc)
+		log_notice("stopped");
+out:
+	if (rc) {
+		log_err("%s", e.msg);
+		sd_notifyf(0, "STATUS=failed: %s\nERRNO=%d", e.msg, -rc);
+	}
+	loader_free(d.ld);
+	registry_free(d.reg);
+	backend_close(d.be);
+	if (d.wake_fd >= 0)
+		close(d.wake_fd);
+	config_free(&cfg);
+	return rc ? 1 : 0;
+}

@@ -1,0 +1,375 @@
+/* server: listening, accepting and shutting down (see server.h). */
+#include "config.h"
+
+#include "daemon/server.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "daemon/backend.h"
+#include "daemon/conf.h"
+#include "daemon/conn.h"
+#include "daemon/loader.h"
+#include "daemon/log.h"
+#include "daemon/uwd.h"
+
+struct server {
+	struct uwd *d;
+	int lfd;
+	int bound;                /* we bound the path: unlink it on the way out */
+	int sigfd, timerfd;       /* timerfd: the watchdog's; -1 without one */
+	int tickfd;               /* looks for stalled connections */
+	pthread_mutex_t lock;     /* conns */
+	struct conn *conns;
+	double paused_until;      /* out of fds: accept nothing until then */
+};
+
+static int mkdir_parents(const char *path, struct uwerr *e)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	snprintf(dir, sizeof(dir), "%s", path);
+	for (char *p = dir + 1; (p = strchr(p, '/')); p++) {
+		*p = '\0';
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+			return uwerr_set(e, errno, "socket %s: create %s: %s", path, dir, strerror(errno));
+		*p = '/';
+	}
+	return 0;
+}
+
+/* A socket file left by a daemon that died: stale if nothing answers. */
+static int remove_stale(const char *path, const struct sockaddr_un *sa, struct uwerr *e)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return 0;
+	if (!S_ISSOCK(st.st_mode))
+		return uwerr_set(e, EEXIST, "socket %s: exists and is not a socket", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return uwerr_set(e, errno, "socket: %s", strerror(errno));
+	int rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+	int err = errno;
+	close(fd);
+	if (rc == 0)
+		return uwerr_set(e, EADDRINUSE, "socket %s: another daemon answers on it", path);
+	if (err != ECONNREFUSED)
+		return uwerr_set(e, err, "socket %s: probing it: %s", path, strerror(err));
+	log_notice("socket %s: removing the stale socket of a daemon that is gone", path);
+	if (unlink(path) < 0 && errno != ENOENT)
+		return uwerr_set(e, errno, "socket %s: remove stale: %s", path, strerror(errno));
+	return 0;
+}
+
+static int set_group(const char *path, const char *group, struct uwerr *e)
+{
+	struct group gr, *res = NULL;
+	char buf[4096];
+	int rc = getgrnam_r(group, &gr, buf, sizeof(buf), &res);
+	if (!res)
+		return uwerr_set(e, rc ? rc : ENOENT, "socket_group %s: %s", group,
+				 rc ? strerror(rc) : "no such group");
+	if (chown(path, (uid_t)-1, gr.gr_gid) < 0)
+		return uwerr_set(e, errno, "socket %s: chown to group %s: %s", path, group,
+				 strerror(errno));
+	return 0;
+}
+
+static int bind_path(struct server *s, struct uwerr *e)
+{
+	const struct uwd_config *cfg = s->d->cfg;
+	const char *path = cfg->socket_path;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return uwerr_set(e, ENAMETOOLONG, "socket %s: path longer than %zu bytes", path,
+				 sizeof(sa.sun_path) - 1);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	int rc = mkdir_parents(path, e);
+	if (!rc)
+		rc = remove_stale(path, &sa, e);
+	if (rc)
+		return rc;
+	s->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (s->lfd < 0)
+		return uwerr_set(e, errno, "socket: %s", strerror(errno));
+	/* Never wider than asked for, not even between bind and chmod. */
+	mode_t old = umask(0777 & ~(mode_t)cfg->socket_mode);
+	rc = bind(s->lfd, (const struct sockaddr *)&sa, sizeof(sa));
+	int err = errno;
+	umask(old);
+	if (rc < 0)
+		return uwerr_set(e, err, "socket %s: bind: %s", path, strerror(err));
+	s->bound = 1;
+	if (chmod(path, cfg->socket_mode) < 0)
+		return uwerr_set(e, errno, "socket %s: chmod: %s", path, strerror(errno));
+	if (cfg->socket_group && (rc = set_group(path, cfg->socket_group, e)))
+		return rc;
+	if (listen(s->lfd, SOMAXCONN) < 0)
+		return uwerr_set(e, errno, "socket %s: listen: %s", path, strerror(errno));
+	log_info("listening on %s (mode %04o)", path, cfg->socket_mode);
+	return 0;
+}
+
+static int listen_socket(struct server *s, struct uwerr *e)
+{
+	int n = sd_listen_fds(1);
+	if (n < 0)
+		return uwerr_set(e, -n, "sd_listen_fds: %s", strerror(-n));
+	if (n > 1)
+		return uwerr_set(e, EINVAL, "systemd passed %d sockets; unweightd takes exactly one", n);
+	if (n == 0)
+		return bind_path(s, e);
+	if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, NULL, 0) <= 0)
+		return uwerr_set(e, EINVAL, "fd %d from systemd (LISTEN_FDS) is not a listening "
+				 "AF_UNIX stream socket", SD_LISTEN_FDS_START);
+	s->lfd = SD_LISTEN_FDS_START;
+	int fl = fcntl(s->lfd, F_GETFL);
+	if (fl < 0 || fcntl(s->lfd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+	    fcntl(s->lfd, F_SETFD, FD_CLOEXEC) < 0)
+		return uwerr_set(e, errno, "fd %d from systemd: %s", s->lfd, strerror(errno));
+	log_info("listening on the socket systemd passed (fd %d); --socket is not used",
+		 s->lfd);
+	return 0;
+}
+
+static int periodic(int *fd, uint64_t usec, struct uwerr *e)
+{
+	*fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (*fd < 0)
+		return uwerr_set(e, errno, "timerfd: %s", strerror(errno));
+	struct itimerspec its = {
+		.it_interval = {.tv_sec = (time_t)(usec / 1000000), .tv_nsec = (long)(usec % 1000000) * 1000},
+	};
+	its.it_value = its.it_interval;
+	if (timerfd_settime(*fd, 0, &its, NULL) < 0)
+		return uwerr_set(e, errno, "timerfd: %s", strerror(errno));
+	return 0;
+}
+
+static int timers(struct server *s, struct uwerr *e)
+{
+	uint64_t usec, tick = (uint64_t)s->d->cfg->io_timeout_ms * 1000 / 4;
+	tick = tick < 20000 ? 20000 : tick > 1000000 ? 1000000 : tick;
+	int rc = periodic(&s->tickfd, tick, e);
+	if (rc || sd_watchdog_enabled(0, &usec) <= 0)
+		return rc;
+	usec /= 2;    /* ping at half the interval systemd allows */
+	log_info("watchdog: pinging every %llu ms", (unsigned long long)(usec / 1000));
+	return periodic(&s->timerfd, usec, e);
+}
+
+/* Shut down the connections stalled inside a message; their threads then
+ * see the end of the stream and finish. */
+static void close_stalled(struct server *s)
+{
+	long long now = uwd_now_ms(), limit = s->d->cfg->io_timeout_ms;
+	pthread_mutex_lock(&s->lock);
+	for (struct conn *c = s->conns; c; c = c->next) {
+		long long since = atomic_load(&c->io_since_ms);
+		if (since && now - since > limit && !atomic_load(&c->done)) {
+			log_warning("client %s: stalled inside a message for over %lld ms; closing "
+				    "the connection", c->who, limit);
+			shutdown(c->fd, SHUT_RDWR);
+			atomic_store(&c->io_since_ms, 0);
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Join the connection threads that have finished, and free them. */
+static unsigned reap(struct server *s)
+{
+	struct conn *dead = NULL;
+	unsigned live = 0;
+	pthread_mutex_lock(&s->lock);
+	for (struct conn **p = &s->conns; *p; ) {
+		struct conn *c = *p;
+		if (atomic_load(&c->done)) {
+			*p = c->next;
+			c->next = dead;
+			dead = c;
+		} else {
+			live++;
+			p = &c->next;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	while (dead) {
+		struct conn *c = dead;
+		dead = c->next;
+		pthread_join(c->th, NULL);
+		close(c->fd);
+		free(c);
+	}
+	return live;
+}
+
+static void accept_one(struct server *s)
+{
+	struct uwd *d = s->d;
+	int fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0) {
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+			log_warning("accept: %s; pausing for 100 ms", strerror(errno));
+			s->paused_until = uwd_now() + 0.1;
+		} else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+			log_err("accept: %s", strerror(errno));
+		}
+		return;
+	}
+	struct ucred cred = {.pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1};
+	socklen_t len = sizeof(cred);
+	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+	char who[64];
+	snprintf(who, sizeof(who), "uid %ld pid %ld", (long)cred.uid, (long)cred.pid);
+
+	unsigned live = reap(s);
+	if (live >= d->cfg->max_clients) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "unweightd serves at most %u clients at once (max_clients)",
+			 d->cfg->max_clients);
+		log_warning("refused connection from %s: %s", who, msg);
+		/* A fresh socket's buffer is empty: this send does not block. */
+		conn_refuse(fd, -EUSERS, msg);
+		close(fd);
+		return;
+	}
+	struct conn *c = calloc(1, sizeof(*c));
+	if (!c) {
+		log_err("refused connection from %s: out of memory", who);
+		close(fd);
+		return;
+	}
+	c->d = d;
+	c->fd = fd;
+	c->cred = cred;
+	memcpy(c->who, who, sizeof(who));
+	pthread_mutex_lock(&s->lock);
+	int rc = pthread_create(&c->th, NULL, conn_main, c);
+	if (!rc) {
+		c->next = s->conns;
+		s->conns = c;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (rc) {
+		log_err("refused connection from %s: thread: %s", who, strerror(rc));
+		conn_refuse(fd, -rc, "unweightd cannot start a thread for this connection");
+		close(fd);
+		free(c);
+		return;
+	}
+	log_debug("client %s: connected", who);
+}
+
+/* Serve until a signal; returns the signal. */
+static int serve(struct server *s)
+{
+	struct uwd *d = s->d;
+	for (;;) {
+		double wait = s->paused_until - uwd_now();
+		struct pollfd p[5] = {
+			{.fd = s->sigfd, .events = POLLIN},
+			{.fd = d->wake_fd, .events = POLLIN},
+			{.fd = s->timerfd, .events = POLLIN},
+			{.fd = wait > 0 ? -1 : s->lfd, .events = POLLIN},
+			{.fd = s->tickfd, .events = POLLIN},
+		};
+		if (poll(p, 5, wait > 0 ? (int)(wait * 1000) + 1 : -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_err("poll: %s", strerror(errno));
+			return SIGTERM;
+		}
+		if (p[0].revents) {
+			struct signalfd_siginfo si;
+			if (read(s->sigfd, &si, sizeof(si)) == sizeof(si))
+				return (int)si.ssi_signo;
+		}
+		if (p[1].revents) {
+			eventfd_t n;
+			eventfd_read(d->wake_fd, &n);
+			reap(s);
+			loader_reap(d->ld);
+		}
+		if (p[2].revents) {
+			uint64_t n;
+			if (read(s->timerfd, &n, sizeof(n)) == sizeof(n))
+				sd_notify(0, "WATCHDOG=1");
+		}
+		if (p[3].revents)
+			accept_one(s);
+		if (p[4].revents) {
+			uint64_t n;
+			if (read(s->tickfd, &n, sizeof(n)) == sizeof(n))
+				close_stalled(s);
+		}
+	}
+}
+
+/* Close every connection and join its thread. */
+static void close_all(struct server *s)
+{
+	pthread_mutex_lock(&s->lock);
+	for (struct conn *c = s->conns; c; c = c->next)
+		shutdown(c->fd, SHUT_RDWR);   /* its thread sees EOF, or EPIPE */
+	pthread_mutex_unlock(&s->lock);
+	while (reap(s)) {
+		struct pollfd p = {.fd = s->d->wake_fd, .events = POLLIN};
+		if (poll(&p, 1, 1000) > 0) {
+			eventfd_t n;
+			eventfd_read(s->d->wake_fd, &n);
+		}
+	}
+}
+
+int server_run(struct uwd *d, struct uwerr *e)
+{
+	struct server s = {.d = d, .lfd = -1, .sigfd = -1, .timerfd = -1, .tickfd = -1};
+	pthread_mutex_init(&s.lock, NULL);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	int rc = 0;
+	if ((s.sigfd = signalfd(-1, &set, SFD_CLOEXEC)) < 0)
+		rc = uwerr_set(e, errno, "signalfd: %s", strerror(errno));
+	if (!rc)
+		rc = listen_socket(&s, e);
+	if (!rc)
+		rc = timers(&s, e);
+	if (!rc) {
+		sd_notify(0, "READY=1\nSTATUS=serving");
+		log_notice("ready: backend %s, pid %ld", d->be->ops->name, (long)getpid());
+		int sig = serve(&s);
+		log_notice("caught %s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+		sd_notify(0, "STOPPING=1\nSTATUS=shutting down");
+	}
+	/* Stop accepting first: nobody should queue up behind a closing daemon. */
+	if (s.lfd >= 0)
+		close(s.lfd);
+	if (s.bound)
+		unlink(d->cfg->socket_path);
+	if (!rc) {
+		loader_cancel_all(d->ld);
+		close_all(&s);
+	}
+	if (s.sigfd >= 0)
+		close(s.sigfd);
+	if (s.timerfd >= 0)
+		close(s.timerfd);
+	if (s.tickfd >= 0)
+		close(s.tickfd);
+	pthread_mutex_destroy(&s.lock);
+	return rc;
+}

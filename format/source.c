@@ -1,0 +1,162 @@
+/* source: one view over safetensors checkpoints and .uwb bundles (source.h). */
+#include "config.h"  /* first: _GNU_SOURCE */
+#include "format/source.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "format/bundle.h"
+
+struct source {
+	struct bundle *b;            /* exactly one of b and c */
+	struct st_checkpoint *c;
+	size_t n;
+	struct src_tensor *t;
+	const struct st_file **file; /* checkpoint: the shard of each tensor */
+	const struct st_tensor **st; /* checkpoint: its entry there */
+	uint64_t raw_total;
+	int nthreads;
+};
+
+/* 1 when path is a bundle, 0 when not, negative errno (recorded in e). */
+static int is_bundle(const char *path, struct uwerr *e)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return uwerr_set(e, errno, "%s: open: %s", path, strerror(errno));
+	int rc = bundle_sniff(fd);
+	close(fd);
+	if (rc < 0)
+		return uwerr_set(e, -rc, "%s: read: %s", path, strerror(-rc));
+	return rc;
+}
+
+static int from_bundle(struct source *s, struct uwerr *e)
+{
+	s->n = s->b->ntensors;
+	s->t = calloc(s->n ? s->n : 1, sizeof(*s->t));
+	if (!s->t)
+		return uwerr_set(e, ENOMEM, "out of memory for %zu tensors", s->n);
+	for (size_t i = 0; i < s->n; i++) {
+		const struct bundle_tensor *bt = &s->b->tensors[i];
+		struct src_tensor *t = &s->t[i];
+		t->name = bt->name;
+		t->dtype = bt->dtype;
+		t->ndim = bt->ndim;
+		memcpy(t->shape, bt->shape, sizeof(t->shape));
+		t->raw_bytes = bt->raw_bytes;
+		s->raw_total += t->raw_bytes;
+	}
+	return 0;
+}
+
+static int from_checkpoint(struct source *s, struct uwerr *e)
+{
+	for (size_t f = 0; f < s->c->nfiles; f++)
+		s->n += s->c->files[f]->ntensors;
+	s->t = calloc(s->n ? s->n : 1, sizeof(*s->t));
+	s->file = calloc(s->n ? s->n : 1, sizeof(*s->file));
+	s->st = calloc(s->n ? s->n : 1, sizeof(*s->st));
+	if (!s->t || !s->file || !s->st)
+		return uwerr_set(e, ENOMEM, "out of memory for %zu tensors", s->n);
+	size_t i = 0;
+	for (size_t f = 0; f < s->c->nfiles; f++) {
+		const struct st_file *sf = s->c->files[f];
+		for (size_t k = 0; k < sf->ntensors; k++, i++) {
+			const struct st_tensor *st = &sf->tensors[k];
+			struct src_tensor *t = &s->t[i];
+			t->name = st->name;
+			t->dtype = st->dtype;
+			t->ndim = st->ndim;
+			memcpy(t->shape, st->shape, sizeof(t->shape));
+			t->raw_bytes = st_tensor_bytes(st);
+			s->file[i] = sf;
+			s->st[i] = st;
+			s->raw_total += t->raw_bytes;
+		}
+	}
+	return 0;
+}
+
+int source_open(const char *const *paths, size_t npaths, struct source **out,
+		struct uwerr *e)
+{
+	*out = NULL;
+	if (npaths == 0)
+		return uwerr_set(e, EINVAL, "no checkpoint path given");
+	struct source *s = calloc(1, sizeof(*s));
+	if (!s)
+		return uwerr_set(e, ENOMEM, "out of memory");
+	s->nthreads = 1;
+	int rc = 0;
+	for (size_t i = 0; i < npaths; i++) {
+		if ((rc = is_bundle(paths[i], e)) < 0)
+			goto fail;
+		if (rc == 1 && npaths > 1) {
+			rc = uwerr_set(e, EINVAL, "%s: a .uwb bundle must be the only path given (%zu given)",
+				       paths[i], npaths);
+			goto fail;
+		}
+	}
+	if (rc == 1) {
+		if ((rc = bundle_open(paths[0], &s->b, e))) {
+			uwerr_prefix(e, "%s", paths[0]);
+			goto fail;
+		}
+		rc = from_bundle(s, e);
+	} else {
+		if ((rc = st_checkpoint_open(paths, npaths, &s->c, e)))
+			goto fail;
+		rc = from_checkpoint(s, e);
+	}
+	if (rc)
+		goto fail;
+	*out = s;
+	return 0;
+fail:
+	source_close(s);
+	return rc;
+}
+
+void source_close(struct source *s)
+{
+	if (!s)
+		return;
+	bundle_close(s->b);
+	st_checkpoint_close(s->c);
+	free(s->t);
+	free(s->file);
+	free(s->st);
+	free(s);
+}
+
+void source_set_threads(struct source *s, int nthreads)
+{
+	s->nthreads = nthreads;
+}
+
+size_t source_count(const struct source *s)
+{
+	return s->n;
+}
+
+const struct src_tensor *source_tensor(const struct source *s, size_t i)
+{
+	return i < s->n ? &s->t[i] : NULL;
+}
+
+uint64_t source_raw_total(const struct source *s)
+{
+	return s->raw_total;
+}
+
+int source_read(const struct source *s, size_t i, void *raw, struct uwerr *e)
+{
+	if (i >= s->n)
+		return uwerr_set(e, EINVAL, "tensor %zu of %zu", i, s->n);
+	if (s->b)
+		return bundle_read_tensor(s->b, i, raw, s->nthreads, e);
+	return st_read_tensor(s->file[i], s->st[i], raw, e);
+}

@@ -1,0 +1,574 @@
+/* matmul: uwk_matmul, y = x . W^T for a resident BF16 tensor W.
+ *
+ * Fused pipeline (R12, batch <= 64). Each warp owns 16 rows of W and walks
+ * their columns in chunks of 128: a lane loads 32 columns of two rows (g and
+ * g + 8) with 16-byte loads straight from the planes (read once, L1 skipped),
+ * rebuilds the BF16 pairs in registers (one shared-memory lookup gives the
+ * exponent bits of a column pair, prmt + lop3 the rest), writes the patched
+ * exponents of its columns over them, and feeds them to mma.sync m16n8k16
+ * as the A operand. The K order inside a chunk is permuted so that a lane's
+ * 32 contiguous columns are its A fragments: lane (g, t) gives logical
+ * k = 2t, 2t+1, 2t+8, 2t+9 of k-step s from columns 32t + 4s .. 32t + 4s + 3,
+ * and reads x at the same columns (B operand, batch row n = g of an n-tile).
+ * x is staged per step in shared memory by cp.async, two buffers deep, in
+ * rows padded so the B loads are free of bank conflicts. The block's warps
+ * that split K add their sums in a fixed order through shared memory;
+ * blocks that split K (ks > 1) write float partial sums that a second
+ * kernel adds in order. Decoded weights never reach global memory.
+ *
+ * Decode + GEMM pipeline (large batch): uwk_decode into the context's
+ * scratch, then cublasGemmEx (BF16 in and out, float compute). RAW BF16
+ * tensors go to cublasGemmEx directly. */
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+
+#include <cuda_bf16.h>
+
+#include "kernels/cuda/uwk_int.h"
+
+extern "C" {
+#include "format/dtype.h"
+#include "kernels/resident.h"
+}
+
+#define KC 128                 /* columns of one warp chunk: 4 lanes x 32 */
+
+/* Shared-memory row of staged x for one batch row: WK chunks of 4 lane
+ * segments of 64 bytes, each padded to 80; the row stride is 4 mod 8 in
+ * 16-byte units, so the 8 lanes of a quarter warp hit 8 distinct bank
+ * groups with their 16-byte loads. */
+template <int WK>
+struct xrow {
+	static constexpr int seg = 80;
+	static constexpr int bytes = WK * 4 * seg + (WK % 2 == 0 ? 64 : 0);
+};
+
+__device__ __forceinline__ void mma_bf16(float d[4], uint32_t a0, uint32_t a1, uint32_t a2,
+					 uint32_t a3, uint32_t b0, uint32_t b1)
+{
+	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+		     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+		     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+		     : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, uint32_t bytes)
+{
+	uint32_t s = (uint32_t)__cvta_generic_to_shared(smem);
+	asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
+		     :: "r"(s), "l"(gmem), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ void cp_commit(void)
+{
+	asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+__device__ __forceinline__ void cp_wait_prev(void)
+{
+	asm volatile("cp.async.wait_group 1;" ::: "memory");
+}
+
+__device__ __forceinline__ uint16_t bf16_bits(float f)
+{
+	return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+}
+
+/* Write the patched exponents of columns [c, c + 32) of one row over w.
+ * The lane walks its row's ascending patch list once over the whole K loop
+ * (patches of other lanes' columns are passed over); the caller enters only
+ * when the next patch is before c + 32, so rows without patches cost one
+ * compare per chunk. */
+__device__ __forceinline__ void r12_patch32(uint32_t w[16], uint32_t &pnext, uint32_t pend,
+					 uint32_t &pcol, const uint32_t *__restrict__ patch,
+					 uint32_t c)
+{
+	for (; pnext < pend; pnext++) {
+		const uint32_t v = patch[pnext], col = v >> 8;
+		if (col >= c + 32) {
+			pcol = col;
+			return;
+		}
+		if (col >= c) {
+			const uint32_t off = col - c, sh = (off & 1) * 16 + 7;
+			const uint32_t keep = ~(0xffu << sh), bits = (v & 0xff) << sh;
+			/* one bit a word, hidden from the optimizer: folded back into
+			 * w[off / 2], a run-time index would put w in local memory */
+			uint32_t sel = 1u << (off >> 1);
+			asm("" : "+r"(sel));
+#pragma unroll
+			for (int q = 0; q < 16; q++)
+				if (sel & (1u << q))
+					w[q] = (w[q] & keep) | bits;
+		}
+	}
+	pcol = UINT32_MAX;
+}
+
+/* NT n-tiles of 8 batch rows; WM warps side by side over rows, WK over
+ * columns; XVEC: x rows are 16-byte aligned (cp.async), else element copies. */
+template <int NT, int WM, int WK, bool XVEC>
+__global__ void __launch_bounds__(32 * WM * WK)
+r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batch,
+		 uint16_t *__restrict__ y, float *__restrict__ part, uint32_t cps)
+{
+	constexpr int XS = xrow<WK>::bytes, SEG = xrow<WK>::seg;
+	extern __shared__ __align__(16) uint8_t smem[];
+	__shared__ uint32_t tab[256];
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+	const int wm = warp % WM, wk = warp / WM, g = lane >> 2, t = lane & 3;
+	const uint32_t nx = min(batch, (uint32_t)(8 * NT));   /* x rows staged */
+	const uint32_t xbuf = nx * XS;
+	const uint32_t nch = (a.cols + KC - 1) / KC;
+	const uint32_t cb = blockIdx.y * cps, ce = min(nch, cb + cps);
+	const uint32_t nsteps = (ce - cb + WK - 1) / WK;
+	const uint32_t row0 = (blockIdx.x * WM + wm) * 16 + g;
+	r12_table(tab, a);
+
+	const uint8_t *mrow[2], *nrow[2];
+	bool rok[2];
+	uint32_t pnext[2], pend[2], pcol[2];
+#pragma unroll
+	for (int h = 0; h < 2; h++) {
+		const uint32_t r = row0 + 8 * h;
+		rok[h] = r < a.rows;
+		mrow[h] = a.mant + (uint64_t)(rok[h] ? r : 0) * a.mstride;
+		nrow[h] = a.nib + (uint64_t)(rok[h] ? r : 0) * a.nstride;
+		pnext[h] = pend[h] = 0;
+		pcol[h] = UINT32_MAX;
+		if (rok[h] && a.npatch) {
+			const uint32_t p0 = a.prow[r], p1 = min(a.prow[r + 1], a.npatch);
+			if (p0 < p1) {
+				pnext[h] = p0;
+				pend[h] = p1;
+				pcol[h] = a.patch[p0] >> 8;
+			}
+		}
+	}
+
+	/* x columns of step st (WK chunks) into buffer buf */
+	auto stage = [&](uint32_t st, uint32_t buf) {
+		constexpr uint32_t SEGS = WK * KC / 8;          /* 8-column units a row */
+		uint8_t *xs = smem + buf * xbuf;
+		const uint32_t k0 = (cb + st * WK) * KC;
+		for (uint32_t u = threadIdx.x; u < nx * SEGS; u += blockDim.x) {
+			const uint32_t n = u / SEGS, cc = (u % SEGS) * 8, col = k0 + cc;
+			uint8_t *d = xs + n * XS + (cc / 32) * SEG + (cc % 32) * 2;
+			const uint16_t *src = x + (uint64_t)n * a.cols + col;
+			if (XVEC) {
+				cp_async16(d, col < a.cols ? src : x, col < a.cols ? 16 : 0);
+			} else {
+				uint32_t v[4];
+#pragma unroll
+				for (int e = 0; e < 4; e++) {
+					uint32_t lo = col + 2 * e < a.cols ? src[2 * e] : 0;
+					uint32_t hi = col + 2 * e + 1 < a.cols ? src[2 * e + 1] : 0;
+					v[e] = lo | hi << 16;
+				}
+				*(uint4 *)d = make_uint4(v[0], v[1], v[2], v[3]);
+			}
+		}
+	};
+
+	float acc[NT][4];
+#pragma unroll
+	for (int j = 0; j < NT; j++)
+		acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+
+	uint32_t ch = cb + wk;
+	r12_raw32 cur[2], nxt[2];
+#pragma unroll
+	for (int h = 0; h < 2; h++) {
+		r12_load32(cur[h], mrow[h], nrow[h], ch * KC + 32 * t, a.cols, rok[h] && ch < ce);
+		nxt[h] = cur[h];
+	}
+	stage(0, 0);
+	cp_commit();
+	for (uint32_t st = 0; st < nsteps; st++) {
+		const bool more = st + 1 < nsteps;
+		const uint32_t chn = ch + WK;
+		if (more) {
+			stage(st + 1, (st + 1) & 1);
+#pragma unroll
+			for (int h = 0; h < 2; h++)
+				r12_load32(nxt[h], mrow[h], nrow[h], chn * KC + 32 * t, a.cols,
+					   rok[h] && chn < ce);
+		}
+		cp_commit();
+		cp_wait_prev();
+		__syncthreads();
+		if (ch < ce) {
+			const uint32_t c = ch * KC + 32 * t;
+			uint32_t w[2][16];
+#pragma unroll
+			for (int h = 0; h < 2; h++) {
+				r12_decode32(tab, cur[h].sm, cur[h].ix, w[h]);
+				if (pcol[h] < c + 32)
+					r12_patch32(w[h], pnext[h], pend[h], pcol[h], a.patch, c);
+				if (c + 32 > a.cols) {
+					/* past the last column: zeros, whatever palette[0] is */
+#pragma unroll
+					for (uint32_t p = 0; p < 16; p++) {
+						if (c + 2 * p >= a.cols)
+							w[h][p] = 0;
+						else if (c + 2 * p + 1 >= a.cols)
+							w[h][p] &= 0xffff;
+					}
+				}
+			}
+			const uint8_t *xb = smem + (st & 1) * xbuf + (wk * 4 + t) * SEG;
+#pragma unroll
+			for (int j = 0; j < NT; j++) {
+				const uint32_t n = 8 * j + g;
+				uint32_t xv[16];
+				if (n < nx) {
+#pragma unroll
+					for (int q = 0; q < 4; q++) {
+						uint4 v = *(const uint4 *)(xb + n * XS + 16 * q);
+						xv[4 * q] = v.x;
+						xv[4 * q + 1] = v.y;
+						xv[4 * q + 2] = v.z;
+						xv[4 * q + 3] = v.w;
+					}
+				} else {
+#pragma unroll
+					for (int q = 0; q < 16; q++)
+						xv[q] = 0;
+				}
+#pragma unroll
+				for (int s = 0; s < 8; s++)
+					mma_bf16(acc[j], w[0][2 * s], w[1][2 * s], w[0][2 * s + 1],
+						 w[1][2 * s + 1], xv[2 * s], xv[2 * s + 1]);
+			}
+		}
+		__syncthreads();
+#pragma unroll
+		for (int h = 0; h < 2; h++)
+			cur[h] = nxt[h];
+		ch = chn;
+	}
+
+	if (WK > 1) {
+		/* [wk][wm][j][e][lane]: the warps of one row tile add in wk order */
+		float *red = (float *)smem;
+#pragma unroll
+		for (int j = 0; j < NT; j++)
+#pragma unroll
+			for (int e = 0; e < 4; e++)
+				red[(((wk * WM + wm) * NT + j) * 4 + e) * 32 + lane] = acc[j][e];
+		__syncthreads();
+		if (wk != 0)
+			return;
+#pragma unroll
+		for (int j = 0; j < NT; j++)
+#pragma unroll
+			for (int e = 0; e < 4; e++) {
+				float sum = red[((wm * NT + j) * 4 + e) * 32 + lane];
+				for (int k = 1; k < WK; k++)
+					sum += red[(((k * WM + wm) * NT + j) * 4 + e) * 32 + lane];
+				acc[j][e] = sum;
+			}
+	}
+	/* accumulator e: row g (e < 2) or g + 8, batch row 8j + 2t + (e & 1) */
+#pragma unroll
+	for (int j = 0; j < NT; j++)
+#pragma unroll
+		for (int e = 0; e < 4; e++) {
+			const uint32_t n = 8 * j + 2 * t + (e & 1), r = row0 + 8 * (e >> 1);
+			if (n < batch && r < a.rows) {
+				if (part)
+					part[((uint64_t)blockIdx.y * batch + n) * a.rows + r] = acc[j][e];
+				else
+					y[(uint64_t)n * a.rows + r] = bf16_bits(acc[j][e]);
+			}
+		}
+}
+
+/* y = the ks partial sums, added in split order. */
+__global__ void __launch_bounds__(256)
+splitk_sum_kernel(const float *__restrict__ part, uint32_t ks, uint64_t n,
+		  uint16_t *__restrict__ y)
+{
+	for (uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+	     i += (uint64_t)gridDim.x * blockDim.x) {
+		float sum = part[i];
+		for (uint32_t k = 1; k < ks; k++)
+			sum += part[k * n + i];
+		y[i] = bf16_bits(sum);
+	}
+}
+
+/* ---- host side ---- */
+
+typedef void (*fused_fn)(const r12_args, const uint16_t *, uint32_t, uint16_t *, float *,
+			 uint32_t);
+
+struct fused_kind {
+	int wm, wk;
+	fused_fn fn[4][2];          /* [log2 NT][XVEC] */
+};
+
+#define FUSED_NT(WM, WK, NT) \
+	{ r12_fused_kernel<NT, WM, WK, false>, r12_fused_kernel<NT, WM, WK, true> }
+#define FUSED_KIND(WM, WK) \
+	{ WM, WK, { FUSED_NT(WM, WK, 1), FUSED_NT(WM, WK, 2), FUSED_NT(WM, WK, 4), \
+		    FUSED_NT(WM, WK, 8) } }
+
+/* The shapes built; the first one of each NT in default_kind is AUTO's. */
+static const struct fused_kind kinds[] = {
+	FUSED_KIND(1, 8), FUSED_KIND(1, 4), FUSED_KIND(2, 4), FUSED_KIND(4, 2),
+	FUSED_KIND(8, 1), FUSED_KIND(2, 2),
+};
+#define NKINDS ((int)(sizeof(kinds) / sizeof(kinds[0])))
+
+static int nt_log2(size_t batch)
+{
+	return batch <= 8 ? 0 : batch <= 16 ? 1 : batch <= 32 ? 2 : 3;
+}
+
+static const struct fused_kind *find_kind(int wm, int wk)
+{
+	for (int i = 0; i < NKINDS; i++)
+		if (kinds[i].wm == wm && kinds[i].wk == wk)
+			return &kinds[i];
+	return NULL;
+}
+
+/* AUTO's (wm, wk) for a batch: more row tiles share the staged x as the
+ * batch grows, since x then costs as many bytes as W. */
+static const struct fused_kind *default_kind(size_t batch)
+{
+	static const int pick[4][2] = { {1, 8}, {2, 4}, {4, 2}, {4, 2} };
+	const int *p = pick[nt_log2(batch)];
+	return find_kind(p[0], p[1]);
+}
+
+static size_t fused_smem(int nt, int wm, int wk, size_t batch)
+{
+	size_t nx = batch < (size_t)(8 * nt) ? batch : (size_t)(8 * nt);
+	int xs = wk * 4 * 80 + (wk % 2 == 0 ? 64 : 0);
+	size_t stage = 2 * nx * (size_t)xs;
+	size_t red = wk > 1 ? (size_t)wk * wm * nt * 4 * 32 * sizeof(float) : 0;
+	return stage > red ? stage : red;
+}
+
+static int blocks_per_sm(fused_fn fn, int threads, size_t smem)
+{
+	int n = 0;
+	if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, threads, smem) != cudaSuccess) {
+		cudaGetLastError();
+		n = 1;
+	}
+	return n > 0 ? n : 1;
+}
+
+/* ks from the device: when the row tiles alone leave SMs idle, split the
+ * columns too, keeping at least two steps a warp per split. */
+static int pick_ks(const struct fused_kind *k, uint32_t rows, uint32_t cols, size_t batch,
+		   int sms)
+{
+	const int ntl = nt_log2(batch), nt = 1 << ntl, threads = 32 * k->wm * k->wk;
+	const uint64_t blocks_m = (rows + 16 * k->wm - 1) / (16 * k->wm);
+	const uint32_t nch = (cols + KC - 1) / KC;
+	const uint64_t slots = (uint64_t)sms *
+		blocks_per_sm(k->fn[ntl][1], threads, fused_smem(nt, k->wm, k->wk, batch));
+	if (blocks_m >= slots)
+		return 1;
+	uint64_t ks = (slots + blocks_m - 1) / blocks_m;
+	uint64_t most = nch / (2 * k->wk);
+	if (ks > most)
+		ks = most;
+	return ks < 1 ? 1 : (int)ks;
+}
+
+static int fused_run(const struct r12_args *a, const struct fused_kind *k, int ks,
+		     const void *x, size_t batch, void *y, cudaStream_t s,
+		     struct uwk_ctx *ctx, struct uwerr *e)
+{
+	const int ntl = nt_log2(batch), nt = 1 << ntl, threads = 32 * k->wm * k->wk;
+	const uint32_t nch = (a->cols + KC - 1) / KC;
+	if (ks < 1)
+		ks = pick_ks(k, a->rows, a->cols, batch, ctx->sms);
+	if ((uint32_t)ks > nch)
+		ks = (int)nch;
+	if (ks > 65535)                                /* grid.y */
+		ks = 65535;
+	const uint32_t cps = (nch + ks - 1) / ks;
+	ks = (int)((nch + cps - 1) / cps);          /* no empty split */
+	const bool xvec = a->cols % 8 == 0 && (uintptr_t)x % 16 == 0;
+	fused_fn fn = k->fn[ntl][xvec];
+	const size_t smem = fused_smem(nt, k->wm, k->wk, batch);
+	float *part = NULL;
+	if (ks > 1) {
+		size_t bytes = (size_t)ks * batch * a->rows * sizeof(float);
+		int rc = uwk_ctx_reserve((void **)&ctx->part, &ctx->part_bytes, bytes,
+					 "split-K partial sums", e);
+		if (rc < 0)
+			return rc;
+		part = ctx->part;
+	}
+	if (smem > 48 * 1024)
+		UWK_CK(e, cudaFuncSetAttribute((const void *)fn,
+					       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+	dim3 grid((a->rows + 16 * k->wm - 1) / (16 * k->wm), (unsigned)ks);
+	fn<<<grid, threads, smem, s>>>(*a, (const uint16_t *)x, (uint32_t)batch, (uint16_t *)y,
+				       part, cps);
+	UWK_CK(e, cudaGetLastError());
+	if (part) {
+		const uint64_t n = (uint64_t)batch * a->rows;
+		uint64_t blocks = (n + 255) / 256;
+		if (blocks > (uint64_t)ctx->sms * 8)
+			blocks = (uint64_t)ctx->sms * 8;
+		splitk_sum_kernel<<<(unsigned)blocks, 256, 0, s>>>(part, (uint32_t)ks, n,
+								   (uint16_t *)y);
+		UWK_CK(e, cudaGetLastError());
+	}
+	return 0;
+}
+
+/* y[batch][rows] = x . W^T with W BF16 [rows][cols] row-major in w. */
+static int gemm_bf16(struct uwk_ctx *ctx, const void *w, uint64_t rows, uint64_t cols,
+		     const void *x, size_t batch, void *y, cudaStream_t s, struct uwerr *e)
+{
+	const float one = 1.f, zero = 0.f;
+	if (cublasSetStream(ctx->blas, s) != CUBLAS_STATUS_SUCCESS)
+		return uwerr_set(e, EIO, "cublasSetStream failed");
+	cublasStatus_t st = cublasGemmEx(ctx->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, (int)batch,
+					 (int)cols, &one, w, CUDA_R_16BF, (int)cols, x, CUDA_R_16BF,
+					 (int)cols, &zero, y, CUDA_R_16BF, (int)rows,
+					 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+	if (st != CUBLAS_STATUS_SUCCESS)
+		return uwerr_set(e, EIO, "cublasGemmEx %llux%llu batch %zu: %s",
+				 (unsigned long long)rows, (unsigned long long)cols, batch,
+				 cublasGetStatusString(st));
+	return 0;
+}
+
+/* The checks every matmul entry shares. */
+static int matmul_args(const struct uw_layout *l, const void *base, const void *x,
+		       size_t batch, void *y, struct uwk_ctx *ctx, struct uwerr *e)
+{
+	int rc, dev;
+	if (!l)
+		return uwerr_set(e, EINVAL, "layout NULL");
+	if (!ctx)
+		return uwerr_set(e, EINVAL, "context NULL (uwk_ctx_new)");
+	if (l->dtype != UW_DTYPE_BF16)
+		return uwerr_set(e, EINVAL, "W is %s, want BF16", dtype_name((int)l->dtype) ?
+				 dtype_name((int)l->dtype) : "an unknown dtype");
+	if (l->format != UW_FORMAT_RAW && l->format != UW_FORMAT_R12)
+		return uwerr_set(e, EINVAL, "unknown resident format %u", l->format);
+	if ((rc = res_validate(l, l->nbytes, e)) < 0)
+		return rc;
+	if (batch == 0)
+		return uwerr_set(e, EINVAL, "batch 0");
+	if (l->rows == 0 || l->cols == 0 || l->rows > INT_MAX || l->cols > INT_MAX ||
+	    batch > INT_MAX || batch * l->rows > ((uint64_t)1 << 48) ||
+	    batch * l->cols > ((uint64_t)1 << 48))
+		return uwerr_set(e, EINVAL, "shape %llux%llu at batch %zu out of range",
+				 (unsigned long long)l->rows, (unsigned long long)l->cols, batch);
+	if ((rc = uwk_check_ptr(base, RES_ALIGN, "tensor base", e)) < 0 ||
+	    (rc = uwk_check_ptr(x, 2, "x", e)) < 0 || (rc = uwk_check_ptr(y, 2, "y", e)) < 0)
+		return rc;
+	UWK_CK(e, cudaGetDevice(&dev));
+	if (dev != ctx->device)
+		return uwerr_set(e, EINVAL, "context of device %d used on device %d", ctx->device, dev);
+	return 0;
+}
+
+static int matmul_fail(struct uwerr *e, int rc, const struct uw_layout *l, size_t batch)
+{
+	return uwerr_prefix(e, "uwk_matmul %llux%llu batch %zu", (unsigned long long)l->rows,
+			    (unsigned long long)l->cols, batch);
+}
+
+extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
+			       const void *x, size_t batch, void *y, enum uwk_pipe pipe,
+			       cudaStream_t s, struct uwk_ctx *ctx, struct uwerr *e)
+{
+	int rc = matmul_args(l, dev_base, x, batch, y, ctx, e);
+	if (rc < 0)
+		return l ? matmul_fail(e, rc, l, batch) : rc;
+	if (pipe == UWK_PIPE_AUTO)
+		pipe = l->format == UW_FORMAT_R12 && batch <= UWK_AUTO_FUSED_MAX_BATCH ?
+		       UWK_PIPE_FUSED : UWK_PIPE_DECODE_GEMM;
+	if (l->format == UW_FORMAT_RAW) {
+		if (pipe == UWK_PIPE_FUSED)
+			return uwerr_set(e, EINVAL, "uwk_matmul: fused pipeline of a RAW tensor (R12 only)");
+		rc = gemm_bf16(ctx, dev_base, l->rows, l->cols, x, batch, y, s, e);
+		return rc < 0 ? matmul_fail(e, rc, l, batch) : 0;
+	}
+	struct r12_args a;
+	if ((rc = uwk_args_make(l, dev_base, &a, e)) < 0)
+		return matmul_fail(e, rc, l, batch);
+	switch (pipe) {
+	case UWK_PIPE_FUSED:
+		if (batch > UWK_FUSED_MAX_BATCH)
+			return uwerr_set(e, EINVAL, "uwk_matmul: fused pipeline at batch %zu (max %d)",
+					 batch, UWK_FUSED_MAX_BATCH);
+		rc = fused_run(&a, default_kind(batch), 0, x, batch, y, s, ctx, e);
+		break;
+	case UWK_PIPE_DECODE_GEMM:
+		rc = uwk_ctx_reserve(&ctx->scratch, &ctx->scratch_bytes, 2 * l->rows * l->cols,
+				     "decode scratch", e);
+		if (rc == 0)
+			rc = uwk_decode_r12(&a, (uint16_t *)ctx->scratch, s, e);
+		if (rc == 0)
+			rc = gemm_bf16(ctx, ctx->scratch, l->rows, l->cols, x, batch, y, s, e);
+		break;
+	default:
+		return uwerr_set(e, EINVAL, "uwk_matmul: unknown pipeline %d", (int)pipe);
+	}
+	return rc < 0 ? matmul_fail(e, rc, l, batch) : 0;
+}
+
+extern "C" int uwk_matmul(const struct uw_layout *l, const void *dev_base, const void *x,
+			  size_t batch, void *y, cudaStream_t s, struct uwk_ctx *ctx,
+			  struct uwerr *e)
+{
+	return uwk_matmul_pipe(l, dev_base, x, batch, y, UWK_PIPE_AUTO, s, ctx, e);
+}
+
+extern "C" int uwk_matmul_fused_cfg(const struct uw_layout *l, const void *dev_base,
+				    const void *x, size_t batch, void *y,
+				    const struct uwk_cfg *cfg, cudaStream_t s,
+				    struct uwk_ctx *ctx, struct uwerr *e)
+{
+	int rc = matmul_args(l, dev_base, x, batch, y, ctx, e);
+	if (rc < 0)
+		return l ? matmul_fail(e, rc, l, batch) : rc;
+	struct r12_args a;
+	if ((rc = uwk_args_make(l, dev_base, &a, e)) < 0)
+		return matmul_fail(e, rc, l, batch);
+	if (batch > UWK_FUSED_MAX_BATCH)
+		return uwerr_set(e, EINVAL, "uwk_matmul: fused pipeline at batch %zu (max %d)",
+				 batch, UWK_FUSED_MAX_BATCH);
+	const struct fused_kind *k = cfg && cfg->wm ? find_kind(cfg->wm, cfg->wk) : default_kind(batch);
+	if (!k)
+		return uwerr_set(e, ENOTSUP, "uwk_matmul: fused shape %dx%d not built", cfg->wm, cfg->wk);
+	rc = fused_run(&a, k, cfg ? cfg->ks : 0, x, batch, y, s, ctx, e);
+	return rc < 0 ? matmul_fail(e, rc, l, batch) : 0;
+}
+
+extern "C" int uwk_cfg_list(struct uwk_cfg *out, int max)
+{
+	for (int i = 0; i < NKINDS && i < max; i++)
+		out[i] = (struct uwk_cfg){ kinds[i].wm, kinds[i].wk, 0 };
+	return NKINDS;
+}
+
+extern "C" int uwk_cfg_default(const struct uw_layout *l, size_t batch, struct uwk_ctx *ctx,
+			       struct uwk_cfg *out, struct uwerr *e)
+{
+	if (!l || !ctx || !out || batch == 0 || batch > UWK_FUSED_MAX_BATCH || !l->cols ||
+	    l->rows > INT32_MAX / 16 || l->cols > UINT32_MAX)
+		return uwerr_set(e, EINVAL, "uwk_cfg_default: bad arguments");
+	const struct fused_kind *k = default_kind(batch);
+	out->wm = k->wm;
+	out->wk = k->wk;
+	out->ks = pick_ks(k, (uint32_t)l->rows, (uint32_t)l->cols, batch, ctx->sms);
+	const uint32_t nch = (uint32_t)((l->cols + KC - 1) / KC), cps = (nch + out->ks - 1) / out->ks;
+	out->ks = (int)((nch + cps - 1) / cps);
+	return 0;
+}

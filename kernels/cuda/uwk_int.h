@@ -1,0 +1,135 @@
+/* uwk_int: what the CUDA kernel files share (CUDA C++ only): kernel
+ * arguments, the R12 pair decoder, 16-byte loads, the context and the
+ * checking macro for CUDA calls. */
+#ifndef UW_KERNELS_CUDA_UWK_INT_H
+#define UW_KERNELS_CUDA_UWK_INT_H
+
+#include <stdint.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "kernels/cuda/uwk.h"
+
+/* One R12 tensor as the kernels see it (validated by uwk_args_make). */
+struct r12_args {
+	const uint8_t *mant;      /* sign|mantissa plane, row stride mstride */
+	const uint8_t *nib;       /* index plane, row stride nstride */
+	const uint32_t *prow;     /* [rows + 1] first patch of each row */
+	const uint32_t *patch;    /* [npatch] (col << 8) | exponent, ascending per row */
+	uint64_t mstride, nstride;
+	uint32_t rows, cols, npatch;
+	uint32_t pal[4];          /* the 16 palette bytes, little-endian */
+};
+
+struct uwk_ctx {
+	int device, sms;
+	cublasHandle_t blas;
+	void *scratch;            /* decoded BF16 W for the cuBLAS pipeline */
+	size_t scratch_bytes;
+	float *part;              /* split-K partial sums [ks][batch][rows] */
+	size_t part_bytes;
+};
+
+/* Record a failed CUDA call: "call: reason (file:line)"; returns -errno. */
+int uwk_cuda_fail(struct uwerr *e, cudaError_t err, const char *call,
+		  const char *file, int line);
+#define UWK_CK(e, call) do { \
+	cudaError_t ck_ = (call); \
+	if (ck_ != cudaSuccess) \
+		return uwk_cuda_fail((e), ck_, #call, __FILE__, __LINE__); \
+} while (0)
+
+/* Check an R12 BF16 layout and its base for the kernels and fill *a. */
+int uwk_args_make(const struct uw_layout *l, const void *dev_base,
+		  struct r12_args *a, struct uwerr *e);
+/* Check that p is a device pointer aligned to align bytes; what names it. */
+int uwk_check_ptr(const void *p, size_t align, const char *what, struct uwerr *e);
+/* Grow a context buffer to at least bytes (contents lost). */
+int uwk_ctx_reserve(void **buf, size_t *have, size_t bytes, const char *what,
+		    struct uwerr *e);
+/* Queue the R12 decode of a (checked) into out, BF16 [rows][cols]. */
+int uwk_decode_r12(const struct r12_args *a, uint16_t *out, cudaStream_t s,
+		   struct uwerr *e);
+
+/* ---- device helpers ---- */
+
+/* The exponent bits of a column pair from its index byte b: palette[b & 15]
+ * for the even column at bit 7, palette[b >> 4] for the odd one at bit 23,
+ * so one lookup and one OR give two BF16 values. Block-cooperative. */
+__device__ __forceinline__ void r12_table(uint32_t *tab, const struct r12_args &a)
+{
+	/* the palette as two 64-bit words: no run-time index into the
+	 * parameters, which would copy them to local memory */
+	const uint64_t p0 = a.pal[0] | (uint64_t)a.pal[1] << 32;
+	const uint64_t p1 = a.pal[2] | (uint64_t)a.pal[3] << 32;
+	for (int i = threadIdx.x; i < 256; i += blockDim.x) {
+		const int l = i & 15, h = i >> 4;
+		const uint32_t lo = (uint32_t)((l < 8 ? p0 : p1) >> (8 * (l & 7))) & 0xff;
+		const uint32_t hi = (uint32_t)((h < 8 ? p0 : p1) >> (8 * (h & 7))) & 0xff;
+		tab[i] = lo << 7 | hi << 23;
+	}
+}
+
+__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel)
+{
+	uint32_t d;
+	asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(sel));
+	return d;
+}
+
+/* Two BF16 (a column pair, even column in the low half) from four
+ * sign|mantissa bytes sm (which = 0: bytes 0,1; which = 1: bytes 2,3) and
+ * the pair's exponent bits. prmt's sign mode (selector bit 3) copies each
+ * byte's top bit across the byte above it, so the mask leaves s<<15 | m. */
+template <int which>
+__device__ __forceinline__ uint32_t r12_pair(uint32_t sm, uint32_t ebits)
+{
+	uint32_t v = prmt(sm, 0, which ? 0xB3A2 : 0x9180);
+	return (v & 0x807f807fu) | ebits;
+}
+
+/* 32 columns of one row: sm[8] words (32 sign|mantissa bytes) and ix[4]
+ * words (16 index bytes) -> w[16] BF16 pairs (pair p = columns 2p, 2p+1). */
+__device__ __forceinline__ void r12_decode32(const uint32_t *tab, const uint32_t sm[8],
+					     const uint32_t ix[4], uint32_t w[16])
+{
+#pragma unroll
+	for (int q = 0; q < 8; q++) {
+		uint32_t b = ix[q >> 1] >> (16 * (q & 1));
+		w[2 * q] = r12_pair<0>(sm[q], tab[b & 0xff]);
+		w[2 * q + 1] = r12_pair<1>(sm[q], tab[(b >> 8) & 0xff]);
+	}
+}
+
+/* Read-once 16-byte load that skips L1: the planes are streamed. */
+__device__ __forceinline__ uint4 ld_stream(const void *p)
+{
+	uint4 v;
+	asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+		     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+	return v;
+}
+
+/* Raw planes of 32 columns of one row, zero past the row's end. */
+struct r12_raw32 {
+	uint32_t sm[8], ix[4];
+};
+
+__device__ __forceinline__ void r12_load32(r12_raw32 &r, const uint8_t *mrow,
+					   const uint8_t *nrow, uint32_t c, uint32_t cols,
+					   bool row_ok)
+{
+	uint4 a = make_uint4(0, 0, 0, 0), b = a, n = a;
+	if (row_ok && c < cols) {
+		a = ld_stream(mrow + c);
+		n = ld_stream(nrow + c / 2);
+		if (c + 16 < cols)
+			b = ld_stream(mrow + c + 16);
+	}
+	r.sm[0] = a.x; r.sm[1] = a.y; r.sm[2] = a.z; r.sm[3] = a.w;
+	r.sm[4] = b.x; r.sm[5] = b.y; r.sm[6] = b.z; r.sm[7] = b.w;
+	r.ix[0] = n.x; r.ix[1] = n.y; r.ix[2] = n.z; r.ix[3] = n.w;
+}
+
+#endif

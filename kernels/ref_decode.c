@@ -1,0 +1,97 @@
+/* ref_decode: the CPU reference decoder of the resident formats, row by row
+ * (ref_matmul shares it) and whole tensors. */
+#include "kernels/resident.h"
+
+#include <string.h>
+
+#include "common/parallel.h"
+
+static inline uint32_t ld32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+int res_decode_rows(const struct uw_layout *l, const void *base, uint64_t r0,
+		    uint64_t r1, void *dst, struct uwerr *e)
+{
+	const uint8_t *b = base;
+	uint8_t *o = dst;
+	if (l->format == UW_FORMAT_RAW) {
+		size_t row = 2 * l->cols;  /* BF16 only: callers check */
+		memcpy(o, b + r0 * row, (r1 - r0) * row);
+		return 0;
+	}
+	for (uint64_t r = r0; r < r1; r++, o += 2 * l->cols) {
+		const uint8_t *mant = b + l->mant_off + r * l->mant_stride;
+		const uint8_t *nib = b + l->nib_off + r * l->nib_stride;
+		const uint8_t *pr = b + l->patch_row_off + 4 * r;
+		uint32_t p0 = ld32(pr), p1 = ld32(pr + 4);
+		if (p0 > p1 || p1 > l->npatch)
+			return uwerr_set(e, EBADMSG, "R12 row %llu: patches [%u, %u) of %llu",
+					 (unsigned long long)r, p0, p1, (unsigned long long)l->npatch);
+		for (uint64_t c = 0; c < l->cols; c++) {
+			uint8_t ex = l->palette[(nib[c / 2] >> (4 * (c & 1))) & 15];
+			o[2 * c] = (uint8_t)((ex & 1) << 7 | (mant[c] & 0x7f));
+			o[2 * c + 1] = (uint8_t)((mant[c] & 0x80) | ex >> 1);
+		}
+		/* Exponents outside the palette overwrite the palette[0] guess. */
+		uint64_t prev = 0;
+		for (uint32_t i = p0; i < p1; i++) {
+			uint32_t v = ld32(b + l->patch_off + 4 * (uint64_t)i);
+			uint64_t c = v >> 8;
+			if (c >= l->cols || (i > p0 && c <= prev))
+				return uwerr_set(e, EBADMSG, "R12 row %llu: patch %u at column %llu (of %llu, ascending)",
+						 (unsigned long long)r, i, (unsigned long long)c,
+						 (unsigned long long)l->cols);
+			prev = c;
+			uint8_t ex = (uint8_t)v;
+			o[2 * c] = (uint8_t)((ex & 1) << 7 | (o[2 * c] & 0x7f));
+			o[2 * c + 1] = (uint8_t)((o[2 * c + 1] & 0x80) | ex >> 1);
+		}
+	}
+	return 0;
+}
+
+struct decode_job {
+	const struct uw_layout *l;
+	const void *base;
+	uint8_t *out;
+	struct par_err err;
+};
+
+static void decode_part(void *ctx, size_t r0, size_t r1)
+{
+	struct decode_job *j = ctx;
+	struct uwerr e = {0};
+	if (res_decode_rows(j->l, j->base, r0, r1, j->out + 2 * r0 * j->l->cols, &e) < 0)
+		par_fail(&j->err, &e);
+}
+
+int ref_decode(const struct uw_layout *l, const void *base, void *out,
+	       size_t out_bytes, struct uwerr *e)
+{
+	return ref_decode_mt(l, base, out, out_bytes, 0, e);
+}
+
+int ref_decode_mt(const struct uw_layout *l, const void *base, void *out,
+		  size_t out_bytes, int nthreads, struct uwerr *e)
+{
+	int rc = res_validate(l, l->nbytes, e);
+	if (rc < 0)
+		return uwerr_prefix(e, "ref_decode");
+	if (l->format == UW_FORMAT_RAW) {
+		if (out_bytes < l->nbytes)
+			return uwerr_set(e, EINVAL, "ref_decode: %zu-byte buffer for %llu bytes",
+					 out_bytes, (unsigned long long)l->nbytes);
+		if (l->nbytes)
+			memcpy(out, base, l->nbytes);
+		return 0;
+	}
+	uint64_t raw = 2 * l->rows * l->cols;  /* validated: no overflow */
+	if (out_bytes < raw)
+		return uwerr_set(e, EINVAL, "ref_decode: %zu-byte buffer for %llu bytes",
+				 out_bytes, (unsigned long long)raw);
+	struct decode_job j = {.l = l, .base = base, .out = out};
+	par_for(l->rows, nthreads > 0 || raw / 2 >= RES_PAR_MIN ? nthreads : 1, decode_part, &j);
+	return par_err_take(&j.err, e);
+}

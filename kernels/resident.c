@@ -1,0 +1,280 @@
+/* resident: planning, writing and checking the resident layouts (RAW, R12)
+ * of one tensor; docs/FORMAT-payloads.md ("Resident formats"). */
+#include "kernels/resident.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/crc32c.h"
+#include "common/parallel.h"
+#include "format/dtype.h"
+#include "format/restcodec.h"
+
+#define R12_MAX_COLS (1ull << 24)       /* a patch holds col in 24 bits */
+
+static inline uint64_t round_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) / a * a;
+}
+
+static inline void st32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+/* rows = shape[0], cols = the product of the rest (a scalar is 1 x 1). */
+static int view_2d(int dtype, int ndim, const uint64_t *shape, size_t raw_bytes,
+		   uint64_t *rows, uint64_t *cols, struct uwerr *e)
+{
+	size_t size = dtype_size(dtype), total;
+	if (!size)
+		return uwerr_set(e, EINVAL, "resident: unknown dtype %d", dtype);
+	if (ndim < 0 || ndim > UW_MAX_DIMS)
+		return uwerr_set(e, EINVAL, "resident: %d dimensions (max %d)", ndim, UW_MAX_DIMS);
+	uint64_t c = 1;
+	for (int i = 1; i < ndim; i++)
+		if (__builtin_mul_overflow(c, shape[i], &c))
+			return uwerr_set(e, EOVERFLOW, "resident: shape overflows 64 bits");
+	*rows = ndim ? shape[0] : 1;
+	*cols = c;
+	if (*rows > SIZE_MAX || c > SIZE_MAX || uw_mul_size(*rows, c, &total) < 0 ||
+	    uw_mul_size(total, size, &total) < 0)
+		return uwerr_set(e, EOVERFLOW, "resident: shape overflows size_t");
+	if (total != raw_bytes)
+		return uwerr_set(e, EINVAL, "resident: shape and dtype give %zu bytes, data has %zu",
+				 total, raw_bytes);
+	return 0;
+}
+
+/* Offsets of an R12 layout from rows, cols and npatch; -EOVERFLOW if the
+ * sizes do not fit in 64 bits. */
+static int r12_offsets(struct uw_layout *l)
+{
+	uint64_t a, b;
+	l->mant_stride = round_up(l->cols, RES_ROW_ALIGN);
+	l->nib_stride = round_up((l->cols + 1) / 2, RES_ROW_ALIGN);
+	l->mant_off = 0;
+	if (__builtin_mul_overflow(l->rows, l->mant_stride, &a) ||
+	    __builtin_mul_overflow(l->rows, l->nib_stride, &b))
+		return -EOVERFLOW;
+	l->nib_off = round_up(a, RES_ALIGN);
+	if (l->nib_off < a || __builtin_add_overflow(l->nib_off, b, &a))
+		return -EOVERFLOW;
+	l->patch_row_off = round_up(a, RES_ALIGN);
+	if (l->patch_row_off < a || l->rows >= (UINT64_MAX - l->patch_row_off) / 4)
+		return -EOVERFLOW;
+	l->patch_off = l->patch_row_off + 4 * (l->rows + 1);
+	if (l->npatch > (UINT64_MAX - l->patch_off) / 4)
+		return -EOVERFLOW;
+	l->nbytes = l->patch_off + 4 * l->npatch;
+	return 0;
+}
+
+int res_plan(int dtype, int ndim, const uint64_t *shape, const void *raw,
+	     size_t raw_bytes, struct uw_layout *l, struct uwerr *e)
+{
+	uint64_t rows = 0, cols = 0;
+	int rc = view_2d(dtype, ndim, shape, raw_bytes, &rows, &cols, e);
+	if (rc < 0)
+		return rc;
+	memset(l, 0, sizeof(*l));
+	l->format = UW_FORMAT_RAW;
+	l->dtype = (uint32_t)dtype;
+	l->rows = rows;
+	l->cols = cols;
+	l->nbytes = raw_bytes;
+	if (dtype != UW_DTYPE_BF16 || ndim < 2 || rows * cols == 0 || cols >= R12_MAX_COLS)
+		return 0;
+
+	uint64_t hist[256] = {0}, covered = 0;
+	const uint8_t *p = raw;
+	for (size_t i = 0; i < raw_bytes; i += 2)
+		hist[(p[i + 1] & 0x7f) << 1 | p[i] >> 7]++;
+	struct uw_layout r = *l;
+	int k = exp_palette16(hist, r.palette);
+	for (int i = 0; i < k; i++)
+		covered += hist[r.palette[i]];
+	r.format = UW_FORMAT_R12;
+	r.npatch = rows * cols - covered;
+	/* patch_row holds uint32 prefix counts */
+	if (r.npatch <= UINT32_MAX && r12_offsets(&r) == 0 && r.nbytes < raw_bytes)
+		*l = r;
+	return 0;
+}
+
+struct r12_job {
+	const struct uw_layout *l;
+	const uint8_t *raw;
+	uint8_t *dst;
+	uint8_t idx[256];       /* exponent -> palette index; 0xff: patched */
+	uint32_t *row_patches;  /* per row, then the prefix */
+};
+
+static void r12_count(void *ctx, size_t r0, size_t r1)
+{
+	struct r12_job *j = ctx;
+	for (size_t r = r0; r < r1; r++) {
+		const uint8_t *p = j->raw + 2 * r * j->l->cols;
+		uint32_t n = 0;
+		for (uint64_t c = 0; c < j->l->cols; c++, p += 2)
+			n += j->idx[(p[1] & 0x7f) << 1 | p[0] >> 7] == 0xff;
+		j->row_patches[r + 1] = n;
+	}
+}
+
+static void r12_rows(void *ctx, size_t r0, size_t r1)
+{
+	struct r12_job *j = ctx;
+	const struct uw_layout *l = j->l;
+	for (size_t r = r0; r < r1; r++) {
+		const uint8_t *p = j->raw + 2 * r * l->cols;
+		uint8_t *mant = j->dst + l->mant_off + r * l->mant_stride;
+		uint8_t *nib = j->dst + l->nib_off + r * l->nib_stride;
+		uint8_t *patch = j->dst + l->patch_off + 4 * (uint64_t)j->row_patches[r];
+		memset(nib, 0, l->nib_stride);
+		for (uint64_t c = 0; c < l->cols; c++, p += 2) {
+			uint8_t ex = (uint8_t)((p[1] & 0x7f) << 1 | p[0] >> 7);
+			uint8_t i = j->idx[ex];
+			mant[c] = (uint8_t)((p[1] & 0x80) | (p[0] & 0x7f));
+			if (i == 0xff) {
+				st32(patch, (uint32_t)(c << 8 | ex));
+				patch += 4;
+				i = 0;
+			}
+			nib[c / 2] |= (uint8_t)(i << (4 * (c & 1)));
+		}
+		memset(mant + l->cols, 0, l->mant_stride - l->cols);
+	}
+}
+
+int res_encode(struct uw_layout *l, const void *raw, size_t raw_bytes,
+	       void *dst, struct uwerr *e)
+{
+	return res_encode_mt(l, raw, raw_bytes, dst, 0, e);
+}
+
+int res_encode_mt(struct uw_layout *l, const void *raw, size_t raw_bytes,
+		  void *dst, int nthreads, struct uwerr *e)
+{
+	int rc = res_validate(l, l->nbytes, e);
+	if (rc < 0)
+		return uwerr_prefix(e, "res_encode");
+	if (l->format == UW_FORMAT_RAW) {
+		if (raw_bytes != l->nbytes)
+			return uwerr_set(e, EINVAL, "res_encode: raw layout of %llu bytes for %zu bytes of data",
+					 (unsigned long long)l->nbytes, raw_bytes);
+		if (raw_bytes)
+			memcpy(dst, raw, raw_bytes);
+		l->crc32c = crc32c(0, dst, raw_bytes);
+		return 0;
+	}
+	if (raw_bytes / 2 != l->rows * l->cols || raw_bytes % 2)
+		return uwerr_set(e, EINVAL, "res_encode: R12 layout of %llux%llu for %zu bytes of data",
+				 (unsigned long long)l->rows, (unsigned long long)l->cols, raw_bytes);
+	/* Only the planned geometry: then every gap below is known. */
+	struct uw_layout want = *l;
+	if (r12_offsets(&want) < 0 || want.nbytes != l->nbytes || want.mant_off != l->mant_off ||
+	    want.mant_stride != l->mant_stride || want.nib_off != l->nib_off ||
+	    want.nib_stride != l->nib_stride || want.patch_row_off != l->patch_row_off ||
+	    want.patch_off != l->patch_off)
+		return uwerr_set(e, EINVAL, "res_encode: R12 layout of %llux%llu is not the one res_plan makes",
+				 (unsigned long long)l->rows, (unsigned long long)l->cols);
+
+	struct r12_job j = {.l = l, .raw = raw, .dst = dst};
+	memset(j.idx, 0xff, sizeof(j.idx));
+	for (int i = UW_PALETTE_SIZE - 1; i >= 0; i--)
+		j.idx[l->palette[i]] = (uint8_t)i;   /* the first of repeated entries wins */
+	j.row_patches = malloc((l->rows + 1) * sizeof(uint32_t));
+	if (!j.row_patches)
+		return uwerr_set(e, ENOMEM, "res_encode: patch index of %llu rows",
+				 (unsigned long long)l->rows);
+	int threads = nthreads > 0 || l->rows * l->cols >= RES_PAR_MIN ? nthreads : 1;
+	par_for(l->rows, threads, r12_count, &j);
+	j.row_patches[0] = 0;
+	uint64_t total = 0;
+	for (uint64_t r = 0; r < l->rows; r++) {
+		total += j.row_patches[r + 1];
+		j.row_patches[r + 1] = (uint32_t)(total <= UINT32_MAX ? total : 0);
+	}
+	if (total != l->npatch) {
+		free(j.row_patches);
+		return uwerr_set(e, EINVAL, "res_encode: data has %llu exponents outside the palette, the layout %llu",
+				 (unsigned long long)total, (unsigned long long)l->npatch);
+	}
+	uint8_t *d = dst;
+	uint64_t mant_end = l->mant_off + l->rows * l->mant_stride;
+	uint64_t nib_end = l->nib_off + l->rows * l->nib_stride;
+	memset(d + mant_end, 0, l->nib_off - mant_end);
+	memset(d + nib_end, 0, l->patch_row_off - nib_end);
+	for (uint64_t r = 0; r <= l->rows; r++)
+		st32(d + l->patch_row_off + 4 * r, j.row_patches[r]);
+	par_for(l->rows, threads, r12_rows, &j);
+	free(j.row_patches);
+	l->crc32c = crc32c(0, dst, l->nbytes);
+	return 0;
+}
+
+/* [off, off + count * size) inside [0, avail), overflow-checked. */
+static int region_ok(uint64_t off, uint64_t count, uint64_t size, uint64_t avail)
+{
+	uint64_t len, end;
+	return !__builtin_mul_overflow(count, size, &len) &&
+	       !__builtin_add_overflow(off, len, &end) && end <= avail;
+}
+
+int res_validate(const struct uw_layout *l, size_t avail, struct uwerr *e)
+{
+	size_t size = dtype_size((int)l->dtype);
+	uint64_t n;
+	if (!size)
+		return uwerr_set(e, EBADMSG, "layout: unknown dtype %u", l->dtype);
+	if (l->nbytes > avail)
+		return uwerr_set(e, EBADMSG, "layout: %llu bytes, but only %zu are there",
+				 (unsigned long long)l->nbytes, avail);
+	if (__builtin_mul_overflow(l->rows, l->cols, &n))
+		return uwerr_set(e, EBADMSG, "layout: %llux%llu overflows",
+				 (unsigned long long)l->rows, (unsigned long long)l->cols);
+	switch (l->format) {
+	case UW_FORMAT_RAW: {
+		uint64_t bytes;
+		if (__builtin_mul_overflow(n, size, &bytes) || bytes != l->nbytes)
+			return uwerr_set(e, EBADMSG, "layout: raw %llux%llu %s is not %llu bytes",
+					 (unsigned long long)l->rows, (unsigned long long)l->cols,
+					 dtype_name((int)l->dtype), (unsigned long long)l->nbytes);
+		return 0;
+	}
+	case UW_FORMAT_R12:
+		break;
+	default:
+		return uwerr_set(e, EBADMSG, "layout: unknown format %u", l->format);
+	}
+	if (l->dtype != UW_DTYPE_BF16)
+		return uwerr_set(e, EBADMSG, "layout: R12 of %s (BF16 only)", dtype_name((int)l->dtype));
+	if (n == 0 || l->cols >= R12_MAX_COLS)
+		return uwerr_set(e, EBADMSG, "layout: R12 of %llux%llu (want rows, cols >= 1, cols < 2^24)",
+				 (unsigned long long)l->rows, (unsigned long long)l->cols);
+	if (l->mant_stride < l->cols || l->mant_stride % RES_ROW_ALIGN ||
+	    l->nib_stride < (l->cols + 1) / 2 || l->nib_stride % RES_ROW_ALIGN)
+		return uwerr_set(e, EBADMSG, "layout: strides %llu, %llu for %llu columns (want >= cols, >= cols/2, multiples of %d)",
+				 (unsigned long long)l->mant_stride, (unsigned long long)l->nib_stride,
+				 (unsigned long long)l->cols, RES_ROW_ALIGN);
+	if (l->mant_off % RES_ALIGN || l->nib_off % RES_ALIGN || l->patch_row_off % RES_ALIGN ||
+	    l->patch_off % 4)
+		return uwerr_set(e, EBADMSG, "layout: misaligned offsets %llu, %llu, %llu, %llu",
+				 (unsigned long long)l->mant_off, (unsigned long long)l->nib_off,
+				 (unsigned long long)l->patch_row_off, (unsigned long long)l->patch_off);
+	if (l->npatch > n || l->npatch > UINT32_MAX)
+		return uwerr_set(e, EBADMSG, "layout: %llu patches for %llu elements",
+				 (unsigned long long)l->npatch, (unsigned long long)n);
+	if (!region_ok(l->mant_off, l->rows, l->mant_stride, l->nbytes) ||
+	    !region_ok(l->nib_off, l->rows, l->nib_stride, l->nbytes) ||
+	    l->rows == UINT64_MAX || !region_ok(l->patch_row_off, l->rows + 1, 4, l->nbytes) ||
+	    !region_ok(l->patch_off, l->npatch, 4, l->nbytes))
+		return uwerr_set(e, EBADMSG, "layout: a plane of %llux%llu lies past its %llu bytes",
+				 (unsigned long long)l->rows, (unsigned long long)l->cols,
+				 (unsigned long long)l->nbytes);
+	return 0;
+}

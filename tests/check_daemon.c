@@ -1,0 +1,1290 @@
+/* check_daemon: the real ./unweightd on a temporary socket, spoken to
+ * through proto.h directly: HELLO and versions, load of the stories260K
+ * fixture and attach (every tensor decoded from the sealed memfd equals the
+ * source), refused loads, failed loads, leases and evict, malformed
+ * messages, max_clients, stalled peers, systemd readiness, watchdog and
+ * socket activation, and a clean exit on SIGTERM. */
+#include "config.h"
+
+#include <check.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/crc32c.h"
+#include "common/json.h"
+#include "format/source.h"
+#include "kernels/resident.h"
+#include "proto/proto.h"
+#include "tests/testutil.h"
+
+static uint64_t rng;          /* seeded once in main; each test forks a copy */
+
+/* ---- the daemon under test -------------------------------------------- */
+
+struct daemon {
+	pid_t pid;
+	char *dir;                /* temporary: the socket, config, allow/ */
+	char allow[256];          /* the allow_dir */
+	char sock[108];
+	char notify_path[108];
+	int notify_fd;            /* our end of its NOTIFY_SOCKET */
+	char notes[16384];        /* every notification so far, one per line */
+	size_t notes_len;
+	int activated;            /* socket passed as fd 3: not bound by it */
+};
+
+struct start_opts {
+	const char *conf;         /* config file text, or NULL */
+	const char *env;          /* one extra NAME=VALUE, or NULL */
+	int activate_fd;          /* socket activation: pass this as fd 3; 0: none */
+	const char *sock;         /* --socket, else one in the temporary dir */
+};
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+	nanosleep(&ts, NULL);
+}
+
+/* Read notifications for up to ms; 1 once notes hold want. */
+static int notify_wait(struct daemon *d, const char *want, int ms)
+{
+	double end = now() + ms / 1000.0;
+	while (!strstr(d->notes, want)) {
+		int left = (int)((end - now()) * 1000);
+		struct pollfd p = {.fd = d->notify_fd, .events = POLLIN};
+		if (left <= 0 || poll(&p, 1, left) <= 0)
+			return 0;
+		char buf[4096];
+		ssize_t n = recv(d->notify_fd, buf, sizeof(buf) - 1, 0);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		size_t room = sizeof(d->notes) - d->notes_len - 1;
+		if (room < (size_t)n + 1)     /* keep the newest: drop the oldest half */
+			d->notes_len = 0;
+		d->notes_len += (size_t)snprintf(d->notes + d->notes_len,
+						 sizeof(d->notes) - d->notes_len, "%s\n", buf);
+	}
+	return 1;
+}
+
+static void daemon_start(struct daemon *d, const struct start_opts *o)
+{
+	memset(d, 0, sizeof(*d));
+	ck_assert_ptr_nonnull(d->dir = tu_tmpdir());
+	snprintf(d->allow, sizeof(d->allow), "%s/allow", d->dir);
+	ck_assert_int_eq(mkdir(d->allow, 0755), 0);
+	if (o && o->sock)
+		snprintf(d->sock, sizeof(d->sock), "%s", o->sock);
+	else    /* run/ is for it to make */
+		snprintf(d->sock, sizeof(d->sock), "%s/run/uwd.sock", d->dir);
+	snprintf(d->notify_path, sizeof(d->notify_path), "%s/notify", d->dir);
+	char conf[300], bin[1024];
+	snprintf(conf, sizeof(conf), "%s/unweightd.conf", d->dir);
+	ck_assert_int_eq(tu_write_file(conf, o && o->conf ? o->conf : "", o && o->conf ? strlen(o->conf) : 0), 0);
+	snprintf(bin, sizeof(bin), "%s/unweightd", tu_builddir());
+
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", d->notify_path);
+	d->notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(d->notify_fd, 0);
+	ck_assert_int_eq(bind(d->notify_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+
+	int lfd = o && o->activate_fd > 0 ? o->activate_fd : -1;
+	d->activated = lfd >= 0;
+	d->pid = fork();
+	ck_assert_int_ge(d->pid, 0);
+	if (d->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);   /* a failed test leaves no daemon */
+		unsetenv("LISTEN_FDS");
+		unsetenv("LISTEN_PID");
+		unsetenv("WATCHDOG_USEC");
+		if (lfd >= 0) {
+			char pid[32];
+			if (dup2(lfd, 3) < 0)
+				_exit(126);
+			snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+			setenv("LISTEN_FDS", "1", 1);
+			setenv("LISTEN_PID", pid, 1);
+		}
+		setenv("NOTIFY_SOCKET", d->notify_path, 1);
+		if (o && o->env)
+			putenv((char *)o->env);
+		execl(bin, "unweightd", "--config", conf, "--socket", d->sock, "--backend", "host",
+		      "--allow-dir", d->allow, "--foreground", (char *)NULL);
+		_exit(127);
+	}
+	ck_assert_msg(notify_wait(d, "READY=1", 30000), "%s never said READY=1 (notes: %s)",
+		      bin, d->notes);
+}
+
+/* SIGTERM: it must exit 0 and remove the socket it bound. */
+static void daemon_stop(struct daemon *d)
+{
+	ck_assert_int_eq(kill(d->pid, SIGTERM), 0);
+	int st = 0;
+	double end = now() + 30;
+	pid_t w;
+	while ((w = waitpid(d->pid, &st, WNOHANG)) == 0 && now() < end)
+		sleep_ms(10);
+	ck_assert_msg(w == d->pid, "unweightd did not exit within 30 s of SIGTERM");
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "unweightd exit status 0x%x", st);
+	ck_assert_msg(notify_wait(d, "STOPPING=1", 1000), "no STOPPING=1 (notes: %s)", d->notes);
+	struct stat sb;
+	if (!d->activated)
+		ck_assert_msg(stat(d->sock, &sb) < 0, "the socket %s is left behind", d->sock);
+	close(d->notify_fd);
+	tu_rmtree(d->dir);
+	free(d->dir);
+}
+
+/* ---- speaking the protocol -------------------------------------------- */
+
+static char last_msg[PROTO_MAX_MSG + 1];   /* the message of the last reply */
+
+static int dial(const struct daemon *d)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", d->sock);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_msg(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect %s: %s",
+		      d->sock, strerror(errno));
+	struct timeval tv = {.tv_sec = 60};   /* a hung daemon fails the test, not CI */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/* Receive one reply to op: its status, with the body left in *rb. */
+static int recv_reply(int fd, uint16_t op, struct proto_msg *m, struct rbuf *rb)
+{
+	struct uwerr e = {0};
+	int rc = proto_recv(fd, m, &e);
+	ck_assert_msg(rc == 0, "no reply to %s: %s", proto_op_name(op), e.msg);
+	ck_assert_uint_eq(m->hdr.opcode, op | OP_REPLY);
+	*rb = (struct rbuf){.p = m->payload, .len = m->hdr.len};
+	struct msg_status st;
+	ck_assert_msg(dec_status(rb, &st, &e) == 0, "reply to %s: %s", proto_op_name(op), e.msg);
+	snprintf(last_msg, sizeof(last_msg), "%s", st.message);
+	int status = st.status;
+	msg_status_free(&st);
+	return status;
+}
+
+/* One request without fds; returns the reply's status (the body in m, rb). */
+static int call(int fd, uint16_t op, struct wbuf *w, struct proto_msg *m, struct rbuf *rb)
+{
+	struct uwerr e = {0};
+	ck_assert_int_eq(w->err, 0);
+	ck_assert_msg(proto_send(fd, PROTO_VERSION, op, w->p, (uint32_t)w->len, NULL, 0, &e) == 0,
+		      "send %s: %s", proto_op_name(op), e.msg);
+	wb_free(w);
+	return recv_reply(fd, op, m, rb);
+}
+
+static int call_nobody(int fd, uint16_t op, struct wbuf *w)
+{
+	struct proto_msg m;
+	struct rbuf rb;
+	int st = call(fd, op, w, &m, &rb);
+	if (st == 0)
+		ck_assert_int_eq(rb_done(&rb, NULL), 0);
+	proto_msg_free(&m);
+	return st;
+}
+
+static int hello_range(int fd, uint16_t lo, uint16_t hi, uint16_t *agreed)
+{
+	struct wbuf w = {0};
+	struct msg_hello h = {.min_version = lo, .max_version = hi, .peer = "check_daemon"};
+	enc_hello(&w, &h);
+	struct proto_msg m;
+	struct rbuf rb;
+	int st = call(fd, OP_HELLO, &w, &m, &rb);
+	if (st == 0) {
+		struct msg_hello_reply r;
+		struct uwerr e = {0};
+		ck_assert_msg(dec_hello_reply(&rb, &r, &e) == 0, "hello reply: %s", e.msg);
+		ck_assert_uint_eq(r.backend, UW_BACKEND_HOST);
+		ck_assert_ptr_nonnull(strstr(r.daemon, "unweightd"));
+		*agreed = r.version;
+		msg_hello_reply_free(&r);
+	}
+	proto_msg_free(&m);
+	return st;
+}
+
+static int connect_hello(const struct daemon *d)
+{
+	int fd = dial(d);
+	uint16_t v = 0;
+	ck_assert_msg(hello_range(fd, PROTO_MIN_VERSION, PROTO_VERSION, &v) == 0, "hello: %s", last_msg);
+	ck_assert_uint_eq(v, PROTO_VERSION);
+	return fd;
+}
+
+static int req_load(int fd, const char *name, const char *path)
+{
+	struct wbuf w = {0};
+	char *paths[1] = {(char *)path};
+	struct msg_load q = {.name = (char *)name, .device = "", .npaths = 1, .paths = paths};
+	enc_load(&w, &q);
+	return call_nobody(fd, OP_LOAD, &w);
+}
+
+static int req_evict(int fd, const char *name, unsigned flags)
+{
+	struct wbuf w = {0};
+	struct msg_evict q = {.name = (char *)name, .flags = flags};
+	enc_evict(&w, &q);
+	return call_nobody(fd, OP_EVICT, &w);
+}
+
+static int req_detach(int fd, uint64_t lease)
+{
+	struct wbuf w = {0};
+	struct msg_detach q = {.lease = lease};
+	enc_detach(&w, &q);
+	return call_nobody(fd, OP_DETACH, &w);
+}
+
+/* The stats document, parsed; name "" for all. NULL when refused. */
+static struct json_value *req_stats(int fd, const char *name)
+{
+	struct wbuf w = {0};
+	struct msg_stats q = {.name = (char *)name};
+	enc_stats(&w, &q);
+	struct proto_msg m;
+	struct rbuf rb;
+	struct json_value *j = NULL;
+	if (call(fd, OP_STATS, &w, &m, &rb) == 0) {
+		struct msg_stats_reply r;
+		struct uwerr e = {0};
+		ck_assert_msg(dec_stats_reply(&rb, &r, &e) == 0, "stats reply: %s", e.msg);
+		ck_assert_msg(json_parse(r.json, strlen(r.json), &j, &e) == 0,
+			      "stats JSON: %s: %s", e.msg, r.json);
+		msg_stats_reply_free(&r);
+	}
+	proto_msg_free(&m);
+	return j;
+}
+
+struct mstat {
+	int found;
+	char state[16];
+	char error[PROTO_MAX_MSG];
+	uint64_t tensors, raw, resident, clients, attaches;
+	double progress, ratio;
+	uint64_t used, budget, free_;     /* of device 0 */
+};
+
+static uint64_t get_u64(const struct json_value *o, const char *key)
+{
+	uint64_t v = 0;
+	const struct json_value *j = json_get(o, key);
+	ck_assert_msg(j && json_u64(j, &v) == 0, "stats: no integer \"%s\"", key);
+	return v;
+}
+
+static double get_num(const struct json_value *o, const char *key)
+{
+	const struct json_value *j = json_get(o, key);
+	ck_assert_msg(j && j->type == JSON_NUM, "stats: no number \"%s\"", key);
+	return j->u.num.d;
+}
+
+/* What stats says of model name (found = 0 if it lists none) and device 0. */
+static struct mstat model_stat(int fd, const char *name)
+{
+	struct mstat s = {0};
+	struct json_value *j = req_stats(fd, "");
+	ck_assert_msg(j, "stats refused: %s", last_msg);
+	ck_assert_ptr_nonnull(json_get(j, "uptime_s"));
+	const struct json_value *dev = json_get(j, "devices"), *models = json_get(j, "models");
+	ck_assert(dev && dev->type == JSON_ARR && dev->u.arr.n == 1);
+	s.budget = get_u64(&dev->u.arr.v[0], "budget");
+	s.used = get_u64(&dev->u.arr.v[0], "used");
+	s.free_ = get_u64(&dev->u.arr.v[0], "free");
+	ck_assert_uint_eq(s.used + s.free_, s.budget);
+	ck_assert(models && models->type == JSON_ARR);
+	for (size_t i = 0; i < models->u.arr.n; i++) {
+		const struct json_value *mo = &models->u.arr.v[i], *n = json_get(mo, "name");
+		ck_assert(n && n->type == JSON_STR);
+		if (strcmp(n->u.str.s, name))
+			continue;
+		const struct json_value *st = json_get(mo, "state"), *er = json_get(mo, "error");
+		s.found = 1;
+		snprintf(s.state, sizeof(s.state), "%s", st->u.str.s);
+		if (er)
+			snprintf(s.error, sizeof(s.error), "%s", er->u.str.s);
+		s.tensors = get_u64(mo, "tensors");
+		s.raw = get_u64(mo, "raw_bytes");
+		s.resident = get_u64(mo, "resident_bytes");
+		s.clients = get_u64(mo, "attached_clients");
+		s.attaches = get_u64(mo, "attach_count");
+		s.progress = get_num(mo, "progress");
+		s.ratio = get_num(mo, "ratio");
+		get_num(mo, "load_seconds");
+		get_num(mo, "load_mb_per_s");
+		if (strcmp(s.state, "failed"))   /* a live model comes first */
+			break;
+	}
+	json_free(j);
+	return s;
+}
+
+/* Poll stats until name is ready or failed. */
+static struct mstat wait_loaded(int fd, const char *name)
+{
+	double end = now() + 120;
+	for (;;) {
+		struct mstat s = model_stat(fd, name);
+		ck_assert_msg(s.found, "stats lists no model %s", name);
+		ck_assert(s.progress >= 0 && s.progress <= 1);
+		if (strcmp(s.state, "loading"))
+			return s;
+		ck_assert_msg(now() < end, "%s still loading after 120 s", name);
+		sleep_ms(5);
+	}
+}
+
+/* An attach reply and the fds that came with it. */
+struct attached {
+	struct msg_attach_reply r;
+	struct proto_msg m;
+};
+
+static int req_attach(int fd, const char *name, struct attached *a)
+{
+	struct wbuf w = {0};
+	struct msg_attach q = {.name = (char *)name};
+	enc_attach(&w, &q);
+	struct rbuf rb;
+	int st = call(fd, OP_ATTACH, &w, &a->m, &rb);
+	if (st == 0) {
+		struct uwerr e = {0};
+		ck_assert_msg(dec_attach_reply(&rb, a->m.nfds, &a->r, &e) == 0, "attach reply: %s", e.msg);
+	} else {
+		ck_assert_int_eq(a->m.nfds, 0);   /* a refusal carries no fds */
+		proto_msg_free(&a->m);
+	}
+	return st;
+}
+
+static void attached_free(struct attached *a)
+{
+	msg_attach_reply_free(&a->r);
+	proto_msg_free(&a->m);
+}
+
+/* ---- fixtures ---------------------------------------------------------- */
+
+static const char *fixture(void)
+{
+	static char p[1024];
+	snprintf(p, sizeof(p), "%s/data/stories260K.safetensors", tu_srcdir());
+	return p;
+}
+
+static void copy_file(const char *from, const char *to, size_t keep /* 0: all */)
+{
+	size_t n;
+	void *b = tu_read_file(from, &n);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_int_eq(tu_write_file(to, b, keep && keep < n ? keep : n), 0);
+	free(b);
+}
+
+/* The fixture, copied into the allow dir as name. */
+static const char *stage(const struct daemon *d, const char *name)
+{
+	static char p[512];
+	snprintf(p, sizeof(p), "%s/%s", d->allow, name);
+	copy_file(fixture(), p, 0);
+	return p;
+}
+
+/* A safetensors file of n BF16 [rows][cols] tensors of plausible weights:
+ * big enough that a load takes a while. */
+static void write_big(const char *path, int n, int rows, int cols)
+{
+	size_t tb = (size_t)rows * (size_t)cols * 2;
+	char *hdr = malloc((size_t)n * 128 + 16);
+	ck_assert_ptr_nonnull(hdr);
+	size_t hl = 0;
+	hl += (size_t)sprintf(hdr + hl, "{");
+	for (int i = 0; i < n; i++)
+		hl += (size_t)sprintf(hdr + hl, "%s\"w%03d\":{\"dtype\":\"BF16\",\"shape\":[%d,%d],"
+				      "\"data_offsets\":[%zu,%zu]}", i ? "," : "", i, rows, cols,
+				      tb * (size_t)i, tb * (size_t)(i + 1));
+	hdr[hl++] = '}';
+	while (hl % 8)
+		hdr[hl++] = ' ';
+	FILE *f = fopen(path, "wb");
+	ck_assert_ptr_nonnull(f);
+	uint64_t len = hl;
+	ck_assert_int_eq(fwrite(&len, 8, 1, f), 1);   /* little-endian host */
+	ck_assert_int_eq(fwrite(hdr, 1, hl, f), hl);
+	uint16_t *t = malloc(tb);
+	ck_assert_ptr_nonnull(t);
+	for (int i = 0; i < n; i++) {
+		for (size_t k = 0; k < tb / 2; k++) {
+			uint64_t r = tu_rand(&rng);
+			/* sign, an exponent near 2^-6 .. 2^-1, any mantissa */
+			t[k] = (uint16_t)((r & 0x8000) | ((uint16_t)(120 + r % 6 + (r >> 20) % 2) << 7) |
+					  ((r >> 32) & 0x7f));
+		}
+		ck_assert_int_eq(fwrite(t, 1, tb, f), tb);
+	}
+	ck_assert_int_eq(fclose(f), 0);
+	free(t);
+	free(hdr);
+}
+
+/* Every tensor of the attach reply, read from the sealed buffer, against
+ * the source file: metadata, checksum, and decoded bytes. */
+static void verify_model(const struct attached *a, const char *src_path)
+{
+	struct source *src;
+	struct uwerr e = {0};
+	const char *paths[1] = {src_path};
+	ck_assert_msg(source_open(paths, 1, &src, &e) == 0, "%s", e.msg);
+	ck_assert_uint_eq(a->r.backend, UW_BACKEND_HOST);
+	ck_assert_str_eq(a->r.device_uuid, "");
+	ck_assert_uint_eq(a->r.nbufs, 1);
+	ck_assert_int_eq(a->m.nfds, 1);
+	ck_assert_uint_eq(a->r.ntensors, source_count(src));
+	int fd = a->m.fds[0];
+	struct stat sb;
+	ck_assert_int_eq(fstat(fd, &sb), 0);
+	ck_assert_uint_eq((uint64_t)sb.st_size, a->r.buf_size[0]);
+	size_t size = a->r.buf_size[0];
+	const uint8_t *base = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+	ck_assert(base != MAP_FAILED);
+
+	int seen[4096] = {0};
+	ck_assert_uint_le(source_count(src), 4096);
+	for (uint32_t i = 0; i < a->r.ntensors; i++) {
+		const struct proto_tensor *t = &a->r.tensors[i];
+		size_t k;
+		for (k = 0; k < source_count(src); k++)
+			if (strcmp(source_tensor(src, k)->name, t->name) == 0)
+				break;
+		ck_assert_msg(k < source_count(src), "tensor %s is not in the source", t->name);
+		ck_assert_msg(!seen[k]++, "tensor %s twice", t->name);
+		const struct src_tensor *s = source_tensor(src, k);
+		ck_assert_uint_eq(t->dtype, (uint32_t)s->dtype);
+		ck_assert_uint_eq(t->ndim, (uint32_t)s->ndim);
+		ck_assert_mem_eq(t->shape, s->shape, sizeof(uint64_t) * (size_t)s->ndim);
+		ck_assert_uint_eq(t->raw_bytes, s->raw_bytes);
+		ck_assert_uint_eq(t->offset % RES_ALIGN, 0);
+		ck_assert_uint_le(t->offset + t->layout.nbytes, size);
+		ck_assert_uint_eq(crc32c(0, base + t->offset, t->layout.nbytes), t->layout.crc32c);
+		uint8_t *want = malloc(s->raw_bytes + 1), *got = malloc(s->raw_bytes + 1);
+		ck_assert(want && got);
+		ck_assert_msg(source_read(src, k, want, &e) == 0, "%s", e.msg);
+		ck_assert_msg(ref_decode(&t->layout, base + t->offset, got, s->raw_bytes, &e) == 0,
+			      "decode %s: %s", t->name, e.msg);
+		ck_assert_msg(memcmp(want, got, s->raw_bytes) == 0, "tensor %s differs from the source",
+			      t->name);
+		free(want);
+		free(got);
+	}
+	/* Sealed: no writable mapping, no write, no resize. */
+	ck_assert(mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) == MAP_FAILED);
+	int seals = fcntl(fd, F_GET_SEALS);
+	ck_assert_int_eq(seals & (F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL),
+			 F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL);
+	ck_assert_int_lt(pwrite(fd, "x", 1, 0), 0);
+	ck_assert_int_lt(ftruncate(fd, 0), 0);
+	munmap((void *)base, size);
+	source_close(src);
+}
+
+/* Load the fixture as name and wait for it to be ready. */
+static const char *load_ready(const struct daemon *d, int fd, const char *name)
+{
+	const char *p = stage(d, "stories260K.safetensors");
+	ck_assert_msg(req_load(fd, name, p) == 0, "load: %s", last_msg);
+	struct mstat s = wait_loaded(fd, name);
+	ck_assert_msg(strcmp(s.state, "ready") == 0, "%s: %s %s", name, s.state, s.error);
+	return p;
+}
+
+/* ---- tests ------------------------------------------------------------- */
+
+START_TEST(t_hello_versions)
+{
+	struct daemon d;
+	daemon_start(&d, NULL);
+	/* No common version: a status naming both ranges, then the end. */
+	int fd = dial(&d);
+	uint16_t v;
+	ck_assert_int_eq(hello_range(fd, PROTO_VERSION + 5, PROTO_VERSION + 9, &v), -EPROTONOSUPPORT);
+	char want[64];
+	snprintf(want, sizeof(want), "%u..%u", PROTO_VERSION + 5, PROTO_VERSION + 9);
+	ck_assert_msg(strstr(last_msg, want), "\"%s\" lacks the client's range", last_msg);
+	snprintf(want, sizeof(want), "%u..%u", PROTO_MIN_VERSION, PROTO_VERSION);
+	ck_assert_msg(strstr(last_msg, want), "\"%s\" lacks the daemon's range", last_msg);
+	struct proto_msg m;
+	ck_assert_int_eq(proto_recv(fd, &m, NULL), -ECONNRESET);
+	close(fd);
+
+	/* A range reaching past ours settles on our highest. */
+	fd = dial(&d);
+	ck_assert_int_eq(hello_range(fd, PROTO_MIN_VERSION, PROTO_VERSION + 3, &v), 0);
+	ck_assert_uint_eq(v, PROTO_VERSION);
+	close(fd);
+
+	/* Anything before HELLO is refused, and the connection closed. */
+	fd = dial(&d);
+	struct wbuf w = {0};
+	struct msg_stats q = {.name = ""};
+	enc_stats(&w, &q);
+	ck_assert_int_eq(call_nobody(fd, OP_STATS, &w), -EPROTO);
+	ck_assert_ptr_nonnull(strstr(last_msg, "HELLO"));
+	ck_assert_int_eq(proto_recv(fd, &m, NULL), -ECONNRESET);
+	close(fd);
+	daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(t_load_attach)
+{
+	struct daemon d;
+	daemon_start(&d, NULL);
+	int fds0 = tu_count_fds();
+	int fd = connect_hello(&d);
+	const char *p = load_ready(&d, fd, "stories");
+	ck_assert(notify_wait(&d, "STATUS=loading stories: ", 2000));
+
+	struct source *src;
+	const char *paths[1] = {p};
+	ck_assert_int_eq(source_open(paths, 1, &src, NULL), 0);
+	struct mstat s = model_stat(fd, "stories");
+	ck_assert_uint_eq(s.tensors, source_count(src));
+	ck_assert_uint_eq(s.raw, source_raw_total(src));
+	ck_assert(s.progress == 1.0);
+	ck_assert_uint_gt(s.resident, 0);
+	ck_assert_uint_eq(s.used, s.resident);   /* after the load, it holds what it uses */
+	ck_assert(s.ratio > 0 && s.ratio < 1.01);
+	ck_assert_uint_eq(s.clients, 0);
+	source_close(src);
+
+	/* stats NAME gives the same model alone. */
+	struct json_value *j = req_stats(fd, "stories");
+	ck_assert_ptr_nonnull(j);
+	ck_assert_uint_eq(json_get(j, "models")->u.arr.n, 1);
+	json_free(j);
+	ck_assert_ptr_null(req_stats(fd, "nosuch"));
+	ck_assert_ptr_nonnull(strstr(last_msg, "nosuch"));
+
+	struct attached a;
+	ck_assert_msg(req_attach(fd, "stories", &a) == 0, "attach: %s", last_msg);
+	ck_assert_uint_eq(a.r.buf_size[0], s.resident);
+	verify_model(&a, fixture());
+	s = model_stat(fd, "stories");
+	ck_assert_uint_eq(s.clients, 1);
+	ck_assert_uint_eq(s.attaches, 1);
+
+	/* A second lease on the same connection, then both ended. */
+	struct attached b;
+	ck_assert_int_eq(req_attach(fd, "stories", &b), 0);
+	ck_assert_uint_ne(b.r.lease, a.r.lease);
+	ck_assert_uint_eq(model_stat(fd, "stories").clients, 2);
+	ck_assert_int_eq(req_detach(fd, a.r.lease), 0);
+	ck_assert_int_eq(req_detach(fd, a.r.lease), -ENOENT);
+	ck_assert_int_eq(req_detach(fd, b.r.lease), 0);
+	s = model_stat(fd, "stories");
+	ck_assert_uint_eq(s.clients, 0);
+	ck_assert_uint_eq(s.attaches, 2);
+	attached_free(&a);
+	attached_free(&b);
+
+	ck_assert_int_eq(req_attach(fd, "nosuch", &a), -ENOENT);
+	close(fd);
+	ck_assert_int_eq(tu_count_fds(), fds0);
+	daemon_stop(&d);
+}
+END_TEST
+
+/* Eight processes attach at once, each checking every tensor. */
+START_TEST(t_concurrent_clients)
+{
+	struct daemon d;
+	daemon_start(&d, NULL);
+	int fd = connect_hello(&d);
+	load_ready(&d, fd, "stories");
+	pid_t kids[8];
+	for (int i = 0; i < 8; i++) {
+		kids[i] = fork();
+		ck_assert_int_ge(kids[i], 0);
+		if (kids[i] == 0) {
+			close(fd);
+			int c = connect_hello(&d);
+			struct attached a;
+			ck_assert_int_eq(req_attach(c, "stories", &a), 0);
+			verify_model(&a, fixture());
+			ck_assert_int_eq(req_detach(c, a.r.lease), 0);
+			attached_free(&a);
+			close(c);
+			_exit(0);
+		}
+	}
+	for (int i = 0; i < 8; i++) {
+		int st;
+		ck_assert_int_eq(waitpid(kids[i], &st, 0), kids[i]);
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client %d failed (0x%x)", i, st);
+	}
+	struct mstat s = model_stat(fd, "stories");
+	ck_assert_uint_eq(s.attaches, 8);
+	ck_assert_uint_eq(s.clients, 0);
+	close(fd);
+	daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(t_load_refused)
+{
+	struct daemon d;
+	daemon_start(&d, NULL);
+	int fd = connect_hello(&d);
+	const char *good = load_ready(&d, fd, "stories");
+	struct mstat before = model_stat(fd, "stories");
+
+	/* The name is taken. */
+	ck_assert_int_eq(req_load(fd, "stories", good), -EEXIST);
+	ck_assert_ptr_nonnull(strstr(last_msg, "stories"));
+
+	/* Outside every allow_dir. */
+	char out[512], link[512], trunc[512], rel[] = "stories260K.safetensors";
+	snprintf(out, sizeof(out), "%s/outside.safetensors", d.dir);
+	copy_file(fixture(), out, 0);
+	ck_assert_int_eq(req_load(fd, "m1", out), -EACCES);
+	ck_assert_msg(strstr(last_msg, "allow_dir"), "\"%s\"", last_msg);
+
+	/* A symlink inside that points outside. */
+	snprintf(link, sizeof(link), "%s/escape.safetensors", d.allow);
+	ck_assert_int_eq(symlink(out, link), 0);
+	ck_assert_int_eq(req_load(fd, "m2", link), -EACCES);
+	ck_assert_msg(strstr(last_msg, out), "\"%s\" does not name where it resolves", last_msg);
+
+	/* Relative, missing, a directory. */
+	ck_assert_int_eq(req_load(fd, "m3", rel), -EINVAL);
+	snprintf(trunc, sizeof(trunc), "%s/missing.safetensors", d.allow);
+	ck_assert_int_eq(req_load(fd, "m4", trunc), -ENOENT);
+	ck_assert_int_eq(req_load(fd, "m5", d.allow), -EINVAL);
+
+	/* Corrupt: cut short, and garbage. */
+	snprintf(trunc, sizeof(trunc), "%s/trunc.safetensors", d.allow);
+	copy_file(fixture(), trunc, 300000);
+	int st = req_load(fd, "m6", trunc);
+	ck_assert_msg(st < 0, "a truncated file was accepted");
+	ck_assert_msg(strstr(last_msg, "m6") && strlen(last_msg) > 20, "\"%s\"", last_msg);
+	snprintf(trunc, sizeof(trunc), "%s/garbage.safetensors", d.allow);
+	ck_assert_int_eq(tu_write_file(trunc, "\x10\0\0\0\0\0\0\0{not json at all", 24), 0);
+	ck_assert_int_lt(req_load(fd, "m7", trunc), 0);
+
+	/* Bad names. */
+	ck_assert_int_lt(req_load(fd, "../x", good), 0);
+
+	/* None of them left a model, a failure record, or used memory. */
+	struct json_value *j = req_stats(fd, "");
+	ck_assert_uint_eq(json_get(j, "models")->u.arr.n, 1);
+	json_free(j);
+	struct mstat after = model_stat(fd, "stories");
+	ck_assert_uint_eq(after.used, before.used);
+
+	/* And the model it had still serves. */
+	int fd2 = connect_hello(&d);
+	struct attached a;
+	ck_assert_int_eq(req_attach(fd2, "stories", &a), 0);
+	verify_model(&a, fixture());
+	attached_free(&a);
+	close(fd2);
+	close(fd);
+	daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(t_budget)
+{
+	struct daemon d;
+	struct start_opts o = {.conf = "# a budget too small for stories260K\n"
+				       "budget = 256K   # bytes of the host\n"
+				       "log_level = debug\n"};
+	daemon_start(&d, &o);
+	int fd = connect_hello(&d);
+	struct mstat s = model_stat(fd, "none");
+	ck_assert_uint_eq(s.budget, 256 * 1024);
+	ck_assert_int_eq(req_load(fd, "stories", stage(&d, "s.safetensors")), -ENOSPC);
+	ck_assert_msg(strstr(last_msg, "budget"), "\"%s\"", last_msg);
+	s = model_stat(fd, "stories");
+	ck_assert(!s.found);
+	ck_assert_uint_eq(s.used, 0);
+	close(fd);
+	daemon_stop(&d);
+}
+END_TEST
+
+/* A load that fails after it was accepted leaves no model and no memory
+ * used, keeps its error for stats, and frees the name. */
+START_TEST(t_failed_load)
+{
+	struct daemon d;
+	struct start_opts o = {.conf = "load_threads = 1\n"};
+	daemon_start(&d, &o);
+	int fd = connect_hello(&d);
+	char big[512];
+	snprintf(big, sizeof(big), "%s/big.safetensors", d.allow);
+	struct mstat s;
+	int failed = 0;
+	/* The file shrinks under the loader; retried in case the load won. */
+	for (int tries = 0; tries < 5 && !failed; tries++) {
+		write_big(big, 48, 1024, 512);
+		ck_assert_msg(req_load(fd, "big", big) == 0, "load: %s", last_msg);
+		ck_assert_int_eq(truncate(big, 4096), 0);
+		s = wait_loaded(fd, "big");
+		failed = strcmp(s.state, "failed") == 0;
+		if (!failed)
+			ck_assert_int_eq(req_evict(fd, "big", 0), 0);
+	}
+	ck_assert_msg(failed, "the load never saw its file shrink");
+	ck_assert_msg(strstr(s.error, "big"), "error \"%s\"", s.error);
+	ck_assert_uint_eq(s.used, 0);
+	struct attached a;
+	ck_assert_int_eq(req_attach(fd, "big", &a), -ENOENT);
+	ck_assert_msg(strstr(last_msg, "failed"), "\"%s\"", last_msg);
+
+	/* The name is free again. */
+	const char *p = stage(&d, "s.safetensors");
+	ck_assert_msg(req_load(fd, "big", p) == 0, "%s", last_msg);
+	s = wait_loaded(fd, "big");
+	ck_assert_str_eq(s.state, "ready");
+	ck_assert_str_eq(s.error, "");
+	close(fd);
+	daemon_stop(&d);
+}
+END_TEST
+
+/* While a large model loads, other models answer; SIGTERM mid-load still
+ * exits 0. */
+START_TEST(t_busy_loading)
+{
+	struct daemon d;
+	struct start_opts o = {.conf = "load_threads = 1\n"};
+	daemon_start(&d, &o);
+	int fd = connect_hello(&d);
+	load_ready(&d, fd, "stories");
+	char big[512];
+	snprintf(big, sizeof(big), "%s/big.safetensors", d.allow);
+	write_big(big, 48, 1024, 512);
+	ck_assert_int_eq(req_load(fd, "big", big), 0);
+	int fd2 = connect_hello(&d);
+	struct attached a;
+	ck_assert_int_eq(req_attach(fd2, "stories", &a), 0);
+	struct mstat s = model_stat(fd2, "big");
+	ck_assert(s.found);
+	ck_assert(s.progress >= 0 && s.progress <= 1);
+	if (strcmp(s.state, "loading") == 0)
+		ck_assert_int_eq(req_attach(fd2, "big", &(struct attached){0}), -EAGAIN);
+	attached_free(&a);
+	close(fd2);
+	close(fd);
+	daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(t_evict_leases)
+{
+	struct daemon d;
+	daemon_start(&d, NULL);
+	int op = connect_hello(&d), worker = connect_hello(&d);
+	load_ready(&d, op, "stories");
+	uint64_t used = model_stat(op, "stories").used;
+	struct attached a;
+	ck_assert_int_eq(req_attach(worker, "stories", &a), 0);
+
+	ck_assert_int_eq(req_evict(op, "stories", 0), -EBUSY);
+	ck_assert_msg(strstr(last_msg, "1 lease"), "\"%s\"", last_msg);
+	ck_assert_int_eq(req_evict(op, "stories", UW_EVICT_FORCE), 0);
+
+	/* Gone by name at once, memory held while the lease lasts. */
+	struct attached b;
+	ck_assert_int_eq(req_attach(op, "stories", &b), -ENOENT);
+	ck_assert_msg(strstr(last_msg, "evict"), "\"%s\"", last_msg);
+	struct mstat s = model_stat(op, "stories");
+	ck_assert_str_eq(s.state, "evicting");
+	ck_assert_uint_eq(s.used, used);
+	verify_model(&a, fixture());   /* the worker's mapping still reads */
+
+	/* The name can be loaded again meanwhile. */
+	ck_assert_int_eq(req_load(op, "stories", stage(&d, "again.safetensors")), 0);
+	ck_assert_str_eq(wait_loaded(op, "stories").state, "ready");
+	ck_assert_uint_eq(model_stat(op, "stories").used, 2 * used);
+	ck_assert_int_eq(req_evict(op, "stories", 0), 0);
+
+	/* The last lease ends: the memory is released. */
+	ck_assert_int_eq(req_detach(worker, a.r.lease), 0);
+	attached_free(&a);
+	s = model_stat(op, "stories");
+	ck_assert(!s.found);
+	ck_assert_uint_eq(s.used, 0);
+	ck_assert_int_eq(req_evict(op, "stories", 0), -ENOENT);
+	close(worker);
+	close(op);
+	daemon_stop(&d);
+}
+END_TEST
+
+/* Poll until stats shows clients leases on name. */
+static void wait_clients(int fd, const char *name, uint64_t clients)
+{
+	double end = now() + 30;
+	while (model_stat(fd, name).clients != clients) {
+		ck_assert_msg(now() < end, "%s never got to %llu clients", name,
+			      (unsigned long long)clients);
+		sleep_ms(5);
+	}
+}
+
+/* A connection that closes, or a client killed with -9, ends its leases. */
+START_TEST(t_close_releases)
+{
+	struct daemon d;
+	daemon_start(&d, NULL);
+	int op = connect_hello(&d);
+	load_ready(&d, op, "stories");
+
+	int w = connect_hello(&d);
+	struct attached a;
+	ck_assert_int_eq(req_attach(w, "stories", &a), 0);
+	ck_assert_int_eq(req_evict(op, "stories", 0), -EBUSY);
+	close(w);
+	wait_clients(op, "stories", 0);
+
+	int ready[2];
+	ck_assert_int_eq(pipe(ready), 0);
+	pid_t kid = fork();
+	ck_assert_int_ge(kid, 0);
+	if (kid == 0) {
+		int c = connect_hello(&d);
+		struct attached k;
+		if (req_attach(c, "stories", &k) == 0 && write(ready[1], "x", 1) == 1)
+			pause();
+		_exit(1);
+	}
+	char x;
+	ck_assert_int_eq(read(ready[0], &x, 1), 1);
+	ck_assert_uint_eq(model_stat(op, "stories").clients, 1);
+	ck_assert_int_eq(kill(kid, SIGKILL), 0);
+	ck_assert_int_eq(waitpid(kid, NULL, 0), kid);
+	wait_clients(op, "stories", 0);
+	ck_assert_int_eq(req_evict(op, "stories", 0), 0);
+	ck_assert_uint_eq(model_stat(op, "stories").used, 0);
+	close(ready[0]);
+	close(ready[1]);
+	attached_free(&a);
+	close(op);
+	daemon_stop(&d);
+}
+END_TEST
+
+/* Raw header bytes, as PROTOCOL.md lays them out. */
+static void raw_hdr(uint8_t *b, uint32_t magic, uint16_t version, uint16_t op, uint32_t len,
+		    uint16_t nfds)
+{
+	memset(b, 0, PROTO_HDR_SIZE);
+	for (int i = 0; i < 4; i++) {
+		b[i] = (uint8_t)(magic >> 8 * i);
+		b[8 + i] = (uint8_t)(len >> 8 * i);
+	}
+	b[4] = (uint8_t)version, b[5] = (uint8_t)(version >> 8);
+	b[6] = (uint8_t)op, b[7] = (uint8_t)(op >> 8);
+	b[12] = (uint8_t)nfds, b[13] = (uint8_t)(nfds >> 8);
+}
+
+/* After a framing error: an error reply (if any) and then the end. */
+static void expect_error_then_close(int fd)
+{
+	struct proto_msg m;
+	struct uwerr e = {0};
+	int rc = proto_recv(fd, &m, &e);
+	if (rc == 0) {
+		struct rbuf rb = {.p = m.payload, .len = m.hdr.len};
+		struct msg_status st;
+		ck_assert(m.hdr.opcode & OP_REPLY);
+		ck_assert_int_eq(dec_status(&rb, &st, &e), 0);
+		ck_assert_int_lt(st.status, 0);
+		ck_assert_uint_gt(strlen(st.message), 0);
+		msg_status_free(&st);
+		proto_msg_free(&m);
+		rc = proto_recv(fd, &m, &e);
+	}
+	ck_assert_msg(rc == -ECONNRESET, "the connection stayed open (%d: %s)", rc, e.msg);
+	close(fd);
+}
+
+/* A request with an extra payload after its fields or an fd, on a
+ * connection that keeps serving afterwards. */
+static void stats_ok(int fd)
+{
+	struct json_value *j = req_stats(fd, "");
+	ck_assert_msg(j, "stats refused: %s", last_msg);
+	json_free(j);
+}
+
+START_TEST(t_malformed)
+{
+	struct daemon d;
+	daemon_start(&d, NULL);
+	int op = connect_hello(&d);
+	load_ready(&d, op, "stories");
+	uint8_t h[PROTO_HDR_SIZE];
+
+	/* Short: half a header, then the client's end closes. */
+	int fd = dial(&d);
+	raw_hdr(h, PROTO_MAGIC, PROTO_VERSION, OP_HELLO, 0, 0);
+	ck_assert_int_eq(write(fd, h, 7), 7);
+	shutdown(fd, SHUT_WR);
+	expect_error_then_close(fd);
+
+	/* Short payload: a header announcing more than comes. */
+	fd = connect_hello(&d);
+	raw_hdr(h, PROTO_MAGIC, PROTO_VERSION, OP_STATS, 100, 0);
+	ck_assert_int_eq(write(fd, h, sizeof(h)), sizeof(h));
+	ck_assert_int_eq(write(fd, "abc", 3), 3);
+	shutdown(fd, SHUT_WR);
+	expect_error_then_close(fd);
+
+	/* Oversized: a length over the limit is refused before it is read. */
+	fd = connect_hello(&d);
+	raw_hdr(h, PROTO_MAGIC, PROTO_VERSION, OP_LOAD, PROTO_MAX_PAYLOAD + 1, 0);
+	ck_assert_int_eq(write(fd, h, sizeof(h)), sizeof(h));
+	expect_error_then_close(fd);
+
+	/* Wrong magic. */
+	fd = dial(&d);
+	raw_hdr(h, 0x50545448, PROTO_VERSION, OP_HELLO, 0, 0);   /* "HTTP" */
+	ck_assert_int_eq(write(fd, h, sizeof(h)), sizeof(h));
+	expect_error_then_close(fd);
+
+	/* Wrong version after HELLO agreed on one. */
+	fd = connect_hello(&d);
+	raw_hdr(h, PROTO_MAGIC, PROTO_VERSION + 7, OP_STATS, 0, 0);
+	ck_assert_int_eq(write(fd, h, sizeof(h)), sizeof(h));
+	expect_error_then_close(fd);
+
+	/* Unknown opcode: refused, and the connection keeps serving. */
+	fd = connect_hello(&d);
+	struct wbuf w = {0};
+	wb_u32(&w, 42);
+	ck_assert_int_eq(call_nobody(fd, 77, &w), -EOPNOTSUPP);
+	stats_ok(fd);
+
+	/* A payload that does not decode: -EBADMSG, and on it goes. */
+	w = (struct wbuf){0};
+	wb_u32(&w, 0xffffffffu);   /* a string length past the end */
+	ck_assert_int_eq(call_nobody(fd, OP_ATTACH, &w), -EBADMSG);
+	ck_assert_uint_gt(strlen(last_msg), 0);
+	w = (struct wbuf){0};
+	struct msg_stats q = {.name = ""};
+	enc_stats(&w, &q);
+	wb_u8(&w, 0);              /* a trailing byte */
+	ck_assert_int_eq(call_nobody(fd, OP_STATS, &w), -EBADMSG);
+	stats_ok(fd);
+
+	/* An fd where none belongs: refused, and the daemon closed its copy
+	 * (the pipe's read end sees EOF once ours is closed too). */
+	int pfd[2];
+	ck_assert_int_eq(pipe2(pfd, O_CLOEXEC | O_NONBLOCK), 0);
+	w = (struct wbuf){0};
+	enc_stats(&w, &q);
+	struct uwerr e = {0};
+	ck_assert_int_eq(proto_send(fd, PROTO_VERSION, OP_STATS, w.p, (uint32_t)w.len, &pfd[1], 1, &e), 0);
+	wb_free(&w);
+	struct proto_msg m;
+	struct rbuf rb;
+	ck_assert_int_eq(recv_reply(fd, OP_STATS, &m, &rb), -EBADMSG);
+	ck_assert_msg(strstr(last_msg, "fd"), "\"%s\"", last_msg);
+	proto_msg_free(&m);
+	close(pfd[1]);
+	char c;
+	ck_assert_int_eq(read(pfd[0], &c, 1), 0);
+	close(pfd[0]);
+	stats_ok(fd);
+	close(fd);
+
+	/* Through all of it, the model kept serving. */
+	fd = connect_hello(&d);
+	struct attached a;
+	ck_assert_int_eq(req_attach(fd, "stories", &a), 0);
+	verify_model(&a, fixture());
+	attached_free(&a);
+	close(fd);
+	close(op);
+	daemon_stop(&d);
+}
+END_TEST
+
+/* A peer that stops inside a message loses its connection after
+ * io_timeout_ms; one idle between messages keeps it. */
+START_TEST(t_stalled_peer)
+{
+	struct daemon d;
+	struct start_opts o = {.conf = "io_timeout_ms = 200\n"};
+	daemon_start(&d, &o);
+	int idle = connect_hello(&d);
+	int fd = connect_hello(&d);
+	uint8_t h[PROTO_HDR_SIZE];
+	raw_hdr(h, PROTO_MAGIC, PROTO_VERSION, OP_STATS, 64, 0);
+	ck_assert_int_eq(write(fd, h, 10), 10);
+	double t0 = now();
+	expect_error_then_close(fd);
+	ck_assert(now() - t0 >= 0.2);
+	sleep_ms(300);
+	stats_ok(idle);
+	close(idle);
+	daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(t_max_clients)
+{
+	struct daemon d;
+	struct start_opts o = {.conf = "max_clients = 2\n"};
+	daemon_start(&d, &o);
+	int a = connect_hello(&d), b = connect_hello(&d);
+	int c = dial(&d);
+	uint16_t v;
+	ck_assert_int_eq(hello_range(c, PROTO_MIN_VERSION, PROTO_VERSION, &v), -EUSERS);
+	ck_assert_msg(strstr(last_msg, "max_clients"), "\"%s\"", last_msg);
+	close(c);
+	close(a);
+	/* Once the daemon has seen a go, a new client fits again. */
+	double end = now() + 30;
+	for (;;) {
+		c = dial(&d);
+		int st = hello_range(c, PROTO_MIN_VERSION, PROTO_VERSION, &v);
+		if (st == 0)
+			break;
+		ck_assert_int_eq(st, -EUSERS);
+		close(c);
+		ck_assert(now() < end);
+		sleep_ms(10);
+	}
+	stats_ok(b);
+	stats_ok(c);
+	close(b);
+	close(c);
+	daemon_stop(&d);
+}
+END_TEST
+
+/* READY=1 (every start waits for it), STATUS= while loading, WATCHDOG=1 at
+ * half the interval, STOPPING=1 (every stop checks it). */
+START_TEST(t_notify)
+{
+	struct daemon d;
+	struct start_opts o = {.env = "WATCHDOG_USEC=200000"};
+	daemon_start(&d, &o);
+	ck_assert_msg(notify_wait(&d, "WATCHDOG=1", 5000), "no WATCHDOG=1 (notes: %s)", d.notes);
+	int fd = connect_hello(&d);
+	load_ready(&d, fd, "stories");
+	ck_assert_msg(notify_wait(&d, "STATUS=loading stories: 100%", 2000), "notes: %s", d.notes);
+	close(fd);
+	daemon_stop(&d);
+}
+END_TEST
+
+/* Socket activation: the listening socket comes as fd 3. */
+START_TEST(t_socket_activation)
+{
+	char *dir = tu_tmpdir();
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/activated.sock", dir);
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(lfd, 0);
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(lfd, 16), 0);
+
+	struct daemon d;
+	struct start_opts o = {.activate_fd = lfd};
+	daemon_start(&d, &o);
+	close(lfd);
+	char bound[108];
+	snprintf(bound, sizeof(bound), "%s", d.sock);
+	snprintf(d.sock, sizeof(d.sock), "%s", sa.sun_path);
+	int fd = connect_hello(&d);
+	load_ready(&d, fd, "stories");
+	struct attached a;
+	ck_assert_int_eq(req_attach(fd, "stories", &a), 0);
+	verify_model(&a, fixture());
+	attached_free(&a);
+	close(fd);
+	struct stat sb;
+	ck_assert_msg(stat(bound, &sb) < 0, "it bound --socket %s as well", bound);
+	daemon_stop(&d);
+	ck_assert_msg(stat(sa.sun_path, &sb) == 0, "it removed systemd's socket");
+	tu_rmtree(dir);
+	free(dir);
+}
+END_TEST
+
+/* A non-listening socket as fd 3 is refused plainly. */
+START_TEST(t_bad_activation)
+{
+	int sv[2];
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		char p[32], bin[1024];
+		dup2(sv[0], 3);
+		snprintf(p, sizeof(p), "%ld", (long)getpid());
+		setenv("LISTEN_FDS", "1", 1);
+		setenv("LISTEN_PID", p, 1);
+		snprintf(bin, sizeof(bin), "%s/unweightd", tu_builddir());
+		execl(bin, "unweightd", "--config", "/dev/null", "--backend", "host",
+		      "--socket", "/nonexistent/x.sock", (char *)NULL);
+		_exit(127);
+	}
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	close(sv[0]);
+	close(sv[1]);
+}
+END_TEST
+
+/* Config and flag errors name what is wrong, and where. */
+static int run_daemon(const char *conf_text, const char *flag, char *err, size_t errlen)
+{
+	char *dir = tu_tmpdir(), conf[512], bin[1024], errf[512];
+	snprintf(conf, sizeof(conf), "%s/u.conf", dir);
+	snprintf(errf, sizeof(errf), "%s/err", dir);
+	snprintf(bin, sizeof(bin), "%s/unweightd", tu_builddir());
+	ck_assert_int_eq(tu_write_file(conf, conf_text, strlen(conf_text)), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int fd = open(errf, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		dup2(fd, 2);
+		execl(bin, "unweightd", "--config", conf, "--socket", "/nonexistent/x.sock",
+		      flag ? flag : "--foreground", (char *)NULL);
+		_exit(127);
+	}
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	size_t n;
+	char *text = tu_read_file(errf, &n);
+	snprintf(err, errlen, "%.*s", text ? (int)n : 0, text ? text : "");
+	free(text);
+	tu_rmtree(dir);
+	free(dir);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+START_TEST(t_config_errors)
+{
+	char err[2048];
+	ck_assert_int_eq(run_daemon("# fine\n\nbogus_key = 1\n", NULL, err, sizeof(err)), 2);
+	ck_assert_msg(strstr(err, "u.conf:3") && strstr(err, "bogus_key"), "%s", err);
+	ck_assert_int_eq(run_daemon("socket_mode = 999\n", NULL, err, sizeof(err)), 2);
+	ck_assert_msg(strstr(err, "u.conf:1") && strstr(err, "socket_mode"), "%s", err);
+	ck_assert_int_eq(run_daemon("budget = lots\n", NULL, err, sizeof(err)), 2);
+	ck_assert_msg(strstr(err, "budget"), "%s", err);
+	ck_assert_int_eq(run_daemon("no equals sign\n", NULL, err, sizeof(err)), 2);
+	ck_assert_msg(strstr(err, "u.conf:1"), "%s", err);
+	ck_assert_int_eq(run_daemon("", "--log-level=loud", err, sizeof(err)), 2);
+	ck_assert_msg(strstr(err, "--log-level"), "%s", err);
+	ck_assert_int_eq(run_daemon("", "--backend=cuda", err, sizeof(err)), 1);
+	ck_assert_msg(strstr(err, "cuda") && strstr(err, "not built"), "%s", err);
+	ck_assert_int_eq(run_daemon("budget.gpu7 = 1G\nbackend = host\n", NULL, err, sizeof(err)), 1);
+	ck_assert_msg(strstr(err, "gpu7"), "%s", err);
+	ck_assert_int_eq(run_daemon("allow_dir = /nonexistent/models\n", NULL, err, sizeof(err)), 1);
+	ck_assert_msg(strstr(err, "/nonexistent/models"), "%s", err);
+}
+END_TEST
+
+/* A socket file another daemon answers on is refused; a stale one (its
+ * daemon killed) is replaced. */
+START_TEST(t_stale_socket)
+{
+	struct daemon d;
+	daemon_start(&d, NULL);
+	char err[2048], flag[300];
+	snprintf(flag, sizeof(flag), "--socket=%s", d.sock);
+	ck_assert_int_eq(run_daemon("backend = host\n", flag, err, sizeof(err)), 1);
+	ck_assert_msg(strstr(err, "another daemon answers"), "%s", err);
+	int fd = connect_hello(&d);
+	stats_ok(fd);
+	close(fd);
+
+	kill(d.pid, SIGKILL);
+	ck_assert_int_eq(waitpid(d.pid, NULL, 0), d.pid);
+	struct stat sb;
+	ck_assert_int_eq(stat(d.sock, &sb), 0);
+	struct daemon d2;
+	struct start_opts o = {.sock = d.sock};
+	daemon_start(&d2, &o);
+	fd = connect_hello(&d2);
+	stats_ok(fd);
+	close(fd);
+	daemon_stop(&d2);
+	close(d.notify_fd);
+	tu_rmtree(d.dir);
+	free(d.dir);
+}
+END_TEST
+
+int main(void)
+{
+	rng = tu_seed();
+	Suite *s = suite_create("daemon");
+	TCase *tc = tcase_create("daemon");
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, t_hello_versions);
+	tcase_add_test(tc, t_load_attach);
+	tcase_add_test(tc, t_concurrent_clients);
+	tcase_add_test(tc, t_load_refused);
+	tcase_add_test(tc, t_budget);
+	tcase_add_test(tc, t_failed_load);
+	tcase_add_test(tc, t_busy_loading);
+	tcase_add_test(tc, t_evict_leases);
+	tcase_add_test(tc, t_close_releases);
+	tcase_add_test(tc, t_malformed);
+	tcase_add_test(tc, t_stalled_peer);
+	tcase_add_test(tc, t_max_clients);
+	tcase_add_test(tc, t_notify);
+	tcase_add_test(tc, t_socket_activation);
+	tcase_add_test(tc, t_bad_activation);
+	tcase_add_test(tc, t_config_errors);
+	tcase_add_test(tc, t_stale_socket);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,456 @@
+/* check_gpu_kernels: the CUDA kernels against their CPU twins: uwk_decode
+ * bit-exact against ref_decode, uwk_matmul (every pipeline and fused shape)
+ * against a float64 reference, on fresh random tensors, the adversarial set
+ * and the stories260K weights; bad arguments are refused without a fault.
+ * Exits 77 (skipped) where there is no GPU. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda_runtime_api.h>
+
+#include "format/safetensors.h"
+#include "kernels/cuda/uwk.h"
+#include "kernels/resident.h"
+#include "tests/bf16cases.h"
+#include "tests/testutil.h"
+
+static uint64_t seed, rng;
+static struct uwk_ctx *ctx;
+
+#define CK(call) do { \
+	cudaError_t r_ = (call); \
+	ck_assert_msg(r_ == cudaSuccess, "%s: %s", #call, cudaGetErrorString(r_)); \
+} while (0)
+
+/* One tensor on both sides: its resident bytes here and on the device, and
+ * its BF16 values as the CPU twin decodes them. */
+struct tensor {
+	struct uw_layout l;
+	uint8_t *host;
+	void *dev;
+	uint16_t *w;
+	size_t n;
+};
+
+static void tensor_make(struct tensor *t, int ndim, const uint64_t *shape, const uint16_t *raw,
+			size_t n, const char *what)
+{
+	struct uwerr e = {0};
+	memset(t, 0, sizeof(*t));
+	t->n = n;
+	ck_assert_msg(res_plan(UW_DTYPE_BF16, ndim, shape, raw, 2 * n, &t->l, &e) == 0,
+		      "%s: res_plan: %s", what, e.msg);
+	size_t cap = (t->l.nbytes + RES_ALIGN) / RES_ALIGN * RES_ALIGN;
+	t->host = aligned_alloc(RES_ALIGN, cap);
+	ck_assert_msg(res_encode(&t->l, raw, 2 * n, t->host, &e) == 0, "%s: res_encode: %s", what, e.msg);
+	CK(cudaMalloc(&t->dev, cap));
+	CK(cudaMemcpy(t->dev, t->host, t->l.nbytes, cudaMemcpyHostToDevice));
+	t->w = malloc(2 * n + 2);
+	ck_assert_msg(ref_decode(&t->l, t->host, t->w, 2 * n, &e) == 0, "%s: ref_decode: %s", what, e.msg);
+	ck_assert_msg(n == 0 || memcmp(t->w, raw, 2 * n) == 0, "%s: the CPU round trip differs", what);
+}
+
+static void tensor_free(struct tensor *t)
+{
+	cudaFree(t->dev);
+	free(t->host);
+	free(t->w);
+}
+
+static void tensor_2d(struct tensor *t, uint64_t rows, uint64_t cols, const uint16_t *raw,
+		      const char *what)
+{
+	uint64_t shape[2] = {rows, cols};
+	tensor_make(t, 2, shape, raw, rows * cols, what);
+}
+
+/* N(0, 0.02) weights, with every k-th element (k > 0) given an exponent
+ * drawn from [elo, ehi] so that it is (almost always) a patch. */
+static uint16_t *weights(size_t n, unsigned k, int elo, int ehi)
+{
+	uint16_t *w = malloc(2 * n + 2);
+	bf16_gauss(&rng, 0.02, w, n);
+	for (size_t i = 0; k && i < n; i += 1 + tu_rand(&rng) % (2 * k - 1)) {
+		unsigned ex = (unsigned)(elo + (int)(tu_rand(&rng) % (unsigned)(ehi - elo + 1)));
+		w[i] = (uint16_t)((w[i] & 0x807f) | ex << 7);
+	}
+	return w;
+}
+
+/* uwk_decode into a poisoned buffer at byte offset skew: exactly the bytes
+ * of ref_decode, and nothing written around them. */
+static void check_decode(const struct tensor *t, size_t skew, const char *what)
+{
+	const size_t raw = t->l.format == UW_FORMAT_RAW ? t->l.nbytes : 2 * t->n, cap = raw + skew + 64;
+	uint8_t *d, *got = malloc(cap);
+	struct uwerr e = {0};
+	CK(cudaMalloc((void **)&d, cap));
+	CK(cudaMemset(d, 0xa5, cap));
+	int rc = uwk_decode(&t->l, t->dev, d + skew, raw, 0, &e);
+	ck_assert_msg(rc == 0, "%s: uwk_decode: %s", what, e.msg);
+	CK(cudaDeviceSynchronize());
+	CK(cudaMemcpy(got, d, cap, cudaMemcpyDeviceToHost));
+	for (size_t i = 0; i < cap; i++)
+		if (i < skew || i >= skew + raw)
+			ck_assert_msg(got[i] == 0xa5, "%s: byte %zd outside the output written",
+				      what, (ssize_t)i - (ssize_t)skew);
+	const uint8_t *want = (const uint8_t *)t->w;
+	for (size_t i = 0; i < raw; i++)
+		ck_assert_msg(got[skew + i] == want[i],
+			      "%s (%s, %llux%llu, skew %zu): byte %zu is %02x, want %02x", what,
+			      t->l.format == UW_FORMAT_R12 ? "R12" : "RAW",
+			      (unsigned long long)t->l.rows, (unsigned long long)t->l.cols, skew, i,
+			      got[skew + i], want[i]);
+	cudaFree(d);
+	free(got);
+}
+
+static int run_matmul(const struct tensor *t, const void *x, size_t batch, void *y,
+		      enum uwk_pipe pipe, const struct uwk_cfg *cfg, struct uwerr *e)
+{
+	return cfg ? uwk_matmul_fused_cfg(&t->l, t->dev, x, batch, y, cfg, 0, ctx, e)
+		   : uwk_matmul_pipe(&t->l, t->dev, x, batch, y, pipe, 0, ctx, e);
+}
+
+/* y = x . W^T on the GPU against float64: each output within 1e-2 of
+ * sum |x||w| of its dot product, the whole within 1e-2 in L2 norm, every
+ * output written (y is poisoned with NaN), the same bits on a second run.
+ * xskew: x starts that many elements into its buffer (unaligned staging). */
+static void check_matmul(const struct tensor *t, size_t batch, enum uwk_pipe pipe,
+			 const struct uwk_cfg *cfg, size_t xskew, const char *what)
+{
+	const size_t rows = t->l.rows, cols = t->l.cols;
+	uint16_t *x = malloc(2 * (batch * cols + xskew)), *y1 = malloc(2 * batch * rows),
+		 *y2 = malloc(2 * batch * rows);
+	double *ref = malloc(sizeof(double) * batch * rows), *mag = malloc(sizeof(double) * batch * rows);
+	bf16_gauss(&rng, 1.0, x, batch * cols + xskew);
+	const uint16_t *xs = x + xskew;
+	for (size_t n = 0; n < batch; n++)
+		for (size_t r = 0; r < rows; r++) {
+			double s = 0, m = 0;
+			for (size_t c = 0; c < cols; c++) {
+				double p = (double)bf16_to_f32(xs[n * cols + c]) *
+					   (double)bf16_to_f32(t->w[r * cols + c]);
+				s += p;
+				m += fabs(p);
+			}
+			ref[n * rows + r] = s;
+			mag[n * rows + r] = m;
+		}
+	void *dx, *dy;
+	CK(cudaMalloc(&dx, 2 * (batch * cols + xskew)));
+	CK(cudaMalloc(&dy, 2 * batch * rows));
+	CK(cudaMemcpy(dx, x, 2 * (batch * cols + xskew), cudaMemcpyHostToDevice));
+	struct uwerr e = {0};
+	uint16_t *ys[2] = {y1, y2};
+	for (int i = 0; i < 2; i++) {
+		CK(cudaMemset(dy, 0xff, 2 * batch * rows));
+		int rc = run_matmul(t, (uint16_t *)dx + xskew, batch, dy, pipe, cfg, &e);
+		ck_assert_msg(rc == 0, "%s: uwk_matmul: %s", what, e.msg);
+		CK(cudaDeviceSynchronize());
+		CK(cudaMemcpy(ys[i], dy, 2 * batch * rows, cudaMemcpyDeviceToHost));
+	}
+	ck_assert_msg(memcmp(y1, y2, 2 * batch * rows) == 0, "%s: two runs differ", what);
+	double d2 = 0, r2 = 0;
+	for (size_t i = 0; i < batch * rows; i++) {
+		double v = bf16_to_f32(y1[i]), err = fabs(v - ref[i]);
+		ck_assert_msg(isfinite(v), "%s: y[%zu][%zu] = %g (not written?)", what, i / rows,
+			      i % rows, v);
+		ck_assert_msg(err <= 1e-2 * mag[i] + 1e-30,
+			      "%s (%llux%llu batch %zu): y[%zu][%zu] = %.8g, float64 %.8g, |x||w| %.4g",
+			      what, (unsigned long long)rows, (unsigned long long)cols, batch, i / rows,
+			      i % rows, v, ref[i], mag[i]);
+		d2 += err * err;
+		r2 += ref[i] * ref[i];
+	}
+	ck_assert_msg(d2 <= 1e-4 * r2, "%s: ||y - ref|| / ||ref|| = %g", what, sqrt(d2 / r2));
+	cudaFree(dx);
+	cudaFree(dy);
+	free(x);
+	free(y1);
+	free(y2);
+	free(ref);
+	free(mag);
+}
+
+static const uint64_t gauss_shapes[][2] = {
+	{1, 1}, {3, 5}, {17, 33}, {64, 4096}, {129, 1000}, {1000, 77}, {333, 8192}, {2, 65537},
+	{40, 31}, {7, 4100},
+};
+
+START_TEST(test_decode_gauss)
+{
+	for (size_t i = 0; i < sizeof(gauss_shapes) / sizeof(gauss_shapes[0]); i++) {
+		const uint64_t rows = gauss_shapes[i][0], cols = gauss_shapes[i][1];
+		char what[64];
+		snprintf(what, sizeof(what), "N(0, 0.02) %llux%llu", (unsigned long long)rows,
+			 (unsigned long long)cols);
+		uint16_t *w = weights(rows * cols, 0, 0, 0);
+		struct tensor t;
+		tensor_2d(&t, rows, cols, w, what);
+		if (rows * cols >= 4096)
+			ck_assert_msg(t.l.format == UW_FORMAT_R12, "%s: not R12", what);
+		check_decode(&t, 0, what);
+		check_decode(&t, 2, what);    /* 2-byte stores */
+		tensor_free(&t);
+		free(w);
+	}
+}
+END_TEST
+
+START_TEST(test_decode_adversarial)
+{
+	struct bf16_case *c;
+	size_t n = bf16_cases(&rng, &c);
+	for (size_t i = 0; i < n; i++) {
+		struct tensor t;
+		tensor_make(&t, c[i].ndim, c[i].shape, c[i].w, c[i].n, c[i].name);
+		if (!strcmp(c[i].name, "every bit pattern"))
+			ck_assert_msg(t.l.format == UW_FORMAT_RAW, "every bit pattern: R12?");
+		check_decode(&t, 0, c[i].name);
+		check_decode(&t, 2, c[i].name);
+		tensor_free(&t);
+	}
+	bf16_cases_free(c, n);
+
+	/* many patches of any exponent (Inf, NaN, subnormals too), odd shapes */
+	static const uint64_t shapes[][2] = {{300, 1001}, {64, 4096}, {1000, 77}, {5, 30000}};
+	for (size_t i = 0; i < 4; i++) {
+		uint16_t *w = weights(shapes[i][0] * shapes[i][1], 12, 0, 255);
+		struct tensor t;
+		tensor_2d(&t, shapes[i][0], shapes[i][1], w, "many patches");
+		ck_assert_msg(t.l.format == UW_FORMAT_R12 && t.l.npatch * 20 > t.n,
+			      "many patches: %s with %llu patches of %zu",
+			      t.l.format == UW_FORMAT_R12 ? "R12" : "RAW",
+			      (unsigned long long)t.l.npatch, t.n);
+		check_decode(&t, 0, "many patches");
+		check_decode(&t, 2, "many patches");
+		tensor_free(&t);
+		free(w);
+	}
+	/* a palette of 3 exponents */
+	uint16_t *w = malloc(2 * 200 * 300);
+	for (size_t i = 0; i < 200 * 300; i++)
+		w[i] = (uint16_t)((tu_rand(&rng) & 0x807f) | (118 + tu_rand(&rng) % 3) << 7);
+	struct tensor t;
+	tensor_2d(&t, 200, 300, w, "3 exponents");
+	ck_assert(t.l.format == UW_FORMAT_R12 && t.l.npatch == 0);
+	check_decode(&t, 0, "3 exponents");
+	check_matmul(&t, 3, UWK_PIPE_FUSED, NULL, 0, "3 exponents");
+	tensor_free(&t);
+	free(w);
+}
+END_TEST
+
+/* Every BF16 tensor of stories260K: decode, and matmul for the 2-D ones. */
+START_TEST(test_real_weights)
+{
+	char path[4096];
+	struct st_file *f;
+	struct uwerr e = {0};
+	snprintf(path, sizeof(path), "%s/data/stories260K.safetensors", tu_srcdir());
+	ck_assert_msg(st_open(path, &f, &e) == 0, "%s", e.msg);
+	int r12 = 0;
+	for (size_t i = 0; i < f->ntensors; i++) {
+		const struct st_tensor *s = &f->tensors[i];
+		if (s->dtype != UW_DTYPE_BF16)
+			continue;
+		uint16_t *w = malloc(st_tensor_bytes(s) + 2);
+		ck_assert_msg(st_read_tensor(f, s, w, &e) == 0, "%s", e.msg);
+		struct tensor t;
+		tensor_make(&t, s->ndim, s->shape, w, st_tensor_bytes(s) / 2, s->name);
+		r12 += t.l.format == UW_FORMAT_R12;
+		check_decode(&t, 0, s->name);
+		if (s->ndim == 2) {
+			check_matmul(&t, 1, UWK_PIPE_AUTO, NULL, 0, s->name);
+			check_matmul(&t, 7, UWK_PIPE_AUTO, NULL, 0, s->name);
+			check_matmul(&t, 64, UWK_PIPE_AUTO, NULL, 0, s->name);
+		}
+		tensor_free(&t);
+		free(w);
+	}
+	ck_assert_msg(r12 >= 15, "only %d tensors of stories260K are R12", r12);
+	st_close(f);
+}
+END_TEST
+
+static const uint64_t mm_shapes[][2] = {
+	{100, 1000}, {77, 1001}, {300, 172}, {1000, 77}, {33, 4100}, {64, 4096}, {1, 1024},
+};
+
+START_TEST(test_matmul_fused)
+{
+	static const size_t batches[] = {1, 2, 7, 8, 9, 16, 24, 33, 64};
+	for (size_t i = 0; i < sizeof(mm_shapes) / sizeof(mm_shapes[0]); i++) {
+		const uint64_t rows = mm_shapes[i][0], cols = mm_shapes[i][1];
+		uint16_t *w = weights(rows * cols, 500, 90, 135);    /* some patches */
+		struct tensor t;
+		tensor_2d(&t, rows, cols, w, "fused");
+		ck_assert_msg(t.l.format == UW_FORMAT_R12, "%llux%llu: not R12",
+			      (unsigned long long)rows, (unsigned long long)cols);
+		for (size_t b = 0; b < sizeof(batches) / sizeof(batches[0]); b++) {
+			char what[64];
+			snprintf(what, sizeof(what), "fused %llux%llu", (unsigned long long)rows,
+				 (unsigned long long)cols);
+			check_matmul(&t, batches[b], UWK_PIPE_FUSED, NULL, 0, what);
+		}
+		check_matmul(&t, 5, UWK_PIPE_FUSED, NULL, 1, "fused, x unaligned");
+		tensor_free(&t);
+		free(w);
+	}
+}
+END_TEST
+
+/* Every fused shape built, with and without split-K, on patch-heavy tensors. */
+START_TEST(test_matmul_cfgs)
+{
+	struct uwk_cfg cfgs[32];
+	int ncfg = uwk_cfg_list(cfgs, 32);
+	ck_assert(ncfg > 0 && ncfg <= 32);
+	static const uint64_t shapes[][2] = {{77, 1001}, {256, 3000}, {40, 520}};
+	static const size_t batches[] = {1, 9, 40, 64};
+	static const int ks[] = {1, 2, 5};
+	for (size_t s = 0; s < 3; s++) {
+		uint16_t *w = weights(shapes[s][0] * shapes[s][1], 15, 20, 200);
+		struct tensor t;
+		tensor_2d(&t, shapes[s][0], shapes[s][1], w, "cfgs");
+		ck_assert(t.l.format == UW_FORMAT_R12 && t.l.npatch > 0);
+		for (int c = 0; c < ncfg; c++)
+			for (size_t k = 0; k < 3; k++)
+				for (size_t b = 0; b < 4; b++) {
+					struct uwk_cfg cfg = cfgs[c];
+					char what[96];
+					cfg.ks = ks[k];
+					snprintf(what, sizeof(what), "fused %dx%d ks %d, %llux%llu, %llu patches",
+						 cfg.wm, cfg.wk, cfg.ks, (unsigned long long)t.l.rows,
+						 (unsigned long long)t.l.cols, (unsigned long long)t.l.npatch);
+					check_matmul(&t, batches[b], UWK_PIPE_FUSED, &cfg, b == 1, what);
+				}
+		tensor_free(&t);
+		free(w);
+	}
+}
+END_TEST
+
+START_TEST(test_matmul_pipes)
+{
+	uint16_t *w = weights(300 * 1024, 200, 100, 130);
+	struct tensor t;
+	tensor_2d(&t, 300, 1024, w, "pipes");
+	static const size_t batches[] = {1, 64, 65, 200};
+	for (size_t b = 0; b < 4; b++) {
+		check_matmul(&t, batches[b], UWK_PIPE_DECODE_GEMM, NULL, 0, "decode + cuBLAS");
+		check_matmul(&t, batches[b], UWK_PIPE_AUTO, NULL, 0, "auto");
+	}
+	tensor_free(&t);
+	free(w);
+
+	/* exponents spread over 41 values: RAW, so cuBLAS on the tensor itself */
+	w = malloc(2 * 200 * 520);
+	for (size_t i = 0; i < 200 * 520; i++)
+		w[i] = (uint16_t)((tu_rand(&rng) & 0x807f) | (100 + tu_rand(&rng) % 41) << 7);
+	tensor_2d(&t, 200, 520, w, "RAW");
+	ck_assert(t.l.format == UW_FORMAT_RAW);
+	check_matmul(&t, 1, UWK_PIPE_AUTO, NULL, 0, "RAW auto");
+	check_matmul(&t, 100, UWK_PIPE_DECODE_GEMM, NULL, 0, "RAW decode + cuBLAS");
+	check_decode(&t, 1, "RAW");
+	struct uwerr e = {0};
+	ck_assert_int_eq(uwk_matmul_pipe(&t.l, t.dev, t.dev, 1, t.dev, UWK_PIPE_FUSED, 0, ctx, &e),
+			 -EINVAL);
+	tensor_free(&t);
+	free(w);
+}
+END_TEST
+
+START_TEST(test_bad_args)
+{
+	uint16_t *w = weights(64 * 512, 0, 0, 0);
+	struct tensor t;
+	tensor_2d(&t, 64, 512, w, "bad args");
+	void *x, *y, *out;
+	CK(cudaMalloc(&x, 2 * 65 * 512));
+	CK(cudaMalloc(&y, 2 * 65 * 64));
+	CK(cudaMalloc(&out, 2 * 64 * 512 + 16));
+	uint8_t *base = t.dev;
+	struct uwerr e;
+	struct uw_layout bad = t.l;
+	uint16_t host[16];
+#define REFUSED(call) do { \
+	uwerr_clear(&e); \
+	int rc_ = (call); \
+	ck_assert_msg(rc_ < 0 && e.msg[0], "%s: %d, \"%s\"", #call, rc_, e.msg); \
+} while (0)
+	REFUSED(uwk_decode(&t.l, base + 16, out, 2 * 64 * 512, 0, &e));   /* misaligned base */
+	REFUSED(uwk_decode(&t.l, base, out, 2 * 64 * 512 - 2, 0, &e));    /* too small */
+	REFUSED(uwk_decode(&t.l, base, (uint8_t *)out + 1, 2 * 64 * 512, 0, &e));
+	REFUSED(uwk_decode(NULL, base, out, 2 * 64 * 512, 0, &e));
+	REFUSED(uwk_decode(&t.l, base, NULL, 2 * 64 * 512, 0, &e));
+	REFUSED(uwk_decode(&t.l, base, host, 2 * 64 * 512, 0, &e));   /* host output */
+	REFUSED(uwk_decode(&t.l, t.host, out, 2 * 64 * 512, 0, &e));      /* host base */
+	bad.dtype = UW_DTYPE_F16;
+	REFUSED(uwk_decode(&bad, base, out, 2 * 64 * 512, 0, &e));
+	REFUSED(uwk_matmul(&bad, base, x, 1, y, 0, ctx, &e));
+	bad = t.l;
+	bad.nib_stride = 8;
+	REFUSED(uwk_matmul(&bad, base, x, 1, y, 0, ctx, &e));
+	REFUSED(uwk_matmul(&t.l, base, x, 0, y, 0, ctx, &e));             /* batch 0 */
+	REFUSED(uwk_matmul(&t.l, base, NULL, 1, y, 0, ctx, &e));
+	REFUSED(uwk_matmul(&t.l, base, x, 1, (uint8_t *)y + 1, 0, ctx, &e));
+	REFUSED(uwk_matmul(&t.l, base, host, 1, y, 0, ctx, &e));
+	REFUSED(uwk_matmul(&t.l, base + 256, x, 1, y, 0, NULL, &e));
+	REFUSED(uwk_matmul(&t.l, base + 16, x, 1, y, 0, ctx, &e));
+	REFUSED(uwk_matmul_pipe(&t.l, base, x, 65, y, UWK_PIPE_FUSED, 0, ctx, &e));
+	struct uwk_cfg cfg = {3, 3, 0};
+	uwerr_clear(&e);
+	ck_assert_int_eq(uwk_matmul_fused_cfg(&t.l, base, x, 1, y, &cfg, 0, ctx, &e), -ENOTSUP);
+	/* nothing was queued, nothing faulted, and it still works */
+	ck_assert_int_eq(cudaGetLastError(), cudaSuccess);
+	CK(cudaDeviceSynchronize());
+	check_matmul(&t, 4, UWK_PIPE_AUTO, NULL, 0, "after bad arguments");
+	cudaFree(x);
+	cudaFree(y);
+	cudaFree(out);
+	tensor_free(&t);
+	free(w);
+}
+END_TEST
+
+int main(void)
+{
+	int ndev = 0;
+	cudaError_t err = cudaGetDeviceCount(&ndev);
+	if (err != cudaSuccess || ndev == 0) {
+		printf("check_gpu_kernels: no GPU (%s), skipped\n",
+		       err != cudaSuccess ? cudaGetErrorString(err) : "0 devices");
+		return 77;
+	}
+	struct uwerr e = {0};
+	if (uwk_ctx_new(&ctx, &e) < 0) {
+		fprintf(stderr, "check_gpu_kernels: %s\n", e.msg);
+		return 1;
+	}
+	seed = tu_seed();
+	rng = seed;
+	Suite *s = suite_create("gpu_kernels");
+	TCase *tc = tcase_create("kernels");
+	tcase_set_timeout(tc, 600);
+	tcase_add_test(tc, test_decode_gauss);
+	tcase_add_test(tc, test_decode_adversarial);
+	tcase_add_test(tc, test_real_weights);
+	tcase_add_test(tc, test_matmul_fused);
+	tcase_add_test(tc, test_matmul_cfgs);
+	tcase_add_test(tc, test_matmul_pipes);
+	tcase_add_test(tc, test_bad_args);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	/* one process: a CUDA context does not survive fork */
+	srunner_set_fork_status(sr, CK_NOFORK);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	uwk_ctx_free(ctx);
+	return failed ? 1 : 0;
+}

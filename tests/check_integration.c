@@ -1,0 +1,604 @@
+/* check_integration: a real unweightd from the build tree on a temporary
+ * socket, driven through libunweight-client and unweightctl: load, list,
+ * stats, 8 concurrent client processes, evict refused and forced, kill -9 of
+ * a client, SIGTERM, and no fd left behind. */
+#include "config.h"
+
+#include <check.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/json.h"
+#include "format/safetensors.h"
+#include "tests/clientutil.h"
+#include "tests/testutil.h"
+#include "unweight.h"
+
+#define MODEL "stories"
+#define FIXTURE "stories260K.safetensors"
+#define NCLIENTS 8
+#define WAIT_MS 20000
+
+struct daemon {
+	pid_t pid;
+	char *dir, *sock, *model_path;
+};
+
+/* The fixture's tensors as stored in the safetensors file. */
+struct source {
+	struct st_file *f;
+	uint8_t **raw;        /* [f->ntensors] */
+};
+
+static void sleep_ms(long ms)
+{
+	nanosleep(&(struct timespec){ ms / 1000, ms % 1000 * 1000000L }, NULL);
+}
+
+static char *build_path(const char *rel)
+{
+	char *p;
+	ck_assert_int_ge(asprintf(&p, "%s/%s", tu_builddir(), rel), 0);
+	return p;
+}
+
+/* Start unweightd on a fresh directory holding a copy of the fixture, and
+ * wait until it answers. It dies with the test process if the test fails. */
+static void daemon_start(struct daemon *d)
+{
+	size_t len;
+	char *src;
+	d->dir = tu_tmpdir();
+	ck_assert_ptr_nonnull(d->dir);
+	ck_assert_int_ge(asprintf(&d->sock, "%s/uwd.sock", d->dir), 0);
+	ck_assert_int_ge(asprintf(&d->model_path, "%s/" FIXTURE, d->dir), 0);
+	ck_assert_int_ge(asprintf(&src, "%s/data/" FIXTURE, tu_srcdir()), 0);
+	void *bytes = tu_read_file(src, &len);
+	ck_assert_msg(bytes, "cannot read %s", src);
+	ck_assert_int_eq(tu_write_file(d->model_path, bytes, len), 0);
+	free(bytes);
+	free(src);
+
+	char *bin = build_path("unweightd");
+	ck_assert_msg(access(bin, X_OK) == 0, "%s: not built", bin);
+	d->pid = fork();
+	ck_assert_int_ge(d->pid, 0);
+	if (d->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execl(bin, "unweightd", "--socket", d->sock, "--backend", "host",
+		      "--allow-dir", d->dir, "--foreground", (char *)NULL);
+		_exit(127);
+	}
+	free(bin);
+	for (int ms = 0;; ms += 10) {
+		uw_client *c;
+		int st;
+		if (uw_connect(d->sock, &c) == 0) {
+			uw_disconnect(c);
+			return;
+		}
+		ck_assert_msg(waitpid(d->pid, &st, WNOHANG) == 0,
+			      "unweightd exited at start (status 0x%x)", st);
+		ck_assert_msg(ms < WAIT_MS, "unweightd did not answer at %s: %s", d->sock,
+			      uw_errmsg());
+		sleep_ms(10);
+	}
+}
+
+/* SIGTERM must shut the daemon down cleanly: exit status 0. */
+static void daemon_stop(struct daemon *d)
+{
+	int st;
+	ck_assert_int_eq(kill(d->pid, SIGTERM), 0);
+	ck_assert_int_eq(waitpid(d->pid, &st, 0), d->pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		      "unweightd after SIGTERM: status 0x%x", st);
+	tu_rmtree(d->dir);
+	free(d->dir);
+	free(d->sock);
+	free(d->model_path);
+}
+
+static void source_load(struct source *s, const char *path)
+{
+	struct uwerr e = {0};
+	ck_assert_msg(st_open(path, &s->f, &e) == 0, "%s", e.msg);
+	s->raw = calloc(s->f->ntensors, sizeof(*s->raw));
+	ck_assert_ptr_nonnull(s->raw);
+	for (size_t i = 0; i < s->f->ntensors; i++) {
+		s->raw[i] = malloc(st_tensor_bytes(&s->f->tensors[i]));
+		ck_assert_ptr_nonnull(s->raw[i]);
+		ck_assert_msg(st_read_tensor(s->f, &s->f->tensors[i], s->raw[i], &e) == 0,
+			      "%s", e.msg);
+	}
+}
+
+static void source_free(struct source *s)
+{
+	for (size_t i = 0; i < s->f->ntensors; i++)
+		free(s->raw[i]);
+	free(s->raw);
+	st_close(s->f);
+}
+
+/* ---- the stats document ------------------------------------------------ */
+
+struct stats {
+	char *text;
+	struct json_value *doc;
+};
+
+static void stats_get(uw_client *c, const char *name, struct stats *s)
+{
+	struct uwerr e = {0};
+	ck_assert_msg(uw_stats_json(c, name, &s->text) == 0, "stats: %s", uw_errmsg());
+	ck_assert_msg(json_parse(s->text, strlen(s->text), &s->doc, &e) == 0,
+		      "stats reply: %s", e.msg);
+	ck_assert_int_eq(s->doc->type, JSON_OBJ);
+}
+
+static void stats_free(struct stats *s)
+{
+	json_free(s->doc);
+	free(s->text);
+}
+
+static const struct json_value *stats_model(const struct stats *s, const char *name)
+{
+	const struct json_value *m = json_get(s->doc, "models");
+	ck_assert_msg(m && m->type == JSON_ARR, "stats: no models array: %s", s->text);
+	for (size_t i = 0; i < m->u.arr.n; i++) {
+		const struct json_value *n = json_get(&m->u.arr.v[i], "name");
+		if (n && n->type == JSON_STR && !strcmp(n->u.str.s, name))
+			return &m->u.arr.v[i];
+	}
+	return NULL;
+}
+
+static uint64_t key_u64(const struct json_value *o, const char *key)
+{
+	uint64_t v;
+	const struct json_value *j = json_get(o, key);
+	ck_assert_msg(j && json_u64(j, &v) == 0, "stats: %s is not a count", key);
+	return v;
+}
+
+static const char *key_str(const struct json_value *o, const char *key)
+{
+	const struct json_value *j = json_get(o, key);
+	ck_assert_msg(j && j->type == JSON_STR, "stats: %s is not a string", key);
+	return j->u.str.s;
+}
+
+/* Bytes used on the (single) host device. */
+static uint64_t device_used(uw_client *c)
+{
+	struct stats s;
+	stats_get(c, NULL, &s);
+	const struct json_value *d = json_get(s.doc, "devices");
+	ck_assert_msg(d && d->type == JSON_ARR && d->u.arr.n == 1, "devices: %s", s.text);
+	uint64_t used = key_u64(&d->u.arr.v[0], "used");
+	stats_free(&s);
+	return used;
+}
+
+/* The model's attached_clients; -1 when it is not in stats. */
+static long attached(uw_client *c, const char *name)
+{
+	struct stats s;
+	stats_get(c, NULL, &s);
+	const struct json_value *m = stats_model(&s, name);
+	long n = m ? (long)key_u64(m, "attached_clients") : -1;
+	stats_free(&s);
+	return n;
+}
+
+static void wait_attached(uw_client *c, const char *name, long want)
+{
+	long n = -2;
+	for (int ms = 0; ms < WAIT_MS && (n = attached(c, name)) != want; ms += 20)
+		sleep_ms(20);
+	ck_assert_msg(n == want, "%s: attached_clients %ld, expected %ld", name, n, want);
+}
+
+static void load_and_wait(uw_client *c, const struct daemon *d, const char *name)
+{
+	const char *paths[] = { d->model_path };
+	ck_assert_msg(uw_load(c, name, paths, 1) == 0, "load: %s", uw_errmsg());
+	for (int ms = 0;; ms += 20) {
+		struct stats s;
+		stats_get(c, name, &s);
+		const struct json_value *m = stats_model(&s, name);
+		ck_assert_msg(m, "load %s: not in stats: %s", name, s.text);
+		const char *state = key_str(m, "state");
+		ck_assert_msg(strcmp(state, "failed"), "load %s failed: %s", name, s.text);
+		int ready = !strcmp(state, "ready");
+		stats_free(&s);
+		if (ready)
+			return;
+		ck_assert_msg(ms < WAIT_MS, "load %s: not ready after %d ms", name, WAIT_MS);
+		sleep_ms(20);
+	}
+}
+
+/* Run unweightctl with args; its exit status, and its output in out. */
+static int run_ctl(const struct daemon *d, const char *args, char **out)
+{
+	char *bin = build_path("ctl/unweightctl"), *cmd, *text = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&text, &len);
+	char buf[4096];
+	size_t n;
+	ck_assert_int_ge(asprintf(&cmd, "'%s' --socket '%s' %s 2>&1", bin, d->sock, args), 0);
+	FILE *p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	while ((n = fread(buf, 1, sizeof(buf), p)) > 0)
+		fwrite(buf, 1, n, mem);
+	int st = pclose(p);
+	fclose(mem);
+	free(cmd);
+	free(bin);
+	*out = text;
+	ck_assert_msg(WIFEXITED(st), "unweightctl %s: status 0x%x", args, st);
+	return WEXITSTATUS(st);
+}
+
+/* unweightctl's --json output parses, is of type want, and (given name)
+ * holds the model with that state: the object itself, or in the array. */
+static void ctl_json_check(const char *out, const char *what, enum json_type want,
+			   const char *name, const char *state)
+{
+	struct json_value *v;
+	struct uwerr e = {0};
+	ck_assert_msg(json_parse(out, strlen(out), &v, &e) == 0, "%s: %s: %s", what, e.msg, out);
+	ck_assert_msg(v->type == want, "%s: wrong JSON type: %s", what, out);
+	const struct json_value *m = v;
+	if (want == JSON_ARR) {
+		m = NULL;
+		for (size_t i = 0; i < v->u.arr.n; i++)
+			if (!strcmp(key_str(&v->u.arr.v[i], "name"), name))
+				m = &v->u.arr.v[i];
+	}
+	if (name) {
+		ck_assert_msg(m, "%s: no %s in %s", what, name, out);
+		ck_assert_str_eq(key_str(m, "name"), name);
+		ck_assert_str_eq(key_str(m, "state"), state);
+	} else {
+		const struct json_value *r = json_get(m, "running");
+		ck_assert_msg(r && r->type == JSON_BOOL && r->u.b, "%s: %s", what, out);
+	}
+	json_free(v);
+}
+
+/* ---- a client process -------------------------------------------------- */
+
+/* Every tensor decodes to its source bytes, and every 2-D BF16 one
+ * multiplies as the float64 reference does. Returns the failures. */
+static int verify_model(const uw_model *m, const struct source *src, uint64_t seed)
+{
+	int bad = 0;
+	uint64_t rng = seed;
+	if (uw_model_tensor_count(m) != src->f->ntensors) {
+		fprintf(stderr, "model has %zu tensors, the source %zu\n",
+			uw_model_tensor_count(m), src->f->ntensors);
+		return 1;
+	}
+	for (size_t i = 0; i < src->f->ntensors; i++) {
+		const struct st_tensor *st = &src->f->tensors[i];
+		const uw_tensor *t = uw_model_find(m, st->name);
+		if (!t) {
+			fprintf(stderr, "tensor %s: missing from the model\n", st->name);
+			bad++;
+			continue;
+		}
+		bad += cu_check_decode(t, src->raw[i], st_tensor_bytes(st)) < 0;
+		if (st->dtype == UW_DTYPE_BF16 && st->ndim == 2) {
+			bad += cu_check_matmul(t, (const uint16_t *)src->raw[i], 1, &rng) < 0;
+			bad += cu_check_matmul(t, (const uint16_t *)src->raw[i], 5, &rng) < 0;
+		}
+	}
+	return bad;
+}
+
+/* Attach, say so on ready, wait for go to close, verify, detach. */
+static void client_main(const struct daemon *d, const struct source *src, uint64_t seed,
+			int ready, int go)
+{
+	uw_client *c;
+	uw_model *m;
+	char b;
+	if (uw_connect(d->sock, &c) < 0 || uw_attach(c, MODEL, &m) < 0) {
+		fprintf(stderr, "client %d: %s\n", (int)getpid(), uw_errmsg());
+		_exit(2);
+	}
+	if (write(ready, "a", 1) != 1 || read(go, &b, 1) != 0)
+		_exit(3);
+	int bad = verify_model(m, src, seed);
+	if (uw_detach(m) < 0) {
+		fprintf(stderr, "client %d: detach: %s\n", (int)getpid(), uw_errmsg());
+		bad++;
+	}
+	uw_disconnect(c);
+	_exit(bad ? 1 : 0);
+}
+
+/* ---- tests ------------------------------------------------------------- */
+
+START_TEST(test_load_list_stats_clients)
+{
+	struct daemon d;
+	struct source src;
+	struct stats s;
+	uw_client *c;
+	uw_model *m = (uw_model *)1;
+	char *out;
+	uint64_t seed = tu_seed();
+	daemon_start(&d);
+	source_load(&src, d.model_path);
+	int fds = tu_count_fds();
+	ck_assert_int_eq(uw_connect(d.sock, &c), 0);
+	uint64_t used0 = device_used(c);
+	load_and_wait(c, &d, MODEL);
+
+	/* A second load of the name is refused, and the first is untouched. */
+	const char *paths[] = { d.model_path };
+	ck_assert_int_eq(uw_load(c, MODEL, paths, 1), -EEXIST);
+	ck_assert_msg(strstr(uw_errmsg(), MODEL), "errmsg: %s", uw_errmsg());
+	ck_assert_int_eq(uw_attach(c, "no-such-model", &m), -ENOENT);
+	ck_assert_ptr_null(m);
+	ck_assert_msg(strstr(uw_errmsg(), "no-such-model"), "errmsg: %s", uw_errmsg());
+
+	uint64_t raw = 0;
+	for (size_t i = 0; i < src.f->ntensors; i++)
+		raw += st_tensor_bytes(&src.f->tensors[i]);
+	stats_get(c, MODEL, &s);
+	const struct json_value *sm = stats_model(&s, MODEL);
+	ck_assert_ptr_nonnull(sm);
+	ck_assert_str_eq(key_str(sm, "state"), "ready");
+	ck_assert_uint_eq(key_u64(sm, "tensors"), src.f->ntensors);
+	ck_assert_uint_eq(key_u64(sm, "raw_bytes"), raw);
+	ck_assert_uint_gt(key_u64(sm, "resident_bytes"), 0);
+	ck_assert_uint_eq(key_u64(sm, "attached_clients"), 0);
+	stats_free(&s);
+	ck_assert_uint_gt(device_used(c), used0);
+
+	/* unweightctl reads the same daemon. */
+	ck_assert_int_eq(run_ctl(&d, "list", &out), 0);
+	ck_assert_msg(strstr(out, MODEL) && strstr(out, "ready"), "list: %s", out);
+	free(out);
+	ck_assert_int_eq(run_ctl(&d, "list --json", &out), 0);
+	ctl_json_check(out, "list --json", JSON_ARR, MODEL, "ready");
+	free(out);
+	ck_assert_int_eq(run_ctl(&d, "status --json", &out), 0);
+	ctl_json_check(out, "status --json", JSON_OBJ, NULL, NULL);
+	free(out);
+
+	/* Through unweightctl: a second copy under another name, waited for. */
+	char *args;
+	ck_assert_int_ge(asprintf(&args, "load copy '%s' --wait --json", d.model_path), 0);
+	ck_assert_int_eq(run_ctl(&d, args, &out), 0);
+	ctl_json_check(out, "load --wait --json", JSON_OBJ, "copy", "ready");
+	free(out);
+	free(args);
+	ck_assert_int_eq(run_ctl(&d, "evict copy", &out), 0);
+	free(out);
+	ck_assert_int_eq(run_ctl(&d, "stats " MODEL, &out), 0);
+	ck_assert_msg(strstr(out, "model " MODEL) && strstr(out, "attached clients"), "stats: %s", out);
+	free(out);
+	ck_assert_int_eq(run_ctl(&d, "status", &out), 0);
+	ck_assert_msg(strstr(out, "is running") && strstr(out, "backend host"), "status: %s", out);
+	free(out);
+
+	/* 8 client processes attached at once, each checking every tensor. */
+	int ready[2], go[2];
+	pid_t pid[NCLIENTS];
+	ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
+	for (int i = 0; i < NCLIENTS; i++) {
+		pid[i] = fork();
+		ck_assert_int_ge(pid[i], 0);
+		if (pid[i] == 0) {
+			close(ready[0]);
+			close(go[1]);
+			client_main(&d, &src, seed + (uint64_t)i, ready[1], go[0]);
+		}
+	}
+	close(ready[1]);
+	close(go[0]);
+	for (int i = 0; i < NCLIENTS; i++) {
+		char b;
+		ck_assert_msg(read(ready[0], &b, 1) == 1, "a client failed to attach");
+	}
+	ck_assert_int_eq(attached(c, MODEL), NCLIENTS);
+	close(go[1]);
+	for (int i = 0; i < NCLIENTS; i++) {
+		int st;
+		ck_assert_int_eq(waitpid(pid[i], &st, 0), pid[i]);
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "client %d: status 0x%x", i, st);
+	}
+	close(ready[0]);
+	wait_attached(c, MODEL, 0);
+	stats_get(c, MODEL, &s);
+	ck_assert_uint_ge(key_u64(stats_model(&s, MODEL), "attach_count"), NCLIENTS);
+	stats_free(&s);
+
+	/* The test process too: the same checks through the same library. */
+	ck_assert_int_eq(uw_attach(c, MODEL, &m), 0);
+	ck_assert_int_eq(verify_model(m, &src, seed), 0);
+	ck_assert_int_eq(uw_detach(m), 0);
+
+	ck_assert_int_eq(uw_evict(c, MODEL, 0), 0);
+	stats_get(c, NULL, &s);
+	ck_assert_ptr_null(stats_model(&s, MODEL));
+	stats_free(&s);
+	ck_assert_uint_eq(device_used(c), used0);
+	uw_disconnect(c);
+	ck_assert_int_eq(tu_count_fds(), fds);
+	source_free(&src);
+
+	char *sock = strdup(d.sock);
+	daemon_stop(&d);
+	/* Down: the library and unweightctl both say so. */
+	ck_assert_int_lt(uw_connect(sock, &c), 0);
+	free(sock);
+}
+END_TEST
+
+/* evict is refused while a client holds a lease; kill -9 of that client
+ * ends the lease, and evict then succeeds. */
+START_TEST(test_evict_busy_kill9)
+{
+	struct daemon d;
+	uw_client *c;
+	char *out;
+	int ready[2];
+	daemon_start(&d);
+	ck_assert_int_eq(uw_connect(d.sock, &c), 0);
+	load_and_wait(c, &d, MODEL);
+
+	ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		uw_client *cc;
+		uw_model *m;
+		if (uw_connect(d.sock, &cc) < 0 || uw_attach(cc, MODEL, &m) < 0)
+			_exit(2);
+		if (write(ready[1], "a", 1) != 1)
+			_exit(3);
+		for (;;)
+			pause();
+	}
+	close(ready[1]);
+	char b;
+	ck_assert_msg(read(ready[0], &b, 1) == 1, "the client failed to attach");
+	close(ready[0]);
+	ck_assert_int_eq(attached(c, MODEL), 1);
+
+	ck_assert_int_eq(uw_evict(c, MODEL, 0), -EBUSY);
+	ck_assert_msg(strstr(uw_errmsg(), MODEL), "errmsg: %s", uw_errmsg());
+	ck_assert_int_eq(run_ctl(&d, "evict " MODEL, &out), 1);
+	ck_assert_msg(strstr(out, MODEL), "evict: %s", out);
+	free(out);
+
+	ck_assert_int_eq(kill(pid, SIGKILL), 0);
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	wait_attached(c, MODEL, 0);
+	ck_assert_int_eq(run_ctl(&d, "evict " MODEL, &out), 0);
+	free(out);
+	ck_assert_int_eq(attached(c, MODEL), -1);
+	uw_disconnect(c);
+	daemon_stop(&d);
+}
+END_TEST
+
+/* evict --force while leased: new attaches fail at once, the holder still
+ * reads correct bytes, and the memory goes when it detaches. */
+START_TEST(test_evict_force)
+{
+	struct daemon d;
+	struct source src;
+	uw_client *c, *op;
+	uw_model *m, *m2 = (uw_model *)1;
+	daemon_start(&d);
+	source_load(&src, d.model_path);
+	int fds = tu_count_fds();
+	ck_assert_int_eq(uw_connect(d.sock, &op), 0);
+	uint64_t used0 = device_used(op);
+	load_and_wait(op, &d, MODEL);
+	uint64_t used1 = device_used(op);
+	ck_assert_uint_gt(used1, used0);
+
+	ck_assert_int_eq(uw_connect(d.sock, &c), 0);
+	ck_assert_int_eq(uw_attach(c, MODEL, &m), 0);
+	ck_assert_int_eq(uw_evict(op, MODEL, UW_EVICT_FORCE), 0);
+	ck_assert_int_lt(uw_attach(op, MODEL, &m2), 0);
+	ck_assert_ptr_null(m2);
+	ck_assert_msg(strstr(uw_errmsg(), MODEL), "errmsg: %s", uw_errmsg());
+	ck_assert_uint_eq(device_used(op), used1);   /* held by the lease */
+
+	ck_assert_int_eq(verify_model(m, &src, tu_seed()), 0);
+	ck_assert_int_eq(uw_detach(m), 0);
+	uint64_t used = used1;
+	for (int ms = 0; ms < WAIT_MS && (used = device_used(op)) != used0; ms += 20)
+		sleep_ms(20);
+	ck_assert_uint_eq(used, used0);
+	ck_assert_int_eq(attached(op, MODEL), -1);
+
+	/* The name is free again. */
+	load_and_wait(op, &d, MODEL);
+	uw_disconnect(c);
+	uw_disconnect(op);
+	ck_assert_int_eq(tu_count_fds(), fds);
+	source_free(&src);
+	daemon_stop(&d);
+}
+END_TEST
+
+/* A model outlives its connection: the lease ends with the socket, the
+ * mapping stays readable, and detach then only unmaps. */
+START_TEST(test_disconnect_keeps_mapping)
+{
+	struct daemon d;
+	struct source src;
+	uw_client *c, *op;
+	uw_model *m;
+	daemon_start(&d);
+	source_load(&src, d.model_path);
+	int fds = tu_count_fds();
+	ck_assert_int_eq(uw_connect(d.sock, &op), 0);
+	load_and_wait(op, &d, MODEL);
+	ck_assert_int_eq(uw_connect(d.sock, &c), 0);
+	ck_assert_int_eq(uw_attach(c, MODEL, &m), 0);
+	ck_assert_int_eq(attached(op, MODEL), 1);
+	uw_disconnect(c);
+	wait_attached(op, MODEL, 0);
+	ck_assert_int_eq(verify_model(m, &src, tu_seed()), 0);
+	ck_assert_int_eq(uw_detach(m), 0);
+	uw_disconnect(op);
+	ck_assert_int_eq(tu_count_fds(), fds);
+	source_free(&src);
+
+	/* $UNWEIGHT_SOCKET reaches unweightctl too; a stopped daemon is exit 1. */
+	char *cmd;
+	ck_assert_int_ge(asprintf(&cmd, "'%s/ctl/unweightctl' status >/dev/null 2>&1",
+				  tu_builddir()), 0);
+	setenv("UNWEIGHT_SOCKET", d.sock, 1);
+	int st = system(cmd);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status while up: 0x%x", st);
+	daemon_stop(&d);
+	st = system(cmd);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status while down: 0x%x", st);
+	free(cmd);
+}
+END_TEST
+
+static Suite *integration_suite(void)
+{
+	Suite *s = suite_create("integration");
+	TCase *tc = tcase_create("daemon");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_load_list_stats_clients);
+	tcase_add_test(tc, test_evict_busy_kill9);
+	tcase_add_test(tc, test_evict_force);
+	tcase_add_test(tc, test_disconnect_keeps_mapping);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(integration_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

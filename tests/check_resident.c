@@ -1,0 +1,401 @@
+/* check_resident: the resident layouts round-trip every bit pattern, R12 is
+ * chosen where it pays, bad layouts are refused, and the reference matmul
+ * agrees with float64 whatever the format and thread count. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/crc32c.h"
+#include "format/dtype.h"
+#include "kernels/resident.h"
+#include "tests/bf16cases.h"
+#include "tests/testutil.h"
+
+static uint64_t seed;
+
+/* The resident bytes of a tensor, in a 256-byte aligned buffer. */
+static uint8_t *make_resident(int ndim, const uint64_t *shape, const void *raw, size_t nbytes,
+			      struct uw_layout *l, const char *what)
+{
+	struct uwerr e = {0};
+	ck_assert_msg(res_plan(UW_DTYPE_BF16, ndim, shape, raw, nbytes, l, &e) == 0, "%s: plan: %s", what, e.msg);
+	uint8_t *buf = aligned_alloc(RES_ALIGN, (l->nbytes + RES_ALIGN) / RES_ALIGN * RES_ALIGN);
+	memset(buf, 0xa5, l->nbytes);   /* padding must be written, not inherited */
+	ck_assert_msg(res_encode(l, raw, nbytes, buf, &e) == 0, "%s: encode: %s", what, e.msg);
+	ck_assert_msg(res_validate(l, l->nbytes, &e) == 0, "%s: validate: %s", what, e.msg);
+	ck_assert_uint_eq(l->crc32c, crc32c(0, buf, l->nbytes));
+	return buf;
+}
+
+/* Everything R12 does not assign is zero. */
+static void check_padding(const struct uw_layout *l, const uint8_t *b, const char *what)
+{
+	for (uint64_t r = 0; r < l->rows; r++) {
+		for (uint64_t c = l->cols; c < l->mant_stride; c++)
+			ck_assert_msg(b[l->mant_off + r * l->mant_stride + c] == 0, "%s: mantissa pad", what);
+		const uint8_t *nib = b + l->nib_off + r * l->nib_stride;
+		if (l->cols & 1)
+			ck_assert_msg((nib[l->cols / 2] >> 4) == 0, "%s: odd column pad", what);
+		for (uint64_t c = (l->cols + 1) / 2; c < l->nib_stride; c++)
+			ck_assert_msg(nib[c] == 0, "%s: index pad", what);
+	}
+	for (uint64_t i = l->rows * l->mant_stride; i < l->nib_off; i++)
+		ck_assert_msg(b[i] == 0, "%s: gap after mantissas", what);
+	for (uint64_t i = l->nib_off + l->rows * l->nib_stride; i < l->patch_row_off; i++)
+		ck_assert_msg(b[i] == 0, "%s: gap after indices", what);
+}
+
+START_TEST(test_cases_roundtrip)
+{
+	uint64_t rng = seed;
+	struct bf16_case *c;
+	size_t n = bf16_cases(&rng, &c);
+	for (size_t i = 0; i < n; i++) {
+		struct uw_layout l;
+		struct uwerr e = {0};
+		size_t nbytes = 2 * c[i].n;
+		uint8_t *buf = make_resident(c[i].ndim, c[i].shape, c[i].w, nbytes, &l, c[i].name);
+		ck_assert_msg(l.nbytes <= nbytes, "%s: %llu resident bytes for %zu raw",
+			      c[i].name, (unsigned long long)l.nbytes, nbytes);
+		if (l.format == UW_FORMAT_R12) {
+			ck_assert_msg(c[i].ndim >= 2, "%s: R12 for 1-D", c[i].name);
+			ck_assert_uint_eq(l.rows, c[i].shape[0]);
+			ck_assert_uint_eq(l.rows * l.cols, c[i].n);
+			ck_assert_uint_eq(l.mant_off % RES_ALIGN + l.nib_off % RES_ALIGN + l.patch_row_off % RES_ALIGN, 0);
+			check_padding(&l, buf, c[i].name);
+		}
+		/* the same bytes from any thread count */
+		uint8_t *again = aligned_alloc(RES_ALIGN, (l.nbytes + RES_ALIGN) / RES_ALIGN * RES_ALIGN);
+		struct uw_layout l3 = l;
+		ck_assert_int_eq(res_encode_mt(&l3, c[i].w, nbytes, again, 3, &e), 0);
+		ck_assert_msg(memcmp(buf, again, l.nbytes) == 0, "%s: 3 threads encode differently", c[i].name);
+		free(again);
+		uint16_t *back = malloc(nbytes + 2);
+		back[c[i].n] = 0x5a5a;
+		ck_assert_msg(ref_decode(&l, buf, back, nbytes, &e) == 0, "%s: decode: %s", c[i].name, e.msg);
+		ck_assert_msg(memcmp(back, c[i].w, nbytes) == 0, "%s (format %u): not bit-exact",
+			      c[i].name, l.format);
+		ck_assert_uint_eq(back[c[i].n], 0x5a5a);
+		memset(back, 0, nbytes);
+		ck_assert_int_eq(ref_decode_mt(&l, buf, back, nbytes, 3, &e), 0);
+		ck_assert_msg(memcmp(back, c[i].w, nbytes) == 0, "%s: 3-thread decode differs", c[i].name);
+		if (nbytes)
+			ck_assert_int_eq(ref_decode(&l, buf, back, nbytes - 1, &e), -EINVAL);
+		free(back);
+		free(buf);
+	}
+	bf16_cases_free(c, n);
+}
+END_TEST
+
+/* The patches are exactly the exponents outside the 16 most frequent. */
+static uint64_t outside_top16(const uint16_t *w, size_t n)
+{
+	uint64_t h[256] = {0}, top = 0;
+	for (size_t i = 0; i < n; i++)
+		h[(w[i] >> 7) & 0xff]++;
+	for (int k = 0; k < 16; k++) {
+		int best = 0;
+		for (int x = 1; x < 256; x++)
+			if (h[x] > h[best])
+				best = x;
+		top += h[best];
+		h[best] = 0;
+	}
+	return n - top;
+}
+
+START_TEST(test_choice)
+{
+	uint64_t rng = seed;
+	size_t n = 1024 * 1024;
+	uint16_t *w = malloc(2 * n);
+	bf16_gauss(&rng, 0.02, w, n);
+	uint64_t shape[2] = {1024, 1024};
+	struct uw_layout l;
+	uint8_t *buf = make_resident(2, shape, w, 2 * n, &l, "gauss 1024x1024");
+	double bpw = 8.0 * (double)l.nbytes / (double)n;
+	fprintf(stderr, "gauss 1024x1024: R12 %.4f bits/weight, %llu patches\n", bpw,
+		(unsigned long long)l.npatch);
+	ck_assert_int_eq(l.format, UW_FORMAT_R12);
+	ck_assert_msg(bpw <= 12.1, "%.4f bits/weight", bpw);
+	ck_assert_uint_eq(l.npatch, outside_top16(w, n));
+	for (int i = 1; i < 16; i++)
+		ck_assert_uint_lt(l.palette[i - 1], l.palette[i]);
+	free(buf);
+
+	/* every bit pattern: 15/16 patched, so RAW */
+	for (size_t i = 0; i < 65536; i++)
+		w[i] = (uint16_t)i;
+	uint64_t all[2] = {256, 256};
+	buf = make_resident(2, all, w, 131072, &l, "every bit pattern");
+	ck_assert_int_eq(l.format, UW_FORMAT_RAW);
+	ck_assert_uint_eq(l.nbytes, 131072);
+	free(buf);
+
+	/* not BF16 2-D: RAW */
+	struct uwerr e = {0};
+	uint64_t flat[1] = {4096};
+	ck_assert_int_eq(res_plan(UW_DTYPE_BF16, 1, flat, w, 8192, &l, &e), 0);
+	ck_assert_int_eq(l.format, UW_FORMAT_RAW);
+	uint64_t sq[2] = {64, 32};
+	ck_assert_int_eq(res_plan(UW_DTYPE_F32, 2, sq, w, 8192, &l, &e), 0);
+	ck_assert_int_eq(l.format, UW_FORMAT_RAW);
+	ck_assert_uint_eq(l.rows, 64);
+	ck_assert_uint_eq(l.cols, 32);
+	ck_assert_int_eq(res_plan(UW_DTYPE_F32, 2, sq, w, 8190, &l, &e), -EINVAL);
+	ck_assert(e.msg[0]);
+	free(w);
+}
+END_TEST
+
+START_TEST(test_validate)
+{
+	uint64_t rng = seed;
+	size_t n = 37 * 61;
+	uint16_t *w = malloc(2 * n);
+	bf16_gauss(&rng, 0.02, w, n);
+	for (size_t i = 0; i < n; i += 97)
+		w[i] ^= 0x3000;                 /* some patches */
+	uint64_t shape[2] = {37, 61};
+	struct uw_layout good;
+	uint8_t *buf = make_resident(2, shape, w, 2 * n, &good, "37x61");
+	ck_assert_int_eq(good.format, UW_FORMAT_R12);
+	ck_assert_uint_gt(good.npatch, 0);
+	struct uwerr e = {0};
+	ck_assert_int_eq(res_validate(&good, good.nbytes - 1, &e), -EBADMSG);
+
+	struct { const char *what; size_t off; uint64_t val; } bad[] = {
+#define F(f) offsetof(struct uw_layout, f)
+		{"format 9", F(format), 9},
+		{"dtype F32", F(dtype), UW_DTYPE_F32},
+		{"dtype 99", F(dtype), 99},
+		{"rows 0", F(rows), 0},
+		{"rows huge", F(rows), 1ull << 62},
+		{"rows max", F(rows), UINT64_MAX},
+		{"cols 2^24", F(cols), 1ull << 24},
+		{"cols past stride", F(cols), 65},
+		{"nbytes past avail", F(nbytes), 1ull << 40},
+		{"nbytes short", F(nbytes), 4000},
+		{"mant_off past end", F(mant_off), 1ull << 20},
+		{"mant_off misaligned", F(mant_off), 16},
+		{"mant_stride short", F(mant_stride), 48},
+		{"mant_stride unaligned", F(mant_stride), 65},
+		{"mant_stride huge", F(mant_stride), 1ull << 60},
+		{"nib_off wraps", F(nib_off), UINT64_MAX - 255},
+		{"nib_stride short", F(nib_stride), 16},
+		{"patch_row_off past end", F(patch_row_off), 1ull << 16},
+		{"patch_off misaligned", F(patch_off), 4098},
+		{"patch_off wraps", F(patch_off), UINT64_MAX - 3},
+		{"npatch past end", F(npatch), 100000},
+		{"npatch huge", F(npatch), 1ull << 62},
+#undef F
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct uw_layout l = good;
+		if (bad[i].off == offsetof(struct uw_layout, format) ||
+		    bad[i].off == offsetof(struct uw_layout, dtype))
+			*(uint32_t *)((char *)&l + bad[i].off) = (uint32_t)bad[i].val;
+		else
+			*(uint64_t *)((char *)&l + bad[i].off) = bad[i].val;
+		uwerr_clear(&e);
+		ck_assert_msg(res_validate(&l, good.nbytes, &e) == -EBADMSG, "%s accepted", bad[i].what);
+		ck_assert_msg(e.msg[0], "%s: no message", bad[i].what);
+		if (bad[i].off == offsetof(struct uw_layout, nbytes) && bad[i].val > good.nbytes)
+			continue;       /* only the caller knows what is there */
+		uint16_t out[37 * 61];
+		ck_assert_msg(ref_decode(&l, buf, out, sizeof(out), &e) < 0, "%s decoded", bad[i].what);
+		ck_assert_msg(ref_matmul(&l, buf, w, 1, out, 1, &e) < 0, "%s multiplied", bad[i].what);
+	}
+	/* RAW: the bytes must be rows x cols elements */
+	struct uw_layout raw = {.format = UW_FORMAT_RAW, .dtype = UW_DTYPE_BF16, .rows = 37,
+				.cols = 61, .nbytes = 2 * n};
+	ck_assert_int_eq(res_validate(&raw, 2 * n, &e), 0);
+	raw.nbytes--;
+	ck_assert_int_eq(res_validate(&raw, 2 * n, &e), -EBADMSG);
+	raw.nbytes = 2 * n;
+	raw.rows = 1ull << 63;
+	ck_assert_int_eq(res_validate(&raw, 2 * n, &e), -EBADMSG);
+
+	/* corrupt patch lists inside valid geometry are found by the decoder */
+	uint16_t out[37 * 61];
+	uint8_t *pr = buf + good.patch_row_off, *pa = buf + good.patch_off;
+	uint32_t save;
+	memcpy(&save, pr + 4 * 37, 4);
+	uint32_t v = (uint32_t)good.npatch + 1;
+	memcpy(pr + 4 * 37, &v, 4);
+	ck_assert_int_eq(ref_decode(&good, buf, out, sizeof(out), &e), -EBADMSG);
+	memcpy(pr + 4 * 37, &save, 4);
+	memcpy(&save, pr + 4, 4);
+	v = 0;
+	memcpy(pr + 4, &v, 4);
+	memcpy(pr, &save, 4);           /* row 0 starts after it ends */
+	ck_assert_int_eq(ref_decode(&good, buf, out, sizeof(out), &e), save ? -EBADMSG : 0);
+	memset(pr, 0, 4);
+	memcpy(pr + 4, &save, 4);
+	memcpy(&save, pa, 4);
+	v = 61u << 8 | 7;               /* column out of range */
+	memcpy(pa, &v, 4);
+	ck_assert_int_eq(ref_decode(&good, buf, out, sizeof(out), &e), -EBADMSG);
+	ck_assert_int_eq(ref_matmul(&good, buf, w, 1, out, 2, &e), -EBADMSG);
+	memcpy(pa, &save, 4);
+	ck_assert_int_eq(ref_decode(&good, buf, out, sizeof(out), &e), 0);
+	ck_assert(memcmp(out, w, sizeof(out)) == 0);
+	free(buf);
+	free(w);
+}
+END_TEST
+
+/* |y - x.W^T| against float64: BF16 rounding of the result (2^-8 relative)
+ * plus float32 accumulation over cols terms. And exactly the specified
+ * float32 sum: in column order from 0, each product rounded to float. */
+static void check_matmul(const struct uw_layout *l, const void *base, const uint16_t *w,
+			 const uint16_t *x, size_t batch, const uint16_t *y, const char *what)
+{
+	for (size_t b = 0; b < batch; b++)
+		for (uint64_t r = 0; r < l->rows; r++) {
+			double ref = 0, mag = 0;
+			volatile float acc = 0.0f;
+			for (uint64_t c = 0; c < l->cols; c++) {
+				float xf = bf16_to_f32(x[b * l->cols + c]), wf = bf16_to_f32(w[r * l->cols + c]);
+				volatile float p32 = xf * wf;
+				acc = acc + p32;
+				ref += (double)xf * (double)wf;
+				mag += fabs((double)xf * (double)wf);
+			}
+			ck_assert_msg(y[b * l->rows + r] == f32_to_bf16(acc), "%s: y[%zu][%llu] = %04x, not the column-order float32 sum %04x",
+				      what, b, (unsigned long long)r, y[b * l->rows + r], f32_to_bf16(acc));
+			double got = bf16_to_f32(y[b * l->rows + r]);
+			double tol = ldexp(fabs(ref), -8) + 2.0 * (double)l->cols * ldexp(mag, -24) + 1e-37;
+			ck_assert_msg(fabs(got - ref) <= tol, "%s: y[%zu][%llu] = %g, float64 %g (tol %g)",
+				      what, b, (unsigned long long)r, got, ref, tol);
+		}
+}
+
+START_TEST(test_matmul)
+{
+	uint64_t rng = seed;
+	static const uint64_t shapes[][2] = {{7, 5}, {33, 65}, {64, 172}, {129, 1000}, {1, 1}, {300, 17}};
+	static const size_t batches[] = {1, 3, 16};
+	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+		size_t n = shapes[s][0] * shapes[s][1];
+		uint16_t *w = malloc(2 * n);
+		bf16_gauss(&rng, 0.02, w, n);
+		for (size_t i = 0; i < n; i += 1 + tu_rand(&rng) % 40)      /* patches */
+			w[i] = (uint16_t)((w[i] & 0x807f) | (90 + tu_rand(&rng) % 40) << 7);
+		struct uw_layout l, raw = {.format = UW_FORMAT_RAW, .dtype = UW_DTYPE_BF16,
+					   .rows = shapes[s][0], .cols = shapes[s][1], .nbytes = 2 * n};
+		char what[64];
+		snprintf(what, sizeof(what), "%llux%llu", (unsigned long long)shapes[s][0],
+			 (unsigned long long)shapes[s][1]);
+		uint8_t *buf = make_resident(2, shapes[s], w, 2 * n, &l, what);
+		for (size_t bi = 0; bi < 3; bi++) {
+			size_t batch = batches[bi];
+			uint16_t *x = malloc(2 * batch * shapes[s][1]);
+			uint16_t *y = malloc(2 * batch * shapes[s][0]), *y2 = malloc(2 * batch * shapes[s][0]);
+			bf16_gauss(&rng, 1.0, x, batch * shapes[s][1]);
+			struct uwerr e = {0};
+			ck_assert_msg(ref_matmul(&l, buf, x, batch, y, 1, &e) == 0, "%s: %s", what, e.msg);
+			check_matmul(&l, buf, w, x, batch, y, what);
+			/* the same bits from the RAW form and from any thread count */
+			ck_assert_int_eq(ref_matmul(&raw, w, x, batch, y2, 1, &e), 0);
+			ck_assert_msg(memcmp(y, y2, 2 * batch * shapes[s][0]) == 0, "%s: R12 != RAW", what);
+			for (int t = 0; t <= 5; t++) {
+				memset(y2, 0, 2 * batch * shapes[s][0]);
+				ck_assert_int_eq(ref_matmul(&l, buf, x, batch, y2, t, &e), 0);
+				ck_assert_msg(memcmp(y, y2, 2 * batch * shapes[s][0]) == 0,
+					      "%s: %d threads differ", what, t);
+			}
+			free(x);
+			free(y);
+			free(y2);
+		}
+		free(buf);
+		free(w);
+	}
+	/* RAW of another dtype is refused with a message */
+	float f[6] = {0};
+	uint16_t x[3] = {0}, y[2];
+	struct uw_layout lf = {.format = UW_FORMAT_RAW, .dtype = UW_DTYPE_F32, .rows = 2, .cols = 3,
+			       .nbytes = sizeof(f)};
+	struct uwerr e = {0};
+	ck_assert_int_eq(ref_matmul(&lf, f, x, 1, y, 1, &e), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(e.msg, "F32"));
+}
+END_TEST
+
+START_TEST(test_bf16_rounding)
+{
+	/* round to nearest, ties to even, NaN kept quiet, Inf kept */
+	union { uint32_t u; float f; } v;
+	static const uint32_t in[][2] = {
+		{0x3f800000, 0x3f80}, {0x3f808000, 0x3f80}, {0x3f818000, 0x3f82},
+		{0x3f808001, 0x3f81}, {0x3f807fff, 0x3f80}, {0xbf80c000, 0xbf81},
+		{0x7f7fffff, 0x7f80}, {0x7f800000, 0x7f80}, {0xff800000, 0xff80},
+		{0x7f800001, 0x7fc0}, {0xffa00000, 0xffe0}, {0x00000001, 0x0000},
+		{0x00008000, 0x0000}, {0x00018000, 0x0002},
+	};
+	for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
+		v.u = in[i][0];
+		ck_assert_msg(f32_to_bf16(v.f) == in[i][1], "%08x -> %04x, want %04x",
+			      in[i][0], f32_to_bf16(v.f), in[i][1]);
+	}
+	for (uint32_t h = 0; h < 65536; h++) {
+		uint16_t back = f32_to_bf16(bf16_to_f32((uint16_t)h));
+		if ((h & 0x7f80) == 0x7f80 && (h & 0x7f))
+			ck_assert_uint_eq(back, h | 0x40);  /* NaN: quieted, payload kept */
+		else
+			ck_assert_uint_eq(back, h);
+	}
+}
+END_TEST
+
+START_TEST(test_real_weights)
+{
+	uint64_t rng = seed;
+	struct bf16_real *r;
+	int n = bf16_real_mlp(&r);
+	ck_assert_int_eq(n, 15);
+	for (int i = 0; i < n; i++) {
+		size_t cnt = r[i].rows * r[i].cols;
+		uint64_t shape[2] = {r[i].rows, r[i].cols};
+		struct uw_layout l;
+		struct uwerr e = {0};
+		uint8_t *buf = make_resident(2, shape, r[i].w, 2 * cnt, &l, r[i].name);
+		ck_assert_int_eq(l.format, UW_FORMAT_R12);
+		ck_assert_uint_eq(l.npatch, outside_top16(r[i].w, cnt));
+		uint16_t *back = malloc(2 * cnt);
+		ck_assert_int_eq(ref_decode(&l, buf, back, 2 * cnt, &e), 0);
+		ck_assert_msg(memcmp(back, r[i].w, 2 * cnt) == 0, "%s", r[i].name);
+		uint16_t x[3 * 172], y[3 * 172];
+		bf16_gauss(&rng, 1.0, x, 3 * r[i].cols);
+		ck_assert_int_eq(ref_matmul(&l, buf, x, 3, y, 0, &e), 0);
+		check_matmul(&l, buf, r[i].w, x, 3, y, r[i].name);
+		free(back);
+		free(buf);
+	}
+	bf16_real_free(r, n);
+}
+END_TEST
+
+int main(void)
+{
+	seed = tu_seed();
+	Suite *s = suite_create("resident");
+	TCase *tc = tcase_create("core");
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, test_cases_roundtrip);
+	tcase_add_test(tc, test_choice);
+	tcase_add_test(tc, test_validate);
+	tcase_add_test(tc, test_matmul);
+	tcase_add_test(tc, test_bf16_rounding);
+	tcase_add_test(tc, test_real_weights);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

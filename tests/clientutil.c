@@ -1,0 +1,90 @@
+/* clientutil: implementation of clientutil.h. */
+#include "config.h"
+
+#include "tests/clientutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/resident.h"
+#include "tests/testutil.h"
+
+int cu_check_decode(const uw_tensor *t, const void *raw, size_t raw_bytes)
+{
+	struct uw_tensor_info info;
+	int rc = uw_tensor_info(t, &info);
+	if (rc < 0 || info.raw_bytes != raw_bytes) {
+		fprintf(stderr, "decode: info: %d (%s), raw_bytes %llu, expected %zu\n", rc,
+			uw_errmsg(), (unsigned long long)info.raw_bytes, raw_bytes);
+		return -1;
+	}
+	/* One guard byte past the end: decode must write raw_bytes, no more. */
+	uint8_t *out = malloc(raw_bytes + 1);
+	if (!out)
+		return -1;
+	memset(out, 0xa5, raw_bytes + 1);
+	rc = uw_decode(t, out, raw_bytes + 1, NULL);
+	int ok = rc == 0 && !memcmp(out, raw, raw_bytes) && out[raw_bytes] == 0xa5;
+	if (!ok) {
+		size_t i = 0;
+		while (rc == 0 && i < raw_bytes && out[i] == ((const uint8_t *)raw)[i])
+			i++;
+		fprintf(stderr, "decode %s: rc %d (%s), first difference at byte %zu of %zu\n",
+			info.name, rc, rc ? uw_errmsg() : "", i, raw_bytes);
+	}
+	free(out);
+	return ok ? 0 : -1;
+}
+
+int cu_check_matmul(const uw_tensor *t, const uint16_t *w, size_t batch,
+		    uint64_t *rng)
+{
+	struct uw_tensor_info info;
+	if (uw_tensor_info(t, &info) < 0 || info.ndim != 2)
+		return -1;
+	size_t rows = info.shape[0], cols = info.shape[1];
+	uint16_t *x = malloc(batch * cols * sizeof(*x));
+	uint16_t *y = malloc(batch * rows * sizeof(*y));
+	int rc = -1;
+	if (!x || !y)
+		goto out;
+	for (size_t i = 0; i < batch * cols; i++)   /* uniform in [-2, 2) */
+		x[i] = f32_to_bf16((float)((double)(tu_rand(rng) >> 11) * 0x1p-51 - 2.0));
+	if (uw_matmul(t, x, batch, y, NULL) < 0) {
+		fprintf(stderr, "matmul %s: %s\n", info.name, uw_errmsg());
+		goto out;
+	}
+	/* Report the worst element only: one line per failing tensor. */
+	size_t nbad = 0, wb = 0, wr = 0;
+	double worst = 0, wgot = 0, wref = 0, wmag = 0;
+	for (size_t b = 0; b < batch; b++)
+		for (size_t r = 0; r < rows; r++) {
+			double ref = 0, mag = 0;
+			for (size_t c = 0; c < cols; c++) {
+				double xv = bf16_to_f32(x[b * cols + c]);
+				double wv = bf16_to_f32(w[r * cols + c]);
+				ref += xv * wv;
+				mag += fabs(xv * wv);
+			}
+			double got = bf16_to_f32(y[b * rows + r]);
+			double err = fabs(got - ref);
+			if (!(err <= 1e-2 * mag)) {
+				double rel = mag > 0 ? err / mag : INFINITY;
+				if (nbad++ == 0 || !(rel <= worst)) {
+					worst = rel;
+					wb = b, wr = r, wgot = got, wref = ref, wmag = mag;
+				}
+			}
+		}
+	if (nbad)
+		fprintf(stderr, "matmul %s batch %zu: %zu of %zu outside 1e-2 of sum|x||w|; "
+			"worst y[%zu][%zu] = %g, reference %g, sum|x||w| %g\n", info.name, batch,
+			nbad, batch * rows, wb, wr, wgot, wref, wmag);
+	rc = nbad ? -1 : 0;
+out:
+	free(x);
+	free(y);
+	return rc;
+}

@@ -1,0 +1,21 @@
+/* clientutil: what the client suites share: checking uw_decode and
+ * uw_matmul of an attached tensor against the tensor's original bytes. */
+#ifndef UW_TESTS_CLIENTUTIL_H
+#define UW_TESTS_CLIENTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "unweight.h"
+
+/* uw_decode of t must give exactly raw (raw_bytes of them). 0 or -1, with
+ * what differed on stderr. Usable in forked children (no Check calls). */
+int cu_check_decode(const uw_tensor *t, const void *raw, size_t raw_bytes);
+
+/* uw_matmul of t (2-D BF16, original bytes w) on random BF16 x of batch
+ * rows, against a float64 reference: every |y - ref| must be within 1e-2
+ * of sum |x||w| over the row. 0 or -1, with the worst element on stderr. */
+int cu_check_matmul(const uw_tensor *t, const uint16_t *w, size_t batch,
+		    uint64_t *rng);
+
+#endif
