@@ -168,8 +168,9 @@ int main(int argc, char **argv)
 	double *us = malloc((size_t)n * sizeof(*us));
 	if (!us)
 		return 1;
-	printf("attach latency, %d runs (us)           %9s %9s %9s %9s\n", n, "p50", "p99",
-	       "max", "mean");
+	char title[64];
+	snprintf(title, sizeof(title), "attach latency, %d runs (us)", n);
+	printf("%-36s %9s %9s %9s %9s\n", title, "p50", "p99", "max", "mean");
 	for (int i = 0; i < n; i++) {
 		uw_client *w;
 		double t0 = now_us();

@@ -5,23 +5,26 @@
 
 #include "client/client.h"
 
-#include <cuda.h>
 #include <cuda_runtime_api.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "common/cudrv.h"
 #include "kernels/cuda/uwk.h"
+
+/* The driver, loaded by the first import (cudrv.h says why it is not linked). */
+static const struct cudrv *cu;
 
 #define CL_CU(call, e, what)                                                       \
 	do {                                                                       \
 		CUresult cu_rc_ = (call);                                          \
 		if (cu_rc_ != CUDA_SUCCESS) {                                      \
-			const char *n_ = NULL;                                     \
-			cuGetErrorName(cu_rc_, &n_);                               \
+			char t_[256];                                              \
 			rc = uwerr_set(e, cu_rc_ == CUDA_ERROR_OUT_OF_MEMORY ? ENOMEM : EIO, \
-				       "%s: %s (%s, at %s:%d)", what, n_ ? n_ : "CUDA error", \
+				       "%s: %s (%s, at %s:%d)", what,              \
+				       cudrv_strerror(cu, cu_rc_, t_, sizeof(t_)), \
 				       #call, __FILE__, __LINE__);                 \
 			goto fail;                                                 \
 		}                                                                  \
@@ -32,13 +35,15 @@
 static int find_device(const char *uuid, CUdevice *out, int *ordinal, struct uwerr *e)
 {
 	int n = 0, rc = 0;
-	CL_CU(cuInit(0), e, "cuInit (no usable NVIDIA driver or GPU?)");
-	CL_CU(cuDeviceGetCount(&n), e, "counting GPUs");
+	if (!(cu = cudrv_get(e)))
+		return -e->code;
+	CL_CU(cu->cuInit(0), e, "cuInit (no usable NVIDIA driver or GPU?)");
+	CL_CU(cu->cuDeviceGetCount(&n), e, "counting GPUs");
 	for (int i = 0; i < n; i++) {
 		CUdevice d;
 		CUuuid u;
 		char s[64];
-		if (cuDeviceGet(&d, i) != CUDA_SUCCESS || cuDeviceGetUuid(&u, d) != CUDA_SUCCESS)
+		if (cu->cuDeviceGet(&d, i) != CUDA_SUCCESS || cu->cuDeviceGetUuid(&u, d) != CUDA_SUCCESS)
 			continue;
 		const unsigned char *b = (const unsigned char *)u.bytes;
 		snprintf(s, sizeof(s), "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
@@ -70,28 +75,28 @@ static int cuda_import(int fd, uint64_t size, const char *device_uuid, struct cl
 	memset(b, 0, sizeof(*b));
 	if ((rc = find_device(device_uuid, &dev, &ordinal, e)))
 		goto fail;
-	CL_CU(cuDevicePrimaryCtxRetain(&ctx, dev), e, "device context");
-	CL_CU(cuCtxSetCurrent(ctx), e, "device context");
-	CL_CU(cuMemImportFromShareableHandle(&h, (void *)(uintptr_t)fd,
+	CL_CU(cu->cuDevicePrimaryCtxRetain(&ctx, dev), e, "device context");
+	CL_CU(cu->cuCtxSetCurrent(ctx), e, "device context");
+	CL_CU(cu->cuMemImportFromShareableHandle(&h, (void *)(uintptr_t)fd,
 					     CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR),
 	      e, "importing the buffer");
 	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
 	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
 	prop.location.id = dev;
 	prop.requestedHandleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
-	CL_CU(cuMemGetAllocationGranularity(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM),
+	CL_CU(cu->cuMemGetAllocationGranularity(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM),
 	      e, "granularity");
 	mapsize = (size + gran - 1) / gran * gran;
-	CL_CU(cuMemAddressReserve(&ptr, mapsize, gran, 0, 0), e, "reserving addresses");
-	CL_CU(cuMemMap(ptr, mapsize, 0, h, 0), e, "mapping the buffer");
+	CL_CU(cu->cuMemAddressReserve(&ptr, mapsize, gran, 0, 0), e, "reserving addresses");
+	CL_CU(cu->cuMemMap(ptr, mapsize, 0, h, 0), e, "mapping the buffer");
 	mapped = 1;
 	/* Read-only: a buggy worker cannot change the weights others use. */
 	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
 	acc.location.id = dev;
 	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READ;
-	CL_CU(cuMemSetAccess(ptr, mapsize, &acc, 1), e, "read-only access");
+	CL_CU(cu->cuMemSetAccess(ptr, mapsize, &acc, 1), e, "read-only access");
 	/* The mapping keeps the memory alive; the handle is no longer needed. */
-	cuMemRelease(h);
+	cu->cuMemRelease(h);
 	close(fd);
 	b->dev = ptr;
 	b->size = mapsize;
@@ -99,13 +104,13 @@ static int cuda_import(int fd, uint64_t size, const char *device_uuid, struct cl
 	return 0;
 fail:
 	if (mapped)
-		cuMemUnmap(ptr, mapsize);
+		cu->cuMemUnmap(ptr, mapsize);
 	if (ptr)
-		cuMemAddressFree(ptr, mapsize);
+		cu->cuMemAddressFree(ptr, mapsize);
 	if (h)
-		cuMemRelease(h);
+		cu->cuMemRelease(h);
 	if (ctx)
-		cuDevicePrimaryCtxRelease(dev);
+		cu->cuDevicePrimaryCtxRelease(dev);
 	close(fd);
 	return rc;
 }
@@ -116,13 +121,13 @@ static void cuda_release(struct cl_buf *b)
 		return;
 	CUdevice dev;
 	CUcontext ctx;
-	if (cuDeviceGet(&dev, b->device) == CUDA_SUCCESS &&
-	    cuDevicePrimaryCtxRetain(&ctx, dev) == CUDA_SUCCESS) {
-		cuCtxSetCurrent(ctx);
-		cuMemUnmap(b->dev, b->size);
-		cuMemAddressFree(b->dev, b->size);
-		cuDevicePrimaryCtxRelease(dev);  /* this call's */
-		cuDevicePrimaryCtxRelease(dev);  /* the import's */
+	if (cu->cuDeviceGet(&dev, b->device) == CUDA_SUCCESS &&
+	    cu->cuDevicePrimaryCtxRetain(&ctx, dev) == CUDA_SUCCESS) {
+		cu->cuCtxSetCurrent(ctx);
+		cu->cuMemUnmap(b->dev, b->size);
+		cu->cuMemAddressFree(b->dev, b->size);
+		cu->cuDevicePrimaryCtxRelease(dev);  /* this call's */
+		cu->cuDevicePrimaryCtxRelease(dev);  /* the import's */
 	}
 	b->dev = 0;
 }

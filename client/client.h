@@ -27,6 +27,7 @@ struct cl_buf {
 	const void *host;         /* host backend: the read-only mapping */
 	uint64_t dev;             /* cuda backend: the device address */
 	uint64_t size;
+	int device;                /* cuda backend: the device ordinal here */
 };
 
 struct uw_tensor {
@@ -66,6 +67,7 @@ struct cl_backend {
 };
 
 extern const struct cl_backend cl_backend_host;
+extern const struct cl_backend cl_backend_cuda;   /* built with CUDA only */
 
 /* The backend for enum uw_backend value id, or NULL with e set. */
 const struct cl_backend *cl_backend_get(uint32_t id, struct uwerr *e);

@@ -10,6 +10,15 @@ libunweight_client_la_LIBADD = libuwcore.la
 libunweight_client_la_LDFLAGS = -version-info 0:0:0 -no-undefined \
 	-Wl,--version-script=$(srcdir)/client/libunweight-client.map
 EXTRA_libunweight_client_la_DEPENDENCIES = client/libunweight-client.map
+if HAVE_CUDA
+# The CUDA import path and the kernels of kernels/cuda (built -fPIC for this).
+libunweight_client_la_SOURCES += client/backend_cuda.c
+libunweight_client_la_CFLAGS = $(AM_CFLAGS) $(CUDA_CFLAGS)
+libunweight_client_la_LIBADD += $(UWCUDA_LIBS)
+libunweight_client_la_LDFLAGS += $(UWCUDA_RPATH)
+EXTRA_libunweight_client_la_DEPENDENCIES += kernels/libuwcuda.a
+endif
+EXTRA_DIST += client/backend_cuda.c
 include_HEADERS += client/unweight.h
 pkgconfig_DATA += client/unweight-client.pc
 dist_man_MANS += man/libunweight-client.3

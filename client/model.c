@@ -13,9 +13,13 @@ const struct cl_backend *cl_backend_get(uint32_t id, struct uwerr *e)
 	case UW_BACKEND_HOST:
 		return &cl_backend_host;
 	case UW_BACKEND_CUDA:
+#ifdef HAVE_CUDA
+		return &cl_backend_cuda;
+#else
 		uwerr_set(e, EOPNOTSUPP,
 			  "the model lives on a CUDA device: client built without CUDA");
 		return NULL;
+#endif
 	}
 	uwerr_set(e, EBADMSG, "unknown backend %u", id);
 	return NULL;

@@ -31,7 +31,10 @@ int uwerr_prefix(struct uwerr *e, const char *fmt, ...)
 	vsnprintf(head, sizeof(head), fmt, ap);
 	va_end(ap);
 	memcpy(old, e->msg, sizeof(old));
-	snprintf(e->msg, sizeof(e->msg), "%s: %s", head, old);
+	/* Compose in room for both, then keep what fits: the end gives way. */
+	char both[2 * UWERR_MSG_MAX + 2];
+	snprintf(both, sizeof(both), "%s: %s", head, old);
+	snprintf(e->msg, sizeof(e->msg), "%.*s", (int)(sizeof(e->msg) - 1), both);
 	return -e->code;
 }
 

@@ -2,7 +2,7 @@
 libuwcore_la_SOURCES += \
 	common/err.c common/err.h \
 	common/crc32c.c common/crc32c.h
-libuwcore_la_SOURCES += common/strbuf.c common/strbuf.h
+libuwcore_la_SOURCES += common/strbuf.c common/strbuf.h common/le.h
 libuwcore_la_SOURCES += common/parallel.c common/parallel.h
 libuwcore_la_SOURCES += common/json.c common/json.h
 
@@ -13,3 +13,9 @@ tests_check_json_CFLAGS = $(TEST_CFLAGS)
 tests_check_json_LDADD = $(TEST_LIBS)
 
 libuwcore_la_SOURCES += common/progress.c common/progress.h
+if HAVE_CUDA
+libuwcore_la_SOURCES += common/cudrv.c common/cudrv.h
+libuwcore_la_CFLAGS += $(CUDA_CFLAGS)
+libuwcore_la_LIBADD += -ldl
+endif
+EXTRA_DIST += common/cudrv.c common/cudrv.h

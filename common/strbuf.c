@@ -31,7 +31,7 @@ fail:
 
 void sb_append(struct strbuf *b, const char *s, size_t n)
 {
-	if (sb_reserve(b, n))
+	if (n == 0 || sb_reserve(b, n))
 		return;
 	memcpy(b->s + b->len, s, n);
 	b->len += n;

@@ -14,6 +14,9 @@
 /* The backends built into this unweightd; the CUDA backend joins here. */
 static const struct backend_ops *const backends[] = {
 	&backend_host_ops,
+#ifdef HAVE_CUDA
+	&backend_cuda_ops,
+#endif
 };
 #define NBACKENDS (sizeof(backends) / sizeof(backends[0]))
 

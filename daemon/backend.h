@@ -64,5 +64,6 @@ void backend_close(struct backend *b);
 int backend_find_device(const struct backend *b, const char *spec);
 
 extern const struct backend_ops backend_host_ops;
+extern const struct backend_ops backend_cuda_ops;   /* built with CUDA only */
 
 #endif

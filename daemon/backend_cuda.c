@@ -7,14 +7,17 @@
 
 #include "daemon/backend.h"
 
-#include <cuda.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "common/cudrv.h"
 #include "unweight.h"
+
+/* The driver, loaded by probe (cudrv.h says why it is not linked). */
+static const struct cudrv *cu;
 
 /* Record a failed driver call with its file and line. */
 #define CU_TRY(call, e, ...)                                                       \
@@ -28,17 +31,14 @@ __attribute__((format(printf, 6, 7)))
 static int cu_fail(CUresult rc, const char *call, const char *file, int line,
 		   struct uwerr *e, const char *fmt, ...)
 {
-	const char *name = NULL, *text = NULL;
-	cuGetErrorName(rc, &name);
-	cuGetErrorString(rc, &text);
-	char what[256];
+	char what[256], text[256];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
 	int code = rc == CUDA_ERROR_OUT_OF_MEMORY ? ENOMEM : EIO;
-	return uwerr_set(e, code, "%s: %s: %s (%s, at %s:%d)", what,
-			 name ? name : "CUDA error", text ? text : "?", call, file, line);
+	return uwerr_set(e, code, "%s: %s (%s, at %s:%d)", what,
+			 cudrv_strerror(cu, rc, text, sizeof(text)), call, file, line);
 }
 
 struct cuda_dev {
@@ -79,10 +79,10 @@ static size_t round_up(size_t n, size_t g)
 static int device_check(int i, CUdevice *dev, struct uwerr *e)
 {
 	int vmm = 0, posix = 0;
-	CU_TRY(cuDeviceGet(dev, i), e, "device %d", i);
-	CU_TRY(cuDeviceGetAttribute(&vmm, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, *dev),
+	CU_TRY(cu->cuDeviceGet(dev, i), e, "device %d", i);
+	CU_TRY(cu->cuDeviceGetAttribute(&vmm, CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, *dev),
 	       e, "device %d", i);
-	CU_TRY(cuDeviceGetAttribute(&posix, CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED, *dev),
+	CU_TRY(cu->cuDeviceGetAttribute(&posix, CU_DEVICE_ATTRIBUTE_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR_SUPPORTED, *dev),
 	       e, "device %d", i);
 	if (!vmm)
 		return uwerr_set(e, ENOTSUP, "device %d: the driver offers no virtual memory "
@@ -97,8 +97,10 @@ static int device_check(int i, CUdevice *dev, struct uwerr *e)
 static int cuda_probe(struct uwerr *e)
 {
 	int n = 0;
-	CU_TRY(cuInit(0), e, "cuInit (no usable NVIDIA driver or GPU?)");
-	CU_TRY(cuDeviceGetCount(&n), e, "counting GPUs");
+	if (!(cu = cudrv_get(e)))
+		return -e->code;
+	CU_TRY(cu->cuInit(0), e, "cuInit (no usable NVIDIA driver or GPU?)");
+	CU_TRY(cu->cuDeviceGetCount(&n), e, "counting GPUs");
 	if (n == 0)
 		return uwerr_set(e, ENODEV, "no GPU is visible");
 	CUdevice dev;
@@ -123,14 +125,14 @@ static int open_device(struct backend *b, struct cuda_priv *p, int i, struct uwe
 	int rc = device_check(i, &cd->dev, e);
 	if (rc)
 		return rc;
-	CU_TRY(cuDevicePrimaryCtxRetain(&cd->ctx, cd->dev), e, "device %d: context", i);
+	CU_TRY(cu->cuDevicePrimaryCtxRetain(&cd->ctx, cd->dev), e, "device %d: context", i);
 	p->ndev = i + 1;
-	CU_TRY(cuCtxSetCurrent(cd->ctx), e, "device %d: context", i);
-	CU_TRY(cuDeviceGetUuid(&uuid, cd->dev), e, "device %d: uuid", i);
+	CU_TRY(cu->cuCtxSetCurrent(cd->ctx), e, "device %d: context", i);
+	CU_TRY(cu->cuDeviceGetUuid(&uuid, cd->dev), e, "device %d: uuid", i);
 	prop_init(&prop, cd->dev);
-	CU_TRY(cuMemGetAllocationGranularity(&cd->gran, &prop, CU_MEM_ALLOC_GRANULARITY_RECOMMENDED),
+	CU_TRY(cu->cuMemGetAllocationGranularity(&cd->gran, &prop, CU_MEM_ALLOC_GRANULARITY_RECOMMENDED),
 	       e, "device %d: granularity", i);
-	CU_TRY(cuMemGetInfo(&free_b, &total_b), e, "device %d: memory", i);
+	CU_TRY(cu->cuMemGetInfo(&free_b, &total_b), e, "device %d: memory", i);
 	snprintf(bd->name, sizeof(bd->name), "cuda%d", i);
 	format_uuid(&uuid, bd->uuid, sizeof(bd->uuid));
 	/* 90% of what is free at start unless configured: workers need room
@@ -145,7 +147,7 @@ static void cuda_close(struct backend *b)
 	if (!p)
 		return;
 	for (int i = 0; i < p->ndev; i++)
-		cuDevicePrimaryCtxRelease(p->d[i].dev);
+		cu->cuDevicePrimaryCtxRelease(p->d[i].dev);
 	free(p);
 	b->priv = NULL;
 }
@@ -157,7 +159,11 @@ static int cuda_open(struct backend *b, struct uwerr *e)
 	if (!p)
 		return uwerr_set(e, ENOMEM, "out of memory");
 	b->priv = p;
-	if (cuInit(0) != CUDA_SUCCESS || cuDeviceGetCount(&n) != CUDA_SUCCESS || n == 0) {
+	if (!(cu = cudrv_get(e))) {
+		rc = -e->code;
+		goto fail;
+	}
+	if (cu->cuInit(0) != CUDA_SUCCESS || cu->cuDeviceGetCount(&n) != CUDA_SUCCESS || n == 0) {
 		rc = uwerr_set(e, ENODEV, "no usable GPU");
 		goto fail;
 	}
@@ -183,17 +189,17 @@ static int alloc_mapped(struct cuda_dev *cd, size_t size, struct bbuf *buf, stru
 	buf->cd = cd;
 	buf->size = round_up(size ? size : 1, cd->gran);
 	buf->fd = -1;
-	CU_TRY(cuCtxSetCurrent(cd->ctx), e, "buffer %s", buf->label);
-	CU_TRY(cuMemCreate(&buf->h, buf->size, &prop, 0), e, "buffer %s: allocating %zu bytes",
+	CU_TRY(cu->cuCtxSetCurrent(cd->ctx), e, "buffer %s", buf->label);
+	CU_TRY(cu->cuMemCreate(&buf->h, buf->size, &prop, 0), e, "buffer %s: allocating %zu bytes",
 	       buf->label, buf->size);
-	CU_TRY(cuMemAddressReserve(&buf->ptr, buf->size, cd->gran, 0, 0), e,
+	CU_TRY(cu->cuMemAddressReserve(&buf->ptr, buf->size, cd->gran, 0, 0), e,
 	       "buffer %s: reserving addresses", buf->label);
-	CU_TRY(cuMemMap(buf->ptr, buf->size, 0, buf->h, 0), e, "buffer %s: mapping", buf->label);
+	CU_TRY(cu->cuMemMap(buf->ptr, buf->size, 0, buf->h, 0), e, "buffer %s: mapping", buf->label);
 	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
 	acc.location.id = cd->dev;
 	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-	CU_TRY(cuMemSetAccess(buf->ptr, buf->size, &acc, 1), e, "buffer %s: access", buf->label);
-	CU_TRY(cuMemExportToShareableHandle(&buf->fd, buf->h, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0),
+	CU_TRY(cu->cuMemSetAccess(buf->ptr, buf->size, &acc, 1), e, "buffer %s: access", buf->label);
+	CU_TRY(cu->cuMemExportToShareableHandle(&buf->fd, buf->h, CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR, 0),
 	       e, "buffer %s: exporting as an fd", buf->label);
 	return 0;
 }
@@ -205,13 +211,13 @@ static void free_mapped(struct bbuf *buf)
 	buf->fd = -1;
 	if (!buf->cd)
 		return;
-	cuCtxSetCurrent(buf->cd->ctx);
+	cu->cuCtxSetCurrent(buf->cd->ctx);
 	if (buf->ptr) {
-		cuMemUnmap(buf->ptr, buf->size);
-		cuMemAddressFree(buf->ptr, buf->size);
+		cu->cuMemUnmap(buf->ptr, buf->size);
+		cu->cuMemAddressFree(buf->ptr, buf->size);
 	}
 	if (buf->h)
-		cuMemRelease(buf->h);
+		cu->cuMemRelease(buf->h);
 	buf->ptr = 0;
 	buf->h = 0;
 }
@@ -251,8 +257,8 @@ static int cuda_buf_write(struct bbuf *buf, uint64_t off, const void *src, size_
 	if (off > buf->size || n > buf->size - off)
 		return uwerr_set(e, ERANGE, "buffer %s: write of %zu bytes at %llu past its "
 				 "%zu bytes", buf->label, n, (unsigned long long)off, buf->size);
-	CU_TRY(cuCtxSetCurrent(buf->cd->ctx), e, "buffer %s", buf->label);
-	CU_TRY(cuMemcpyHtoD(buf->ptr + off, src, n), e, "buffer %s: upload of %zu bytes",
+	CU_TRY(cu->cuCtxSetCurrent(buf->cd->ctx), e, "buffer %s", buf->label);
+	CU_TRY(cu->cuMemcpyHtoD(buf->ptr + off, src, n), e, "buffer %s: upload of %zu bytes",
 	       buf->label, n);
 	return 0;
 }
@@ -266,16 +272,16 @@ static int cuda_buf_finish(struct bbuf *buf, uint64_t size, struct uwerr *e)
 	if (size > buf->size)
 		return uwerr_set(e, ERANGE, "buffer %s: finish at %llu bytes, past its %zu",
 				 buf->label, (unsigned long long)size, buf->size);
-	CU_TRY(cuCtxSetCurrent(buf->cd->ctx), e, "buffer %s", buf->label);
-	CU_TRY(cuCtxSynchronize(), e, "buffer %s: finishing uploads", buf->label);
+	CU_TRY(cu->cuCtxSetCurrent(buf->cd->ctx), e, "buffer %s", buf->label);
+	CU_TRY(cu->cuCtxSynchronize(), e, "buffer %s: finishing uploads", buf->label);
 	if (round_up(size ? size : 1, buf->cd->gran) < buf->size) {
 		struct bbuf fit = {0};
 		memcpy(fit.label, buf->label, sizeof(fit.label));
 		int rc = alloc_mapped(buf->cd, (size_t)size, &fit, e);
-		if (!rc && size && cuMemcpyDtoD(fit.ptr, buf->ptr, (size_t)size) != CUDA_SUCCESS)
+		if (!rc && size && cu->cuMemcpyDtoD(fit.ptr, buf->ptr, (size_t)size) != CUDA_SUCCESS)
 			rc = uwerr_set(e, EIO, "buffer %s: moving %llu bytes", buf->label,
 				       (unsigned long long)size);
-		if (!rc && cuCtxSynchronize() != CUDA_SUCCESS)
+		if (!rc && cu->cuCtxSynchronize() != CUDA_SUCCESS)
 			rc = uwerr_set(e, EIO, "buffer %s: moving", buf->label);
 		if (rc) {
 			free_mapped(&fit);
@@ -288,7 +294,7 @@ static int cuda_buf_finish(struct bbuf *buf, uint64_t size, struct uwerr *e)
 	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
 	acc.location.id = buf->cd->dev;
 	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READ;
-	CU_TRY(cuMemSetAccess(buf->ptr, buf->size, &acc, 1), e, "buffer %s: read-only", buf->label);
+	CU_TRY(cu->cuMemSetAccess(buf->ptr, buf->size, &acc, 1), e, "buffer %s: read-only", buf->label);
 	return 0;
 }
 

@@ -4,8 +4,10 @@
 #include "daemon/conn.h"
 
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon/backend.h"
 #include "daemon/conf.h"
@@ -50,9 +52,9 @@ int conn_refuse(int fd, int status, const char *msg)
 static int do_hello(struct conn *c, struct rbuf *rb, struct body *b, struct uwerr *e)
 {
 	struct msg_hello h = {0};
-	int rc = dec_hello(rb, &h, e);
+	int rc = dec_hello(rb, &h, e);   /* decoders name the message in e */
 	if (rc)
-		return uwerr_prefix(e, "HELLO");
+		return rc;
 	uint16_t v;
 	if (!(rc = proto_version_pick(h.min_version, h.max_version, &v, e))) {
 		struct msg_hello_reply r = {.version = v,
@@ -72,9 +74,7 @@ static int do_load(struct conn *c, struct rbuf *rb, struct uwerr *e)
 {
 	struct msg_load q = {0};
 	int rc = dec_load(rb, &q, e);
-	if (rc)
-		uwerr_prefix(e, "LOAD");
-	else
+	if (!rc)
 		rc = loader_start(c->d->ld, &q, c->who, e);
 	msg_load_free(&q);
 	return rc;
@@ -84,9 +84,7 @@ static int do_evict(struct conn *c, struct rbuf *rb, struct uwerr *e)
 {
 	struct msg_evict q = {0};
 	int rc = dec_evict(rb, &q, e);
-	if (rc) {
-		uwerr_prefix(e, "EVICT");
-	} else if (!(rc = registry_evict(c->d->reg, q.name, q.flags, e))) {
+	if (!rc && !(rc = registry_evict(c->d->reg, q.name, q.flags, e))) {
 		log_notice("evict %s%s: by %s", q.name, q.flags & UW_EVICT_FORCE ? " (force)" : "",
 			   c->who);
 	}
@@ -99,9 +97,7 @@ static int do_stats(struct conn *c, struct rbuf *rb, struct body *b, struct uwer
 	struct msg_stats q = {0};
 	struct msg_stats_reply r = {0};
 	int rc = dec_stats(rb, &q, e);
-	if (rc)
-		uwerr_prefix(e, "STATS");
-	else if (!(rc = stats_json(c->d, q.name, &r.json, e)))
+	if (!rc && !(rc = stats_json(c->d, q.name, &r.json, e)))
 		enc_stats_reply(&b->w, &r);
 	msg_stats_reply_free(&r);
 	msg_stats_free(&q);
@@ -115,11 +111,7 @@ static int do_attach(struct conn *c, struct rbuf *rb, struct body *b, int *fds,
 	struct model *m;
 	uint64_t lease;
 	int rc = dec_attach(rb, &q, e);
-	if (rc) {
-		uwerr_prefix(e, "ATTACH");
-		goto out;
-	}
-	if ((rc = registry_attach(c->d->reg, q.name, c, &lease, &m, e)))
+	if (rc || (rc = registry_attach(c->d->reg, q.name, c, &lease, &m, e)))
 		goto out;
 	/* The lease keeps m alive, and a ready model does not change. */
 	const struct backend *be = c->d->be;
@@ -150,9 +142,7 @@ static int do_detach(struct conn *c, struct rbuf *rb, struct uwerr *e)
 {
 	struct msg_detach q = {0};
 	int rc = dec_detach(rb, &q, e);
-	if (rc)
-		return uwerr_prefix(e, "DETACH");
-	return registry_detach(c->d->reg, c, q.lease, e);
+	return rc ? rc : registry_detach(c->d->reg, c, q.lease, e);
 }
 
 /* The server closes a connection whose message (either way) has been in
@@ -182,6 +172,9 @@ static int dispatch(struct conn *c, struct proto_msg *m)
 			       "that agreed on version %u", m->hdr.version, c->version);
 		keep = 0;
 	} else if (m->nfds) {
+		/* Closed before the reply, so the peer can count on it. */
+		for (int i = 0; i < m->nfds; i++)
+			close(proto_msg_take_fd(m, i));
 		rc = uwerr_set(&e, EBADMSG, "%s carries %d fds; requests carry none (closed them)",
 			       proto_op_name(op), m->nfds);
 	} else if (!c->version) {
@@ -216,10 +209,37 @@ static int dispatch(struct conn *c, struct proto_msg *m)
 	return keep ? 0 : -1;
 }
 
+/* Answer the first request, whatever it is, with -EUSERS. Reading it
+ * first matters: closing with it unread would make the peer's send fail
+ * (EPIPE), and the peer would never see why. */
+static void refuse_first(struct conn *c)
+{
+	const struct uwd_config *cfg = c->d->cfg;
+	struct pollfd p = {.fd = c->fd, .events = POLLIN};
+	struct proto_msg m;
+	if (poll(&p, 1, (int)cfg->io_timeout_ms) <= 0)
+		return;
+	conn_io_begin(c);
+	if (proto_recv(c->fd, &m, NULL) == 0) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "unweightd serves at most %u clients at once (max_clients)",
+			 cfg->max_clients);
+		send_reply(c->fd, PROTO_VERSION, m.hdr.opcode, -EUSERS, msg, NULL);
+		proto_msg_free(&m);
+	}
+	conn_io_end(c);
+}
+
 void *conn_main(void *arg)
 {
 	struct conn *c = arg;
 	struct uwd *d = c->d;
+	if (c->refuse) {
+		refuse_first(c);
+		atomic_store(&c->done, 1);
+		uwd_wake(d);
+		return NULL;
+	}
 	for (;;) {
 		/* Idle for as long as it likes (a worker holds its lease for
 		 * hours); the timeouts apply once a message has begun. */

@@ -18,18 +18,22 @@ struct conn {
 	struct ucred cred;        /* SO_PEERCRED at accept */
 	char who[64];             /* "uid 1000 pid 4242", for the log */
 	uint16_t version;         /* agreed in HELLO; 0 before */
+	int refuse;               /* over max_clients: answer the first request -EUSERS */
 	atomic_llong io_since_ms; /* a message is being read or written since; 0: none */
 	atomic_int done;          /* the thread has finished: the server joins it */
 };
 
-/* The thread: serves c until the peer leaves, a framing error, or the
- * server shuts the socket down (at exit, or when a message stalls past
- * io_timeout_ms: the peer may idle between messages, never inside one); then ends c's leases, sets done and wakes
- * the server. It never frees c. */
+/* The thread. With refuse set, it waits io_timeout_ms for the first
+ * request, answers it -EUSERS, and ends. Else it serves c until the peer
+ * leaves, a framing error, or the server shuts the socket down (at exit,
+ * or when a message stalls past io_timeout_ms: a peer may idle between
+ * messages, never inside one); then it ends c's leases. Either way it sets
+ * done and wakes the server, which joins and frees it: never c itself. */
 void *conn_main(void *arg);
 
-/* A reply that is only a status, for a connection no thread serves (over
- * max_clients): the peer's first request gets it as its answer. */
+/* A reply that is only a status, to a request not yet read (no thread
+ * can serve the connection): the peer's first request gets it as its
+ * answer, if the peer reads before it writes. */
 int conn_refuse(int fd, int status, const char *msg);
 
 #endif

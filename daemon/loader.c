@@ -38,7 +38,9 @@ struct job {
 	pthread_mutex_t lock;         /* cursor */
 	uint64_t cursor;              /* where the next tensor goes */
 	struct par_err err;
-	atomic_uint pct;              /* the last progress percent announced */
+	pthread_mutex_t note_lock;    /* the two below */
+	unsigned pct;                 /* the last progress percent announced */
+	double noted;                 /* when */
 };
 
 struct loader {
@@ -65,12 +67,22 @@ static int grow(void **p, size_t *cap, size_t n)
 	return 0;
 }
 
+/* STATUS= at most once a second (and at 100%): sd_notify blocks while the
+ * manager's queue is full, and a load must not wait on it. */
 static void announce(struct job *j)
 {
 	struct model *m = j->m;
 	uint64_t done = atomic_load(&m->loaded_bytes);
 	unsigned pct = m->raw_bytes ? (unsigned)(done * 100 / m->raw_bytes) : 100;
-	if (atomic_exchange(&j->pct, pct) != pct)
+	double now = uwd_now();
+	pthread_mutex_lock(&j->note_lock);
+	int due = pct != j->pct && (pct == 100 || now - j->noted >= 1.0);
+	if (due) {
+		j->pct = pct;
+		j->noted = now;
+	}
+	pthread_mutex_unlock(&j->note_lock);
+	if (due)
 		sd_notifyf(0, "STATUS=loading %s: %u%%", m->name, pct);
 }
 
@@ -95,11 +107,13 @@ static int encode_one(struct job *j, size_t i, void **raw, size_t *raw_cap, void
 	if (rc)
 		return uwerr_prefix(e, "tensor %s", t->name);
 
+	/* Tensors go where the cursor is when they are done: the layout
+	 * depends on timing, the bytes of each tensor do not. */
 	pthread_mutex_lock(&j->lock);
-	uint64_t off = j->cursor;
-	j->cursor = align_up(off + l.nbytes);
+	uint64_t off = j->cursor, end = align_up(off + l.nbytes);
+	j->cursor = end;
 	pthread_mutex_unlock(&j->lock);
-	if (j->cursor > j->cap || off + l.nbytes < off)
+	if (end > j->cap || end < off)
 		return uwerr_set(e, EOVERFLOW, "tensor %s: resident form (%llu bytes) larger than "
 				 "its raw size", t->name, (unsigned long long)l.nbytes);
 	if (l.nbytes && (rc = be->ops->buf_write(m->bufs[0], off, *enc, l.nbytes, e)))
@@ -176,7 +190,8 @@ static void *job_main(void *arg)
 			e = j->err.e;
 			rc = -e.code;
 		} else if (canceled(j)) {
-			rc = uwerr_set(&e, ECANCELED, "canceled");
+			rc = uwerr_set(&e, ECANCELED, atomic_load(&j->stop) ?
+				       "canceled: unweightd is shutting down" : "canceled by evict");
 		}
 	}
 	if (!rc && !(rc = d->be->ops->buf_finish(m->bufs[0], j->cursor, &e)))
@@ -191,7 +206,7 @@ static void *job_main(void *arg)
 		sd_notifyf(0, "STATUS=loaded %s", m->name);
 	} else if (rc) {
 		uwerr_prefix(&e, "load %s", m->name);
-		log_err("%s", e.msg);
+		log_msg(rc == -ECANCELED ? LOG_NOTICE : LOG_ERR, "%s", e.msg);
 		sd_notifyf(0, "STATUS=load of %s failed", m->name);
 		registry_remove(d->reg, m, e.msg);
 	} else {
@@ -239,6 +254,7 @@ static void free_paths(char **p, size_t n)
 static void job_free(struct job *j)
 {
 	pthread_mutex_destroy(&j->lock);
+	pthread_mutex_destroy(&j->note_lock);
 	free(j);
 }
 
@@ -281,30 +297,33 @@ int loader_start(struct loader *ld, const struct msg_load *q, const char *who,
 		goto fail;
 	}
 	pthread_mutex_init(&j->lock, NULL);
+	pthread_mutex_init(&j->note_lock, NULL);
+	j->pct = 101;   /* none announced yet */
+	j->noted = -1e9;
 	j->ld = ld;
 	j->src = src;
 	if ((rc = worst_case(src, &j->cap, e)))
 		goto fail;
+	size_t n = source_count(src);
+	uint64_t raw = source_raw_total(src);
+	int ncpu = par_threads(0);
 	unsigned nt = d->cfg->load_threads ? d->cfg->load_threads
-					    : (unsigned)par_threads(0);
-	if (!d->cfg->load_threads && nt > MAX_LOAD_THREADS)
-		nt = MAX_LOAD_THREADS;
-	j->nthreads = (int)(nt < source_count(src) ? nt : source_count(src));
-	atomic_init(&j->pct, 101);   /* not yet announced */
-
-	if ((rc = registry_add(d->reg, q->name, dev, source_count(src), source_raw_total(src),
-			       j->cap, &j->m, e)))
+		      : ncpu < MAX_LOAD_THREADS ? (unsigned)ncpu : MAX_LOAD_THREADS;
+	int nth = j->nthreads = (int)(nt < n ? nt : n);
+	/* The workers split the tensors; a bundle's decoder splits what is left. */
+	int per = ncpu / nth;
+	source_set_threads(src, per > 1 ? per : 1);
+	if ((rc = registry_add(d->reg, q->name, dev, n, raw, j->cap, &j->m, e)))
 		goto fail;
 	pthread_mutex_lock(&ld->lock);
+	/* Once the thread runs, j, its model and src are its own. */
 	if (ld->stopping)
 		rc = uwerr_set(e, ESHUTDOWN, "unweightd is shutting down");
-	/* Only now is the job visible: the thread may finish before we unlock. */
 	else if ((rc = pthread_create(&j->th, NULL, job_main, j)))
 		rc = uwerr_set(e, rc, "thread: %s", strerror(rc));
 	if (!rc) {
 		log_notice("load %s: accepted from %s: %zu tensors, %llu bytes, %d threads",
-			   q->name, who, j->m->ntensors, (unsigned long long)j->m->raw_bytes,
-			   j->nthreads);
+			   q->name, who, n, (unsigned long long)raw, nth);
 		j->next = ld->jobs;
 		ld->jobs = j;
 	}

@@ -26,3 +26,10 @@ tests_check_daemon_SOURCES = tests/check_daemon.c
 tests_check_daemon_CFLAGS = $(TEST_CFLAGS)
 tests_check_daemon_LDADD = $(TEST_LIBS)
 EXTRA_tests_check_daemon_DEPENDENCIES = unweightd
+
+if HAVE_CUDA
+# VMM buffers exported as fds; the driver itself is loaded at run time.
+unweightd_SOURCES += daemon/backend_cuda.c
+unweightd_CFLAGS += $(CUDA_CFLAGS)
+endif
+EXTRA_DIST += daemon/backend_cuda.c

@@ -382,8 +382,9 @@ int registry_evict(struct registry *r, const char *name, unsigned flags, struct 
 			       "(its memory is released when the last lease ends)",
 			       name, m->leases, m->leases == 1 ? " is" : "s are");
 	} else {
-		log_notice("evict %s: %s%u leases left", name,
-			   m->state == MODEL_LOADING ? "load canceled, " : "", m->leases);
+		log_info("evict %s: %s%u lease%s left", name,
+			 m->state == MODEL_LOADING ? "load canceled, " : "", m->leases,
+			 m->leases == 1 ? "" : "s");
 		atomic_store(&m->cancel, 1);
 		m->listed = 0;
 		m->state = MODEL_EVICTING;

@@ -24,6 +24,8 @@
 #include "daemon/log.h"
 #include "daemon/uwd.h"
 
+#define MAX_REFUSING 16   /* threads that tell clients over max_clients so */
+
 struct server {
 	struct uwd *d;
 	int lfd;
@@ -187,11 +189,12 @@ static void close_stalled(struct server *s)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* Join the connection threads that have finished, and free them. */
-static unsigned reap(struct server *s)
+/* Join the connection threads that have finished, and free them. Returns
+ * how many serve, and sets *refusing to how many are refusing. */
+static unsigned reap(struct server *s, unsigned *refusing)
 {
 	struct conn *dead = NULL;
-	unsigned live = 0;
+	unsigned serving = 0, nref = 0;
 	pthread_mutex_lock(&s->lock);
 	for (struct conn **p = &s->conns; *p; ) {
 		struct conn *c = *p;
@@ -200,7 +203,10 @@ static unsigned reap(struct server *s)
 			c->next = dead;
 			dead = c;
 		} else {
-			live++;
+			if (c->refuse)
+				nref++;
+			else
+				serving++;
 			p = &c->next;
 		}
 	}
@@ -212,7 +218,9 @@ static unsigned reap(struct server *s)
 		close(c->fd);
 		free(c);
 	}
-	return live;
+	if (refusing)
+		*refusing = nref;
+	return serving;
 }
 
 static void accept_one(struct server *s)
@@ -234,16 +242,17 @@ static void accept_one(struct server *s)
 	char who[64];
 	snprintf(who, sizeof(who), "uid %ld pid %ld", (long)cred.uid, (long)cred.pid);
 
-	unsigned live = reap(s);
-	if (live >= d->cfg->max_clients) {
-		char msg[128];
-		snprintf(msg, sizeof(msg), "unweightd serves at most %u clients at once (max_clients)",
-			 d->cfg->max_clients);
-		log_warning("refused connection from %s: %s", who, msg);
-		/* A fresh socket's buffer is empty: this send does not block. */
-		conn_refuse(fd, -EUSERS, msg);
-		close(fd);
-		return;
+	unsigned refusing, serving = reap(s, &refusing);
+	int refuse = serving >= d->cfg->max_clients;
+	if (refuse) {
+		log_warning("refused connection from %s: max_clients (%u) reached", who,
+			    d->cfg->max_clients);
+		if (refusing >= MAX_REFUSING) {
+			/* A flood: no thread even to say so. */
+			conn_refuse(fd, -EUSERS, "unweightd serves no more clients now (max_clients)");
+			close(fd);
+			return;
+		}
 	}
 	struct conn *c = calloc(1, sizeof(*c));
 	if (!c) {
@@ -254,6 +263,7 @@ static void accept_one(struct server *s)
 	c->d = d;
 	c->fd = fd;
 	c->cred = cred;
+	c->refuse = refuse;
 	memcpy(c->who, who, sizeof(who));
 	pthread_mutex_lock(&s->lock);
 	int rc = pthread_create(&c->th, NULL, conn_main, c);
@@ -299,7 +309,7 @@ static int serve(struct server *s)
 		if (p[1].revents) {
 			eventfd_t n;
 			eventfd_read(d->wake_fd, &n);
-			reap(s);
+			reap(s, NULL);
 			loader_reap(d->ld);
 		}
 		if (p[2].revents) {
@@ -324,7 +334,8 @@ static void close_all(struct server *s)
 	for (struct conn *c = s->conns; c; c = c->next)
 		shutdown(c->fd, SHUT_RDWR);   /* its thread sees EOF, or EPIPE */
 	pthread_mutex_unlock(&s->lock);
-	while (reap(s)) {
+	unsigned refusing;
+	while (reap(s, &refusing) || refusing) {
 		struct pollfd p = {.fd = s->d->wake_fd, .events = POLLIN};
 		if (poll(&p, 1, 1000) > 0) {
 			eventfd_t n;

@@ -188,7 +188,8 @@ void llama_close(struct llama *m)
 	free(m);
 }
 
-/* y = W . x: x goes in as BF16 (round to nearest even), y comes back as BF16. */
+/* y = W . x: x goes in as BF16 (round to nearest even), y comes back as BF16;
+ * with LLAMA_F32 both stay float32. */
 static int matmul(struct llama *m, const struct wmat *w, const float *x, float *y,
 		  struct uwerr *e)
 {

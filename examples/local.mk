@@ -9,6 +9,11 @@ uw_stories_SOURCES = examples/stories.c \
 # uw_matmul contract does: no FMA contraction.
 uw_stories_CFLAGS = $(AM_CFLAGS) -ffp-contract=off
 uw_stories_LDADD = libunweight-client.la libuwcore.la -lm
+if HAVE_CUDA
+uw_stories_CFLAGS += $(CUDA_CFLAGS)
+uw_stories_LDADD += -L$(CUDA_DIR)/lib64 -lcudart
+uw_stories_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
+endif
 
 TESTS += tests/check_stories.sh
 EXTRA_DIST += examples/run-demo.sh tests/check_stories.sh

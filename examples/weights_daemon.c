@@ -3,31 +3,91 @@
  *
  * On the host backend uw_decode and uw_matmul read and write host memory,
  * so the caller's buffers go straight through. On the CUDA backend they take
- * device pointers instead: a CUDA variant adds two device buffers to struct
- * uwd_weights (cudaMalloc'd in weights_open_daemon, sized for the largest
- * vector, freed in uwd_close), and in uwd_read and uwd_matmul copies x in
- * before the call and y (or out) back after it (cudaMemcpy on the stream
- * given to uw_*). That is the only change: the rest of the worker sees host
- * BF16 vectors either way. Until then, weights_open_daemon refuses a model
- * on the CUDA backend. */
+ * device pointers: x goes up into a device buffer, y (or a decoded tensor)
+ * comes back, so the rest of the worker sees host BF16 vectors either way. */
+#include "config.h"
+
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "examples/weights.h"
 #include "unweight.h"
 
+#ifdef HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
 struct uwd_weights {
 	struct weights base;
 	uw_client *c;
 	uw_model *m;
+	int on_gpu;             /* the model is on the CUDA backend */
+	void *dev_in, *dev_out; /* its staging buffers, grown on demand */
+	size_t in_cap, out_cap;
 };
 
+
+/* The library's own message, with "what name: " in front unless it already
+ * starts so (attach and connect messages do). */
 static int uw_fail(struct uwerr *e, int rc, const char *what, const char *name)
 {
 	const char *msg = uw_errmsg();
-	return uwerr_set(e, -rc, "%s %s: %s", what, name,
-			 msg && *msg ? msg : uw_strerror(rc));
+	char ctx[256];
+	if (!msg || !*msg)
+		msg = uw_strerror(rc);
+	snprintf(ctx, sizeof(ctx), "%s %s", what, name);
+	if (!strncmp(msg, ctx, strlen(ctx)))
+		return uwerr_set(e, -rc, "%s", msg);
+	return uwerr_set(e, -rc, "%s: %s", ctx, msg);
 }
+
+#ifdef HAVE_CUDA
+static int dev_grow(void **p, size_t *cap, size_t n, struct uwerr *e)
+{
+	if (n <= *cap)
+		return 0;
+	cudaFree(*p);
+	*p = NULL;
+	*cap = 0;
+	if (cudaMalloc(p, n) != cudaSuccess)
+		return uwerr_set(e, ENOMEM, "cudaMalloc of %zu bytes failed", n);
+	*cap = n;
+	return 0;
+}
+
+static int dev_copy(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind,
+		    struct uwerr *e)
+{
+	cudaError_t rc = cudaMemcpy(dst, src, n, kind);
+	return rc == cudaSuccess ? 0 : uwerr_set(e, EIO, "cudaMemcpy of %zu bytes: %s", n,
+						 cudaGetErrorString(rc));
+}
+
+/* Decode or multiply on the GPU through the staging buffers. */
+static int gpu_call(struct uwd_weights *d, const uw_tensor *t, const void *x, size_t xb,
+		    void *y, size_t yb, const char *name, struct uwerr *e)
+{
+	int rc = dev_grow(&d->dev_out, &d->out_cap, yb, e);
+	if (!rc && x)
+		rc = dev_grow(&d->dev_in, &d->in_cap, xb, e);
+	if (!rc && x)
+		rc = dev_copy(d->dev_in, x, xb, cudaMemcpyHostToDevice, e);
+	if (rc)
+		return rc;
+	rc = x ? uw_matmul(t, d->dev_in, 1, d->dev_out, NULL) : uw_decode(t, d->dev_out, yb, NULL);
+	if (rc < 0)
+		return uw_fail(e, rc, x ? "matmul" : "decode", name);
+	return dev_copy(y, d->dev_out, yb, cudaMemcpyDeviceToHost, e);
+}
+#else
+static int gpu_call(struct uwd_weights *d, const uw_tensor *t, const void *x, size_t xb,
+		    void *y, size_t yb, const char *name, struct uwerr *e)
+{
+	return uwerr_set(e, ENOTSUP, "%s: the model is on the CUDA backend, and this "
+			 "example was built without CUDA", name);
+}
+#endif
 
 /* Find a BF16 tensor and its info. */
 static const uw_tensor *find(struct uwd_weights *d, const char *name,
@@ -80,6 +140,8 @@ static int uwd_read(struct weights *w, const char *name, uint16_t *out,
 	if (info.raw_bytes != (uint64_t)n * 2)
 		return uwerr_set(e, EINVAL, "tensor %s: %llu bytes, expected %zu elements",
 				 name, (unsigned long long)info.raw_bytes, n);
+	if (d->on_gpu)
+		return gpu_call(d, t, NULL, 0, out, n * 2, name, e);
 	rc = uw_decode(t, out, n * 2, NULL);
 	return rc < 0 ? uw_fail(e, rc, "decode", name) : 0;
 }
@@ -87,6 +149,9 @@ static int uwd_read(struct weights *w, const char *name, uint16_t *out,
 static int uwd_matmul(struct weights *w, const struct wmat *m,
 		      const uint16_t *x, uint16_t *y, struct uwerr *e)
 {
+	struct uwd_weights *d = (struct uwd_weights *)w;
+	if (d->on_gpu)
+		return gpu_call(d, m->impl, x, m->cols * 2, y, m->rows * 2, m->name, e);
 	int rc = uw_matmul(m->impl, x, 1, y, NULL);
 	return rc < 0 ? uw_fail(e, rc, "matmul", m->name) : 0;
 }
@@ -94,6 +159,10 @@ static int uwd_matmul(struct weights *w, const struct wmat *m,
 static void uwd_close(struct weights *w)
 {
 	struct uwd_weights *d = (struct uwd_weights *)w;
+#ifdef HAVE_CUDA
+	cudaFree(d->dev_in);
+	cudaFree(d->dev_out);
+#endif
 	uw_detach(d->m);
 	uw_disconnect(d->c);
 	free(d);
@@ -114,7 +183,10 @@ int weights_open_daemon(const char *socket, const char *model,
 	d->base = (struct weights){ .ops = &uwd_ops, .kind = "daemon" };
 	rc = uw_connect(socket, &d->c);
 	if (rc < 0) {
-		uw_fail(e, rc, "connect", socket ? socket : "(default socket)");
+		if (!socket)
+			socket = getenv("UNWEIGHT_SOCKET") ? getenv("UNWEIGHT_SOCKET")
+							    : UW_DEFAULT_SOCKET;
+		uw_fail(e, rc, "connect to", socket);
 		goto fail;
 	}
 	rc = uw_attach(d->c, model, &d->m);
@@ -122,11 +194,7 @@ int weights_open_daemon(const char *socket, const char *model,
 		uw_fail(e, rc, "attach", model);
 		goto fail;
 	}
-	if (uw_model_backend(d->m) != UW_BACKEND_HOST) {
-		rc = uwerr_set(e, ENOTSUP, "attach %s: the model is on the CUDA backend, "
-			       "and this example stages host buffers only", model);
-		goto fail;
-	}
+	d->on_gpu = uw_model_backend(d->m) == UW_BACKEND_CUDA;
 	*out = &d->base;
 	return 0;
 fail:

@@ -14,7 +14,7 @@
 #include "common/strbuf.h"
 #include "format/dtype.h"
 #include "format/restcodec.h"
-#include "proto/le.h"
+#include "common/le.h"
 
 /* Header field offsets (docs/FORMAT.md, "Header"). */
 enum {

@@ -3,7 +3,7 @@ libuwcore_la_SOURCES += \
 	format/dtype.c format/dtype.h
 libuwcore_la_SOURCES += \
 	format/huffman.c format/huffman.h \
-	format/restcodec.c format/restcodec.h
+	format/restcodec.c format/restcodec.h format/bf16.h
 libuwcore_la_SOURCES += format/safetensors.c format/safetensors.h
 
 check_PROGRAMS += tests/check_safetensors

@@ -7,7 +7,9 @@
 #include <string.h>
 #include <zstd.h>
 
+#include "common/le.h"
 #include "common/parallel.h"
+#include "format/bf16.h"
 #include "format/dtype.h"
 #include "format/huffman.h"
 
@@ -16,31 +18,6 @@
 #define EXPHUF_CHUNK 65536              /* elements per independently coded chunk */
 #define REST_ZSTD_LEVEL 3
 #define REST_ZSTD_MT_MIN (4u << 20)     /* zstd workers only pay above this */
-
-static inline void put_le16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static inline void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline uint16_t get_le16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static inline uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
 
 static inline uint64_t get_be64(const uint8_t *p)
 {
@@ -52,23 +29,12 @@ static inline uint64_t get_be64(const uint8_t *p)
 	return v;
 }
 
-/* A BF16 element as stored (little-endian): its exponent byte, and its
- * sign|mantissa byte (s << 7) | m. */
-static inline uint8_t bf16_exp(const uint8_t *p)
+static inline void put_be64(uint8_t *p, uint64_t v)
 {
-	return (uint8_t)((p[1] & 0x7f) << 1 | p[0] >> 7);
-}
-
-static inline uint8_t bf16_sm(const uint8_t *p)
-{
-	return (uint8_t)((p[1] & 0x80) | (p[0] & 0x7f));
-}
-
-static inline void bf16_put(uint8_t *p, uint8_t ex, uint8_t sm)
-{
-	unsigned v = (sm & 0x80u) << 8 | (unsigned)ex << 7 | (sm & 0x7fu);
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
+	memcpy(p, &v, 8);
 }
 
 static void *alloc_bytes(size_t n)
@@ -112,12 +78,15 @@ static void exphuf_hist(void *ctx, size_t c0, size_t c1)
 	}
 }
 
-static inline void put_be64(uint8_t *p, uint64_t v)
+/* Append element p's exponent code to the left-aligned bit container
+ * (acc, nacc bits), and its sign|mantissa byte to *sm. */
+static inline void put_one(const uint16_t *tab, const uint8_t *p, uint8_t *sm,
+			   uint64_t *acc, unsigned *nacc)
 {
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-	v = __builtin_bswap64(v);
-#endif
-	memcpy(p, &v, 8);
+	uint16_t t = tab[bf16_exp(p)];
+	*sm = bf16_sm(p);
+	*nacc += t & 15;
+	*acc |= (uint64_t)(t >> 4) << (64 - *nacc);  /* lengths are >= 1 here */
 }
 
 /* Codes go MSB-first: the first code's first bit is bit 7 of byte 0. The
@@ -135,13 +104,6 @@ static void exphuf_put_chunks(void *ctx, size_t c0, size_t c1)
 		size_t i = 0, cnt = chunk_count(j, c);
 		uint64_t acc = 0;
 		unsigned nacc = 0;
-#define PUT_ONE() do {                                                          \
-			uint16_t t_ = tab[bf16_exp(p)];                         \
-			sm[i] = bf16_sm(p);                                     \
-			nacc += t_ & 15;                                        \
-			acc |= (uint64_t)(t_ >> 4) << (64 - nacc);              \
-			i++, p += 2;                                            \
-		} while (0)
 		if (end == o) {         /* a lone symbol: no bits */
 			for (; i < cnt; i++, p += 2)
 				sm[i] = bf16_sm(p);
@@ -151,18 +113,18 @@ static void exphuf_put_chunks(void *ctx, size_t c0, size_t c1)
 		 * 8-byte store; the bytes past the pending ones are rewritten
 		 * by the next store, so stay 8 bytes inside this chunk. */
 		while (i + 4 <= cnt && end - o >= 8) {
-			PUT_ONE(); PUT_ONE(); PUT_ONE(); PUT_ONE();
+			for (int k = 0; k < 4; k++, i++, p += 2)
+				put_one(tab, p, sm + i, &acc, &nacc);
 			put_be64(o, acc);
 			o += nacc >> 3;
 			acc <<= nacc & ~7u;
 			nacc &= 7;
 		}
-		while (i < cnt) {
-			PUT_ONE();
+		for (; i < cnt; i++, p += 2) {
+			put_one(tab, p, sm + i, &acc, &nacc);
 			for (; nacc >= 8; nacc -= 8, acc <<= 8)
 				*o++ = (uint8_t)(acc >> 56);
 		}
-#undef PUT_ONE
 		if (nacc)
 			*o++ = (uint8_t)(acc >> 56);
 	}
@@ -213,14 +175,14 @@ static int exphuf_encode(const void *raw, size_t nbytes, int nthreads,
 	}
 	buf[0] = EXPHUF_VERSION;
 	buf[1] = 0;
-	put_le16(buf + 2, (uint16_t)code.nsym);
-	put_le64(buf + 4, j.n);
+	le16_put(buf + 2, (uint16_t)code.nsym);
+	le64_put(buf + 4, j.n);
 	for (int i = 0; i < code.nsym; i++) {
 		buf[EXPHUF_HDR + 2 * i] = code.sym[i];
 		buf[EXPHUF_HDR + 2 * i + 1] = code.len[i];
 	}
 	for (size_t c = 0; c < j.nchunks; c++)
-		put_le64(buf + table + 8 * c, start[c + 1]);
+		le64_put(buf + table + 8 * c, start[c + 1]);
 	j.sm_out = buf + sm_off;
 	j.bits_out = buf + bits_off;
 	j.start = start;
@@ -328,8 +290,8 @@ static int exphuf_decode(const uint8_t *p, size_t len, void *raw, size_t nbytes,
 	if (p[0] != EXPHUF_VERSION || p[1] != 0)
 		return uwerr_set(e, EBADMSG, "exphuf: version %u flags %u (want %d and 0)",
 				 p[0], p[1], EXPHUF_VERSION);
-	code.nsym = get_le16(p + 2);
-	j.n = get_le64(p + 4);
+	code.nsym = le16_get(p + 2);
+	j.n = le64_get(p + 4);
 	if (nbytes % 2 || j.n != nbytes / 2)
 		return uwerr_set(e, EBADMSG, "exphuf: %llu elements stored, but the tensor has %zu bytes",
 				 (unsigned long long)j.n, nbytes);
@@ -368,7 +330,7 @@ static int exphuf_decode(const uint8_t *p, size_t len, void *raw, size_t nbytes,
 	decode_pairs(dec, pair);
 	start[0] = 0;
 	for (size_t c = 0; c < j.nchunks; c++) {
-		uint64_t end = get_le64(p + table + 8 * c);
+		uint64_t end = le64_get(p + table + 8 * c);
 		/* a code is at most HUF_MAX_LEN bits */
 		uint64_t most = ((uint64_t)chunk_count(&j, c) * HUF_MAX_LEN + 7) / 8;
 		if (end < start[c] || end - start[c] > most) {

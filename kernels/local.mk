@@ -34,7 +34,10 @@ kernels/libuwcuda.a: $(UWCUDA_OBJS)
 	$(AM_V_AR)rm -f $@ && $(AR) cr $@ $(UWCUDA_OBJS) && $(RANLIB) $@
 CLEANFILES += kernels/libuwcuda.a $(UWCUDA_OBJS)
 
+# In TESTS too: automake writes a test's .log rule only for TESTS, and
+# check-gpu narrows TESTS to GPU_TESTS. Without a GPU the test skips (77).
 check_PROGRAMS += tests/check_gpu_kernels
+TESTS += tests/check_gpu_kernels
 GPU_TESTS += tests/check_gpu_kernels
 tests_check_gpu_kernels_SOURCES = tests/check_gpu_kernels.c tests/bf16cases.c tests/bf16cases.h
 tests_check_gpu_kernels_CFLAGS = $(TEST_CFLAGS) $(CUDA_CFLAGS)

@@ -4,12 +4,9 @@
 
 #include <string.h>
 
+#include "common/le.h"
 #include "common/parallel.h"
-
-static inline uint32_t ld32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
+#include "format/bf16.h"
 
 int res_decode_rows(const struct uw_layout *l, const void *base, uint64_t r0,
 		    uint64_t r1, void *dst, struct uwerr *e)
@@ -25,28 +22,23 @@ int res_decode_rows(const struct uw_layout *l, const void *base, uint64_t r0,
 		const uint8_t *mant = b + l->mant_off + r * l->mant_stride;
 		const uint8_t *nib = b + l->nib_off + r * l->nib_stride;
 		const uint8_t *pr = b + l->patch_row_off + 4 * r;
-		uint32_t p0 = ld32(pr), p1 = ld32(pr + 4);
+		uint32_t p0 = le32_get(pr), p1 = le32_get(pr + 4);
 		if (p0 > p1 || p1 > l->npatch)
 			return uwerr_set(e, EBADMSG, "R12 row %llu: patches [%u, %u) of %llu",
 					 (unsigned long long)r, p0, p1, (unsigned long long)l->npatch);
-		for (uint64_t c = 0; c < l->cols; c++) {
-			uint8_t ex = l->palette[(nib[c / 2] >> (4 * (c & 1))) & 15];
-			o[2 * c] = (uint8_t)((ex & 1) << 7 | (mant[c] & 0x7f));
-			o[2 * c + 1] = (uint8_t)((mant[c] & 0x80) | ex >> 1);
-		}
+		for (uint64_t c = 0; c < l->cols; c++)
+			bf16_put(o + 2 * c, l->palette[(nib[c / 2] >> (4 * (c & 1))) & 15], mant[c]);
 		/* Exponents outside the palette overwrite the palette[0] guess. */
 		uint64_t prev = 0;
 		for (uint32_t i = p0; i < p1; i++) {
-			uint32_t v = ld32(b + l->patch_off + 4 * (uint64_t)i);
+			uint32_t v = le32_get(b + l->patch_off + 4 * (uint64_t)i);
 			uint64_t c = v >> 8;
 			if (c >= l->cols || (i > p0 && c <= prev))
 				return uwerr_set(e, EBADMSG, "R12 row %llu: patch %u at column %llu (of %llu, ascending)",
 						 (unsigned long long)r, i, (unsigned long long)c,
 						 (unsigned long long)l->cols);
 			prev = c;
-			uint8_t ex = (uint8_t)v;
-			o[2 * c] = (uint8_t)((ex & 1) << 7 | (o[2 * c] & 0x7f));
-			o[2 * c + 1] = (uint8_t)((o[2 * c + 1] & 0x80) | ex >> 1);
+			bf16_put(o + 2 * c, (uint8_t)v, bf16_sm(o + 2 * c));
 		}
 	}
 	return 0;

@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "common/crc32c.h"
+#include "common/le.h"
 #include "common/parallel.h"
+#include "format/bf16.h"
 #include "format/dtype.h"
 #include "format/restcodec.h"
 
@@ -15,14 +17,6 @@
 static inline uint64_t round_up(uint64_t v, uint64_t a)
 {
 	return (v + a - 1) / a * a;
-}
-
-static inline void st32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
 }
 
 /* rows = shape[0], cols = the product of the rest (a scalar is 1 x 1). */
@@ -92,7 +86,7 @@ int res_plan(int dtype, int ndim, const uint64_t *shape, const void *raw,
 	uint64_t hist[256] = {0}, covered = 0;
 	const uint8_t *p = raw;
 	for (size_t i = 0; i < raw_bytes; i += 2)
-		hist[(p[i + 1] & 0x7f) << 1 | p[i] >> 7]++;
+		hist[bf16_exp(p + i)]++;
 	struct uw_layout r = *l;
 	int k = exp_palette16(hist, r.palette);
 	for (int i = 0; i < k; i++)
@@ -120,7 +114,7 @@ static void r12_count(void *ctx, size_t r0, size_t r1)
 		const uint8_t *p = j->raw + 2 * r * j->l->cols;
 		uint32_t n = 0;
 		for (uint64_t c = 0; c < j->l->cols; c++, p += 2)
-			n += j->idx[(p[1] & 0x7f) << 1 | p[0] >> 7] == 0xff;
+			n += j->idx[bf16_exp(p)] == 0xff;
 		j->row_patches[r + 1] = n;
 	}
 }
@@ -136,11 +130,10 @@ static void r12_rows(void *ctx, size_t r0, size_t r1)
 		uint8_t *patch = j->dst + l->patch_off + 4 * (uint64_t)j->row_patches[r];
 		memset(nib, 0, l->nib_stride);
 		for (uint64_t c = 0; c < l->cols; c++, p += 2) {
-			uint8_t ex = (uint8_t)((p[1] & 0x7f) << 1 | p[0] >> 7);
-			uint8_t i = j->idx[ex];
-			mant[c] = (uint8_t)((p[1] & 0x80) | (p[0] & 0x7f));
+			uint8_t ex = bf16_exp(p), i = j->idx[ex];
+			mant[c] = bf16_sm(p);
 			if (i == 0xff) {
-				st32(patch, (uint32_t)(c << 8 | ex));
+				le32_put(patch, (uint32_t)(c << 8 | ex));
 				patch += 4;
 				i = 0;
 			}
@@ -210,7 +203,7 @@ int res_encode_mt(struct uw_layout *l, const void *raw, size_t raw_bytes,
 	memset(d + mant_end, 0, l->nib_off - mant_end);
 	memset(d + nib_end, 0, l->patch_row_off - nib_end);
 	for (uint64_t r = 0; r <= l->rows; r++)
-		st32(d + l->patch_row_off + 4 * r, j.row_patches[r]);
+		le32_put(d + l->patch_row_off + 4 * r, j.row_patches[r]);
 	par_for(l->rows, threads, r12_rows, &j);
 	free(j.row_patches);
 	l->crc32c = crc32c(0, dst, l->nbytes);

@@ -1,6 +1,6 @@
 # proto: the wire protocol (PROTOCOL.md), shared by the daemon and the client.
 libuwcore_la_SOURCES += \
-	proto/proto.h proto/le.h \
+	proto/proto.h \
 	proto/transport.c proto/messages.c
 EXTRA_DIST += proto/PROTOCOL.md
 

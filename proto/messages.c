@@ -11,7 +11,7 @@
 
 #include "format/dtype.h"
 #include "kernels/resident.h"
-#include "proto/le.h"
+#include "common/le.h"
 
 /* ---- writer ------------------------------------------------------------ */
 

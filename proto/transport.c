@@ -10,7 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "proto/le.h"
+#include "common/le.h"
 
 /* Room for one more fd than allowed, so a surplus is seen rather than lost,
  * and for the credentials a socket with SO_PASSCRED adds to every read. */

@@ -14,6 +14,7 @@ extern "C" {
 int uwk_cuda_fail(struct uwerr *e, cudaError_t err, const char *call,
 		  const char *file, int line)
 {
+	cudaGetLastError();   /* a refused call is no reason to fail the next one */
 	int code = err == cudaErrorMemoryAllocation ? ENOMEM :
 		   err == cudaErrorInvalidValue ? EINVAL :
 		   err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver ? ENODEV : EIO;

@@ -13,8 +13,36 @@ extern "C" {
 
 #define DECODE_THREADS 256
 
-/* VEC: cols % 8 == 0 and out 16-byte aligned, so every 8 columns are one
- * aligned 16-byte store. */
+/* 32 columns of row r from column c, decoded into out. VEC: cols % 8 == 0
+ * and out 16-byte aligned, so every 8 columns are one aligned 16-byte store. */
+template <bool VEC>
+__device__ __forceinline__ void store32(const uint32_t *tab, const r12_raw32 &raw,
+					uint16_t *__restrict__ out, uint32_t r, uint32_t c,
+					uint32_t cols)
+{
+	uint32_t w[16];
+	r12_decode32(tab, raw.sm, raw.ix, w);
+	uint16_t *o = out + (uint64_t)r * cols + c;
+	const uint32_t n = min(32u, cols - c);
+	if (VEC) {
+#pragma unroll
+		for (int k = 0; k < 4; k++)
+			if (8 * k < n)
+				*(uint4 *)(o + 8 * k) = make_uint4(w[4 * k], w[4 * k + 1], w[4 * k + 2],
+								   w[4 * k + 3]);
+	} else {
+#pragma unroll
+		for (int p = 0; p < 16; p++) {
+			if (2 * p < n)
+				o[2 * p] = (uint16_t)w[p];
+			if (2 * p + 1 < n)
+				o[2 * p + 1] = (uint16_t)(w[p] >> 16);
+		}
+	}
+}
+
+/* Grid-stride over 32-column units, two at a time so that each thread has
+ * both units' loads in flight before it decodes. */
 template <bool VEC>
 __global__ void __launch_bounds__(DECODE_THREADS)
 r12_decode_kernel(const r12_args a, uint16_t *__restrict__ out)
@@ -22,41 +50,34 @@ r12_decode_kernel(const r12_args a, uint16_t *__restrict__ out)
 	__shared__ uint32_t tab[256];
 	r12_table(tab, a);
 	__syncthreads();
-	const uint32_t upr = (a.cols + 31) / 32;           /* 32-column units per row */
+	const uint32_t upr = (a.cols + 31) / 32;           /* units per row */
 	const uint64_t total = (uint64_t)a.rows * upr;
 	const uint64_t step = (uint64_t)gridDim.x * blockDim.x;
 	uint64_t u = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
 	uint32_t r = (uint32_t)(u / upr), cu = (uint32_t)(u % upr);
 	const uint32_t sr = (uint32_t)(step / upr), sc = (uint32_t)(step % upr);
-	for (; u < total; u += step) {
-		const uint32_t c = cu * 32;
-		r12_raw32 raw;
-		r12_load32(raw, a.mant + r * a.mstride, a.nib + r * a.nstride, c, a.cols, true);
-		uint32_t w[16];
-		r12_decode32(tab, raw.sm, raw.ix, w);
-		uint16_t *o = out + (uint64_t)r * a.cols + c;
-		const uint32_t n = min(32u, a.cols - c);
-		if (VEC) {
-#pragma unroll
-			for (int k = 0; k < 4; k++)
-				if (8 * k < n)
-					*(uint4 *)(o + 8 * k) = make_uint4(w[4 * k], w[4 * k + 1],
-									   w[4 * k + 2], w[4 * k + 3]);
-		} else {
-#pragma unroll
-			for (int p = 0; p < 16; p++) {
-				if (2 * p < n)
-					o[2 * p] = (uint16_t)w[p];
-				if (2 * p + 1 < n)
-					o[2 * p + 1] = (uint16_t)(w[p] >> 16);
-			}
+	auto advance = [&](uint32_t &rr, uint32_t &cc) {
+		rr += sr;
+		cc += sc;
+		if (cc >= upr) {
+			cc -= upr;
+			rr++;
 		}
-		r += sr;
-		cu += sc;
-		if (cu >= upr) {
-			cu -= upr;
-			r++;
-		}
+	};
+	for (; u < total; u += 2 * step) {
+		uint32_t r2 = r, cu2 = cu;
+		advance(r2, cu2);
+		const bool two = u + step < total;
+		r12_raw32 ra, rb;
+		r12_load32(ra, a.mant + r * a.mstride, a.nib + r * a.nstride, cu * 32, a.cols, true);
+		r12_load32(rb, a.mant + (two ? r2 : r) * a.mstride, a.nib + (two ? r2 : r) * a.nstride,
+			   cu2 * 32, a.cols, two);
+		store32<VEC>(tab, ra, out, r, cu * 32, a.cols);
+		if (two)
+			store32<VEC>(tab, rb, out, r2, cu2 * 32, a.cols);
+		r = r2;
+		cu = cu2;
+		advance(r, cu);
 	}
 }
 

@@ -318,7 +318,7 @@ struct fused_kind {
 /* The shapes built; the first one of each NT in default_kind is AUTO's. */
 static const struct fused_kind kinds[] = {
 	FUSED_KIND(1, 8), FUSED_KIND(1, 4), FUSED_KIND(2, 4), FUSED_KIND(4, 2),
-	FUSED_KIND(8, 1), FUSED_KIND(2, 2),
+	FUSED_KIND(8, 1), FUSED_KIND(2, 2), FUSED_KIND(2, 1), FUSED_KIND(4, 1),
 };
 #define NKINDS ((int)(sizeof(kinds) / sizeof(kinds[0])))
 
@@ -335,13 +335,17 @@ static const struct fused_kind *find_kind(int wm, int wk)
 	return NULL;
 }
 
-/* AUTO's (wm, wk) for a batch: more row tiles share the staged x as the
- * batch grows, since x then costs as many bytes as W. */
-static const struct fused_kind *default_kind(size_t batch)
+/* AUTO's (wm, wk) (bench/NOTES.md has the sweeps behind it). Up to batch
+ * 16: 2x2 (4 warps, 32 rows, each warp all the block's columns) where there
+ * are rows for two such blocks an SM, else 1x8 (16 rows, 8 warps splitting
+ * the columns), which keeps 16 warps an SM on short matrices. Above: 4x1,
+ * four row tiles sharing each staged slice of x, which then costs as many
+ * bytes as W. */
+static const struct fused_kind *default_kind(size_t batch, uint32_t rows, int sms)
 {
-	static const int pick[4][2] = { {1, 8}, {2, 4}, {4, 2}, {4, 2} };
-	const int *p = pick[nt_log2(batch)];
-	return find_kind(p[0], p[1]);
+	if (batch > 16)
+		return find_kind(4, 1);
+	return (rows + 31) / 32 >= 2 * (uint32_t)sms ? find_kind(2, 2) : find_kind(1, 8);
 }
 
 static size_t fused_smem(int nt, int wm, int wk, size_t batch)
@@ -353,30 +357,16 @@ static size_t fused_smem(int nt, int wm, int wk, size_t batch)
 	return stage > red ? stage : red;
 }
 
-static int blocks_per_sm(fused_fn fn, int threads, size_t smem)
+/* ks from the device: split the columns across blocks only when the row
+ * tiles give clearly fewer than 16 warps an SM (the v1 sweep: splitting a
+ * grid that already has them costs the partial sums and a second kernel). */
+static int pick_ks(const struct fused_kind *k, uint32_t rows, uint32_t cols, int sms)
 {
-	int n = 0;
-	if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, threads, smem) != cudaSuccess) {
-		cudaGetLastError();
-		n = 1;
-	}
-	return n > 0 ? n : 1;
-}
-
-/* ks from the device: when the row tiles alone leave SMs idle, split the
- * columns too, keeping at least two steps a warp per split. */
-static int pick_ks(const struct fused_kind *k, uint32_t rows, uint32_t cols, size_t batch,
-		   int sms)
-{
-	const int ntl = nt_log2(batch), nt = 1 << ntl, threads = 32 * k->wm * k->wk;
 	const uint64_t blocks_m = (rows + 16 * k->wm - 1) / (16 * k->wm);
+	const uint64_t warps = blocks_m * k->wm * k->wk, want = 16ull * sms;
 	const uint32_t nch = (cols + KC - 1) / KC;
-	const uint64_t slots = (uint64_t)sms *
-		blocks_per_sm(k->fn[ntl][1], threads, fused_smem(nt, k->wm, k->wk, batch));
-	if (blocks_m >= slots)
-		return 1;
-	uint64_t ks = (slots + blocks_m - 1) / blocks_m;
-	uint64_t most = nch / (2 * k->wk);
+	uint64_t ks = (want + warps / 2) / warps;          /* rounded */
+	const uint64_t most = nch / (2 * k->wk);           /* two steps a warp at least */
 	if (ks > most)
 		ks = most;
 	return ks < 1 ? 1 : (int)ks;
@@ -389,7 +379,7 @@ static int fused_run(const struct r12_args *a, const struct fused_kind *k, int k
 	const int ntl = nt_log2(batch), nt = 1 << ntl, threads = 32 * k->wm * k->wk;
 	const uint32_t nch = (a->cols + KC - 1) / KC;
 	if (ks < 1)
-		ks = pick_ks(k, a->rows, a->cols, batch, ctx->sms);
+		ks = pick_ks(k, a->rows, a->cols, ctx->sms);
 	if ((uint32_t)ks > nch)
 		ks = (int)nch;
 	if (ks > 65535)                                /* grid.y */
@@ -408,9 +398,16 @@ static int fused_run(const struct r12_args *a, const struct fused_kind *k, int k
 			return rc;
 		part = ctx->part;
 	}
-	if (smem > 48 * 1024)
+	if (smem > 48 * 1024) {
+		int optin = 0;
+		UWK_CK(e, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
+						 ctx->device));
+		if (smem + 1024 > (size_t)optin)      /* + the static exponent table */
+			return uwerr_set(e, ENOTSUP, "fused shape %dx%d at batch %zu: %zu bytes of shared memory (device: %d)",
+					 k->wm, k->wk, batch, smem + 1024, optin);
 		UWK_CK(e, cudaFuncSetAttribute((const void *)fn,
 					       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+	}
 	dim3 grid((a->rows + 16 * k->wm - 1) / (16 * k->wm), (unsigned)ks);
 	fn<<<grid, threads, smem, s>>>(*a, (const uint16_t *)x, (uint32_t)batch, (uint16_t *)y,
 				       part, cps);
@@ -507,7 +504,7 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 		if (batch > UWK_FUSED_MAX_BATCH)
 			return uwerr_set(e, EINVAL, "uwk_matmul: fused pipeline at batch %zu (max %d)",
 					 batch, UWK_FUSED_MAX_BATCH);
-		rc = fused_run(&a, default_kind(batch), 0, x, batch, y, s, ctx, e);
+		rc = fused_run(&a, default_kind(batch, a.rows, ctx->sms), 0, x, batch, y, s, ctx, e);
 		break;
 	case UWK_PIPE_DECODE_GEMM:
 		rc = uwk_ctx_reserve(&ctx->scratch, &ctx->scratch_bytes, 2 * l->rows * l->cols,
@@ -544,7 +541,8 @@ extern "C" int uwk_matmul_fused_cfg(const struct uw_layout *l, const void *dev_b
 	if (batch > UWK_FUSED_MAX_BATCH)
 		return uwerr_set(e, EINVAL, "uwk_matmul: fused pipeline at batch %zu (max %d)",
 				 batch, UWK_FUSED_MAX_BATCH);
-	const struct fused_kind *k = cfg && cfg->wm ? find_kind(cfg->wm, cfg->wk) : default_kind(batch);
+	const struct fused_kind *k = cfg && cfg->wm ? find_kind(cfg->wm, cfg->wk) :
+				     default_kind(batch, a.rows, ctx->sms);
 	if (!k)
 		return uwerr_set(e, ENOTSUP, "uwk_matmul: fused shape %dx%d not built", cfg->wm, cfg->wk);
 	rc = fused_run(&a, k, cfg ? cfg->ks : 0, x, batch, y, s, ctx, e);
@@ -564,10 +562,10 @@ extern "C" int uwk_cfg_default(const struct uw_layout *l, size_t batch, struct u
 	if (!l || !ctx || !out || batch == 0 || batch > UWK_FUSED_MAX_BATCH || !l->cols ||
 	    l->rows > INT32_MAX / 16 || l->cols > UINT32_MAX)
 		return uwerr_set(e, EINVAL, "uwk_cfg_default: bad arguments");
-	const struct fused_kind *k = default_kind(batch);
+	const struct fused_kind *k = default_kind(batch, (uint32_t)l->rows, ctx->sms);
 	out->wm = k->wm;
 	out->wk = k->wk;
-	out->ks = pick_ks(k, (uint32_t)l->rows, (uint32_t)l->cols, batch, ctx->sms);
+	out->ks = pick_ks(k, (uint32_t)l->rows, (uint32_t)l->cols, ctx->sms);
 	const uint32_t nch = (uint32_t)((l->cols + KC - 1) / KC), cps = (nch + out->ks - 1) / out->ks;
 	out->ks = (int)((nch + cps - 1) / cps);
 	return 0;

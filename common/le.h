@@ -1,6 +1,6 @@
 /* le: little-endian loads and stores, whatever the host's byte order. */
-#ifndef UW_PROTO_LE_H
-#define UW_PROTO_LE_H
+#ifndef UW_COMMON_LE_H
+#define UW_COMMON_LE_H
 
 #include <stdint.h>
 
