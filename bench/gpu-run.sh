@@ -1,6 +1,7 @@
 #!/bin/bash
-# gpu-run: on the GPU host, run the GPU tests and the matmul benchmark from a
-# build directory made elsewhere and carried along (this builds nothing).
+# gpu-run: on the GPU host, run the GPU tests (make check-gpu's list), the
+# matmul benchmark and the attach benchmark on both backends, from a build
+# directory made elsewhere and carried along (this builds nothing).
 #   bash bench/gpu-run.sh [BUILDDIR] [bench args]    (default .devbuild)
 # Logs go to $OUT (the device tool's folder), else ./gpu-out. Libraries the
 # host may lack (libsubunit of Check) can be put in BUILDDIR/gpulibs.
@@ -22,11 +23,32 @@ export LD_LIBRARY_PATH="$B/gpulibs:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_
 } 2>&1 | tee "$O/host.txt"
 
 rc=0
-UW_TOP_SRCDIR=$PWD UW_TOP_BUILDDIR=$B "$B/tests/check_gpu_kernels" >"$O/check_gpu_kernels.log" 2>&1
-t=$?
-echo "check_gpu_kernels: exit $t"
-tail -n 30 "$O/check_gpu_kernels.log"
-[ $t -eq 0 ] || rc=1
+export UW_TOP_SRCDIR=$PWD UW_TOP_BUILDDIR=$B
+for t in tests/check_gpu_kernels tests/check_gpu_integration.sh tests/check_gpu_stories.sh; do
+	n=$(basename "$t" .sh)
+	case $t in
+	*.sh) timeout 300 sh "$PWD/$t" >"$O/$n.log" 2>&1 ;;
+	*) timeout 300 "$B/$t" >"$O/$n.log" 2>&1 ;;
+	esac
+	s=$?
+	echo "$n: exit $s"
+	tail -n 12 "$O/$n.log"
+	[ $s -eq 0 ] || rc=1
+done
+
+# Attach latency of the bundled model, host and cuda backends.
+for be in host cuda; do
+	sock=/tmp/uwb-$be.sock
+	"$B/unweightd" --socket $sock --backend $be --allow-dir "$PWD/data" --foreground \
+		2>"$O/unweightd-$be.log" &
+	d=$!
+	for i in $(seq 50); do [ -S $sock ] && break; sleep 0.1; done
+	echo "== attach bench, backend $be"
+	"$B/bench/uw-bench-attach" --socket $sock -n 1000 -l 3 "$PWD/data/stories260K.safetensors" 2>&1 |
+		tee "$O/bench-attach-$be.log" | tail -n 8
+	kill -TERM $d
+	wait $d
+done
 
 "$B/bench/uw-bench-matmul" "$@" 2>&1 | tee "$O/bench-matmul.log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1

@@ -19,4 +19,7 @@ EXTRA_DIST += bench/matmul.cu bench/gpu-run.sh bench/NOTES.md
 # Attach latency and host load throughput, against a running unweightd.
 noinst_PROGRAMS += bench/uw-bench-attach
 bench_uw_bench_attach_SOURCES = bench/attach.c
-bench_uw_bench_attach_LDADD = libunweight-client.la libuwcore.la
+bench_uw_bench_attach_LDADD = $(UW_CLIENT_LIBS)
+if HAVE_CUDA
+bench_uw_bench_attach_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
+endif

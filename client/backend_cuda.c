@@ -64,7 +64,7 @@ fail:
 static int cuda_import(int fd, uint64_t size, const char *device_uuid, struct cl_buf *b,
 		       struct uwerr *e)
 {
-	CUdevice dev;
+	CUdevice dev = 0;
 	CUcontext ctx = NULL;
 	CUmemGenericAllocationHandle h = 0;
 	CUmemAllocationProp prop = {0};

@@ -8,7 +8,7 @@ uw_stories_SOURCES = examples/stories.c \
 # The reference matmul must round every product before it adds it, as the
 # uw_matmul contract does: no FMA contraction.
 uw_stories_CFLAGS = $(AM_CFLAGS) -ffp-contract=off
-uw_stories_LDADD = libunweight-client.la libuwcore.la -lm
+uw_stories_LDADD = $(UW_CLIENT_LIBS) -lm
 if HAVE_CUDA
 uw_stories_CFLAGS += $(CUDA_CFLAGS)
 uw_stories_LDADD += -L$(CUDA_DIR)/lib64 -lcudart
@@ -17,3 +17,6 @@ endif
 
 TESTS += tests/check_stories.sh
 EXTRA_DIST += examples/run-demo.sh tests/check_stories.sh
+TESTS += tests/check_gpu_stories.sh
+GPU_TESTS += tests/check_gpu_stories.sh
+EXTRA_DIST += tests/check_gpu_stories.sh

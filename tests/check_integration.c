@@ -1,7 +1,10 @@
 /* check_integration: a real unweightd from the build tree on a temporary
  * socket, driven through libunweight-client and unweightctl: load, list,
  * stats, 8 concurrent client processes, evict refused and forced, kill -9 of
- * a client, SIGTERM, and no fd left behind. */
+ * a client, kill -9 of the daemon under working clients, SIGTERM, and no fd
+ * left behind. $UW_TEST_BACKEND picks the daemon's backend (host when unset;
+ * tests/check_gpu_integration.sh runs it again with cuda, where two more
+ * tests check the GPU's memory and the read-only mapping). */
 #include "config.h"
 
 #include <check.h>
@@ -15,6 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef HAVE_CUDA
+#include "common/cudrv.h"
+#endif
 #include "common/json.h"
 #include "format/safetensors.h"
 #include "tests/clientutil.h"
@@ -36,6 +42,12 @@ struct source {
 	struct st_file *f;
 	uint8_t **raw;        /* [f->ntensors] */
 };
+
+static const char *backend(void)
+{
+	const char *b = getenv("UW_TEST_BACKEND");
+	return b && *b ? b : "host";
+}
 
 static void sleep_ms(long ms)
 {
@@ -72,7 +84,7 @@ static void daemon_start(struct daemon *d)
 	ck_assert_int_ge(d->pid, 0);
 	if (d->pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execl(bin, "unweightd", "--socket", d->sock, "--backend", "host",
+		execl(bin, "unweightd", "--socket", d->sock, "--backend", backend(),
 		      "--allow-dir", d->dir, "--foreground", (char *)NULL);
 		_exit(127);
 	}
@@ -281,7 +293,8 @@ static void ctl_json_check(const char *out, const char *what, enum json_type wan
 
 /* Every tensor decodes to its source bytes, and every 2-D BF16 one
  * multiplies as the float64 reference does. Returns the failures. */
-static int verify_model(const uw_model *m, const struct source *src, uint64_t seed)
+static int verify_model(const uw_model *m, const struct source *src, uint64_t seed,
+			uint32_t *crc)
 {
 	int bad = 0;
 	uint64_t rng = seed;
@@ -300,8 +313,8 @@ static int verify_model(const uw_model *m, const struct source *src, uint64_t se
 		}
 		bad += cu_check_decode(t, src->raw[i], st_tensor_bytes(st)) < 0;
 		if (st->dtype == UW_DTYPE_BF16 && st->ndim == 2) {
-			bad += cu_check_matmul(t, (const uint16_t *)src->raw[i], 1, &rng) < 0;
-			bad += cu_check_matmul(t, (const uint16_t *)src->raw[i], 5, &rng) < 0;
+			bad += cu_check_matmul(t, (const uint16_t *)src->raw[i], 1, &rng, crc) < 0;
+			bad += cu_check_matmul(t, (const uint16_t *)src->raw[i], 5, &rng, crc) < 0;
 		}
 	}
 	return bad;
@@ -320,7 +333,7 @@ static void client_main(const struct daemon *d, const struct source *src, uint64
 	}
 	if (write(ready, "a", 1) != 1 || read(go, &b, 1) != 0)
 		_exit(3);
-	int bad = verify_model(m, src, seed);
+	int bad = verify_model(m, src, seed, NULL);
 	if (uw_detach(m) < 0) {
 		fprintf(stderr, "client %d: detach: %s\n", (int)getpid(), uw_errmsg());
 		bad++;
@@ -393,7 +406,8 @@ START_TEST(test_load_list_stats_clients)
 	ck_assert_msg(strstr(out, "model " MODEL) && strstr(out, "attached clients"), "stats: %s", out);
 	free(out);
 	ck_assert_int_eq(run_ctl(&d, "status", &out), 0);
-	ck_assert_msg(strstr(out, "is running") && strstr(out, "backend host"), "status: %s", out);
+	ck_assert_msg(strstr(out, "is running") && strstr(out, "backend") &&
+		      strstr(out, backend()), "status: %s", out);
 	free(out);
 
 	/* 8 client processes attached at once, each checking every tensor. */
@@ -431,7 +445,7 @@ START_TEST(test_load_list_stats_clients)
 
 	/* The test process too: the same checks through the same library. */
 	ck_assert_int_eq(uw_attach(c, MODEL, &m), 0);
-	ck_assert_int_eq(verify_model(m, &src, seed), 0);
+	ck_assert_int_eq(verify_model(m, &src, seed, NULL), 0);
 	ck_assert_int_eq(uw_detach(m), 0);
 
 	ck_assert_int_eq(uw_evict(c, MODEL, 0), 0);
@@ -525,7 +539,7 @@ START_TEST(test_evict_force)
 	ck_assert_msg(strstr(uw_errmsg(), MODEL), "errmsg: %s", uw_errmsg());
 	ck_assert_uint_eq(device_used(op), used1);   /* held by the lease */
 
-	ck_assert_int_eq(verify_model(m, &src, tu_seed()), 0);
+	ck_assert_int_eq(verify_model(m, &src, tu_seed(), NULL), 0);
 	ck_assert_int_eq(uw_detach(m), 0);
 	uint64_t used = used1;
 	for (int ms = 0; ms < WAIT_MS && (used = device_used(op)) != used0; ms += 20)
@@ -561,7 +575,7 @@ START_TEST(test_disconnect_keeps_mapping)
 	ck_assert_int_eq(attached(op, MODEL), 1);
 	uw_disconnect(c);
 	wait_attached(op, MODEL, 0);
-	ck_assert_int_eq(verify_model(m, &src, tu_seed()), 0);
+	ck_assert_int_eq(verify_model(m, &src, tu_seed(), NULL), 0);
 	ck_assert_int_eq(uw_detach(m), 0);
 	uw_disconnect(op);
 	ck_assert_int_eq(tu_count_fds(), fds);
@@ -581,6 +595,143 @@ START_TEST(test_disconnect_keeps_mapping)
 }
 END_TEST
 
+/* kill -9 of the daemon while 4 clients compute: their mappings stay valid
+ * (memfds and VMM memory live while a mapping refers to them), every result
+ * is right, and clients given the same inputs get the same bits. */
+START_TEST(test_daemon_killed)
+{
+	enum { NWORKERS = 4 };
+	struct daemon d;
+	struct source src;
+	uw_client *c;
+	int ready[2], go[2], res[2];
+	pid_t pid[NWORKERS];
+	uint64_t seed = tu_seed();
+	daemon_start(&d);
+	source_load(&src, d.model_path);
+	ck_assert_int_eq(uw_connect(d.sock, &c), 0);
+	load_and_wait(c, &d, MODEL);
+	uw_disconnect(c);
+	ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(res, O_CLOEXEC), 0);
+	for (int i = 0; i < NWORKERS; i++) {
+		pid[i] = fork();
+		ck_assert_int_ge(pid[i], 0);
+		if (pid[i] == 0) {
+			uw_client *wc;
+			uw_model *m;
+			uint32_t crc = 0;
+			char b;
+			close(ready[0]);
+			close(go[1]);
+			close(res[0]);
+			if (uw_connect(d.sock, &wc) < 0 || uw_attach(wc, MODEL, &m) < 0)
+				_exit(2);
+			if (write(ready[1], "a", 1) != 1 || read(go[0], &b, 1) != 0)
+				_exit(3);
+			int bad = verify_model(m, &src, seed, &crc);
+			uw_detach(m);   /* the daemon is gone: only unmaps */
+			uw_disconnect(wc);
+			if (write(res[1], &crc, sizeof(crc)) != sizeof(crc))
+				_exit(4);
+			_exit(bad ? 1 : 0);
+		}
+	}
+	close(ready[1]);
+	close(go[0]);
+	close(res[1]);
+	for (int i = 0; i < NWORKERS; i++) {
+		char b;
+		ck_assert_msg(read(ready[0], &b, 1) == 1, "a worker failed to attach");
+	}
+	int st;
+	ck_assert_int_eq(kill(d.pid, SIGKILL), 0);
+	ck_assert_int_eq(waitpid(d.pid, &st, 0), d.pid);
+	close(go[1]);
+	uint32_t first = 0;
+	for (int i = 0; i < NWORKERS; i++) {
+		uint32_t crc;
+		ck_assert_int_eq(read(res[0], &crc, sizeof(crc)), sizeof(crc));
+		if (i == 0)
+			first = crc;
+		ck_assert_msg(crc == first, "worker results differ: 0x%08x vs 0x%08x", crc, first);
+	}
+	for (int i = 0; i < NWORKERS; i++) {
+		ck_assert_int_eq(waitpid(pid[i], &st, 0), pid[i]);
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "worker %d: status 0x%x", i, st);
+	}
+	close(ready[0]);
+	close(res[0]);
+	source_free(&src);
+	tu_rmtree(d.dir);
+	free(d.dir);
+	free(d.sock);
+	free(d.model_path);
+}
+END_TEST
+
+#ifdef HAVE_CUDA
+/* The GPU's free memory, seen from this process. */
+static size_t gpu_free(const struct cudrv *cu)
+{
+	size_t free_b = 0, total_b = 0;
+	ck_assert_int_eq(cu->cuMemGetInfo(&free_b, &total_b), CUDA_SUCCESS);
+	return free_b;
+}
+
+/* A load takes GPU memory and evict gives all of it back; a worker's
+ * mapping is read-only: the driver refuses a write to it. */
+START_TEST(test_gpu_memory_and_readonly)
+{
+	struct daemon d;
+	struct source src;
+	uw_client *c;
+	uw_model *m;
+	struct uwerr e = {0};
+	CUdevice dev;
+	CUcontext ctx;
+	const struct cudrv *cu = cudrv_get(&e);
+	ck_assert_msg(cu, "%s", e.msg);
+	ck_assert_int_eq(cu->cuInit(0), CUDA_SUCCESS);
+	ck_assert_int_eq(cu->cuDeviceGet(&dev, 0), CUDA_SUCCESS);
+	ck_assert_int_eq(cu->cuDevicePrimaryCtxRetain(&ctx, dev), CUDA_SUCCESS);
+	ck_assert_int_eq(cu->cuCtxSetCurrent(ctx), CUDA_SUCCESS);
+	daemon_start(&d);
+	source_load(&src, d.model_path);
+	ck_assert_int_eq(uw_connect(d.sock, &c), 0);
+	size_t free0 = gpu_free(cu);
+	load_and_wait(c, &d, MODEL);
+	size_t free1 = gpu_free(cu);
+	ck_assert_msg(free1 < free0, "free GPU memory %zu before the load, %zu after", free0, free1);
+
+	ck_assert_int_eq(uw_attach(c, MODEL, &m), 0);
+	const uw_tensor *t = uw_model_tensor(m, 0);
+	CUdeviceptr p = (CUdeviceptr)uw_tensor_device_ptr(t);
+	ck_assert_uint_ne(p, 0);
+	CUresult w = cu->cuMemsetD8(p, 0x5a, 16);
+	char why[256];
+	fprintf(stderr, "write to the read-only mapping: %s\n",
+		cudrv_strerror(cu, w, why, sizeof(why)));
+	ck_assert_msg(w != CUDA_SUCCESS, "cuMemsetD8 on the worker's mapping succeeded");
+	ck_assert_int_eq(cu->cuCtxSynchronize(), CUDA_SUCCESS);
+	ck_assert_int_eq(verify_model(m, &src, tu_seed(), NULL), 0);
+	ck_assert_int_eq(uw_detach(m), 0);
+
+	ck_assert_int_eq(uw_evict(c, MODEL, 0), 0);
+	size_t free2 = free0 + 1;
+	for (int ms = 0; ms < WAIT_MS && (free2 = gpu_free(cu)) != free0; ms += 20)
+		sleep_ms(20);
+	ck_assert_msg(free2 == free0, "free GPU memory %zu before the load, %zu after evict",
+		      free0, free2);
+	uw_disconnect(c);
+	source_free(&src);
+	daemon_stop(&d);
+	cu->cuDevicePrimaryCtxRelease(dev);
+}
+END_TEST
+#endif
+
 static Suite *integration_suite(void)
 {
 	Suite *s = suite_create("integration");
@@ -590,6 +741,11 @@ static Suite *integration_suite(void)
 	tcase_add_test(tc, test_evict_busy_kill9);
 	tcase_add_test(tc, test_evict_force);
 	tcase_add_test(tc, test_disconnect_keeps_mapping);
+	tcase_add_test(tc, test_daemon_killed);
+#ifdef HAVE_CUDA
+	if (strcmp(backend(), "cuda") == 0)
+		tcase_add_test(tc, test_gpu_memory_and_readonly);
+#endif
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -54,7 +54,7 @@ got=$(head -c ${#head20} "$tmp/reference.txt")
 echo "ok: the BF16 reference begins as the oracle does"
 
 # 3. The same story through the daemon, byte for byte.
-sh "$src/examples/run-demo.sh" --build "$build" --backend host --data "$data" \
+sh "$src/examples/run-demo.sh" --build "$build" --backend "${UW_TEST_BACKEND:-host}" --data "$data" \
 	--steps "$steps" >"$tmp/daemon.txt" || fail "examples/run-demo.sh failed"
 cmp "$tmp/reference.txt" "$tmp/daemon.txt" ||
 	fail "the daemon's story differs from the reference's:
