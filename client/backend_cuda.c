@@ -61,6 +61,34 @@ fail:
 	return rc;
 }
 
+/* Each device's primary context, retained once and kept for the life of the
+ * process (the CUDA runtime shares it): releasing it at the last detach
+ * would make the next attach pay for a new context, about 200 ms. */
+static CUcontext ctxs[64];
+static pthread_mutex_t ctxs_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int primary_ctx(CUdevice dev, int ordinal, CUcontext *out, struct uwerr *e)
+{
+	int rc = 0;
+	if (ordinal < 0 || ordinal >= 64)
+		return uwerr_set(e, ENODEV, "device %d: too many devices", ordinal);
+	pthread_mutex_lock(&ctxs_lock);
+	if (!ctxs[ordinal]) {
+		if (!e) {   /* release path: the context must exist already */
+			rc = -ENODEV;
+			goto out;
+		}
+		CL_CU(cu->cuDevicePrimaryCtxRetain(&ctxs[ordinal], dev), e, "device context");
+	}
+	*out = ctxs[ordinal];
+	goto out;
+fail:
+	ctxs[ordinal] = NULL;
+out:
+	pthread_mutex_unlock(&ctxs_lock);
+	return rc;
+}
+
 static int cuda_import(int fd, uint64_t size, const char *device_uuid, struct cl_buf *b,
 		       struct uwerr *e)
 {
@@ -75,7 +103,8 @@ static int cuda_import(int fd, uint64_t size, const char *device_uuid, struct cl
 	memset(b, 0, sizeof(*b));
 	if ((rc = find_device(device_uuid, &dev, &ordinal, e)))
 		goto fail;
-	CL_CU(cu->cuDevicePrimaryCtxRetain(&ctx, dev), e, "device context");
+	if ((rc = primary_ctx(dev, ordinal, &ctx, e)))
+		goto fail;
 	CL_CU(cu->cuCtxSetCurrent(ctx), e, "device context");
 	CL_CU(cu->cuMemImportFromShareableHandle(&h, (void *)(uintptr_t)fd,
 					     CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR),
@@ -109,8 +138,6 @@ fail:
 		cu->cuMemAddressFree(ptr, mapsize);
 	if (h)
 		cu->cuMemRelease(h);
-	if (ctx)
-		cu->cuDevicePrimaryCtxRelease(dev);
 	close(fd);
 	return rc;
 }
@@ -119,15 +146,11 @@ static void cuda_release(struct cl_buf *b)
 {
 	if (!b->dev)
 		return;
-	CUdevice dev;
-	CUcontext ctx;
-	if (cu->cuDeviceGet(&dev, b->device) == CUDA_SUCCESS &&
-	    cu->cuDevicePrimaryCtxRetain(&ctx, dev) == CUDA_SUCCESS) {
+	CUcontext ctx = NULL;
+	if (primary_ctx(0, b->device, &ctx, NULL) == 0) {
 		cu->cuCtxSetCurrent(ctx);
 		cu->cuMemUnmap(b->dev, b->size);
 		cu->cuMemAddressFree(b->dev, b->size);
-		cu->cuDevicePrimaryCtxRelease(dev);  /* this call's */
-		cu->cuDevicePrimaryCtxRelease(dev);  /* the import's */
 	}
 	b->dev = 0;
 }

@@ -49,6 +49,16 @@ static const char *backend(void)
 	return b && *b ? b : "host";
 }
 
+/* Open fds are counted where the daemon's backend is host; once CUDA is
+ * initialised the driver keeps its own device fds open for good, and a
+ * process that initialised CUDA cannot fork workers, so under cuda the
+ * library's fd hygiene is left to the host run of this same suite. */
+static void assert_fds(int before)
+{
+	if (strcmp(backend(), "host") == 0)
+		ck_assert_int_eq(tu_count_fds(), before);
+}
+
 static void sleep_ms(long ms)
 {
 	nanosleep(&(struct timespec){ ms / 1000, ms % 1000 * 1000000L }, NULL);
@@ -454,7 +464,7 @@ START_TEST(test_load_list_stats_clients)
 	stats_free(&s);
 	ck_assert_uint_eq(device_used(c), used0);
 	uw_disconnect(c);
-	ck_assert_int_eq(tu_count_fds(), fds);
+	assert_fds(fds);
 	source_free(&src);
 
 	char *sock = strdup(d.sock);
@@ -551,7 +561,7 @@ START_TEST(test_evict_force)
 	load_and_wait(op, &d, MODEL);
 	uw_disconnect(c);
 	uw_disconnect(op);
-	ck_assert_int_eq(tu_count_fds(), fds);
+	assert_fds(fds);
 	source_free(&src);
 	daemon_stop(&d);
 }
@@ -578,7 +588,7 @@ START_TEST(test_disconnect_keeps_mapping)
 	ck_assert_int_eq(verify_model(m, &src, tu_seed(), NULL), 0);
 	ck_assert_int_eq(uw_detach(m), 0);
 	uw_disconnect(op);
-	ck_assert_int_eq(tu_count_fds(), fds);
+	assert_fds(fds);
 	source_free(&src);
 
 	/* $UNWEIGHT_SOCKET reaches unweightctl too; a stopped daemon is exit 1. */
@@ -700,11 +710,7 @@ START_TEST(test_gpu_memory_and_readonly)
 	daemon_start(&d);
 	source_load(&src, d.model_path);
 	ck_assert_int_eq(uw_connect(d.sock, &c), 0);
-	size_t free0 = gpu_free(cu);
 	load_and_wait(c, &d, MODEL);
-	size_t free1 = gpu_free(cu);
-	ck_assert_msg(free1 < free0, "free GPU memory %zu before the load, %zu after", free0, free1);
-
 	ck_assert_int_eq(uw_attach(c, MODEL, &m), 0);
 	const uw_tensor *t = uw_model_tensor(m, 0);
 	CUdeviceptr p = (CUdeviceptr)uw_tensor_device_ptr(t);
@@ -717,7 +723,13 @@ START_TEST(test_gpu_memory_and_readonly)
 	ck_assert_int_eq(cu->cuCtxSynchronize(), CUDA_SUCCESS);
 	ck_assert_int_eq(verify_model(m, &src, tu_seed(), NULL), 0);
 	ck_assert_int_eq(uw_detach(m), 0);
+	ck_assert_int_eq(uw_evict(c, MODEL, 0), 0);
 
+	/* Measured only now: this process's own kernels took scratch memory. */
+	size_t free0 = gpu_free(cu);
+	load_and_wait(c, &d, MODEL);
+	size_t free1 = gpu_free(cu);
+	ck_assert_msg(free1 < free0, "free GPU memory %zu before the load, %zu after", free0, free1);
 	ck_assert_int_eq(uw_evict(c, MODEL, 0), 0);
 	size_t free2 = free0 + 1;
 	for (int ms = 0; ms < WAIT_MS && (free2 = gpu_free(cu)) != free0; ms += 20)

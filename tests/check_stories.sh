@@ -54,12 +54,30 @@ got=$(head -c ${#head20} "$tmp/reference.txt")
 echo "ok: the BF16 reference begins as the oracle does"
 
 # 3. The same story through the daemon, byte for byte.
-sh "$src/examples/run-demo.sh" --build "$build" --backend "${UW_TEST_BACKEND:-host}" --data "$data" \
-	--steps "$steps" >"$tmp/daemon.txt" || fail "examples/run-demo.sh failed"
-cmp "$tmp/reference.txt" "$tmp/daemon.txt" ||
-	fail "the daemon's story differs from the reference's:
+backend=${UW_TEST_BACKEND:-host}
+sh "$src/examples/run-demo.sh" --build "$build" --backend "$backend" --data "$data" \
+	--steps "$steps" >"$tmp/daemon.txt" || fail "examples/run-demo.sh --backend $backend failed"
+if [ "$backend" = host ]; then
+	cmp "$tmp/reference.txt" "$tmp/daemon.txt" ||
+		fail "the daemon's story differs from the reference's:
 --- reference
 $(cat "$tmp/reference.txt")
 --- daemon
 $(cat "$tmp/daemon.txt")"
-echo "ok: the daemon tells the reference's story, $steps steps, byte-identical"
+	echo "ok: the daemon tells the reference's story, $steps steps, byte-identical"
+	exit 0
+fi
+# The GPU kernels add in another order than the column-order reference, so
+# a BF16 output may round one ulp apart; token 21 is an exact BF16 tie in
+# the reference (see data/README.md), so stories may part there. Before it
+# they must agree.
+got=$(head -c ${#head20} "$tmp/daemon.txt")
+[ "$got" = "$head20" ] ||
+	fail "backend $backend: printed \"$(cat "$tmp/daemon.txt")\", expected it to begin \"$head20\""
+[ "$(wc -c <"$tmp/daemon.txt")" -gt 500 ] || fail "backend $backend: story too short"
+if cmp -s "$tmp/reference.txt" "$tmp/daemon.txt"; then
+	echo "ok: backend $backend tells the reference's story, byte-identical"
+else
+	echo "ok: backend $backend agrees with the reference up to the BF16 tie; whole story:"
+	cat "$tmp/daemon.txt"
+fi
