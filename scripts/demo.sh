@@ -8,4 +8,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 scripts/deps.sh
 scripts/build.sh build
-exec examples/run-demo.sh --build build "$@"
+backend=host
+if grep -q "define HAVE_CUDA 1" build/config.h && nvidia-smi -L >/dev/null 2>&1; then
+	backend=cuda
+fi
+exec examples/run-demo.sh --build build --backend "$backend" "$@"
