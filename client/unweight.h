@@ -115,8 +115,8 @@ UW_API int uw_load(uw_client *c, const char *model, const char *const *paths,
 #define UW_EVICT_FORCE 1u
 UW_API int uw_evict(uw_client *c, const char *model, unsigned flags);
 
-/* Daemon and model statistics, as JSON text (see unweightctl(1) for the
- * keys). model NULL: every model. *json is malloc'd; free() it. */
+/* Daemon and model statistics, as JSON text (unweightd(8), STATISTICS, lists
+ * the keys). model NULL: every model. *json is malloc'd; free() it. */
 UW_API int uw_stats_json(uw_client *c, const char *model, char **json);
 
 UW_API const char *uw_strerror(int err);

@@ -1,5 +1,5 @@
 /* huffman: length-limited canonical Huffman codes over a byte alphabet, for
- * the REST_EXPHUF exponent stream (docs/FORMAT-payloads.md). */
+ * the REST_EXPHUF exponent stream (docs/FORMAT.md, "Tensor payloads"). */
 #ifndef UW_FORMAT_HUFFMAN_H
 #define UW_FORMAT_HUFFMAN_H
 

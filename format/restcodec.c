@@ -1,5 +1,5 @@
 /* restcodec: the REST_RAW, REST_EXPHUF and REST_ZSTD payloads of one tensor
- * (byte-level spec: docs/FORMAT-payloads.md). */
+ * (byte-level spec: docs/FORMAT.md, "Tensor payloads"). */
 #include "format/restcodec.h"
 
 #include <math.h>

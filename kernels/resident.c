@@ -1,5 +1,5 @@
 /* resident: planning, writing and checking the resident layouts (RAW, R12)
- * of one tensor; docs/FORMAT-payloads.md ("Resident formats"). */
+ * of one tensor; docs/FORMAT.md ("Resident formats"). */
 #include "kernels/resident.h"
 
 #include <stdlib.h>

@@ -1,5 +1,6 @@
-/* resident: the resident formats (client/unweight.h, docs/FORMAT.md) and
- * their CPU reference twins. The CUDA kernels are checked against these. */
+/* resident: the resident formats (client/unweight.h; docs/FORMAT.md,
+ * "Resident formats") and their CPU reference twins. The CUDA kernels are
+ * checked against these. */
 #ifndef UW_KERNELS_RESIDENT_H
 #define UW_KERNELS_RESIDENT_H
 

@@ -157,7 +157,7 @@ struct msg_stats {
 	char *name;               /* "" = every model */
 };
 struct msg_stats_reply {
-	char *json;               /* see unweightctl(1) for the keys */
+	char *json;               /* unweightd(8), STATISTICS, lists the keys */
 };
 
 struct msg_attach {
