@@ -51,6 +51,32 @@ for be in host cuda; do
 	wait $d
 done
 
+# Load throughput of a synthetic 1 GiB checkpoint (8 BF16 tensors of
+# 8192x8192, N(0, 0.02)) on both backends, from the page cache.
+if [ "${LOADBENCH:-1}" = 1 ] && python3 -c "import torch, safetensors" 2>/dev/null; then
+	ld=/tmp/uwload; mkdir -p $ld
+	python3 - $ld/synth.safetensors <<'PY'
+import sys, torch
+from safetensors.torch import save_file
+g = torch.Generator().manual_seed(1)
+save_file({f"model.layers.{i}.mlp.up_proj.weight": (torch.randn(8192, 8192, generator=g) * 0.02).to(torch.bfloat16)
+           for i in range(8)}, sys.argv[1])
+PY
+	cat $ld/synth.safetensors >/dev/null
+	for be in host cuda; do
+		sock=/tmp/uwl-$be.sock
+		"$B/unweightd" --socket $sock --backend $be --allow-dir $ld --foreground \
+			2>"$O/unweightd-load-$be.log" &
+		d=$!
+		for i in $(seq 50); do [ -S $sock ] && break; sleep 0.1; done
+		echo "== load 1 GiB, backend $be"
+		"$B/ctl/unweightctl" --socket $sock load synth $ld/synth.safetensors --wait --json |
+			tee "$O/load-$be.json" | tr ',' '\n' | grep -E "load_seconds|load_mb_per_s|ratio|resident_bytes"
+		kill -TERM $d
+		wait $d
+	done
+fi
+
 if [ "${SKIP_MATMUL:-0}" != 1 ]; then
 	"$B/bench/uw-bench-matmul" "$@" 2>&1 | tee "$O/bench-matmul.log"
 	[ "${PIPESTATUS[0]}" -eq 0 ] || rc=1

@@ -19,6 +19,9 @@
 	X(cuMemMap) X(cuMemUnmap) X(cuMemSetAccess)                     \
 	X(cuMemExportToShareableHandle) X(cuMemImportFromShareableHandle) \
 	X(cuMemcpyHtoD) X(cuMemcpyDtoD) X(cuMemsetD8)                   \
+	X(cuMemHostAlloc) X(cuMemFreeHost) X(cuMemcpyHtoDAsync)         \
+	X(cuStreamCreate) X(cuStreamDestroy) X(cuStreamSynchronize)     \
+	X(cuEventCreate) X(cuEventRecord) X(cuEventSynchronize) X(cuEventDestroy) \
 	X(cuGetErrorName) X(cuGetErrorString)
 
 struct cudrv {

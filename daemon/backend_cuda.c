@@ -7,6 +7,7 @@
 
 #include "daemon/backend.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +53,23 @@ struct cuda_priv {
 	struct cuda_dev d[BACKEND_MAX_DEVICES];
 };
 
+/* Uploads go through pinned staging buffers with async copies, so that the
+ * next stage is filled while the last one crosses PCIe. Set up at the first
+ * write; writers from several loader threads take turns. */
+#define STAGE_BYTES (8u << 20)
+#define NSTAGES 2
+
+struct stager {
+	pthread_mutex_t lock;
+	int ready;
+	CUstream stream;
+	void *host[NSTAGES];
+	CUevent done[NSTAGES];
+	int next;
+};
+
 struct bbuf {
+	struct stager st;
 	struct cuda_dev *cd;
 	CUmemGenericAllocationHandle h;
 	CUdeviceptr ptr;          /* the daemon's own mapping */
@@ -222,10 +239,48 @@ static void free_mapped(struct bbuf *buf)
 	buf->h = 0;
 }
 
+static void stager_free(struct stager *st)
+{
+	if (!st->ready)
+		return;
+	if (st->stream) {
+		cu->cuStreamSynchronize(st->stream);
+		cu->cuStreamDestroy(st->stream);
+	}
+	for (int i = 0; i < NSTAGES; i++) {
+		if (st->done[i])
+			cu->cuEventDestroy(st->done[i]);
+		if (st->host[i])
+			cu->cuMemFreeHost(st->host[i]);
+	}
+	st->stream = NULL;
+	memset(st->host, 0, sizeof(st->host));
+	memset(st->done, 0, sizeof(st->done));
+	st->next = 0;
+	st->ready = 0;
+}
+
+static int stager_init(struct stager *st, const char *label, struct uwerr *e)
+{
+	st->ready = 1;   /* stager_free frees what was made, whatever failed */
+	CU_TRY(cu->cuStreamCreate(&st->stream, CU_STREAM_NON_BLOCKING), e, "buffer %s: stream", label);
+	for (int i = 0; i < NSTAGES; i++) {
+		CU_TRY(cu->cuMemHostAlloc(&st->host[i], STAGE_BYTES, 0), e,
+		       "buffer %s: pinned staging of %u bytes", label, STAGE_BYTES);
+		CU_TRY(cu->cuEventCreate(&st->done[i], CU_EVENT_DISABLE_TIMING), e,
+		       "buffer %s: event", label);
+	}
+	return 0;
+}
+
 static void cuda_buf_destroy(struct bbuf *buf)
 {
 	if (!buf)
 		return;
+	if (buf->cd)
+		cu->cuCtxSetCurrent(buf->cd->ctx);
+	stager_free(&buf->st);
+	pthread_mutex_destroy(&buf->st.lock);
 	free_mapped(buf);
 	free(buf);
 }
@@ -242,6 +297,7 @@ static int cuda_buf_create(struct backend *b, int dev, const char *label, uint64
 	if (!buf)
 		return uwerr_set(e, ENOMEM, "buffer %s: out of memory", label);
 	snprintf(buf->label, sizeof(buf->label), "%s", label);
+	pthread_mutex_init(&buf->st.lock, NULL);
 	int rc = alloc_mapped(&p->d[dev], (size_t)cap, buf, e);
 	if (rc) {
 		cuda_buf_destroy(buf);
@@ -258,9 +314,36 @@ static int cuda_buf_write(struct bbuf *buf, uint64_t off, const void *src, size_
 		return uwerr_set(e, ERANGE, "buffer %s: write of %zu bytes at %llu past its "
 				 "%zu bytes", buf->label, n, (unsigned long long)off, buf->size);
 	CU_TRY(cu->cuCtxSetCurrent(buf->cd->ctx), e, "buffer %s", buf->label);
-	CU_TRY(cu->cuMemcpyHtoD(buf->ptr + off, src, n), e, "buffer %s: upload of %zu bytes",
-	       buf->label, n);
-	return 0;
+	struct stager *st = &buf->st;
+	int rc = 0;
+	pthread_mutex_lock(&st->lock);
+	if (!st->ready && (rc = stager_init(st, buf->label, e)))
+		goto out;
+	const char *p = src;
+	while (n > 0) {
+		size_t k = n < STAGE_BYTES ? n : STAGE_BYTES;
+		int i = st->next;
+		CUresult r = cu->cuEventSynchronize(st->done[i]);   /* the stage is free */
+		if (r == CUDA_SUCCESS) {
+			memcpy(st->host[i], p, k);
+			r = cu->cuMemcpyHtoDAsync(buf->ptr + off, st->host[i], k, st->stream);
+		}
+		if (r == CUDA_SUCCESS)
+			r = cu->cuEventRecord(st->done[i], st->stream);
+		if (r != CUDA_SUCCESS) {
+			rc = cu_fail(r, "staged upload", __FILE__, __LINE__, e,
+				     "buffer %s: upload of %zu bytes at %llu", buf->label, k,
+				     (unsigned long long)off);
+			goto out;
+		}
+		st->next = (i + 1) % NSTAGES;
+		p += k;
+		off += k;
+		n -= k;
+	}
+out:
+	pthread_mutex_unlock(&st->lock);
+	return rc;
 }
 
 /* The capacity was the worst case (raw size). Where the resident form is
@@ -274,6 +357,7 @@ static int cuda_buf_finish(struct bbuf *buf, uint64_t size, struct uwerr *e)
 				 buf->label, (unsigned long long)size, buf->size);
 	CU_TRY(cu->cuCtxSetCurrent(buf->cd->ctx), e, "buffer %s", buf->label);
 	CU_TRY(cu->cuCtxSynchronize(), e, "buffer %s: finishing uploads", buf->label);
+	stager_free(&buf->st);
 	if (round_up(size ? size : 1, buf->cd->gran) < buf->size) {
 		struct bbuf fit = {0};
 		memcpy(fit.label, buf->label, sizeof(fit.label));
@@ -288,6 +372,7 @@ static int cuda_buf_finish(struct bbuf *buf, uint64_t size, struct uwerr *e)
 			return rc;
 		}
 		free_mapped(buf);
+		fit.st = buf->st;   /* the (idle, freed) stager and its lock stay */
 		*buf = fit;
 	}
 	/* The daemon itself only reads from now on. */
