@@ -273,20 +273,24 @@ static int call_no_body(struct uw_client *c, uint16_t op, struct wbuf *w,
 	return rc;
 }
 
-UW_API int uw_load(uw_client *c, const char *model, const char *const *paths,
-		   size_t npaths)
+UW_API int uw_load_device(uw_client *c, const char *model, const char *device,
+			  const char *const *paths, size_t npaths)
 {
 	struct uwerr e = {0};
-	struct msg_load m = { .name = (char *)model, .device = "" };
+	struct msg_load m = { .name = (char *)model, .device = (char *)(device ? device : "") };
 	struct wbuf w = {0};
 	size_t i = 0;
 	int rc;
 	if (!c || !model || !paths)
-		return cl_ret(&e, uwerr_set(&e, EINVAL, "uw_load: NULL argument"));
+		return cl_ret(&e, uwerr_set(&e, EINVAL, "load: NULL argument"));
 	if (!proto_name_valid(model))
 		return cl_ret(&e, uwerr_set(&e, EINVAL,
 			      "load %s: invalid model name (1..%d bytes of [A-Za-z0-9._-])",
 			      model, PROTO_MAX_NAME));
+	if (strlen(m.device) > PROTO_MAX_DEVICE)
+		return cl_ret(&e, uwerr_set(&e, EINVAL, "load %s: device name of %zu bytes "
+					    "(at most %d)", model, strlen(m.device),
+					    PROTO_MAX_DEVICE));
 	if (npaths == 0 || npaths > UW_LOAD_MAX_PATHS)
 		return cl_ret(&e, uwerr_set(&e, EINVAL, "load %s: %zu paths (1..%d allowed)",
 					    model, npaths, UW_LOAD_MAX_PATHS));
@@ -322,6 +326,12 @@ out:
 		free(m.paths[j]);
 	free(m.paths);
 	return cl_ret(&e, rc);
+}
+
+UW_API int uw_load(uw_client *c, const char *model, const char *const *paths,
+		   size_t npaths)
+{
+	return uw_load_device(c, model, NULL, paths, npaths);
 }
 
 UW_API int uw_evict(uw_client *c, const char *model, unsigned flags)

@@ -112,6 +112,10 @@ UW_API int uw_matmul(const uw_tensor *t, const void *x, size_t batch,
 #define UW_LOAD_MAX_PATHS 4096
 UW_API int uw_load(uw_client *c, const char *model, const char *const *paths,
 		   size_t npaths);
+/* uw_load on a chosen device: its name ("host", "cuda0", ...), its GPU UUID
+ * ("GPU-...") or its index; NULL or "" is the default device (the first). */
+UW_API int uw_load_device(uw_client *c, const char *model, const char *device,
+			  const char *const *paths, size_t npaths);
 #define UW_EVICT_FORCE 1u
 UW_API int uw_evict(uw_client *c, const char *model, unsigned flags);
 

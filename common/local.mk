@@ -1,8 +1,9 @@
-# common: error records, checksums, JSON, progress, threads.
+# common: error records, checksums, full I/O, JSON, progress, threads.
 libuwcore_la_SOURCES += \
 	common/err.c common/err.h \
 	common/crc32c.c common/crc32c.h
 libuwcore_la_SOURCES += common/strbuf.c common/strbuf.h common/le.h
+libuwcore_la_SOURCES += common/io.c common/io.h
 libuwcore_la_SOURCES += common/parallel.c common/parallel.h
 libuwcore_la_SOURCES += common/json.c common/json.h
 

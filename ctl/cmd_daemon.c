@@ -47,6 +47,34 @@ static int fetch_stats(uw_client *c, const char *name, char **text,
 	return CTL_OK;
 }
 
+/* fetch_stats over a connection of its own. */
+static int fetch_stats_once(const struct ctl_global *g, const char *name, char **text,
+			    struct json_value **doc)
+{
+	uw_client *c;
+	if (connect_or_say(g, &c) != CTL_OK)
+		return CTL_ERR;
+	int rc = fetch_stats(c, name, text, doc);
+	uw_disconnect(c);
+	return rc;
+}
+
+/* Options of the commands whose only one is -j/--json. */
+static int json_option(const char *cmd, int argc, char **argv, int *json)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ 0 },
+	};
+	int o;
+	while ((o = getopt_long(argc, argv, "j", opts, NULL)) != -1) {
+		if (o != 'j')
+			return ctl_usage_error(cmd, "unknown option");
+		*json = 1;
+	}
+	return CTL_OK;
+}
+
 /* ---- reading the stats document ---------------------------------------- */
 
 static const char *jstr(const struct json_value *o, const char *key)
@@ -262,14 +290,18 @@ int cmd_load(int argc, char **argv, const struct ctl_global *g)
 	static const struct option opts[] = {
 		{ "wait", no_argument, NULL, 'w' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "device", required_argument, NULL, 'd' },
 		{ 0 },
 	};
 	int wait = 0, json = 0, o;
-	while ((o = getopt_long(argc, argv, "wj", opts, NULL)) != -1) {
+	const char *device = NULL;
+	while ((o = getopt_long(argc, argv, "wjd:", opts, NULL)) != -1) {
 		if (o == 'w')
 			wait = 1;
 		else if (o == 'j')
 			json = 1;
+		else if (o == 'd')
+			device = optarg;
 		else
 			return ctl_usage_error("load", "unknown option");
 	}
@@ -280,8 +312,8 @@ int cmd_load(int argc, char **argv, const struct ctl_global *g)
 	if (connect_or_say(g, &c) != CTL_OK)
 		return CTL_ERR;
 	int rc = CTL_OK;
-	if (uw_load(c, name, (const char *const *)argv + optind + 1,
-		    (size_t)(argc - optind - 1)) < 0)
+	if (uw_load_device(c, name, device, (const char *const *)argv + optind + 1,
+			   (size_t)(argc - optind - 1)) < 0)
 		rc = ctl_error("%s", uw_errmsg());
 	else if (wait)
 		rc = wait_loaded(c, name, json);
@@ -371,25 +403,14 @@ static void print_stats(const struct json_value *doc)
 
 int cmd_stats(int argc, char **argv, const struct ctl_global *g)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ 0 },
-	};
-	int json = 0, o;
-	while ((o = getopt_long(argc, argv, "j", opts, NULL)) != -1) {
-		if (o != 'j')
-			return ctl_usage_error("stats", "unknown option");
-		json = 1;
-	}
+	int json = 0, rc = json_option("stats", argc, argv, &json);
+	if (rc != CTL_OK)
+		return rc;
 	if (argc - optind > 1)
 		return ctl_usage_error("stats", "at most one model name");
-	uw_client *c;
-	if (connect_or_say(g, &c) != CTL_OK)
-		return CTL_ERR;
 	char *text;
 	struct json_value *doc;
-	int rc = fetch_stats(c, argc > optind ? argv[optind] : NULL, &text, &doc);
-	uw_disconnect(c);
+	rc = fetch_stats_once(g, argc > optind ? argv[optind] : NULL, &text, &doc);
 	if (rc != CTL_OK)
 		return rc;
 	if (json)
@@ -403,27 +424,16 @@ int cmd_stats(int argc, char **argv, const struct ctl_global *g)
 
 int cmd_list(int argc, char **argv, const struct ctl_global *g)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ 0 },
-	};
 	static const char *const keys[] = { "name", "state", "tensors", "resident_bytes",
 					    "ratio", "attached_clients" };
-	int json = 0, o;
-	while ((o = getopt_long(argc, argv, "j", opts, NULL)) != -1) {
-		if (o != 'j')
-			return ctl_usage_error("list", "unknown option");
-		json = 1;
-	}
+	int json = 0, rc = json_option("list", argc, argv, &json);
+	if (rc != CTL_OK)
+		return rc;
 	if (argc != optind)
 		return ctl_usage_error("list", "no arguments are taken");
-	uw_client *c;
-	if (connect_or_say(g, &c) != CTL_OK)
-		return CTL_ERR;
 	char *text;
 	struct json_value *doc;
-	int rc = fetch_stats(c, NULL, &text, &doc);
-	uw_disconnect(c);
+	rc = fetch_stats_once(g, NULL, &text, &doc);
 	if (rc != CTL_OK)
 		return rc;
 	size_t n;
@@ -460,16 +470,9 @@ int cmd_list(int argc, char **argv, const struct ctl_global *g)
 
 int cmd_status(int argc, char **argv, const struct ctl_global *g)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ 0 },
-	};
-	int json = 0, o;
-	while ((o = getopt_long(argc, argv, "j", opts, NULL)) != -1) {
-		if (o != 'j')
-			return ctl_usage_error("status", "unknown option");
-		json = 1;
-	}
+	int json = 0, rc = json_option("status", argc, argv, &json);
+	if (rc != CTL_OK)
+		return rc;
 	if (argc != optind)
 		return ctl_usage_error("status", "no arguments are taken");
 	const char *path = socket_path(g);
@@ -490,7 +493,7 @@ int cmd_status(int argc, char **argv, const struct ctl_global *g)
 	}
 	char *text;
 	struct json_value *doc;
-	int rc = fetch_stats(c, NULL, &text, &doc);
+	rc = fetch_stats(c, NULL, &text, &doc);
 	uw_disconnect(c);
 	if (rc != CTL_OK)
 		return rc;

@@ -231,20 +231,10 @@ int cmd_inspect(int argc, char **argv, const struct ctl_global *g)
 		{ "threads", required_argument, NULL, 't' },
 		{ 0 },
 	};
-	int json = 0, threads = 0, c;
-	while ((c = getopt_long(argc, argv, "t:", opts, NULL)) != -1) {
-		switch (c) {
-		case 'j':
-			json = 1;
-			break;
-		case 't':
-			if ((threads = ctl_threads(optarg)) < 0)
-				return ctl_usage_error("inspect", "--threads '%s' is not a count of threads", optarg);
-			break;
-		default:
-			return ctl_usage_error("inspect", "bad option");
-		}
-	}
+	struct ctl_opts o = { 0 };
+	int rc = ctl_getopt("inspect", argc, argv, "t:", opts, &o);
+	if (rc != CTL_OK)
+		return rc;
 	if (argc - optind != 1)
 		return ctl_usage_error("inspect", "give exactly one bundle (%d given)", argc - optind);
 	const char *in = argv[optind];
@@ -254,7 +244,7 @@ int cmd_inspect(int argc, char **argv, const struct ctl_global *g)
 	struct figures *rows = NULL, total = { 0 }, mlp = { 0 };
 	struct progress *p = NULL;
 	void *buf = NULL;
-	int rc = CTL_ERR;
+	rc = CTL_ERR;
 	if (bundle_open(in, &b, &e))
 		goto fail;
 	uint64_t most = 1, all = 0;
@@ -272,7 +262,7 @@ int cmd_inspect(int argc, char **argv, const struct ctl_global *g)
 	}
 	p = isatty(STDERR_FILENO) ? progress_new("inspect", all) : NULL;
 	for (size_t i = 0; i < b->ntensors; i++) {
-		if (measure(b, i, buf, threads, &rows[i], &e))
+		if (measure(b, i, buf, o.threads, &rows[i], &e))
 			goto fail;
 		add(&total, &rows[i]);
 		if (strstr(b->tensors[i].name, "mlp."))
@@ -281,7 +271,7 @@ int cmd_inspect(int argc, char **argv, const struct ctl_global *g)
 	}
 	progress_free(p);
 	p = NULL;
-	if (json) {
+	if (o.json) {
 		char *text = report_json(in, b, rows, &total, &mlp);
 		if (!text) {
 			uwerr_set(&e, ENOMEM, "out of memory for the report");

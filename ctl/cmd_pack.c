@@ -14,29 +14,19 @@ int cmd_pack(int argc, char **argv, const struct ctl_global *g)
 		{ "threads", required_argument, NULL, 't' },
 		{ 0 },
 	};
-	const char *out = NULL;
-	int threads = 0, c;
-	while ((c = getopt_long(argc, argv, "o:t:", opts, NULL)) != -1) {
-		switch (c) {
-		case 'o':
-			out = optarg;
-			break;
-		case 't':
-			if ((threads = ctl_threads(optarg)) < 0)
-				return ctl_usage_error("pack", "--threads '%s' is not a count of threads", optarg);
-			break;
-		default:
-			return ctl_usage_error("pack", "bad option");
-		}
-	}
+	struct ctl_opts o = { 0 };
+	int rc = ctl_getopt("pack", argc, argv, "o:t:", opts, &o);
+	if (rc != CTL_OK)
+		return rc;
 	if (optind >= argc)
 		return ctl_usage_error("pack", "no input checkpoint given");
-	if (!out)
+	if (!o.out)
 		return ctl_usage_error("pack", "no output given (-o OUT.uwb)");
+	const char *out = o.out;
 
 	struct uwerr e = { 0 };
 	struct pack_stats st;
-	if (bundle_pack((const char *const *)argv + optind, (size_t)(argc - optind), out, threads,
+	if (bundle_pack((const char *const *)argv + optind, (size_t)(argc - optind), out, o.threads,
 			isatty(STDERR_FILENO), &st, &e)) {
 		uwerr_prefix(&e, "pack %s", out);
 		return ctl_error("%s", e.msg);

@@ -15,35 +15,21 @@ int cmd_unpack(int argc, char **argv, const struct ctl_global *g)
 		{ "threads", required_argument, NULL, 't' },
 		{ 0 },
 	};
-	const char *out = NULL;
-	unsigned flags = 0;
-	int threads = 0, c;
-	while ((c = getopt_long(argc, argv, "o:t:", opts, NULL)) != -1) {
-		switch (c) {
-		case 'o':
-			out = optarg;
-			break;
-		case 'm':
-			flags |= UNPACK_MERGE;
-			break;
-		case 't':
-			if ((threads = ctl_threads(optarg)) < 0)
-				return ctl_usage_error("unpack", "--threads '%s' is not a count of threads", optarg);
-			break;
-		default:
-			return ctl_usage_error("unpack", "bad option");
-		}
-	}
+	struct ctl_opts o = { 0 };
+	int rc = ctl_getopt("unpack", argc, argv, "o:t:", opts, &o);
+	if (rc != CTL_OK)
+		return rc;
 	if (argc - optind != 1)
 		return ctl_usage_error("unpack", "give exactly one bundle (%d given)", argc - optind);
-	if (!out)
+	if (!o.out)
 		return ctl_usage_error("unpack", "no output given (-o OUT)");
-	const char *in = argv[optind];
+	const char *in = argv[optind], *out = o.out;
+	unsigned flags = o.merge ? UNPACK_MERGE : 0;
 
 	struct uwerr e = { 0 };
 	struct bundle *b = NULL;
 	if (bundle_open(in, &b, &e) ||
-	    bundle_unpack(b, out, flags, threads, isatty(STDERR_FILENO), &e)) {
+	    bundle_unpack(b, out, flags, o.threads, isatty(STDERR_FILENO), &e)) {
 		bundle_close(b);
 		uwerr_prefix(&e, "unpack %s", in);
 		return ctl_error("%s", e.msg);

@@ -32,4 +32,16 @@ int ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Parse a --threads value (0: one per CPU); -1 when it is not a count. */
 int ctl_threads(const char *s);
 
+/* The options the offline subcommands (pack, unpack, inspect) share. */
+struct ctl_opts {
+	const char *out;             /* -o/--output, NULL when not given */
+	int threads;                 /* -t/--threads, 0: one per CPU */
+	int json, merge;             /* --json, --merge */
+};
+struct option;
+/* getopt_long over argv with shorts and longs (the options cmd takes) into
+ * o, which starts zeroed; CTL_OK, or a usage error for cmd. */
+int ctl_getopt(const char *cmd, int argc, char **argv, const char *shorts,
+	       const struct option *longs, struct ctl_opts *o);
+
 #endif

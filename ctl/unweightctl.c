@@ -25,7 +25,7 @@ static const struct command commands[] = {
 	  "restore the original safetensors files from a bundle" },
 	{ "inspect", cmd_inspect, "IN.uwb [--json] [--threads N]",
 	  "show each tensor's encoding, sizes and compression bounds" },
-	{ "load", cmd_load, "NAME PATH... [--wait] [--json]",
+	{ "load", cmd_load, "NAME PATH... [--device DEV] [--wait] [--json]",
 	  "load a checkpoint into unweightd (--wait: until it is ready)" },
 	{ "evict", cmd_evict, "NAME [--force]",
 	  "unload a model (--force: even while clients hold leases)" },
@@ -88,6 +88,32 @@ int ctl_threads(const char *s)
 	if (*s == '\0' || *end != '\0' || v < 0 || v > 4096)
 		return -1;
 	return (int)v;
+}
+
+int ctl_getopt(const char *cmd, int argc, char **argv, const char *shorts,
+	       const struct option *longs, struct ctl_opts *o)
+{
+	int c;
+	while ((c = getopt_long(argc, argv, shorts, longs, NULL)) != -1) {
+		switch (c) {
+		case 'o':
+			o->out = optarg;
+			break;
+		case 't':
+			if ((o->threads = ctl_threads(optarg)) < 0)
+				return ctl_usage_error(cmd, "--threads '%s' is not a count of threads", optarg);
+			break;
+		case 'j':
+			o->json = 1;
+			break;
+		case 'm':
+			o->merge = 1;
+			break;
+		default:
+			return ctl_usage_error(cmd, "bad option");
+		}
+	}
+	return CTL_OK;
 }
 
 int main(int argc, char **argv)

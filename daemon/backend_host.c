@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "common/io.h"
 #include "unweight.h"
 
 struct bbuf {
@@ -75,18 +76,12 @@ static int host_buf_write(struct bbuf *buf, uint64_t off, const void *src, size_
 	if (off > buf->cap || n > buf->cap - off)
 		return uwerr_set(e, EOVERFLOW, "memfd write [%llu,+%zu) past its capacity %llu",
 				 (unsigned long long)off, n, (unsigned long long)buf->cap);
-	const char *p = src;
-	while (n) {
-		ssize_t w = pwrite(buf->fd, p, n, (off_t)off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return uwerr_set(e, w < 0 ? errno : EIO, "memfd write at %llu: %s",
-					 (unsigned long long)off, w < 0 ? strerror(errno) : "no progress");
-		p += w;
-		off += (uint64_t)w;
-		n -= (size_t)w;
-	}
+	size_t done;
+	int rc = io_pwrite_full(buf->fd, src, n, off, &done);
+	if (rc)
+		return uwerr_set(e, rc == -ENODATA ? EIO : -rc, "memfd write at %llu: %s",
+				 (unsigned long long)(off + done),
+				 rc == -ENODATA ? "no progress" : strerror(-rc));
 	return 0;
 }
 

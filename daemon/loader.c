@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-daemon.h>
@@ -258,6 +259,21 @@ static void job_free(struct job *j)
 	free(j);
 }
 
+/* -ENODEV, naming the device asked for and every one there is. */
+static int no_device(const struct backend *be, const struct msg_load *q, struct uwerr *e)
+{
+	char have[512] = "";
+	size_t n = 0;
+	for (int i = 0; i < be->ndev && n < sizeof(have); i++) {
+		int w = snprintf(have + n, sizeof(have) - n, "%s%d = %s%s%s%s", i ? ", " : "", i,
+				 be->dev[i].name, be->dev[i].uuid[0] ? " (" : "",
+				 be->dev[i].uuid, be->dev[i].uuid[0] ? ")" : "");
+		n += w > 0 ? (size_t)w : 0;
+	}
+	return uwerr_set(e, ENODEV, "load %s: backend %s has no device '%s' (it has %s)",
+			 q->name, be->ops->name, q->device, have);
+}
+
 int loader_start(struct loader *ld, const struct msg_load *q, const char *who,
 		 struct uwerr *e)
 {
@@ -273,8 +289,7 @@ int loader_start(struct loader *ld, const struct msg_load *q, const char *who,
 		return uwerr_set(e, EINVAL, "load %s: no paths given", q->name);
 	int dev = backend_find_device(d->be, q->device);
 	if (dev < 0)
-		return uwerr_set(e, ENODEV, "load %s: backend %s has no device '%s'", q->name,
-				 d->be->ops->name, q->device);
+		return no_device(d->be, q, e);
 	if (registry_has(d->reg, q->name))
 		return uwerr_set(e, EEXIST, "load %s: a model of that name exists", q->name);
 	/* From here on, messages get the "load NAME: " prefix at fail. */
@@ -288,6 +303,11 @@ int loader_start(struct loader *ld, const struct msg_load *q, const char *who,
 			goto fail;
 	if ((rc = source_open((const char *const *)real, q->npaths, &src, e)))
 		goto fail;
+	/* An index names its shards: check them too, as opened. */
+	for (size_t i = 0; i < source_file_count(src); i++)
+		if ((rc = allow_check_fd(d->cfg, source_file_fd(src, i),
+					 source_file_path(src, i), e)))
+			goto fail;
 	if (!source_count(src)) {
 		rc = uwerr_set(e, EINVAL, "%s: holds no tensors", q->paths[0]);
 		goto fail;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/crc32c.h"
+#include "common/io.h"
 #include "common/strbuf.h"
 #include "format/dtype.h"
 #include "format/restcodec.h"
@@ -32,57 +33,39 @@ static uint64_t align_up(uint64_t v)
 	return (v + BUNDLE_ALIGN - 1) & ~(uint64_t)(BUNDLE_ALIGN - 1);
 }
 
+/* io_pread_full with this file's messages: the failing offset, and a short
+ * read said as a file that shrank under us. */
 static int pread_full(int fd, void *buf, size_t len, uint64_t off, struct uwerr *e)
 {
-	unsigned char *p = buf;
-	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return uwerr_set(e, errno, "read at offset %llu: %s",
-					 (unsigned long long)off, strerror(errno));
-		if (n == 0)
-			return uwerr_set(e, EIO, "read at offset %llu: file shrank while open",
-					 (unsigned long long)off);
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
+	size_t done;
+	int rc = io_pread_full(fd, buf, len, off, &done);
+	off += done;
+	if (rc == -ENODATA)
+		return uwerr_set(e, EIO, "read at offset %llu: file shrank while open",
+				 (unsigned long long)off);
+	if (rc)
+		return uwerr_set(e, -rc, "read at offset %llu: %s",
+				 (unsigned long long)off, strerror(-rc));
 	return 0;
 }
 
 static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off, struct uwerr *e)
 {
-	const unsigned char *p = buf;
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return uwerr_set(e, errno, "write at offset %llu: %s",
-					 (unsigned long long)off, strerror(errno));
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
+	size_t done;
+	int rc = io_pwrite_full(fd, buf, len, off, &done);
+	if (rc)
+		return uwerr_set(e, rc == -ENODATA ? EIO : -rc, "write at offset %llu: %s",
+				 (unsigned long long)(off + done),
+				 rc == -ENODATA ? "nothing written" : strerror(-rc));
 	return 0;
 }
 
 int bundle_sniff(int fd)
 {
 	unsigned char m[BUNDLE_MAGIC_LEN];
-	size_t got = 0;
-	while (got < sizeof(m)) {
-		ssize_t n = pread(fd, m + got, sizeof(m) - got, (off_t)got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return 0;
-		got += (size_t)n;
-	}
+	int rc = io_pread_full(fd, m, sizeof(m), 0, NULL);
+	if (rc)
+		return rc == -ENODATA ? 0 : rc;
 	return memcmp(m, BUNDLE_MAGIC, BUNDLE_MAGIC_LEN) == 0;
 }
 

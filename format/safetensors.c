@@ -10,48 +10,36 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/io.h"
 #include "common/json.h"
 #include "common/strbuf.h"
 #include "format/dtype.h"
 
 typedef unsigned long long ull;
 
-/* The bytes of one read or write call; Linux moves at most ~2 GiB per call. */
-#define IO_CHUNK (1u << 30)
-
+/* io_pread_full with this file's messages: the failing offset, and a short
+ * read with the bytes still missing. */
 static int pread_full(int fd, void *buf, uint64_t n, uint64_t off, struct uwerr *e)
 {
-	char *p = buf;
-	while (n) {
-		ssize_t r = pread(fd, p, n < IO_CHUNK ? n : IO_CHUNK, (off_t)off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return uwerr_set(e, errno, "read at offset %llu: %s", (ull)off, strerror(errno));
-		if (r == 0)
-			return uwerr_set(e, EIO, "unexpected end of file at offset %llu, %llu bytes short (did the file shrink?)",
-					 (ull)off, (ull)n);
-		p += r;
-		n -= (uint64_t)r;
-		off += (uint64_t)r;
-	}
+	size_t done = 0;
+	int r = io_pread_full(fd, buf, (size_t)n, off, &done);  /* buf holds n bytes */
+	off += done;
+	n -= done;
+	if (r == -ENODATA)
+		return uwerr_set(e, EIO, "unexpected end of file at offset %llu, %llu bytes short (did the file shrink?)",
+				 (ull)off, (ull)n);
+	if (r)
+		return uwerr_set(e, -r, "read at offset %llu: %s", (ull)off, strerror(-r));
 	return 0;
 }
 
 static int pwrite_full(int fd, const void *buf, uint64_t n, uint64_t off, struct uwerr *e)
 {
-	const char *p = buf;
-	while (n) {
-		ssize_t r = pwrite(fd, p, n < IO_CHUNK ? n : IO_CHUNK, (off_t)off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return uwerr_set(e, r < 0 ? errno : EIO, "write at offset %llu: %s", (ull)off,
-					 r < 0 ? strerror(errno) : "nothing written");
-		p += r;
-		n -= (uint64_t)r;
-		off += (uint64_t)r;
-	}
+	size_t done = 0;
+	int r = io_pwrite_full(fd, buf, (size_t)n, off, &done);
+	if (r)
+		return uwerr_set(e, r == -ENODATA ? EIO : -r, "write at offset %llu: %s", (ull)(off + done),
+				 r == -ENODATA ? "nothing written" : strerror(-r));
 	return 0;
 }
 

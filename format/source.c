@@ -11,6 +11,7 @@
 
 struct source {
 	struct bundle *b;            /* exactly one of b and c */
+	char *bundle_path;           /* the path b was opened by */
 	struct st_checkpoint *c;
 	size_t n;
 	struct src_tensor *t;
@@ -105,6 +106,10 @@ int source_open(const char *const *paths, size_t npaths, struct source **out,
 			uwerr_prefix(e, "%s", paths[0]);
 			goto fail;
 		}
+		if (!(s->bundle_path = strdup(paths[0]))) {
+			rc = uwerr_set(e, ENOMEM, "out of memory");
+			goto fail;
+		}
 		rc = from_bundle(s, e);
 	} else {
 		if ((rc = st_checkpoint_open(paths, npaths, &s->c, e)))
@@ -125,6 +130,7 @@ void source_close(struct source *s)
 	if (!s)
 		return;
 	bundle_close(s->b);
+	free(s->bundle_path);
 	st_checkpoint_close(s->c);
 	free(s->t);
 	free(s->file);
@@ -150,6 +156,25 @@ const struct src_tensor *source_tensor(const struct source *s, size_t i)
 uint64_t source_raw_total(const struct source *s)
 {
 	return s->raw_total;
+}
+
+size_t source_file_count(const struct source *s)
+{
+	return s->b ? 1 : s->c->nfiles;
+}
+
+const char *source_file_path(const struct source *s, size_t i)
+{
+	if (i >= source_file_count(s))
+		return NULL;
+	return s->b ? s->bundle_path : s->c->files[i]->path;
+}
+
+int source_file_fd(const struct source *s, size_t i)
+{
+	if (i >= source_file_count(s))
+		return -1;
+	return s->b ? s->b->fd : s->c->files[i]->fd;
 }
 
 int source_read(const struct source *s, size_t i, void *raw, struct uwerr *e)

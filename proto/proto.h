@@ -66,6 +66,12 @@ struct proto_msg {
 int proto_send(int sock, uint16_t version, uint16_t op, const void *payload,
 	       uint32_t len, const int *fds, int nfds, struct uwerr *e);
 
+/* Attach fds[0..nfds) to mh as one SCM_RIGHTS message built in ctl, which
+ * holds CMSG_SPACE(sizeof(int) * nfds) bytes aligned for a cmsghdr. nfds 0
+ * attaches nothing. proto_send's own, and tests' for hand-made frames. */
+struct msghdr;
+void proto_put_fds(struct msghdr *mh, void *ctl, const int *fds, int nfds);
+
 /* Receive one message, MSG_CMSG_CLOEXEC. The header is checked before any
  * allocation (magic, len <= PROTO_MAX_PAYLOAD, nfds <= PROTO_MAX_FDS, reserved
  * == 0) and the fds received must be exactly hdr.nfds: surplus or missing fds

@@ -17,6 +17,20 @@
 #define RX_FDS (PROTO_MAX_FDS + 1)
 #define RX_CTL (CMSG_SPACE(sizeof(int) * RX_FDS) + CMSG_SPACE(sizeof(struct ucred)))
 
+void proto_put_fds(struct msghdr *mh, void *ctl, const int *fds, int nfds)
+{
+	if (!nfds)
+		return;
+	memset(ctl, 0, CMSG_SPACE(sizeof(int) * nfds));
+	mh->msg_control = ctl;
+	mh->msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+	struct cmsghdr *c = CMSG_FIRSTHDR(mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+	memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+}
+
 const char *proto_op_name(uint16_t op)
 {
 	static const char *const names[] = {
@@ -64,16 +78,7 @@ int proto_send(int sock, uint16_t version, uint16_t op, const void *payload,
 		char buf[CMSG_SPACE(sizeof(int) * PROTO_MAX_FDS)];
 		struct cmsghdr align;
 	} ctl;
-	if (nfds) {
-		memset(&ctl, 0, sizeof(ctl));
-		mh.msg_control = ctl.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-	}
+	proto_put_fds(&mh, ctl.buf, fds, nfds);
 
 	size_t left = sizeof(hb) + len;
 	while (left) {

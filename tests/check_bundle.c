@@ -817,8 +817,7 @@ int main(void)
 {
 	seed = tu_seed();
 	Suite *s = suite_create("bundle");
-	TCase *tc = tcase_create("bundle");
-	tcase_set_timeout(tc, 300);
+	TCase *tc = tu_tcase(s, "bundle", 300);
 	tcase_add_test(tc, test_fixture_roundtrip);
 	tcase_add_test(tc, test_random_roundtrip);
 	tcase_add_test(tc, test_index_roundtrip);
@@ -828,10 +827,5 @@ int main(void)
 	tcase_add_test(tc, test_random_flips);
 	tcase_add_test(tc, test_resealed_flips);
 	tcase_add_test(tc, test_writer);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run(s);
 }

@@ -628,8 +628,7 @@ END_TEST
 static Suite *client_suite(void)
 {
 	Suite *s = suite_create("client");
-	TCase *tc = tcase_create("core");
-	tcase_set_timeout(tc, 60);
+	TCase *tc = tu_tcase(s, "core", 60);
 	tcase_add_test(tc, test_connect_missing);
 	tcase_add_test(tc, test_version_mismatch);
 	tcase_add_test(tc, test_attach_decode_matmul);
@@ -640,15 +639,10 @@ static Suite *client_suite(void)
 	tcase_add_test(tc, test_disconnect_first);
 	tcase_add_test(tc, test_threads);
 	tcase_add_test(tc, test_exported_symbols);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(client_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run(client_suite());
 }

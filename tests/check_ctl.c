@@ -333,17 +333,11 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("ctl");
-	TCase *tc = tcase_create("ctl");
+	TCase *tc = tu_tcase(s, "ctl", 120);
 	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_pack_unpack);
 	tcase_add_test(tc, test_inspect);
 	tcase_add_test(tc, test_usage);
 	tcase_add_test(tc, test_errors);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run(s);
 }

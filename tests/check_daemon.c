@@ -1,7 +1,8 @@
 /* check_daemon: the real ./unweightd on a temporary socket, spoken to
  * through proto.h directly: HELLO and versions, load of the stories260K
  * fixture and attach (every tensor decoded from the sealed memfd equals the
- * source), refused loads, failed loads, leases and evict, malformed
+ * source), refused loads, shards of an index checked against the
+ * allow_dir, failed loads, leases and evict, malformed
  * messages, max_clients, stalled peers, systemd readiness, watchdog and
  * socket activation, and a clean exit on SIGTERM. */
 #include "config.h"
@@ -783,6 +784,71 @@ START_TEST(t_load_refused)
 }
 END_TEST
 
+/* An index in the allow dir mapping w000..w002 to shard1 and the
+ * fixture's tensors to shard2 (names beside it). */
+static void write_index(const char *path, const char *shard1, const char *shard2)
+{
+	struct source *src;
+	const char *fx[1] = {fixture()};
+	ck_assert_int_eq(source_open(fx, 1, &src, NULL), 0);
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "{\"metadata\":{},\"weight_map\":{");
+	for (int i = 0; i < 3; i++)
+		fprintf(f, "\"w%03d\":\"%s\",", i, shard1);
+	for (size_t i = 0; i < source_count(src); i++)
+		fprintf(f, "%s\"%s\":\"%s\"", i ? "," : "", source_tensor(src, i)->name, shard2);
+	fprintf(f, "}}");
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(tu_write_file(path, text, len), 0);
+	free(text);
+	source_close(src);
+}
+
+/* The shards an index names are checked as opened: one that is a symlink
+ * leading outside every allow_dir refuses the load, naming that shard; two
+ * real shards beside the index load, and every tensor of both attaches. */
+START_TEST(t_load_shards)
+{
+	struct daemon d;
+	daemon_start(&d, NULL);
+	int fd = connect_hello(&d);
+	char shard1[512], idx[512], out[512], link[512];
+	snprintf(shard1, sizeof(shard1), "%s/model-00001-of-00002.safetensors", d.allow);
+	write_big(shard1, 3, 16, 64);
+	stage(&d, "model-00002-of-00002.safetensors");
+	snprintf(idx, sizeof(idx), "%s/model.safetensors.index.json", d.allow);
+	write_index(idx, "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors");
+
+	/* The second shard a symlink to a copy outside. */
+	snprintf(out, sizeof(out), "%s/outside.safetensors", d.dir);
+	copy_file(fixture(), out, 0);
+	snprintf(link, sizeof(link), "%s/escape-00002.safetensors", d.allow);
+	ck_assert_int_eq(symlink(out, link), 0);
+	char evil[512];
+	snprintf(evil, sizeof(evil), "%s/evil.safetensors.index.json", d.allow);
+	write_index(evil, "model-00001-of-00002.safetensors", "escape-00002.safetensors");
+	ck_assert_int_eq(req_load(fd, "evil", evil), -EACCES);
+	ck_assert_msg(strstr(last_msg, "escape-00002.safetensors") && strstr(last_msg, "allow_dir"),
+		      "\"%s\" does not name the shard", last_msg);
+	ck_assert(!model_stat(fd, "evil").found);
+
+	ck_assert_msg(req_load(fd, "sharded", idx) == 0, "load: %s", last_msg);
+	struct mstat s = wait_loaded(fd, "sharded");
+	ck_assert_msg(strcmp(s.state, "ready") == 0, "sharded: %s %s", s.state, s.error);
+	struct attached a;
+	ck_assert_int_eq(req_attach(fd, "sharded", &a), 0);
+	ck_assert_uint_gt(a.r.ntensors, 3);
+	verify_model(&a, idx);   /* every tensor of both shards */
+	ck_assert_int_eq(req_detach(fd, a.r.lease), 0);
+	attached_free(&a);
+	close(fd);
+	daemon_stop(&d);
+}
+END_TEST
+
 /* A config file: its budget, socket group and mode take effect. */
 START_TEST(t_config_file)
 {
@@ -996,18 +1062,11 @@ START_TEST(t_close_releases)
 }
 END_TEST
 
-/* Raw header bytes, as PROTOCOL.md lays them out. */
+/* Raw header bytes, as PROTOCOL.md lays them out; reserved is 0. */
 static void raw_hdr(uint8_t *b, uint32_t magic, uint16_t version, uint16_t op, uint32_t len,
 		    uint16_t nfds)
 {
-	memset(b, 0, PROTO_HDR_SIZE);
-	for (int i = 0; i < 4; i++) {
-		b[i] = (uint8_t)(magic >> 8 * i);
-		b[8 + i] = (uint8_t)(len >> 8 * i);
-	}
-	b[4] = (uint8_t)version, b[5] = (uint8_t)(version >> 8);
-	b[6] = (uint8_t)op, b[7] = (uint8_t)(op >> 8);
-	b[12] = (uint8_t)nfds, b[13] = (uint8_t)(nfds >> 8);
+	tu_proto_hdr(b, magic, version, op, len, nfds, 0);
 }
 
 /* After a framing error: an error reply (if any) and then the end. */
@@ -1349,12 +1408,12 @@ int main(void)
 {
 	rng = tu_seed();
 	Suite *s = suite_create("daemon");
-	TCase *tc = tcase_create("daemon");
-	tcase_set_timeout(tc, 300);
+	TCase *tc = tu_tcase(s, "daemon", 300);
 	tcase_add_test(tc, t_hello_versions);
 	tcase_add_test(tc, t_load_attach);
 	tcase_add_test(tc, t_concurrent_clients);
 	tcase_add_test(tc, t_load_refused);
+	tcase_add_test(tc, t_load_shards);
 	tcase_add_test(tc, t_config_file);
 	tcase_add_test(tc, t_failed_load);
 	tcase_add_test(tc, t_busy_loading);
@@ -1368,10 +1427,5 @@ int main(void)
 	tcase_add_test(tc, t_bad_activation);
 	tcase_add_test(tc, t_config_errors);
 	tcase_add_test(tc, t_stale_socket);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tu_run(s);
 }

@@ -1,8 +1,8 @@
 /* check_integration: a real unweightd from the build tree on a temporary
  * socket, driven through libunweight-client and unweightctl: load, list,
  * stats, 8 concurrent client processes, evict refused and forced, kill -9 of
- * a client, kill -9 of the daemon under working clients, SIGTERM, and no fd
- * left behind. $UW_TEST_BACKEND picks the daemon's backend (host when unset;
+ * a client, kill -9 of the daemon under working clients, load --device,
+ * SIGTERM, and no fd left behind. $UW_TEST_BACKEND picks the daemon's backend (host when unset;
  * tests/check_gpu_integration.sh runs it again with cuda, where two more
  * tests check the GPU's memory and the read-only mapping). */
 #include "config.h"
@@ -230,10 +230,8 @@ static void wait_attached(uw_client *c, const char *name, long want)
 	ck_assert_msg(n == want, "%s: attached_clients %ld, expected %ld", name, n, want);
 }
 
-static void load_and_wait(uw_client *c, const struct daemon *d, const char *name)
+static void wait_ready(uw_client *c, const char *name)
 {
-	const char *paths[] = { d->model_path };
-	ck_assert_msg(uw_load(c, name, paths, 1) == 0, "load: %s", uw_errmsg());
 	for (int ms = 0;; ms += 20) {
 		struct stats s;
 		stats_get(c, name, &s);
@@ -248,6 +246,13 @@ static void load_and_wait(uw_client *c, const struct daemon *d, const char *name
 		ck_assert_msg(ms < WAIT_MS, "load %s: not ready after %d ms", name, WAIT_MS);
 		sleep_ms(20);
 	}
+}
+
+static void load_and_wait(uw_client *c, const struct daemon *d, const char *name)
+{
+	const char *paths[] = { d->model_path };
+	ck_assert_msg(uw_load(c, name, paths, 1) == 0, "load: %s", uw_errmsg());
+	wait_ready(c, name);
 }
 
 /* Run unweightctl with args; its exit status, and its output in out. */
@@ -681,6 +686,61 @@ START_TEST(test_daemon_killed)
 }
 END_TEST
 
+/* uw_load_device and load --device: device 0 named by its name and by its
+ * index both load there; a device the daemon lacks is ENODEV, named in the
+ * message with the devices there are, and leaves no model behind. */
+START_TEST(test_load_device)
+{
+	struct daemon d;
+	struct stats s;
+	uw_client *c;
+	char *out, *args;
+	/* Device 0's name (unweightd(8), OPERATION). */
+	const char *dev0 = strcmp(backend(), "cuda") ? "host" : "cuda0";
+	daemon_start(&d);
+	int fds = tu_count_fds();
+	ck_assert_int_eq(uw_connect(d.sock, &c), 0);
+	const char *paths[] = { d.model_path };
+	ck_assert_msg(uw_load_device(c, "byname", dev0, paths, 1) == 0, "%s", uw_errmsg());
+	ck_assert_msg(uw_load_device(c, "byindex", "0", paths, 1) == 0, "%s", uw_errmsg());
+	wait_ready(c, "byname");
+	wait_ready(c, "byindex");
+	stats_get(c, NULL, &s);
+	ck_assert_str_eq(key_str(stats_model(&s, "byname"), "device"), dev0);
+	ck_assert_str_eq(key_str(stats_model(&s, "byindex"), "device"), dev0);
+	stats_free(&s);
+
+	ck_assert_int_eq(uw_load_device(c, "bad", "nope", paths, 1), -ENODEV);
+	ck_assert_msg(strstr(uw_errmsg(), "'nope'") && strstr(uw_errmsg(), dev0),
+		      "errmsg: %s", uw_errmsg());
+	ck_assert_int_eq(uw_load_device(c, "bad", "1", paths, 1), -ENODEV);
+	ck_assert_msg(strstr(uw_errmsg(), "'1'"), "errmsg: %s", uw_errmsg());
+
+	ck_assert_int_ge(asprintf(&args, "load bad '%s' --device nope", d.model_path), 0);
+	ck_assert_int_eq(run_ctl(&d, args, &out), 1);
+	ck_assert_msg(strstr(out, "'nope'") && strstr(out, dev0), "load --device nope: %s", out);
+	free(out);
+	free(args);
+	/* A bundle, this time: its file too is checked as opened. */
+	ck_assert_int_ge(asprintf(&args, "pack '%s' -o '%s/m.uwb'", d.model_path, d.dir), 0);
+	ck_assert_int_eq(run_ctl(&d, args, &out), 0);
+	free(out);
+	free(args);
+	ck_assert_int_ge(asprintf(&args, "load byctl '%s/m.uwb' --device 0 --wait --json", d.dir), 0);
+	ck_assert_int_eq(run_ctl(&d, args, &out), 0);
+	ctl_json_check(out, "load --device 0 --wait --json", JSON_OBJ, "byctl", "ready");
+	free(out);
+	free(args);
+
+	stats_get(c, NULL, &s);
+	ck_assert_ptr_null(stats_model(&s, "bad"));
+	stats_free(&s);
+	uw_disconnect(c);
+	assert_fds(fds);
+	daemon_stop(&d);
+}
+END_TEST
+
 #ifdef HAVE_CUDA
 /* The GPU's free memory, seen from this process. */
 static size_t gpu_free(const struct cudrv *cu)
@@ -754,6 +814,7 @@ static Suite *integration_suite(void)
 	tcase_add_test(tc, test_evict_force);
 	tcase_add_test(tc, test_disconnect_keeps_mapping);
 	tcase_add_test(tc, test_daemon_killed);
+	tcase_add_test(tc, test_load_device);
 #ifdef HAVE_CUDA
 	if (strcmp(backend(), "cuda") == 0)
 		tcase_add_test(tc, test_gpu_memory_and_readonly);

@@ -388,8 +388,7 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("json");
-	TCase *tc = tcase_create("core");
-	tcase_set_timeout(tc, 120);
+	TCase *tc = tu_tcase(s, "core", 120);
 	tcase_add_test(tc, scalars);
 	tcase_add_test(tc, strings);
 	tcase_add_test(tc, containers);
@@ -399,10 +398,5 @@ int main(void)
 	tcase_add_test(tc, truncation);
 	tcase_add_test(tc, u64);
 	tcase_add_test(tc, fuzz);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run(s);
 }

@@ -45,20 +45,6 @@ static void pair(int sv[2])
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 }
 
-/* A header written byte by byte, as PROTOCOL.md lays it out. */
-static void raw_hdr(uint8_t *b, uint32_t magic, uint16_t version, uint16_t op,
-		    uint32_t len, uint16_t nfds, uint16_t reserved)
-{
-	for (int i = 0; i < 4; i++) {
-		b[i] = (uint8_t)(magic >> 8 * i);
-		b[8 + i] = (uint8_t)(len >> 8 * i);
-	}
-	b[4] = (uint8_t)version, b[5] = (uint8_t)(version >> 8);
-	b[6] = (uint8_t)op, b[7] = (uint8_t)(op >> 8);
-	b[12] = (uint8_t)nfds, b[13] = (uint8_t)(nfds >> 8);
-	b[14] = (uint8_t)reserved, b[15] = (uint8_t)(reserved >> 8);
-}
-
 /* Send bytes with fds attached to the first of them, bypassing proto_send. */
 static void send_raw(int sock, const void *p, size_t n, const int *fds, int nfds)
 {
@@ -68,16 +54,7 @@ static void send_raw(int sock, const void *p, size_t n, const int *fds, int nfds
 	} ctl;
 	struct iovec iov = { (void *)p, n };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if (nfds) {
-		memset(&ctl, 0, sizeof(ctl));
-		mh.msg_control = ctl.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-	}
+	proto_put_fds(&mh, ctl.buf, fds, nfds);
 	ck_assert_int_eq(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t)n);
 }
 
@@ -470,7 +447,7 @@ START_TEST(test_wire_layout)
 
 	/* And the other way: hand-built bytes parse into the header fields. */
 	uint8_t b[PROTO_HDR_SIZE + 2] = { [PROTO_HDR_SIZE] = 7, 9 };
-	raw_hdr(b, PROTO_MAGIC, 0xbeef, OP_STATS, 2, 0, 0);
+	tu_proto_hdr(b, PROTO_MAGIC, 0xbeef, OP_STATS, 2, 0, 0);
 	send_raw(sv[0], b, sizeof(b), NULL, 0);
 	struct proto_msg m;
 	ck_assert_int_eq(proto_recv(sv[1], &m, &e), 0);
@@ -653,7 +630,7 @@ START_TEST(test_nonblocking)
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		uint8_t b[PROTO_HDR_SIZE + 3];
-		raw_hdr(b, PROTO_MAGIC, 1, OP_ATTACH, 3, 0, 0);
+		tu_proto_hdr(b, PROTO_MAGIC, 1, OP_ATTACH, 3, 0, 0);
 		memcpy(b + PROTO_HDR_SIZE, "xyz", 3);
 		ssize_t n = write(sv[0], b, 5);
 		usleep(100000);
@@ -690,7 +667,7 @@ START_TEST(test_short_header)
 	int sv[2];
 	pair(sv);
 	uint8_t b[PROTO_HDR_SIZE];
-	raw_hdr(b, PROTO_MAGIC, 1, OP_HELLO, 0, 0, 0);
+	tu_proto_hdr(b, PROTO_MAGIC, 1, OP_HELLO, 0, 0, 0);
 	send_raw(sv[0], b, 7, NULL, 0);
 	shutdown(sv[0], SHUT_WR);
 	recv_fails(sv[1], EBADMSG, "header truncated: connection closed after 7 of 16 bytes");
@@ -708,7 +685,7 @@ static void header_refused(uint32_t magic, uint32_t len, uint16_t nfds, uint16_t
 	int sv[2], fd = make_memfd(1);
 	pair(sv);
 	uint8_t b[PROTO_HDR_SIZE + 5] = { [PROTO_HDR_SIZE] = 'a', 'f', 't', 'e', 'r' };
-	raw_hdr(b, magic, 1, OP_LOAD, len, nfds, reserved);
+	tu_proto_hdr(b, magic, 1, OP_LOAD, len, nfds, reserved);
 	int before = tu_count_fds();
 	send_raw(sv[0], b, sizeof(b), &fd, 1);
 	recv_fails(sv[1], code, what);
@@ -754,7 +731,7 @@ static void fds_mismatch(uint16_t announced, int sent, const char *what)
 	for (int i = 0; i < sent; i++)
 		fds[i] = fd;
 	uint8_t b[PROTO_HDR_SIZE + 4] = { [PROTO_HDR_SIZE] = 1, 2, 3, 4 };
-	raw_hdr(b, PROTO_MAGIC, 1, OP_ATTACH | OP_REPLY, 4, announced, 0);
+	tu_proto_hdr(b, PROTO_MAGIC, 1, OP_ATTACH | OP_REPLY, 4, announced, 0);
 	int before = tu_count_fds();
 	send_raw(sv[0], b, sizeof(b), fds, sent);
 	recv_fails(sv[1], EBADMSG, what);
@@ -791,7 +768,7 @@ START_TEST(test_truncated_payload)
 	int sv[2], fd = make_memfd(1);
 	pair(sv);
 	uint8_t b[PROTO_HDR_SIZE + 50] = {0};
-	raw_hdr(b, PROTO_MAGIC, 1, OP_ATTACH | OP_REPLY, 100, 1, 0);
+	tu_proto_hdr(b, PROTO_MAGIC, 1, OP_ATTACH | OP_REPLY, 100, 1, 0);
 	int before = tu_count_fds();
 	send_raw(sv[0], b, sizeof(b), &fd, 1);
 	shutdown(sv[0], SHUT_WR);
@@ -1264,7 +1241,7 @@ int main(void)
 {
 	rng = tu_seed();
 	Suite *s = suite_create("proto");
-	TCase *t = tcase_create("framing");
+	TCase *t = tu_tcase(s, "framing", 0);
 	tcase_add_checked_fixture(t, fd_setup, fd_teardown);
 	tcase_add_test(t, test_wire_layout);
 	tcase_add_test(t, test_roundtrip);
@@ -1282,9 +1259,8 @@ int main(void)
 	tcase_add_test(t, test_unexpected_fds);
 	tcase_add_test(t, test_surplus_fds);
 	tcase_add_test(t, test_truncated_payload);
-	suite_add_tcase(s, t);
 
-	t = tcase_create("codec");
+	t = tu_tcase(s, "codec", 0);
 	tcase_add_checked_fixture(t, fd_setup, fd_teardown);
 	tcase_add_test(t, test_reader);
 	tcase_add_test(t, test_truncated_every_cut);
@@ -1298,11 +1274,6 @@ int main(void)
 	tcase_add_test(t, test_field_checks);
 	tcase_add_test(t, test_enc_limits);
 	tcase_add_test(t, test_version_pick);
-	suite_add_tcase(s, t);
 
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run(s);
 }

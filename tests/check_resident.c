@@ -384,18 +384,12 @@ int main(void)
 {
 	seed = tu_seed();
 	Suite *s = suite_create("resident");
-	TCase *tc = tcase_create("core");
-	tcase_set_timeout(tc, 300);
+	TCase *tc = tu_tcase(s, "core", 300);
 	tcase_add_test(tc, test_cases_roundtrip);
 	tcase_add_test(tc, test_choice);
 	tcase_add_test(tc, test_validate);
 	tcase_add_test(tc, test_matmul);
 	tcase_add_test(tc, test_bf16_rounding);
 	tcase_add_test(tc, test_real_weights);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tu_run(s);
 }

@@ -513,8 +513,7 @@ int main(void)
 {
 	seed = tu_seed();
 	Suite *s = suite_create("restcodec");
-	TCase *tc = tcase_create("core");
-	tcase_set_timeout(tc, 300);
+	TCase *tc = tu_tcase(s, "core", 300);
 	tcase_add_test(tc, test_bf16_cases);
 	tcase_add_test(tc, test_choice);
 	tcase_add_test(tc, test_other_dtypes);
@@ -526,10 +525,5 @@ int main(void)
 	tcase_add_test(tc, test_bad_tables);
 	tcase_add_test(tc, test_mangled);
 	tcase_add_test(tc, test_multichunk_corrupt);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tu_run(s);
 }

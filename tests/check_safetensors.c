@@ -948,8 +948,7 @@ END_TEST
 int main(void)
 {
 	Suite *s = suite_create("safetensors");
-	TCase *tc = tcase_create("core");
-	tcase_set_timeout(tc, 120);
+	TCase *tc = tu_tcase(s, "core", 120);
 	tcase_add_test(tc, fixture);
 	tcase_add_test(tc, rewrite_verbatim);
 	tcase_add_test(tc, rewrite_generated);
@@ -961,10 +960,5 @@ int main(void)
 	tcase_add_test(tc, flipped_bytes);
 	tcase_add_test(tc, writer_errors);
 	tcase_add_test(tc, sharded);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run(s);
 }

@@ -122,3 +122,16 @@ int tu_count_fds(void)
 	closedir(d);
 	return n - 1;  /* the directory's own fd */
 }
+
+void tu_proto_hdr(uint8_t *b, uint32_t magic, uint16_t version, uint16_t op,
+		  uint32_t len, uint16_t nfds, uint16_t reserved)
+{
+	for (int i = 0; i < 4; i++) {
+		b[i] = (uint8_t)(magic >> 8 * i);
+		b[8 + i] = (uint8_t)(len >> 8 * i);
+	}
+	b[4] = (uint8_t)version, b[5] = (uint8_t)(version >> 8);
+	b[6] = (uint8_t)op, b[7] = (uint8_t)(op >> 8);
+	b[12] = (uint8_t)nfds, b[13] = (uint8_t)(nfds >> 8);
+	b[14] = (uint8_t)reserved, b[15] = (uint8_t)(reserved >> 8);
+}
