@@ -1,5 +1,5 @@
 /* attach: how long a worker waits to get a loaded model, and how fast the
- * host backend loads one, measured against a running unweightd.
+ * daemon's backend loads one, measured against a running unweightd.
  *
  * Attach latency: N cycles (default 1000) of connect + attach (the daemon
  * hands over the buffers' fds; the library maps them read-only and builds
@@ -196,7 +196,7 @@ int main(int argc, char **argv)
 		die("evict");
 
 	if (loads)
-		printf("\nhost backend load throughput\n%-6s %12s %12s %10s\n", "load",
+		printf("\nload throughput (the daemon's backend)\n%-6s %12s %12s %10s\n", "load",
 		       "seconds", "MB/s", "ratio");
 	for (int i = 0; i < loads; i++) {
 		snprintf(name, sizeof(name), "bench-load-%d-%d", (int)getpid(), i);
