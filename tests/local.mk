@@ -7,3 +7,7 @@ tests_libtestutil_la_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 # What every Check suite links.
 TEST_LIBS = tests/libtestutil.la libuwcore.la $(CHECK_LIBS)
 TEST_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+
+# unweightd under valgrind for one whole run (issue 3's leak check).
+TESTS += tests/check_valgrind.sh
+EXTRA_DIST += tests/check_valgrind.sh
