@@ -9,6 +9,7 @@ needs $UW_TOP_SRCDIR, $UW_TOP_BUILDDIR and the package on sys.path.
 """
 import errno
 import gc
+import importlib.util
 import json
 import os
 import shutil
@@ -301,6 +302,97 @@ class TestLifetime(unittest.TestCase):
             with self.assertRaises(unweight.UnweightError) as cm:
                 c.attach("second")
             self.assertEqual(cm.exception.errno, errno.ENOENT)
+
+
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+
+
+@unittest.skipUnless(HAVE_TORCH, "no torch in this python (CI has none; the GPU host has)")
+class TestTorchHost(unittest.TestCase):
+    """unweight.torch on the host backend: torch CPU tensors."""
+    W = "model.layers.0.mlp.up_proj.weight"
+
+    def setUp(self):
+        import torch
+        self.torch = torch
+        self.c = unweight.connect(D.sock)
+        self.m = self.c.attach(MODEL)
+        self.w = np.frombuffer(SOURCE[self.W][2], np.uint16).reshape(SOURCE[self.W][1])
+
+    def tearDown(self):
+        self.m.close()
+        self.c.close()
+
+    def bits(self, t):
+        return t.contiguous().view(self.torch.int16).numpy().view(np.uint16)
+
+    def test_unweight_linear(self):
+        from unweight.torch import UnweightLinear
+        torch = self.torch
+        rows, cols = self.w.shape
+        bias = torch.arange(rows, dtype=torch.bfloat16) / 8
+        lin = UnweightLinear(self.m, self.W, bias=bias)
+        self.assertEqual((lin.in_features, lin.out_features), (cols, rows))
+        g = torch.Generator().manual_seed(3)
+        x = (torch.rand((2, 3, cols), generator=g) * 4 - 2).to(torch.bfloat16)
+        with torch.no_grad():
+            y = lin(x)
+        self.assertEqual((y.dtype, tuple(y.shape)), (torch.bfloat16, (2, 3, rows)))
+        ref, mag = bf16_reference(self.bits(x).reshape(-1, cols), self.w)
+        ref += bias.double().numpy()
+        got = unweight.bf16_to_float32(self.bits(y).reshape(-1, rows)).astype(np.float64)
+        # The bias adds one BF16 rounding of the sum: half an ulp of it.
+        tol = REL * mag + np.abs(ref) * 2.0 ** -8
+        self.assertTrue((np.abs(got - ref) <= tol).all())
+        # A non-contiguous input gives the same result.
+        xt = x.transpose(0, 1).contiguous().transpose(0, 1)
+        self.assertFalse(xt.is_contiguous())
+        with torch.no_grad():
+            self.assertTrue(torch.equal(lin(xt), y))
+        with self.assertRaisesRegex(TypeError, "bfloat16"):
+            lin(x.float())
+        with self.assertRaisesRegex(RuntimeError, "no backward"):
+            lin(x.clone().requires_grad_())
+
+    def test_patch_linear(self):
+        from unweight.torch import UnweightLinear, linear_mapping, patch_linear
+        torch = self.torch
+        rows, cols = self.w.shape
+        net = torch.nn.Module()
+        net.up = torch.nn.Linear(cols, rows, bias=False, dtype=torch.bfloat16)
+        net.other = torch.nn.Linear(cols, 5, bias=False, dtype=torch.bfloat16)
+        with torch.no_grad():
+            net.up.weight.copy_(torch.from_numpy(self.w.astype(np.int16)).view(torch.bfloat16))
+        x = (torch.rand((4, cols)) * 4 - 2).to(torch.bfloat16)
+        with torch.no_grad():
+            before = net.up(x)
+        old = net.up
+        # Checked before anything is replaced.
+        with self.assertRaisesRegex(ValueError, "is 5x"):
+            patch_linear(net, self.m, {"up": self.W, "other": self.W})
+        self.assertIs(net.up, old)
+        with self.assertRaises(KeyError):
+            patch_linear(net, self.m, {"up": "no.such.weight"})
+        self.assertEqual(patch_linear(net, self.m, {"up": self.W}), 1)
+        self.assertIsInstance(net.up, UnweightLinear)
+        self.assertIsNone(old.weight)
+        self.assertIsInstance(net.other, torch.nn.Linear)
+        with torch.no_grad():
+            after = net.up(x)
+        # torch's CPU product and uw_matmul add in other orders: within the bound.
+        mag = np.abs(unweight.bf16_to_float32(self.bits(x))).astype(np.float64) @ \
+            np.abs(unweight.bf16_to_float32(self.w)).astype(np.float64).T
+        diff = (after.double() - before.double()).abs().numpy()
+        self.assertTrue((diff <= 2 * REL * mag).all())
+        # linear_mapping names the layers whose NAME.weight the model has.
+        net2 = torch.nn.Module()
+        net2.model = torch.nn.Module()
+        net2.model.layers = torch.nn.ModuleList([torch.nn.Module()])
+        net2.model.layers[0].mlp = torch.nn.Module()
+        net2.model.layers[0].mlp.up_proj = torch.nn.Linear(cols, rows, bias=False)
+        net2.model.layers[0].mlp.extra = torch.nn.Linear(cols, rows, bias=False)
+        self.assertEqual(linear_mapping(net2, self.m),
+                         {"model.layers.0.mlp.up_proj": self.W})
 
 
 if __name__ == "__main__":

@@ -398,6 +398,11 @@ class Tensor:
         _check(lib().uw_decode(self._handle, b.ptr, b.nbytes, self._stream(stream, b)), "uw_decode")
         return out
 
+    def _matmul_raw(self, x: int, batch: int, y: int, stream: Optional[int]) -> None:
+        """uw_matmul on pointers the caller has checked (unweight.torch's hot path)."""
+        self.model._live()
+        _check(lib().uw_matmul(self._handle, x, batch, y, stream), "uw_matmul")
+
     def matmul(self, x: Any, out: Any = None, *, stream: Optional[int] = None) -> Any:
         """y = x . W^T (uw_matmul) for this 2-D BF16 tensor W of shape
         [rows, cols]: x has shape [..., cols], y [..., rows]; float32
@@ -440,6 +445,5 @@ class Tensor:
             raise ValueError(f"{self.name}: matmul: out overlaps x")
         batch = int(np.prod(bx.shape[:-1], dtype=np.int64))
         if batch:
-            _check(lib().uw_matmul(self._handle, bx.ptr, batch, by.ptr, self._stream(stream, bx, by)),
-                   "uw_matmul")
+            self._matmul_raw(bx.ptr, batch, by.ptr, self._stream(stream, bx, by))
         return out
