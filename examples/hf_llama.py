@@ -113,7 +113,7 @@ def unique_tensors(model: nn.Module) -> Tuple[Dict[str, torch.Tensor], Dict[str,
     by_ptr: Dict[Tuple[int, Tuple[int, ...]], str] = {}
     for name, t in model.state_dict().items():
         key = (t.data_ptr(), tuple(t.shape))
-        if key in by_ptr:
+        if t.numel() and key in by_ptr:
             alias[name] = by_ptr[key]
         else:
             by_ptr[key] = name
