@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "daemon/log.h"
+#include "proto/proto.h"
 #include "unweight.h"
 
 enum origin { FROM_FILE, FROM_FLAG };
@@ -64,6 +65,36 @@ int config_parse_size(const char *s, uint64_t *out)
 		return -EINVAL;
 	*out = (uint64_t)v << shift;
 	return 0;
+}
+
+/* attach.MODEL = LIST: a later line for the same model replaces it. */
+static int set_model_acl(struct uwd_config *c, const char *model, const char *v, char *why,
+			 size_t whylen)
+{
+	if (!proto_name_valid(model)) {
+		snprintf(why, whylen, "'%s' is not a model name", model);
+		return -EINVAL;
+	}
+	size_t i;
+	for (i = 0; i < c->nattach_models; i++)
+		if (strcmp(c->attach_models[i].model, model) == 0)
+			return acl_parse(v, &c->attach_models[i].acl, why, whylen);
+	struct uwd_model_acl *m = realloc(c->attach_models, (i + 1) * sizeof(*m));
+	if (!m) {
+		snprintf(why, whylen, "out of memory");
+		return -ENOMEM;
+	}
+	c->attach_models = m;
+	m[i] = (struct uwd_model_acl){0};
+	int rc = acl_parse(v, &m[i].acl, why, whylen);
+	if (!rc && !(m[i].model = strdup(model))) {
+		acl_free(&m[i].acl);
+		snprintf(why, whylen, "out of memory");
+		rc = -ENOMEM;
+	}
+	if (!rc)
+		c->nattach_models++;
+	return rc;
 }
 
 /* Apply one setting; why gets the reason on error. */
@@ -141,6 +172,16 @@ static int config_set(struct uwd_config *c, const char *key, const char *v,
 		c->nallow++;
 		c->allow_from_file = from == FROM_FILE;
 		return 0;
+	}
+	if (strcmp(key, "admin") == 0 || strcmp(key, "attach") == 0 ||
+	    strncmp(key, "attach.", 7) == 0) {
+		char sub[UWERR_MSG_MAX / 4];
+		int rc = key[1] == 'd' ? acl_parse(v, &c->admin, sub, sizeof(sub))
+			 : key[6] ? set_model_acl(c, key + 7, v, sub, sizeof(sub))
+			 : acl_parse(v, &c->attach, sub, sizeof(sub));
+		if (rc)
+			snprintf(why, whylen, "%s: %s", key, sub);
+		return rc;
 	}
 	if (strcmp(key, "socket_group") == 0)
 		return set_str(&c->socket_group, v, why, whylen);
@@ -254,6 +295,10 @@ static void usage(FILE *f)
 		"      --budget [DEV=]SIZE memory models may take on a device (repeatable)\n"
 		"      --socket-group NAME group of the socket\n"
 		"      --socket-mode MODE  permissions of the socket (default 0660)\n"
+		"      --admin LIST        who may load and evict (default: root and the\n"
+		"                          daemon's own uid); LIST: users, @groups, *\n"
+		"      --attach [MODEL=]LIST  who may attach (every model, or MODEL;\n"
+		"                          default *)\n"
 		"  -l, --log-level LEVEL   err, warning, notice, info or debug (default info)\n"
 		"      --max-clients N     connections served at once (default 128)\n"
 		"      --load-threads N    encoder threads per load (0: one per CPU, up to 8)\n"
@@ -272,6 +317,8 @@ static const struct option longopts[] = {
 	{"budget", required_argument, NULL, 'B'},
 	{"socket-group", required_argument, NULL, 'G'},
 	{"socket-mode", required_argument, NULL, 'M'},
+	{"admin", required_argument, NULL, 'A'},
+	{"attach", required_argument, NULL, 'P'},
 	{"log-level", required_argument, NULL, 'l'},
 	{"max-clients", required_argument, NULL, 'C'},
 	{"load-threads", required_argument, NULL, 'T'},
@@ -292,6 +339,7 @@ static const char *flag_key(int opt)
 	case 'a': return "allow_dir";
 	case 'G': return "socket_group";
 	case 'M': return "socket_mode";
+	case 'A': return "admin";
 	case 'l': return "log_level";
 	case 'C': return "max_clients";
 	case 'T': return "load_threads";
@@ -318,7 +366,8 @@ int config_load(struct uwd_config *c, int argc, char **argv, struct uwerr *e)
 		.io_timeout_ms = 10000,
 	};
 	c->socket_path = strdup(UW_DEFAULT_SOCKET);
-	if (!c->socket_path)
+	char no[64];
+	if (!c->socket_path || acl_parse("*", &c->attach, no, sizeof(no)))
 		return uwerr_set(e, ENOMEM, "out of memory");
 
 	/* First pass: only what decides which file to read, or to read none. */
@@ -353,13 +402,16 @@ int config_load(struct uwd_config *c, int argc, char **argv, struct uwerr *e)
 		case 'f':
 			c->foreground = 1;
 			continue;
-		case 'B': {
+		case 'B':
+		case 'P': {
+			/* --budget [DEV=]SIZE, --attach [MODEL=]LIST */
+			const char *base = opt == 'B' ? "budget" : "attach";
 			const char *eq = strchr(optarg, '=');
 			if (eq && (size_t)(eq - optarg) < sizeof(key) - 8) {
-				snprintf(key, sizeof(key), "budget.%.*s", (int)(eq - optarg), optarg);
+				snprintf(key, sizeof(key), "%s.%.*s", base, (int)(eq - optarg), optarg);
 				val = eq + 1;
 			} else {
-				snprintf(key, sizeof(key), "budget");
+				snprintf(key, sizeof(key), "%s", base);
 			}
 			break;
 		}
@@ -375,6 +427,8 @@ int config_load(struct uwd_config *c, int argc, char **argv, struct uwerr *e)
 	}
 	if (optind < argc)
 		return uwerr_set(e, EINVAL, "unexpected argument '%s' (see --help)", argv[optind]);
+	if (!c->admin.text && acl_default_admin(&c->admin))
+		return uwerr_set(e, ENOMEM, "out of memory");
 	return 0;
 }
 
@@ -386,5 +440,12 @@ void config_free(struct uwd_config *c)
 		free(c->budgets[i].device);
 	for (size_t i = 0; i < c->nallow; i++)
 		free(c->allow_dirs[i]);
+	acl_free(&c->admin);
+	acl_free(&c->attach);
+	for (size_t i = 0; i < c->nattach_models; i++) {
+		free(c->attach_models[i].model);
+		acl_free(&c->attach_models[i].acl);
+	}
+	free(c->attach_models);
 	*c = (struct uwd_config){0};
 }

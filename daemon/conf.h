@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "daemon/policy.h"
 
 #define UWD_CONFIG_FILE "/etc/unweight/unweightd.conf"
 #define UWD_BACKEND_AUTO (-1)
@@ -15,6 +16,12 @@
 struct uwd_budget {
 	char *device;              /* "" = the default device */
 	uint64_t bytes;
+};
+
+/* attach.MODEL: who may attach one model (instead of the default list). */
+struct uwd_model_acl {
+	char *model;
+	struct acl acl;
 };
 
 struct uwd_config {
@@ -27,6 +34,10 @@ struct uwd_config {
 	int allow_from_file;       /* the first --allow-dir replaces the file's list */
 	char *socket_group;        /* NULL: leave the group as created */
 	unsigned socket_mode;      /* permission bits of a socket unweightd binds */
+	struct acl admin;          /* may load and evict */
+	struct acl attach;         /* may attach a model with no attach.NAME of its own */
+	struct uwd_model_acl *attach_models;
+	size_t nattach_models;
 	int log_level;             /* LOG_ERR .. LOG_DEBUG */
 	unsigned max_clients;
 	unsigned load_threads;     /* encoder threads per load; 0: one per CPU, at most 8 */

@@ -62,7 +62,7 @@ static int do_hello(struct conn *c, struct rbuf *rb, struct body *b, struct uwer
 					    .daemon = "unweightd " PACKAGE_VERSION};
 		enc_hello_reply(&b->w, &r);
 		c->version = v;
-		log_info("client %s: %s, protocol version %u", c->who, h.peer, v);
+		log_info("client %s: %s, protocol version %u", c->peer.who, h.peer, v);
 	} else {
 		uwerr_prefix(e, "%s", h.peer);
 	}
@@ -70,12 +70,21 @@ static int do_hello(struct conn *c, struct rbuf *rb, struct body *b, struct uwer
 	return rc;
 }
 
+static int admin_only(struct conn *c, const char *op, const char *model, struct uwerr *e)
+{
+	char what[PROTO_MAX_NAME + 16];
+	snprintf(what, sizeof(what), "%s %s", op, model);
+	return policy_admin(c->d->cfg, &c->peer, what, e);
+}
+
 static int do_load(struct conn *c, struct rbuf *rb, struct uwerr *e)
 {
 	struct msg_load q = {0};
 	int rc = dec_load(rb, &q, e);
 	if (!rc)
-		rc = loader_start(c->d->ld, &q, c->who, e);
+		rc = admin_only(c, "load", q.name, e);
+	if (!rc)
+		rc = loader_start(c->d->ld, &q, c->peer.who, e);
 	msg_load_free(&q);
 	return rc;
 }
@@ -84,9 +93,11 @@ static int do_evict(struct conn *c, struct rbuf *rb, struct uwerr *e)
 {
 	struct msg_evict q = {0};
 	int rc = dec_evict(rb, &q, e);
+	if (!rc)
+		rc = admin_only(c, "evict", q.name, e);
 	if (!rc && !(rc = registry_evict(c->d->reg, q.name, q.flags, e))) {
 		log_notice("evict %s%s: by %s", q.name, q.flags & UW_EVICT_FORCE ? " (force)" : "",
-			   c->who);
+			   c->peer.who);
 	}
 	msg_evict_free(&q);
 	return rc;
@@ -111,6 +122,8 @@ static int do_attach(struct conn *c, struct rbuf *rb, struct body *b, int *fds,
 	struct model *m;
 	uint64_t lease;
 	int rc = dec_attach(rb, &q, e);
+	if (!rc)
+		rc = policy_attach(c->d->cfg, &c->peer, q.name, e);
 	if (rc || (rc = registry_attach(c->d->reg, q.name, c, &lease, &m, e)))
 		goto out;
 	/* The lease keeps m alive, and a ready model does not change. */
@@ -132,7 +145,7 @@ static int do_attach(struct conn *c, struct rbuf *rb, struct body *b, int *fds,
 		fds[i] = be->ops->buf_fd(m->bufs[i]);
 	b->fds = fds;
 	b->nfds = (int)m->nbufs;
-	log_info("attach %s: lease %llu to %s", q.name, (unsigned long long)lease, c->who);
+	log_info("attach %s: lease %llu to %s", q.name, (unsigned long long)lease, c->peer.who);
 out:
 	msg_attach_free(&q);
 	return rc;
@@ -200,7 +213,7 @@ static int dispatch(struct conn *c, struct proto_msg *m)
 	if (!rc && b.w.err)
 		rc = uwerr_set(&e, ENOMEM, "%s: reply: out of memory", proto_op_name(op));
 	if (rc)
-		log_warning("refused %s from %s: %s", proto_op_name(op), c->who, e.msg);
+		log_warning("refused %s from %s: %s", proto_op_name(op), c->peer.who, e.msg);
 	conn_io_begin(c);
 	if (send_reply(c->fd, c->version ? c->version : PROTO_VERSION, op, rc, e.msg, &b))
 		keep = 0;
@@ -258,7 +271,7 @@ void *conn_main(void *arg)
 			break;
 		if (rc) {
 			/* The stream is out of step: answer if we can, then close. */
-			log_warning("client %s: %s; closing the connection", c->who, e.msg);
+			log_warning("client %s: %s; closing the connection", c->peer.who, e.msg);
 			conn_io_begin(c);
 			send_reply(c->fd, c->version ? c->version : PROTO_VERSION, m.hdr.opcode, rc,
 				   e.msg, NULL);
@@ -271,7 +284,7 @@ void *conn_main(void *arg)
 			break;
 	}
 	unsigned n = registry_release(d->reg, c);
-	log_info("client %s: gone (%u lease%s ended)", c->who, n, n == 1 ? "" : "s");
+	log_info("client %s: gone (%u lease%s ended)", c->peer.who, n, n == 1 ? "" : "s");
 	atomic_store(&c->done, 1);
 	uwd_wake(d);
 	return NULL;

@@ -6,7 +6,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include <sys/socket.h>
+
+#include "daemon/policy.h"
 
 struct uwd;
 
@@ -15,8 +16,7 @@ struct conn {
 	struct uwd *d;
 	int fd;                   /* the server's: closed after the thread is joined */
 	pthread_t th;
-	struct ucred cred;        /* SO_PEERCRED at accept */
-	char who[64];             /* "uid 1000 pid 4242", for the log */
+	struct peer peer;         /* who it is, from the kernel at accept */
 	uint16_t version;         /* agreed in HELLO; 0 before */
 	int refuse;               /* over max_clients: answer the first request -EUSERS */
 	atomic_llong io_since_ms; /* a message is being read or written since; 0: none */

@@ -30,6 +30,9 @@ static void log_settings(const struct uwd *d)
 			 (double)d->be->dev[i].budget / (1u << 30));
 	for (size_t i = 0; i < c->nallow; i++)
 		log_info("allow_dir %s", c->allow_dirs[i]);
+	log_info("admin (load, evict): %s; attach: %s", c->admin.text, c->attach.text);
+	for (size_t i = 0; i < c->nattach_models; i++)
+		log_info("attach.%s: %s", c->attach_models[i].model, c->attach_models[i].acl.text);
 	if (!c->nallow)
 		log_warning("no allow_dir is configured: every load will be refused");
 }

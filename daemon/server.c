@@ -181,7 +181,7 @@ static void close_stalled(struct server *s)
 		long long since = atomic_load(&c->io_since_ms);
 		if (since && now - since > limit && !atomic_load(&c->done)) {
 			log_warning("client %s: stalled inside a message for over %lld ms; closing "
-				    "the connection", c->who, limit);
+				    "the connection", c->peer.who, limit);
 			shutdown(c->fd, SHUT_RDWR);
 			atomic_store(&c->io_since_ms, 0);
 		}
@@ -236,11 +236,14 @@ static void accept_one(struct server *s)
 		}
 		return;
 	}
-	struct ucred cred = {.pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1};
-	socklen_t len = sizeof(cred);
-	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
-	char who[64];
-	snprintf(who, sizeof(who), "uid %ld pid %ld", (long)cred.uid, (long)cred.pid);
+	struct peer peer;
+	struct uwerr e = {0};
+	if (peer_identify(fd, &peer, &e)) {
+		log_err("refused a connection: %s", e.msg);
+		close(fd);
+		return;
+	}
+	const char *who = peer.who;
 
 	unsigned refusing, serving = reap(s, &refusing);
 	int refuse = serving >= d->cfg->max_clients;
@@ -262,9 +265,8 @@ static void accept_one(struct server *s)
 	}
 	c->d = d;
 	c->fd = fd;
-	c->cred = cred;
+	c->peer = peer;
 	c->refuse = refuse;
-	memcpy(c->who, who, sizeof(who));
 	pthread_mutex_lock(&s->lock);
 	int rc = pthread_create(&c->th, NULL, conn_main, c);
 	if (!rc) {
@@ -273,7 +275,7 @@ static void accept_one(struct server *s)
 	}
 	pthread_mutex_unlock(&s->lock);
 	if (rc) {
-		log_err("refused connection from %s: thread: %s", who, strerror(rc));
+		log_err("refused connection from %s: thread: %s", peer.who, strerror(rc));
 		conn_refuse(fd, -rc, "unweightd cannot start a thread for this connection");
 		close(fd);
 		free(c);

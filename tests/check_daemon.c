@@ -773,6 +773,12 @@ START_TEST(t_config_errors)
 #endif
 	ck_assert_int_eq(run_daemon("budget.gpu7 = 1G\nbackend = host\n", NULL, err, sizeof(err)), 1);
 	ck_assert_msg(strstr(err, "gpu7"), "%s", err);
+	ck_assert_int_eq(run_daemon("admin = root no-such-user-here\n", NULL, err, sizeof(err)), 2);
+	ck_assert_msg(strstr(err, "u.conf:1: admin: 'no-such-user-here': no such user"), "%s", err);
+	ck_assert_int_eq(run_daemon("attach.../x = *\n", NULL, err, sizeof(err)), 2);
+	ck_assert_msg(strstr(err, "not a model name"), "%s", err);
+	ck_assert_int_eq(run_daemon("", "--attach=m=@no-such-group-here", err, sizeof(err)), 2);
+	ck_assert_msg(strstr(err, "--attach") && strstr(err, "no such group"), "%s", err);
 	ck_assert_int_eq(run_daemon("allow_dir = /nonexistent/models\n", NULL, err, sizeof(err)), 1);
 	ck_assert_msg(strstr(err, "/nonexistent/models"), "%s", err);
 }

@@ -149,6 +149,11 @@ void daemon_start(struct daemon *d, const struct start_opts *o)
 		/* Only what a service would get: valgrind --track-fds then
 		 * reports the daemon's own fds alone. */
 		close_range(lfd >= 0 ? 4 : 3, ~0u, 0);
+		if (o && o->log) {
+			int lf = open(o->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+			if (lf < 0 || dup2(lf, 2) < 0)
+				_exit(126);
+		}
 		setenv("NOTIFY_SOCKET", d->notify_path, 1);
 		if (o && o->env)
 			putenv((char *)o->env);

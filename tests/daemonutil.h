@@ -39,6 +39,7 @@ struct start_opts {
 	const char *env;          /* one extra NAME=VALUE, or NULL */
 	int activate_fd;          /* socket activation: pass this as fd 3; 0: none */
 	const char *sock;         /* --socket, else one in the temporary dir */
+	const char *log;          /* its stderr (the log) goes to this file, or NULL */
 };
 
 struct mstat {
