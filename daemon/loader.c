@@ -245,13 +245,6 @@ static int worst_case(const struct source *src, uint64_t *cap, struct uwerr *e)
 	return 0;
 }
 
-static void free_paths(char **p, size_t n)
-{
-	for (size_t i = 0; p && i < n; i++)
-		free(p[i]);
-	free(p);
-}
-
 static void job_free(struct job *j)
 {
 	pthread_mutex_destroy(&j->lock);
@@ -278,7 +271,6 @@ int loader_start(struct loader *ld, const struct msg_load *q, const char *who,
 		 struct uwerr *e)
 {
 	struct uwd *d = ld->d;
-	char **real = NULL;
 	struct job *j = NULL;
 	struct source *src = NULL;
 	int rc;
@@ -294,20 +286,11 @@ int loader_start(struct loader *ld, const struct msg_load *q, const char *who,
 		return uwerr_set(e, EEXIST, "load %s: a model of that name exists", q->name);
 	/* From here on, messages get the "load NAME: " prefix at fail. */
 
-	if (!(real = calloc(q->npaths, sizeof(*real)))) {
-		rc = uwerr_set(e, ENOMEM, "out of memory");
+	/* Every file it opens, each shard an index names too, goes through
+	 * the allow_dir opener. */
+	if ((rc = source_open_via(allow_opener(d->allow), (const char *const *)q->paths,
+				  q->npaths, &src, e)))
 		goto fail;
-	}
-	for (size_t i = 0; i < q->npaths; i++)
-		if ((rc = allow_check(d->cfg, q->paths[i], &real[i], e)))
-			goto fail;
-	if ((rc = source_open((const char *const *)real, q->npaths, &src, e)))
-		goto fail;
-	/* An index names its shards: check them too, as opened. */
-	for (size_t i = 0; i < source_file_count(src); i++)
-		if ((rc = allow_check_fd(d->cfg, source_file_fd(src, i),
-					 source_file_path(src, i), e)))
-			goto fail;
 	if (!source_count(src)) {
 		rc = uwerr_set(e, EINVAL, "%s: holds no tensors", q->paths[0]);
 		goto fail;
@@ -353,14 +336,12 @@ int loader_start(struct loader *ld, const struct msg_load *q, const char *who,
 		registry_unref(d->reg, j->m);
 		goto fail;
 	}
-	free_paths(real, q->npaths);
 	return 0;
 fail:
 	if (j)
 		job_free(j);
 	if (src)
 		source_close(src);
-	free_paths(real, q->npaths);
 	return uwerr_prefix(e, "load %s", q->name);
 }
 

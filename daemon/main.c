@@ -59,7 +59,7 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if ((rc = allow_resolve_dirs(&cfg, &e)) || (rc = backend_open(&cfg, &d.be, &e)) ||
+	if ((rc = allow_new(&cfg, &d.allow, &e)) || (rc = backend_open(&cfg, &d.be, &e)) ||
 	    (rc = registry_new(d.be, &d.reg, &e)) || (rc = loader_new(&d, &d.ld, &e)))
 		goto out;
 	if ((d.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
@@ -82,6 +82,7 @@ out:
 	loader_free(d.ld);
 	registry_free(d.reg);
 	backend_close(d.be);
+	allow_free(d.allow);
 	if (d.wake_fd >= 0)
 		close(d.wake_fd);
 	config_free(&cfg);

@@ -4,14 +4,23 @@
  * naming it, and logs the refusal with its uid and pid; a group in the list
  * lets it in; attach follows the default list unless the model has an
  * attach.NAME list of its own. No privilege is needed: the lists name other
- * uids instead of switching this process to another. */
+ * uids instead of switching this process to another.
+ *
+ * And the load path confinement: beneath_open (openat2) and beneath_walk
+ * (its fallback) agree on a table of paths that stay inside or escape, and
+ * the daemon refuses loads whose path, or whose index's shard, escapes its
+ * allow_dir by ".." or by a symlink. */
 #include "config.h"
 
 #include <check.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include "daemon/beneath.h"
 
 #include "tests/daemonutil.h"
 #include "tests/testutil.h"
@@ -114,6 +123,151 @@ START_TEST(t_attach_override)
 }
 END_TEST
 
+/* ---- the load path ----------------------------------------------------- */
+
+static void mkfile(const char *dir, const char *name, const char *text)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	ck_assert_int_eq(tu_write_file(p, text, strlen(text)), 0);
+}
+
+static void mklink(const char *dir, const char *name, const char *target)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	ck_assert_msg(symlink(target, p) == 0, "symlink %s: %s", p, strerror(errno));
+}
+
+/* Each path under in/, what it must give: the text of the file it opens,
+ * or the error. Both ways of opening must agree. */
+START_TEST(t_beneath)
+{
+	char *root = tu_tmpdir(), in[512], sub[512], abs_target[600];
+	snprintf(in, sizeof(in), "%s/in", root);
+	snprintf(sub, sizeof(sub), "%s/in/sub", root);
+	ck_assert_int_eq(mkdir(in, 0755), 0);
+	ck_assert_int_eq(mkdir(sub, 0755), 0);
+	mkfile(root, "out", "outside");
+	mkfile(in, "f", "file f");
+	mkfile(sub, "g", "file g");
+	snprintf(abs_target, sizeof(abs_target), "%s/f", in);
+	mklink(in, "lrel", "sub/g");            /* inside */
+	mklink(in, "ldir", "sub");              /* a directory, inside */
+	mklink(sub, "lchain", "../lrel");       /* a chain, inside */
+	mklink(in, "lup", "../out");            /* climbs out */
+	mklink(sub, "lup2", "../../out");
+	mklink(in, "labs", abs_target);         /* absolute: refused even pointing inside */
+	mklink(in, "loop", "loop");
+	int dirfd = open(in, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	ck_assert_int_ge(dirfd, 0);
+	static const struct {
+		const char *path, *text;
+		int err;
+	} cases[] = {
+		{"f", "file f", 0},
+		{"./sub//g", "file g", 0},
+		{"sub/../f", "file f", 0},
+		{"lrel", "file g", 0},
+		{"ldir/g", "file g", 0},
+		{"sub/lchain", "file g", 0},
+		{"../out", NULL, -EXDEV},
+		{"sub/../../out", NULL, -EXDEV},
+		{"lup", NULL, -EXDEV},
+		{"sub/lup2", NULL, -EXDEV},
+		{"ldir/../../out", NULL, -EXDEV},
+		{"labs", NULL, -EXDEV},
+		{"loop", NULL, -ELOOP},
+		{"f/x", NULL, -ENOTDIR},
+		{"missing", NULL, -ENOENT},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		for (int way = 0; way < 2; way++) {
+			int fd = way ? beneath_walk(dirfd, cases[i].path, O_RDONLY)
+				 : beneath_open(dirfd, cases[i].path, O_RDONLY);
+			const char *how = way ? "beneath_walk" : "beneath_open";
+			if (cases[i].err) {
+				ck_assert_msg(fd == cases[i].err, "%s %s: %d, expected %d", how,
+					      cases[i].path, fd, cases[i].err);
+				continue;
+			}
+			ck_assert_msg(fd >= 0, "%s %s: %s", how, cases[i].path, strerror(-fd));
+			char buf[32] = {0};
+			ck_assert_int_ge(read(fd, buf, sizeof(buf) - 1), 0);
+			ck_assert_msg(strcmp(buf, cases[i].text) == 0, "%s %s read \"%s\"", how,
+				      cases[i].path, buf);
+			ck_assert_int_eq(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+			close(fd);
+		}
+	close(dirfd);
+	tu_rmtree(root);
+	free(root);
+}
+END_TEST
+
+/* A load whose path escapes by "..", or by a symlink climbing out, is
+ * refused; so is an index whose shard is such a symlink; a symlink that
+ * stays inside loads; a FIFO is refused at once instead of blocking. */
+START_TEST(t_load_escapes)
+{
+	struct daemon d;
+	daemon_start(&d, NULL);
+	int fd = connect_hello(&d);
+	char out[512], p[600], sub[512];
+	snprintf(out, sizeof(out), "%s/outside.safetensors", d.dir);
+	copy_file(fixture(), out, 0);
+
+	snprintf(p, sizeof(p), "%s/../outside.safetensors", d.allow);
+	ck_assert_int_eq(req_load(fd, "dots", p), -EACCES);
+	ck_assert_msg(strstr(last_msg, "leads outside allow_dir") && strstr(last_msg, out),
+		      "\"%s\"", last_msg);
+
+	mklink(d.allow, "up.safetensors", "../outside.safetensors");
+	snprintf(p, sizeof(p), "%s/up.safetensors", d.allow);
+	ck_assert_int_eq(req_load(fd, "up", p), -EACCES);
+	ck_assert_msg(strstr(last_msg, "up.safetensors") && strstr(last_msg, "leads outside"),
+		      "\"%s\"", last_msg);
+
+	/* An index beside a shard that climbs out. */
+	snprintf(p, sizeof(p), "%s/w.safetensors", d.allow);
+	write_big(p, 2, 8, 64);
+	snprintf(p, sizeof(p), "%s/evil.safetensors.index.json", d.allow);
+	const char *idx = "{\"weight_map\":{\"w000\":\"w.safetensors\",\"w001\":\"w.safetensors\","
+			  "\"tok_embeddings.weight\":\"up.safetensors\"}}";
+	ck_assert_int_eq(tu_write_file(p, idx, strlen(idx)), 0);
+	ck_assert_int_eq(req_load(fd, "evil", p), -EACCES);
+	ck_assert_msg(strstr(last_msg, "up.safetensors") && strstr(last_msg, "evil.safetensors.index"),
+		      "\"%s\"", last_msg);
+
+	/* A FIFO: not a regular file, and no writer ever comes. */
+	snprintf(p, sizeof(p), "%s/fifo.safetensors", d.allow);
+	ck_assert_int_eq(mkfifo(p, 0644), 0);
+	ck_assert_int_eq(req_load(fd, "fifo", p), -EINVAL);
+	ck_assert_msg(strstr(last_msg, "not a regular file"), "\"%s\"", last_msg);
+
+	/* Inside, through a directory symlink and a file symlink. */
+	snprintf(sub, sizeof(sub), "%s/blobs", d.allow);
+	ck_assert_int_eq(mkdir(sub, 0755), 0);
+	stage(&d, "blobs/stories");
+	mklink(d.allow, "snap", "blobs");
+	mklink(sub, "model.safetensors", "stories");
+	snprintf(p, sizeof(p), "%s/snap/model.safetensors", d.allow);
+	ck_assert_msg(req_load(fd, "inside", p) == 0, "load: %s", last_msg);
+	ck_assert_str_eq(wait_loaded(fd, "inside").state, "ready");
+	struct attached a;
+	ck_assert_int_eq(req_attach(fd, "inside", &a), 0);
+	verify_model(&a, fixture());
+	attached_free(&a);
+
+	/* Only the one that stayed inside is there. */
+	struct json_value *j = req_stats(fd, "");
+	ck_assert_uint_eq(json_get(j, "models")->u.arr.n, 1);
+	json_free(j);
+	close(fd);
+	daemon_stop(&d);
+}
+END_TEST
+
 int main(void)
 {
 	rng = tu_seed();
@@ -122,5 +276,7 @@ int main(void)
 	tcase_add_test(tc, t_admin_refused);
 	tcase_add_test(tc, t_admin_group);
 	tcase_add_test(tc, t_attach_override);
+	tcase_add_test(tc, t_beneath);
+	tcase_add_test(tc, t_load_escapes);
 	return tu_run(s);
 }
