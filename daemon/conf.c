@@ -183,6 +183,8 @@ static int config_set(struct uwd_config *c, const char *key, const char *v,
 			snprintf(why, whylen, "%s: %s", key, sub);
 		return rc;
 	}
+	if (strcmp(key, "socket_owner") == 0)
+		return set_str(&c->socket_owner, v, why, whylen);
 	if (strcmp(key, "socket_group") == 0)
 		return set_str(&c->socket_group, v, why, whylen);
 	if (strcmp(key, "socket_mode") == 0) {
@@ -293,6 +295,7 @@ static void usage(FILE *f)
 		"  -b, --backend NAME      host, cuda or auto (default auto)\n"
 		"  -a, --allow-dir DIR     models may be loaded from under DIR (repeatable)\n"
 		"      --budget [DEV=]SIZE memory models may take on a device (repeatable)\n"
+		"      --socket-owner NAME owner of the socket (needs privilege)\n"
 		"      --socket-group NAME group of the socket\n"
 		"      --socket-mode MODE  permissions of the socket (default 0660)\n"
 		"      --admin LIST        who may load and evict (default: root and the\n"
@@ -315,6 +318,7 @@ static const struct option longopts[] = {
 	{"backend", required_argument, NULL, 'b'},
 	{"allow-dir", required_argument, NULL, 'a'},
 	{"budget", required_argument, NULL, 'B'},
+	{"socket-owner", required_argument, NULL, 'U'},
 	{"socket-group", required_argument, NULL, 'G'},
 	{"socket-mode", required_argument, NULL, 'M'},
 	{"admin", required_argument, NULL, 'A'},
@@ -337,6 +341,7 @@ static const char *flag_key(int opt)
 	case 's': return "socket";
 	case 'b': return "backend";
 	case 'a': return "allow_dir";
+	case 'U': return "socket_owner";
 	case 'G': return "socket_group";
 	case 'M': return "socket_mode";
 	case 'A': return "admin";
@@ -435,6 +440,7 @@ int config_load(struct uwd_config *c, int argc, char **argv, struct uwerr *e)
 void config_free(struct uwd_config *c)
 {
 	free(c->socket_path);
+	free(c->socket_owner);
 	free(c->socket_group);
 	for (size_t i = 0; i < c->nbudgets; i++)
 		free(c->budgets[i].device);

@@ -32,6 +32,7 @@ struct uwd_config {
 	char *allow_dirs[UWD_MAX_LIST];
 	size_t nallow;
 	int allow_from_file;       /* the first --allow-dir replaces the file's list */
+	char *socket_owner;        /* NULL: leave the owner as created */
 	char *socket_group;        /* NULL: leave the group as created */
 	unsigned socket_mode;      /* permission bits of a socket unweightd binds */
 	struct acl admin;          /* may load and evict */

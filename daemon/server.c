@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -74,17 +75,39 @@ static int remove_stale(const char *path, const struct sockaddr_un *sa, struct u
 	return 0;
 }
 
-static int set_group(const char *path, const char *group, struct uwerr *e)
+/* chown the socket to socket_owner and/or socket_group (names or ids). */
+static int set_owner(const char *path, const char *owner, const char *group, struct uwerr *e)
 {
-	struct group gr, *res = NULL;
-	char buf[4096];
-	int rc = getgrnam_r(group, &gr, buf, sizeof(buf), &res);
-	if (!res)
-		return uwerr_set(e, rc ? rc : ENOENT, "socket_group %s: %s", group,
-				 rc ? strerror(rc) : "no such group");
-	if (chown(path, (uid_t)-1, gr.gr_gid) < 0)
-		return uwerr_set(e, errno, "socket %s: chown to group %s: %s", path, group,
-				 strerror(errno));
+	uid_t uid = (uid_t)-1;
+	gid_t gid = (gid_t)-1;
+	char buf[4096], *end;
+	if (owner) {
+		struct passwd pw, *res = NULL;
+		unsigned long id = strtoul(owner, &end, 10);
+		int rc = 0;
+		if (*owner && !*end)
+			uid = (uid_t)id;
+		else if ((rc = getpwnam_r(owner, &pw, buf, sizeof(buf), &res)) || !res)
+			return uwerr_set(e, rc ? rc : ENOENT, "socket_owner %s: %s", owner,
+					 rc ? strerror(rc) : "no such user");
+		else
+			uid = pw.pw_uid;
+	}
+	if (group) {
+		struct group gr, *res = NULL;
+		unsigned long id = strtoul(group, &end, 10);
+		int rc = 0;
+		if (*group && !*end)
+			gid = (gid_t)id;
+		else if ((rc = getgrnam_r(group, &gr, buf, sizeof(buf), &res)) || !res)
+			return uwerr_set(e, rc ? rc : ENOENT, "socket_group %s: %s", group,
+					 rc ? strerror(rc) : "no such group");
+		else
+			gid = gr.gr_gid;
+	}
+	if (chown(path, uid, gid) < 0)
+		return uwerr_set(e, errno, "socket %s: chown to %s:%s: %s", path, owner ? owner : "",
+				 group ? group : "", strerror(errno));
 	return 0;
 }
 
@@ -115,7 +138,8 @@ static int bind_path(struct server *s, struct uwerr *e)
 	s->bound = 1;
 	if (chmod(path, cfg->socket_mode) < 0)
 		return uwerr_set(e, errno, "socket %s: chmod: %s", path, strerror(errno));
-	if (cfg->socket_group && (rc = set_group(path, cfg->socket_group, e)))
+	if ((cfg->socket_owner || cfg->socket_group) &&
+	    (rc = set_owner(path, cfg->socket_owner, cfg->socket_group, e)))
 		return rc;
 	if (listen(s->lfd, SOMAXCONN) < 0)
 		return uwerr_set(e, errno, "socket %s: listen: %s", path, strerror(errno));

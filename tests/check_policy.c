@@ -17,7 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "daemon/beneath.h"
@@ -120,6 +124,47 @@ START_TEST(t_attach_override)
 		close(fd);
 		daemon_stop(&d);
 	}
+}
+END_TEST
+
+/* socket_owner, socket_group and socket_mode take effect on the socket it
+ * binds. Run as root, it is given to another user and group, and a third
+ * user is kept out by the mode; otherwise to our own ids (all a user may). */
+START_TEST(t_socket_owner)
+{
+	int root = geteuid() == 0;
+	long uid = root ? 4242 : (long)geteuid(), gid = root ? 4243 : (long)getegid();
+	char conf[160];
+	snprintf(conf, sizeof(conf), "socket_owner = %ld\nsocket_group = %ld\nsocket_mode = 0660\n",
+		 uid, gid);
+	struct daemon d;
+	struct start_opts o = {.conf = conf};
+	daemon_start(&d, &o);
+	struct stat sb;
+	ck_assert_int_eq(stat(d.sock, &sb), 0);
+	ck_assert_uint_eq(sb.st_mode & 07777, 0660);
+	ck_assert_uint_eq(sb.st_uid, (uid_t)uid);
+	ck_assert_uint_eq(sb.st_gid, (gid_t)gid);
+	if (root) {
+		ck_assert_int_eq(chmod(d.dir, 0755), 0);   /* only the socket's mode keeps it out */
+		pid_t pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			struct sockaddr_un sa = {.sun_family = AF_UNIX};
+			snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", d.sock);
+			int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+			if (setgroups(0, NULL) || setgid(4244) || setuid(4244))
+				_exit(2);
+			_exit(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno == EACCES ? 0 : 1);
+		}
+		int st;
+		ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "uid 4244 could connect (0x%x)", st);
+	}
+	int fd = connect_hello(&d);
+	stats_ok(fd);
+	close(fd);
+	daemon_stop(&d);
 }
 END_TEST
 
@@ -276,6 +321,7 @@ int main(void)
 	tcase_add_test(tc, t_admin_refused);
 	tcase_add_test(tc, t_admin_group);
 	tcase_add_test(tc, t_attach_override);
+	tcase_add_test(tc, t_socket_owner);
 	tcase_add_test(tc, t_beneath);
 	tcase_add_test(tc, t_load_escapes);
 	return tu_run(s);
