@@ -214,6 +214,12 @@ static int config_set(struct uwd_config *c, const char *key, const char *v,
 		{"max_clients", offsetof(struct uwd_config, max_clients), 1, 65536},
 		{"load_threads", offsetof(struct uwd_config, load_threads), 0, 256},
 		{"io_timeout_ms", offsetof(struct uwd_config, io_timeout_ms), 1, 3600000},
+		{"max_leases", offsetof(struct uwd_config, max_leases), 1, 1000000},
+		{"max_request_bytes", offsetof(struct uwd_config, max_request_bytes), 4096,
+		 PROTO_MAX_PAYLOAD},
+		{"idle_timeout_ms", offsetof(struct uwd_config, idle_timeout_ms), 0, 86400000},
+		{"max_loads", offsetof(struct uwd_config, max_loads), 1, 256},
+		{"load_queue", offsetof(struct uwd_config, load_queue), 0, 4096},
 	};
 	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
 		if (strcmp(key, nums[i].key))
@@ -306,6 +312,12 @@ static void usage(FILE *f)
 		"      --max-clients N     connections served at once (default 128)\n"
 		"      --load-threads N    encoder threads per load (0: one per CPU, up to 8)\n"
 		"      --io-timeout-ms N   a message once begun must arrive within N ms\n"
+		"      --idle-timeout-ms N close a connection with no lease silent for N ms\n"
+		"                          (default 0: never)\n"
+		"      --max-leases N      leases one connection may hold (default 1024)\n"
+		"      --max-request-bytes N  payload of one request (default 1048576)\n"
+		"      --max-loads N       loads running at once (default 2)\n"
+		"      --load-queue N      loads waiting for a turn (default 16)\n"
 		"  -f, --foreground        stay in the foreground (it always does)\n"
 		"  -h, --help              show this help\n"
 		"  -V, --version           show the version\n\n"
@@ -327,6 +339,11 @@ static const struct option longopts[] = {
 	{"max-clients", required_argument, NULL, 'C'},
 	{"load-threads", required_argument, NULL, 'T'},
 	{"io-timeout-ms", required_argument, NULL, 'O'},
+	{"idle-timeout-ms", required_argument, NULL, 'I'},
+	{"max-leases", required_argument, NULL, 'L'},
+	{"max-request-bytes", required_argument, NULL, 'R'},
+	{"max-loads", required_argument, NULL, 'D'},
+	{"load-queue", required_argument, NULL, 'Q'},
 	{"foreground", no_argument, NULL, 'f'},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
@@ -349,6 +366,11 @@ static const char *flag_key(int opt)
 	case 'C': return "max_clients";
 	case 'T': return "load_threads";
 	case 'O': return "io_timeout_ms";
+	case 'I': return "idle_timeout_ms";
+	case 'L': return "max_leases";
+	case 'R': return "max_request_bytes";
+	case 'D': return "max_loads";
+	case 'Q': return "load_queue";
 	default: return NULL;
 	}
 }
@@ -369,6 +391,10 @@ int config_load(struct uwd_config *c, int argc, char **argv, struct uwerr *e)
 		.log_level = LOG_INFO,
 		.max_clients = 128,
 		.io_timeout_ms = 10000,
+		.max_leases = 1024,
+		.max_request_bytes = 1u << 20,
+		.max_loads = 2,
+		.load_queue = 16,
 	};
 	c->socket_path = strdup(UW_DEFAULT_SOCKET);
 	char no[64];

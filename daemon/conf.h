@@ -41,6 +41,11 @@ struct uwd_config {
 	size_t nattach_models;
 	int log_level;             /* LOG_ERR .. LOG_DEBUG */
 	unsigned max_clients;
+	unsigned max_leases;       /* leases one connection may hold at once */
+	unsigned max_request_bytes;  /* payload of one request */
+	unsigned idle_timeout_ms;  /* a connection with no lease, silent this long, is closed; 0 never */
+	unsigned max_loads;        /* loads running at once */
+	unsigned load_queue;       /* loads waiting for a turn; more are refused */
 	unsigned load_threads;     /* encoder threads per load; 0: one per CPU, at most 8 */
 	unsigned io_timeout_ms;    /* a message once begun must complete within this */
 	int foreground;            /* accepted; unweightd never forks anyway */

@@ -124,6 +124,10 @@ static int do_attach(struct conn *c, struct rbuf *rb, struct body *b, int *fds,
 	int rc = dec_attach(rb, &q, e);
 	if (!rc)
 		rc = policy_attach(c->d->cfg, &c->peer, q.name, e);
+	if (!rc && atomic_load(&c->leases) >= c->d->cfg->max_leases)
+		rc = uwerr_set(e, EMFILE, "attach %s: this connection holds %u leases already, the "
+			       "most one may (max_leases); detach some first", q.name,
+			       atomic_load(&c->leases));
 	if (rc || (rc = registry_attach(c->d->reg, q.name, c, &lease, &m, e)))
 		goto out;
 	/* The lease keeps m alive, and a ready model does not change. */
@@ -145,6 +149,7 @@ static int do_attach(struct conn *c, struct rbuf *rb, struct body *b, int *fds,
 		fds[i] = be->ops->buf_fd(m->bufs[i]);
 	b->fds = fds;
 	b->nfds = (int)m->nbufs;
+	atomic_fetch_add(&c->leases, 1);
 	log_info("attach %s: lease %llu to %s", q.name, (unsigned long long)lease, c->peer.who);
 out:
 	msg_attach_free(&q);
@@ -155,7 +160,9 @@ static int do_detach(struct conn *c, struct rbuf *rb, struct uwerr *e)
 {
 	struct msg_detach q = {0};
 	int rc = dec_detach(rb, &q, e);
-	return rc ? rc : registry_detach(c->d->reg, c, q.lease, e);
+	if (!rc && !(rc = registry_detach(c->d->reg, c, q.lease, e)))
+		atomic_fetch_sub(&c->leases, 1);
+	return rc;
 }
 
 /* The server closes a connection whose message (either way) has been in
@@ -168,6 +175,7 @@ static void conn_io_begin(struct conn *c)
 static void conn_io_end(struct conn *c)
 {
 	atomic_store(&c->io_since_ms, 0);
+	atomic_store(&c->idle_since_ms, uwd_now_ms());
 }
 
 /* Serve one request; returns 0 to go on, -1 to close the connection. */
@@ -253,9 +261,11 @@ void *conn_main(void *arg)
 		uwd_wake(d);
 		return NULL;
 	}
+	atomic_store(&c->idle_since_ms, uwd_now_ms());
 	for (;;) {
-		/* Idle for as long as it likes (a worker holds its lease for
-		 * hours); the timeouts apply once a message has begun. */
+		/* Idle for as long as it likes while it holds a lease (a worker
+		 * holds one for hours); the io timeout applies once a message has
+		 * begun. */
 		struct pollfd p = {.fd = c->fd, .events = POLLIN};
 		if (poll(&p, 1, -1) < 0) {
 			if (errno == EINTR)
@@ -265,8 +275,13 @@ void *conn_main(void *arg)
 		struct proto_msg m;
 		struct uwerr e = {0};
 		conn_io_begin(c);
-		int rc = proto_recv(c->fd, &m, &e);
+		int rc = proto_recv_max(c->fd, d->cfg->max_request_bytes, &m, &e);
 		conn_io_end(c);
+		if (rc == -EMSGSIZE && m.hdr.len <= PROTO_MAX_PAYLOAD) {
+			char why[sizeof(e.msg)];
+			snprintf(why, sizeof(why), "%s", e.msg);
+			uwerr_set(&e, EMSGSIZE, "%s (unweightd's max_request_bytes)", why);
+		}
 		if (rc == -ECONNRESET)
 			break;
 		if (rc) {

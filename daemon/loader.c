@@ -47,7 +47,10 @@ struct job {
 struct loader {
 	struct uwd *d;
 	pthread_mutex_t lock;
+	pthread_cond_t turn;          /* a running load ended: a queued one may go */
 	struct job *jobs;
+	unsigned admitted;            /* loads not yet finished: running or queued */
+	unsigned running;             /* at most max_loads */
 	int stopping;
 };
 
@@ -178,13 +181,44 @@ static int job_prepare(struct job *j, struct uwerr *e)
 	return rc;
 }
 
+/* Wait (queued) until fewer than max_loads run, or the load is canceled;
+ * nothing is allocated for it before. */
+static void wait_turn(struct job *j)
+{
+	struct loader *ld = j->ld;
+	pthread_mutex_lock(&ld->lock);
+	while (ld->running >= ld->d->cfg->max_loads && !canceled(j)) {
+		/* Timed: an evict --force sets m->cancel without telling us. */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&ld->turn, &ld->lock, &ts);
+	}
+	ld->running++;
+	pthread_mutex_unlock(&ld->lock);
+}
+
+static void end_turn(struct loader *ld)
+{
+	pthread_mutex_lock(&ld->lock);
+	ld->running--;
+	ld->admitted--;
+	pthread_cond_broadcast(&ld->turn);
+	pthread_mutex_unlock(&ld->lock);
+}
+
 static void *job_main(void *arg)
 {
 	struct job *j = arg;
 	struct model *m = j->m;
 	struct uwd *d = j->ld->d;
 	struct uwerr e = {0};
-	int rc = job_prepare(j, &e);
+	wait_turn(j);
+	int rc = canceled(j) ? 0 : job_prepare(j, &e);
 	if (!rc) {
 		par_for((size_t)j->nthreads, j->nthreads, encode_worker, j);
 		if (par_failed(&j->err)) {
@@ -216,6 +250,7 @@ static void *job_main(void *arg)
 	registry_unref(d->reg, m);
 	source_close(j->src);
 	j->src = NULL;
+	end_turn(j->ld);
 	atomic_store(&j->done, 1);
 	uwd_wake(d);
 	return NULL;
@@ -228,6 +263,7 @@ int loader_new(struct uwd *d, struct loader **out, struct uwerr *e)
 		return uwerr_set(e, ENOMEM, "loader: out of memory");
 	ld->d = d;
 	pthread_mutex_init(&ld->lock, NULL);
+	pthread_cond_init(&ld->turn, NULL);
 	*out = ld;
 	return 0;
 }
@@ -320,11 +356,17 @@ int loader_start(struct loader *ld, const struct msg_load *q, const char *who,
 		goto fail;
 	pthread_mutex_lock(&ld->lock);
 	/* Once the thread runs, j, its model and src are its own. */
+	const struct uwd_config *cfg = d->cfg;
 	if (ld->stopping)
 		rc = uwerr_set(e, ESHUTDOWN, "unweightd is shutting down");
+	else if (ld->admitted >= cfg->max_loads + cfg->load_queue)
+		rc = uwerr_set(e, EAGAIN, "the load queue is full: %u loads running (max_loads) "
+			       "and %u waiting (load_queue); try again later", ld->running,
+			       ld->admitted - ld->running);
 	else if ((rc = pthread_create(&j->th, NULL, job_main, j)))
 		rc = uwerr_set(e, rc, "thread: %s", strerror(rc));
 	if (!rc) {
+		ld->admitted++;
 		log_notice("load %s: accepted from %s: %zu tensors, %llu bytes, %d threads",
 			   q->name, who, n, (unsigned long long)raw, nth);
 		j->next = ld->jobs;
@@ -343,6 +385,14 @@ fail:
 	if (src)
 		source_close(src);
 	return uwerr_prefix(e, "load %s", q->name);
+}
+
+void loader_counts(struct loader *ld, unsigned *running, unsigned *queued)
+{
+	pthread_mutex_lock(&ld->lock);
+	*running = ld->running;
+	*queued = ld->admitted - ld->running;
+	pthread_mutex_unlock(&ld->lock);
 }
 
 void loader_reap(struct loader *ld)
@@ -393,5 +443,6 @@ void loader_free(struct loader *ld)
 		job_free(j);
 	}
 	pthread_mutex_destroy(&ld->lock);
+	pthread_cond_destroy(&ld->turn);
 	free(ld);
 }

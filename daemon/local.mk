@@ -43,3 +43,11 @@ tests_check_policy_SOURCES = tests/check_policy.c daemon/beneath.c
 tests_check_policy_CFLAGS = $(TEST_CFLAGS)
 tests_check_policy_LDADD = $(TEST_LIBS)
 EXTRA_tests_check_policy_DEPENDENCIES = unweightd
+
+# Limits: leases, idle and stalled clients, request size, the load queue.
+check_PROGRAMS += tests/check_limits
+TESTS += tests/check_limits
+tests_check_limits_SOURCES = tests/check_limits.c
+tests_check_limits_CFLAGS = $(TEST_CFLAGS)
+tests_check_limits_LDADD = $(TEST_LIBS)
+EXTRA_tests_check_limits_DEPENDENCIES = unweightd

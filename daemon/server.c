@@ -185,7 +185,10 @@ static int periodic(int *fd, uint64_t usec, struct uwerr *e)
 
 static int timers(struct server *s, struct uwerr *e)
 {
-	uint64_t usec, tick = (uint64_t)s->d->cfg->io_timeout_ms * 1000 / 4;
+	const struct uwd_config *cfg = s->d->cfg;
+	unsigned shortest = cfg->idle_timeout_ms && cfg->idle_timeout_ms < cfg->io_timeout_ms
+			    ? cfg->idle_timeout_ms : cfg->io_timeout_ms;
+	uint64_t usec, tick = (uint64_t)shortest * 1000 / 4;
 	tick = tick < 20000 ? 20000 : tick > 1000000 ? 1000000 : tick;
 	int rc = periodic(&s->tickfd, tick, e);
 	if (rc || sd_watchdog_enabled(0, &usec) <= 0)
@@ -195,20 +198,32 @@ static int timers(struct server *s, struct uwerr *e)
 	return periodic(&s->timerfd, usec, e);
 }
 
-/* Shut down the connections stalled inside a message; their threads then
+/* Shut down the connections stalled inside a message, and those that hold
+ * no lease and have said nothing for idle_timeout_ms; their threads then
  * see the end of the stream and finish. */
 static void close_stalled(struct server *s)
 {
-	long long now = uwd_now_ms(), limit = s->d->cfg->io_timeout_ms;
+	const struct uwd_config *cfg = s->d->cfg;
+	long long now = uwd_now_ms(), limit = cfg->io_timeout_ms, idle = cfg->idle_timeout_ms;
 	pthread_mutex_lock(&s->lock);
 	for (struct conn *c = s->conns; c; c = c->next) {
+		if (atomic_load(&c->done) || c->refuse)
+			continue;
 		long long since = atomic_load(&c->io_since_ms);
-		if (since && now - since > limit && !atomic_load(&c->done)) {
+		long long quiet = atomic_load(&c->idle_since_ms);
+		if (since && now - since > limit) {
 			log_warning("client %s: stalled inside a message for over %lld ms; closing "
 				    "the connection", c->peer.who, limit);
-			shutdown(c->fd, SHUT_RDWR);
-			atomic_store(&c->io_since_ms, 0);
+		} else if (idle && !since && quiet && now - quiet > idle &&
+			   !atomic_load(&c->leases)) {
+			log_notice("client %s: idle for over %lld ms with no lease (idle_timeout_ms); "
+				   "closing the connection", c->peer.who, idle);
+		} else {
+			continue;
 		}
+		shutdown(c->fd, SHUT_RDWR);
+		atomic_store(&c->io_since_ms, 0);
+		atomic_store(&c->idle_since_ms, 0);
 	}
 	pthread_mutex_unlock(&s->lock);
 }

@@ -773,6 +773,8 @@ START_TEST(t_config_errors)
 #endif
 	ck_assert_int_eq(run_daemon("budget.gpu7 = 1G\nbackend = host\n", NULL, err, sizeof(err)), 1);
 	ck_assert_msg(strstr(err, "gpu7"), "%s", err);
+	ck_assert_int_eq(run_daemon("max_request_bytes = 100\n", NULL, err, sizeof(err)), 2);
+	ck_assert_msg(strstr(err, "max_request_bytes: '100' is not a number from 4096"), "%s", err);
 	ck_assert_int_eq(run_daemon("admin = root no-such-user-here\n", NULL, err, sizeof(err)), 2);
 	ck_assert_msg(strstr(err, "u.conf:1: admin: 'no-such-user-here': no such user"), "%s", err);
 	ck_assert_int_eq(run_daemon("attach.../x = *\n", NULL, err, sizeof(err)), 2);
