@@ -56,43 +56,57 @@ static int numeric(const char *s, unsigned long *out)
 	return !*end && !errno && *out < (unsigned long)(uid_t)-1;
 }
 
-/* One word of a list: "*", "@group", or a user. */
-static int acl_word(struct acl *a, const char *w, char *why, size_t whylen)
+int policy_uid(const char *name, uid_t *out, char *why, size_t whylen)
 {
 	char buf[4096];
 	unsigned long id;
+	struct passwd pw, *res = NULL;
+	if (numeric(name, &id)) {
+		*out = (uid_t)id;
+		return 0;
+	}
+	int rc = getpwnam_r(name, &pw, buf, sizeof(buf), &res);
+	if (!res) {
+		snprintf(why, whylen, "'%s': %s", name, rc ? strerror(rc) : "no such user");
+		return -(rc ? rc : EINVAL);
+	}
+	*out = pw.pw_uid;
+	return 0;
+}
+
+int policy_gid(const char *name, gid_t *out, char *why, size_t whylen)
+{
+	char buf[4096];
+	unsigned long id;
+	struct group gr, *res = NULL;
+	if (numeric(name, &id)) {
+		*out = (gid_t)id;
+		return 0;
+	}
+	int rc = getgrnam_r(name, &gr, buf, sizeof(buf), &res);
+	if (!res) {
+		snprintf(why, whylen, "'%s': %s", name, rc ? strerror(rc) : "no such group");
+		return -(rc ? rc : EINVAL);
+	}
+	*out = gr.gr_gid;
+	return 0;
+}
+
+/* One word of a list: "*", "@group", or a user. */
+static int acl_word(struct acl *a, const char *w, char *why, size_t whylen)
+{
 	if (strcmp(w, "*") == 0) {
 		a->any = 1;
 		return 0;
 	}
 	if (w[0] == '@') {
-		struct group gr, *res = NULL;
 		gid_t g;
-		if (numeric(w + 1, &id)) {
-			g = (gid_t)id;
-		} else {
-			int rc = getgrnam_r(w + 1, &gr, buf, sizeof(buf), &res);
-			if (!res) {
-				snprintf(why, whylen, "'%s': %s", w, rc ? strerror(rc) : "no such group");
-				return -EINVAL;
-			}
-			g = gr.gr_gid;
-		}
-		return push((void **)&a->gids, &a->ngids, sizeof(g), &g);
+		int rc = policy_gid(w + 1, &g, why, whylen);
+		return rc ? rc : push((void **)&a->gids, &a->ngids, sizeof(g), &g);
 	}
-	struct passwd pw, *res = NULL;
 	uid_t u;
-	if (numeric(w, &id)) {
-		u = (uid_t)id;
-	} else {
-		int rc = getpwnam_r(w, &pw, buf, sizeof(buf), &res);
-		if (!res) {
-			snprintf(why, whylen, "'%s': %s", w, rc ? strerror(rc) : "no such user");
-			return -EINVAL;
-		}
-		u = pw.pw_uid;
-	}
-	return push((void **)&a->uids, &a->nuids, sizeof(u), &u);
+	int rc = policy_uid(w, &u, why, whylen);
+	return rc ? rc : push((void **)&a->uids, &a->nuids, sizeof(u), &u);
 }
 
 int acl_parse(const char *text, struct acl *a, char *why, size_t whylen)

@@ -37,6 +37,11 @@ struct acl {
  * who it is (then nothing may be done for it). */
 int peer_identify(int fd, struct peer *p, struct uwerr *e);
 
+/* A user name or uid (a group name or gid): 0, or a negative errno with
+ * why naming it. */
+int policy_uid(const char *name, uid_t *out, char *why, size_t whylen);
+int policy_gid(const char *name, gid_t *out, char *why, size_t whylen);
+
 /* Parse text into a (names resolved now); why gets the reason on error. */
 int acl_parse(const char *text, struct acl *a, char *why, size_t whylen);
 /* root and the daemon's own uid: the default admin list. */

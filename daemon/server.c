@@ -4,8 +4,6 @@
 #include "daemon/server.h"
 
 #include <fcntl.h>
-#include <grp.h>
-#include <pwd.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,6 +21,7 @@
 #include "daemon/conn.h"
 #include "daemon/loader.h"
 #include "daemon/log.h"
+#include "daemon/policy.h"
 #include "daemon/uwd.h"
 
 #define MAX_REFUSING 16   /* threads that tell clients over max_clients so */
@@ -80,31 +79,12 @@ static int set_owner(const char *path, const char *owner, const char *group, str
 {
 	uid_t uid = (uid_t)-1;
 	gid_t gid = (gid_t)-1;
-	char buf[4096], *end;
-	if (owner) {
-		struct passwd pw, *res = NULL;
-		unsigned long id = strtoul(owner, &end, 10);
-		int rc = 0;
-		if (*owner && !*end)
-			uid = (uid_t)id;
-		else if ((rc = getpwnam_r(owner, &pw, buf, sizeof(buf), &res)) || !res)
-			return uwerr_set(e, rc ? rc : ENOENT, "socket_owner %s: %s", owner,
-					 rc ? strerror(rc) : "no such user");
-		else
-			uid = pw.pw_uid;
-	}
-	if (group) {
-		struct group gr, *res = NULL;
-		unsigned long id = strtoul(group, &end, 10);
-		int rc = 0;
-		if (*group && !*end)
-			gid = (gid_t)id;
-		else if ((rc = getgrnam_r(group, &gr, buf, sizeof(buf), &res)) || !res)
-			return uwerr_set(e, rc ? rc : ENOENT, "socket_group %s: %s", group,
-					 rc ? strerror(rc) : "no such group");
-		else
-			gid = gr.gr_gid;
-	}
+	char why[256];
+	int rc;
+	if (owner && (rc = policy_uid(owner, &uid, why, sizeof(why))))
+		return uwerr_set(e, -rc, "socket_owner %s", why);
+	if (group && (rc = policy_gid(group, &gid, why, sizeof(why))))
+		return uwerr_set(e, -rc, "socket_group %s", why);
 	if (chown(path, uid, gid) < 0)
 		return uwerr_set(e, errno, "socket %s: chown to %s:%s: %s", path, owner ? owner : "",
 				 group ? group : "", strerror(errno));

@@ -36,6 +36,17 @@ static int closed_within(int fd, double s)
 	return 0;
 }
 
+/* A whole request, header and payload, as bytes to send by hand. */
+static size_t raw_request(uint16_t op, struct wbuf *w, uint8_t *msg, size_t cap)
+{
+	size_t len = PROTO_HDR_SIZE + w->len;
+	ck_assert_uint_le(len, cap);
+	raw_hdr(msg, PROTO_MAGIC, PROTO_VERSION, op, (uint32_t)w->len, 0);
+	memcpy(msg + PROTO_HDR_SIZE, w->p, w->len);
+	wb_free(w);
+	return len;
+}
+
 START_TEST(t_max_leases)
 {
 	struct daemon d;
@@ -132,11 +143,7 @@ START_TEST(t_byte_a_second)
 	struct msg_stats q = {.name = ""};
 	enc_stats(&w, &q);
 	uint8_t msg[PROTO_HDR_SIZE + 64];
-	size_t len = PROTO_HDR_SIZE + w.len;
-	ck_assert_uint_le(len, sizeof(msg));
-	raw_hdr(msg, PROTO_MAGIC, PROTO_VERSION, OP_STATS, (uint32_t)w.len, 0);
-	memcpy(msg + PROTO_HDR_SIZE, w.p, w.len);
-	wb_free(&w);
+	size_t len = raw_request(OP_STATS, &w, msg, sizeof(msg));
 	double t0 = now();
 	int served = 0, dropped = 0;
 	for (size_t i = 0; i < len && !dropped; i++) {
@@ -174,11 +181,7 @@ START_TEST(t_never_reads)
 	struct msg_attach q = {.name = "stories"};
 	enc_attach(&w, &q);
 	uint8_t msg[PROTO_HDR_SIZE + 64];
-	size_t len = PROTO_HDR_SIZE + w.len;
-	ck_assert_uint_le(len, sizeof(msg));
-	raw_hdr(msg, PROTO_MAGIC, PROTO_VERSION, OP_ATTACH, (uint32_t)w.len, 0);
-	memcpy(msg + PROTO_HDR_SIZE, w.p, w.len);
-	wb_free(&w);
+	size_t len = raw_request(OP_ATTACH, &w, msg, sizeof(msg));
 	/* Stuff requests until they stop going out for 300 ms. */
 	double quiet_since = now(), t0 = now();
 	size_t sent = 0;
