@@ -241,7 +241,7 @@ static void refuse_first(struct conn *c)
 	if (poll(&p, 1, (int)cfg->io_timeout_ms) <= 0)
 		return;
 	conn_io_begin(c);
-	if (proto_recv(c->fd, &m, NULL) == 0) {
+	if (proto_recv_max(c->fd, cfg->max_request_bytes, &m, NULL) == 0) {
 		char msg[128];
 		snprintf(msg, sizeof(msg), "unweightd serves at most %u clients at once (max_clients)",
 			 cfg->max_clients);

@@ -187,14 +187,14 @@ static void close_stalled(struct server *s)
 	long long now = uwd_now_ms(), limit = cfg->io_timeout_ms, idle = cfg->idle_timeout_ms;
 	pthread_mutex_lock(&s->lock);
 	for (struct conn *c = s->conns; c; c = c->next) {
-		if (atomic_load(&c->done) || c->refuse)
+		if (atomic_load(&c->done))
 			continue;
 		long long since = atomic_load(&c->io_since_ms);
 		long long quiet = atomic_load(&c->idle_since_ms);
 		if (since && now - since > limit) {
 			log_warning("client %s: stalled inside a message for over %lld ms; closing "
 				    "the connection", c->peer.who, limit);
-		} else if (idle && !since && quiet && now - quiet > idle &&
+		} else if (idle && !c->refuse && !since && quiet && now - quiet > idle &&
 			   !atomic_load(&c->leases)) {
 			log_notice("client %s: idle for over %lld ms with no lease (idle_timeout_ms); "
 				   "closing the connection", c->peer.who, idle);
