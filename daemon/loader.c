@@ -31,6 +31,8 @@ struct job {
 	pthread_t th;
 	atomic_int done;
 	atomic_int stop;              /* shutdown: the model may be gone, so not m->cancel */
+	struct job *qnext;            /* the loader's queue, while it waits for a turn */
+	int has_turn;                 /* it holds one of the max_loads turns */
 	int nthreads;
 	uint64_t cap;                 /* the buffer's capacity: the worst case */
 
@@ -49,6 +51,7 @@ struct loader {
 	pthread_mutex_t lock;
 	pthread_cond_t turn;          /* a running load ended: a queued one may go */
 	struct job *jobs;
+	struct job *queue;            /* waiting for a turn, oldest first */
 	unsigned admitted;            /* loads not yet finished: running or queued */
 	unsigned running;             /* at most max_loads */
 	int stopping;
@@ -181,13 +184,13 @@ static int job_prepare(struct job *j, struct uwerr *e)
 	return rc;
 }
 
-/* Wait (queued) until fewer than max_loads run, or the load is canceled;
- * nothing is allocated for it before. */
+/* Wait (queued) until it is the oldest waiting and fewer than max_loads
+ * run, or until it is canceled; nothing is allocated for it before. */
 static void wait_turn(struct job *j)
 {
 	struct loader *ld = j->ld;
 	pthread_mutex_lock(&ld->lock);
-	while (ld->running >= ld->d->cfg->max_loads && !canceled(j)) {
+	while (!canceled(j) && (ld->running >= ld->d->cfg->max_loads || ld->queue != j)) {
 		/* Timed: an evict --force sets m->cancel without telling us. */
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -198,14 +201,22 @@ static void wait_turn(struct job *j)
 		}
 		pthread_cond_timedwait(&ld->turn, &ld->lock, &ts);
 	}
-	ld->running++;
+	for (struct job **p = &ld->queue; *p; p = &(*p)->qnext)
+		if (*p == j) {
+			*p = j->qnext;
+			break;
+		}
+	j->has_turn = !canceled(j);
+	ld->running += (unsigned)j->has_turn;
+	pthread_cond_broadcast(&ld->turn);   /* the queue's head changed */
 	pthread_mutex_unlock(&ld->lock);
 }
 
-static void end_turn(struct loader *ld)
+static void end_turn(struct job *j)
 {
+	struct loader *ld = j->ld;
 	pthread_mutex_lock(&ld->lock);
-	ld->running--;
+	ld->running -= (unsigned)j->has_turn;
 	ld->admitted--;
 	pthread_cond_broadcast(&ld->turn);
 	pthread_mutex_unlock(&ld->lock);
@@ -218,7 +229,9 @@ static void *job_main(void *arg)
 	struct uwd *d = j->ld->d;
 	struct uwerr e = {0};
 	wait_turn(j);
-	int rc = canceled(j) ? 0 : job_prepare(j, &e);
+	/* Canceled while queued: nothing to prepare, and the workers find
+	 * nothing to do; the check after them reports it. */
+	int rc = j->has_turn ? job_prepare(j, &e) : 0;
 	if (!rc) {
 		par_for((size_t)j->nthreads, j->nthreads, encode_worker, j);
 		if (par_failed(&j->err)) {
@@ -250,7 +263,7 @@ static void *job_main(void *arg)
 	registry_unref(d->reg, m);
 	source_close(j->src);
 	j->src = NULL;
-	end_turn(j->ld);
+	end_turn(j);
 	atomic_store(&j->done, 1);
 	uwd_wake(d);
 	return NULL;
@@ -367,6 +380,10 @@ int loader_start(struct loader *ld, const struct msg_load *q, const char *who,
 		rc = uwerr_set(e, rc, "thread: %s", strerror(rc));
 	if (!rc) {
 		ld->admitted++;
+		struct job **tail = &ld->queue;
+		while (*tail)
+			tail = &(*tail)->qnext;
+		*tail = j;
 		log_notice("load %s: accepted from %s: %zu tensors, %llu bytes, %d threads",
 			   q->name, who, n, (unsigned long long)raw, nth);
 		j->next = ld->jobs;

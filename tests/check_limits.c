@@ -249,6 +249,22 @@ START_TEST(t_load_queue)
 	ck_assert_str_eq(wait_loaded(fd, "big1").state, "ready");
 	ck_assert_msg(req_load(fd, "big2", p[2]) == 0, "%s", last_msg);
 	ck_assert_str_eq(wait_loaded(fd, "big2").state, "ready");
+
+	/* A queued load evicted with force goes without ever running. */
+	ck_assert_int_eq(req_evict(fd, "big0", 0), 0);
+	ck_assert_msg(req_load(fd, "big0", p[0]) == 0, "%s", last_msg);
+	char p3[600];
+	snprintf(p3, sizeof(p3), "%s/big3.safetensors", d.allow);
+	write_big(p3, 4, 64, 64);
+	ck_assert_msg(req_load(fd, "big3", p3) == 0, "%s", last_msg);
+	ck_assert_int_eq(req_evict(fd, "big3", UW_EVICT_FORCE), 0);
+	double end = now() + 30;
+	while (model_stat(fd, "big3").found && strcmp(model_stat(fd, "big3").state, "failed") &&
+	       now() < end)
+		sleep_ms(10);
+	struct mstat s3 = model_stat(fd, "big3");
+	ck_assert_msg(!s3.found || strcmp(s3.state, "failed") == 0, "big3: %s", s3.state);
+	ck_assert_str_eq(wait_loaded(fd, "big0").state, "ready");
 	struct attached a;
 	ck_assert_int_eq(req_attach(fd, "big1", &a), 0);
 	verify_model(&a, p[1]);
