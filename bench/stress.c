@@ -130,6 +130,15 @@ static int ref_read(const char *path, struct ref *ref)
 	return rc;
 }
 
+static void ref_free(struct ref *ref)
+{
+	for (size_t i = 0; ref->name && i < ref->n; i++)
+		free(ref->name[i]);
+	free(ref->name);
+	free(ref->bytes);
+	free(ref->crc);
+}
+
 /* Decode tensor i of the source from m, and compare. */
 static void decode_check(struct result *r, const struct ref *ref, uw_model *m, uint64_t *rng)
 {
@@ -510,5 +519,8 @@ int main(int argc, char **argv)
 		printf("FAIL: %llu unexpected errors, %llu mismatches\n", (unsigned long long)errors,
 		       (unsigned long long)mismatches);
 	munmap(res, bytes);
+	free(kids);
+	ref_free(&ref);
+	free(real);
 	return bad ? 1 : 0;
 }
