@@ -4,7 +4,9 @@
  * naming it, and logs the refusal with its uid and pid; a group in the list
  * lets it in; attach follows the default list unless the model has an
  * attach.NAME list of its own. No privilege is needed: the lists name other
- * uids instead of switching this process to another.
+ * uids instead of switching this process to another. Run as root (as CI
+ * does), t_other_users also switches clients to other uids and checks that
+ * supplementary groups (SO_PEERGROUPS) let one in and keep another out.
  *
  * And the load path confinement: beneath_open (openat2) and beneath_walk
  * (its fallback) agree on a table of paths that stay inside or escape, and
@@ -124,6 +126,68 @@ START_TEST(t_attach_override)
 		close(fd);
 		daemon_stop(&d);
 	}
+}
+END_TEST
+
+/* What a client of another uid, in the supplementary group extra, gets
+ * for a load, an attach of stories and an evict of a name nobody has: it runs in a child that switched to that
+ * uid (so this needs root), and reports the statuses through a pipe. */
+static void as_user(const struct daemon *d, uid_t uid, gid_t extra, const char *path, int st[3])
+{
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(p[0]);
+		if (setgroups(1, &extra) || setgid((gid_t)uid) || setuid(uid))
+			_exit(2);
+		int fd = connect_hello(d);
+		struct attached a;
+		int got[3] = {req_load(fd, "mine", path), req_attach(fd, "stories", &a),
+			      req_evict(fd, "nosuch", 0)};
+		if (got[1] == 0)
+			attached_free(&a);
+		_exit(write(p[1], got, sizeof(got)) == sizeof(got) ? 0 : 3);
+	}
+	close(p[1]);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "uid %ld: 0x%x", (long)uid,
+		      status);
+	ck_assert_int_eq(read(p[0], st, 3 * sizeof(int)), 3 * sizeof(int));
+	close(p[0]);
+}
+
+/* As root: the daemon judges clients of other uids by their supplementary
+ * groups (SO_PEERGROUPS). admin and attach.stories name group 4250: a
+ * client in it loads, attaches and may evict; one outside is refused all
+ * three. */
+START_TEST(t_other_users)
+{
+	if (geteuid() != 0) {
+		fprintf(stderr, "t_other_users: not root, so no other uid to switch to; not run\n");
+		return;
+	}
+	struct daemon d;
+	struct start_opts o = {.conf = "admin = root @4250\nattach.stories = root @4250\n"
+				       "socket_mode = 0666\n"};
+	daemon_start(&d, &o);
+	ck_assert_int_eq(chmod(d.dir, 0755), 0);   /* the way to the socket */
+	int fd = connect_hello(&d);
+	load_ready(&d, fd, "stories");
+	const char *mine = stage(&d, "mine.safetensors");
+	int st[3];
+	as_user(&d, 4251, 4250, mine, st);
+	ck_assert_int_eq(st[0], 0);
+	ck_assert_int_eq(st[1], 0);
+	ck_assert_int_eq(st[2], -ENOENT);   /* allowed: the name decides */
+	as_user(&d, 4252, 4253, mine, st);
+	ck_assert_int_eq(st[0], -EPERM);
+	ck_assert_int_eq(st[1], -EPERM);
+	ck_assert_int_eq(st[2], -EPERM);
+	close(fd);
+	daemon_stop(&d);
 }
 END_TEST
 
@@ -321,6 +385,7 @@ int main(void)
 	tcase_add_test(tc, t_admin_refused);
 	tcase_add_test(tc, t_admin_group);
 	tcase_add_test(tc, t_attach_override);
+	tcase_add_test(tc, t_other_users);
 	tcase_add_test(tc, t_socket_owner);
 	tcase_add_test(tc, t_beneath);
 	tcase_add_test(tc, t_load_escapes);
