@@ -23,3 +23,18 @@ bench_uw_bench_attach_LDADD = $(UW_CLIENT_LIBS)
 if HAVE_CUDA
 bench_uw_bench_attach_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
 endif
+
+# Many clients and a loader at once against a running unweightd (a short
+# run is tests/check_stress.sh).
+noinst_PROGRAMS += bench/uw-stress
+bench_uw_stress_SOURCES = bench/stress.c
+bench_uw_stress_LDADD = $(UW_CLIENT_LIBS)
+if HAVE_CUDA
+bench_uw_stress_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
+endif
+check_PROGRAMS += tests/check_stress
+TESTS += tests/check_stress
+tests_check_stress_SOURCES = tests/check_stress.c
+tests_check_stress_CFLAGS = $(TEST_CFLAGS)
+tests_check_stress_LDADD = $(TEST_LIBS)
+EXTRA_tests_check_stress_DEPENDENCIES = unweightd bench/uw-stress

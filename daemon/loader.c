@@ -31,6 +31,8 @@ struct job {
 	pthread_t th;
 	atomic_int done;
 	atomic_int stop;              /* shutdown: the model may be gone, so not m->cancel */
+	struct job *qnext;            /* the loader's queue, while it waits for a turn */
+	int has_turn;                 /* it holds one of the max_loads turns */
 	int nthreads;
 	uint64_t cap;                 /* the buffer's capacity: the worst case */
 
@@ -47,7 +49,11 @@ struct job {
 struct loader {
 	struct uwd *d;
 	pthread_mutex_t lock;
+	pthread_cond_t turn;          /* a running load ended: a queued one may go */
 	struct job *jobs;
+	struct job *queue;            /* waiting for a turn, oldest first */
+	unsigned admitted;            /* loads not yet finished: running or queued */
+	unsigned running;             /* at most max_loads */
 	int stopping;
 };
 
@@ -178,13 +184,54 @@ static int job_prepare(struct job *j, struct uwerr *e)
 	return rc;
 }
 
+/* Wait (queued) until it is the oldest waiting and fewer than max_loads
+ * run, or until it is canceled; nothing is allocated for it before. */
+static void wait_turn(struct job *j)
+{
+	struct loader *ld = j->ld;
+	pthread_mutex_lock(&ld->lock);
+	while (!canceled(j) && (ld->running >= ld->d->cfg->max_loads || ld->queue != j)) {
+		/* Timed: an evict --force sets m->cancel without telling us. */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&ld->turn, &ld->lock, &ts);
+	}
+	for (struct job **p = &ld->queue; *p; p = &(*p)->qnext)
+		if (*p == j) {
+			*p = j->qnext;
+			break;
+		}
+	j->has_turn = !canceled(j);
+	ld->running += (unsigned)j->has_turn;
+	pthread_cond_broadcast(&ld->turn);   /* the queue's head changed */
+	pthread_mutex_unlock(&ld->lock);
+}
+
+static void end_turn(struct job *j)
+{
+	struct loader *ld = j->ld;
+	pthread_mutex_lock(&ld->lock);
+	ld->running -= (unsigned)j->has_turn;
+	ld->admitted--;
+	pthread_cond_broadcast(&ld->turn);
+	pthread_mutex_unlock(&ld->lock);
+}
+
 static void *job_main(void *arg)
 {
 	struct job *j = arg;
 	struct model *m = j->m;
 	struct uwd *d = j->ld->d;
 	struct uwerr e = {0};
-	int rc = job_prepare(j, &e);
+	wait_turn(j);
+	/* Canceled while queued: nothing to prepare, and the workers find
+	 * nothing to do; the check after them reports it. */
+	int rc = j->has_turn ? job_prepare(j, &e) : 0;
 	if (!rc) {
 		par_for((size_t)j->nthreads, j->nthreads, encode_worker, j);
 		if (par_failed(&j->err)) {
@@ -216,6 +263,7 @@ static void *job_main(void *arg)
 	registry_unref(d->reg, m);
 	source_close(j->src);
 	j->src = NULL;
+	end_turn(j);
 	atomic_store(&j->done, 1);
 	uwd_wake(d);
 	return NULL;
@@ -228,6 +276,7 @@ int loader_new(struct uwd *d, struct loader **out, struct uwerr *e)
 		return uwerr_set(e, ENOMEM, "loader: out of memory");
 	ld->d = d;
 	pthread_mutex_init(&ld->lock, NULL);
+	pthread_cond_init(&ld->turn, NULL);
 	*out = ld;
 	return 0;
 }
@@ -243,13 +292,6 @@ static int worst_case(const struct source *src, uint64_t *cap, struct uwerr *e)
 	}
 	*cap = sum;
 	return 0;
-}
-
-static void free_paths(char **p, size_t n)
-{
-	for (size_t i = 0; p && i < n; i++)
-		free(p[i]);
-	free(p);
 }
 
 static void job_free(struct job *j)
@@ -278,7 +320,6 @@ int loader_start(struct loader *ld, const struct msg_load *q, const char *who,
 		 struct uwerr *e)
 {
 	struct uwd *d = ld->d;
-	char **real = NULL;
 	struct job *j = NULL;
 	struct source *src = NULL;
 	int rc;
@@ -294,20 +335,11 @@ int loader_start(struct loader *ld, const struct msg_load *q, const char *who,
 		return uwerr_set(e, EEXIST, "load %s: a model of that name exists", q->name);
 	/* From here on, messages get the "load NAME: " prefix at fail. */
 
-	if (!(real = calloc(q->npaths, sizeof(*real)))) {
-		rc = uwerr_set(e, ENOMEM, "out of memory");
+	/* Every file it opens, each shard an index names too, goes through
+	 * the allow_dir opener. */
+	if ((rc = source_open_via(allow_opener(d->allow), (const char *const *)q->paths,
+				  q->npaths, &src, e)))
 		goto fail;
-	}
-	for (size_t i = 0; i < q->npaths; i++)
-		if ((rc = allow_check(d->cfg, q->paths[i], &real[i], e)))
-			goto fail;
-	if ((rc = source_open((const char *const *)real, q->npaths, &src, e)))
-		goto fail;
-	/* An index names its shards: check them too, as opened. */
-	for (size_t i = 0; i < source_file_count(src); i++)
-		if ((rc = allow_check_fd(d->cfg, source_file_fd(src, i),
-					 source_file_path(src, i), e)))
-			goto fail;
 	if (!source_count(src)) {
 		rc = uwerr_set(e, EINVAL, "%s: holds no tensors", q->paths[0]);
 		goto fail;
@@ -337,11 +369,21 @@ int loader_start(struct loader *ld, const struct msg_load *q, const char *who,
 		goto fail;
 	pthread_mutex_lock(&ld->lock);
 	/* Once the thread runs, j, its model and src are its own. */
+	const struct uwd_config *cfg = d->cfg;
 	if (ld->stopping)
 		rc = uwerr_set(e, ESHUTDOWN, "unweightd is shutting down");
+	else if (ld->admitted >= cfg->max_loads + cfg->load_queue)
+		rc = uwerr_set(e, EAGAIN, "the load queue is full: %u loads running (max_loads) "
+			       "and %u waiting (load_queue); try again later", ld->running,
+			       ld->admitted - ld->running);
 	else if ((rc = pthread_create(&j->th, NULL, job_main, j)))
 		rc = uwerr_set(e, rc, "thread: %s", strerror(rc));
 	if (!rc) {
+		ld->admitted++;
+		struct job **tail = &ld->queue;
+		while (*tail)
+			tail = &(*tail)->qnext;
+		*tail = j;
 		log_notice("load %s: accepted from %s: %zu tensors, %llu bytes, %d threads",
 			   q->name, who, n, (unsigned long long)raw, nth);
 		j->next = ld->jobs;
@@ -353,15 +395,21 @@ int loader_start(struct loader *ld, const struct msg_load *q, const char *who,
 		registry_unref(d->reg, j->m);
 		goto fail;
 	}
-	free_paths(real, q->npaths);
 	return 0;
 fail:
 	if (j)
 		job_free(j);
 	if (src)
 		source_close(src);
-	free_paths(real, q->npaths);
 	return uwerr_prefix(e, "load %s", q->name);
+}
+
+void loader_counts(struct loader *ld, unsigned *running, unsigned *queued)
+{
+	pthread_mutex_lock(&ld->lock);
+	*running = ld->running;
+	*queued = ld->admitted - ld->running;
+	pthread_mutex_unlock(&ld->lock);
 }
 
 void loader_reap(struct loader *ld)
@@ -412,5 +460,6 @@ void loader_free(struct loader *ld)
 		job_free(j);
 	}
 	pthread_mutex_destroy(&ld->lock);
+	pthread_cond_destroy(&ld->turn);
 	free(ld);
 }

@@ -421,6 +421,12 @@ int bundle_parse(const void *buf, size_t len, struct bundle **out, struct uwerr 
 
 int bundle_open(const char *path, struct bundle **out, struct uwerr *e)
 {
+	return bundle_open_via(NULL, path, out, e);
+}
+
+int bundle_open_via(const struct opener *o, const char *path, struct bundle **out,
+		    struct uwerr *e)
+{
 	*out = NULL;
 	unsigned char hb[BUNDLE_HEADER_SIZE];
 	unsigned char *dir = NULL;
@@ -430,9 +436,9 @@ int bundle_open(const char *path, struct bundle **out, struct uwerr *e)
 	struct bundle *b = bundle_new();
 	if (!b)
 		return uwerr_set(e, ENOMEM, "out of memory");
-	b->fd = open(path, O_RDONLY | O_CLOEXEC);
+	b->fd = opener_open(o, path, e);
 	if (b->fd < 0) {
-		rc = uwerr_set(e, errno, "open: %s", strerror(errno));
+		rc = uwerr_prefix(e, "open");
 		goto fail;
 	}
 	if (fstat(b->fd, &st) < 0) {

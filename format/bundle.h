@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "format/opener.h"
 #include "format/safetensors.h"
 
 #define BUNDLE_MAGIC "\x89UWB\r\n\x1a\n"
@@ -67,6 +68,9 @@ int bundle_sniff(int fd);
  * disjoint from the others, names unique. Payload checksums are verified
  * when a tensor is read. */
 int bundle_open(const char *path, struct bundle **out, struct uwerr *e);
+/* The same, opening path with o. */
+int bundle_open_via(const struct opener *o, const char *path, struct bundle **out,
+		    struct uwerr *e);
 
 /* The same over a whole bundle file in memory, for the fuzzers; buf must
  * outlive the bundle. */

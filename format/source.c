@@ -11,7 +11,6 @@
 
 struct source {
 	struct bundle *b;            /* exactly one of b and c */
-	char *bundle_path;           /* the path b was opened by */
 	struct st_checkpoint *c;
 	size_t n;
 	struct src_tensor *t;
@@ -22,11 +21,11 @@ struct source {
 };
 
 /* 1 when path is a bundle, 0 when not, negative errno (recorded in e). */
-static int is_bundle(const char *path, struct uwerr *e)
+static int is_bundle(const struct opener *o, const char *path, struct uwerr *e)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = opener_open(o, path, e);
 	if (fd < 0)
-		return uwerr_set(e, errno, "%s: open: %s", path, strerror(errno));
+		return uwerr_prefix(e, "%s: open", path);
 	int rc = bundle_sniff(fd);
 	close(fd);
 	if (rc < 0)
@@ -84,6 +83,12 @@ static int from_checkpoint(struct source *s, struct uwerr *e)
 int source_open(const char *const *paths, size_t npaths, struct source **out,
 		struct uwerr *e)
 {
+	return source_open_via(NULL, paths, npaths, out, e);
+}
+
+int source_open_via(const struct opener *o, const char *const *paths, size_t npaths,
+		    struct source **out, struct uwerr *e)
+{
 	*out = NULL;
 	if (npaths == 0)
 		return uwerr_set(e, EINVAL, "no checkpoint path given");
@@ -93,7 +98,7 @@ int source_open(const char *const *paths, size_t npaths, struct source **out,
 	s->nthreads = 1;
 	int rc = 0;
 	for (size_t i = 0; i < npaths; i++) {
-		if ((rc = is_bundle(paths[i], e)) < 0)
+		if ((rc = is_bundle(o, paths[i], e)) < 0)
 			goto fail;
 		if (rc == 1 && npaths > 1) {
 			rc = uwerr_set(e, EINVAL, "%s: a .uwb bundle must be the only path given (%zu given)",
@@ -102,17 +107,13 @@ int source_open(const char *const *paths, size_t npaths, struct source **out,
 		}
 	}
 	if (rc == 1) {
-		if ((rc = bundle_open(paths[0], &s->b, e))) {
+		if ((rc = bundle_open_via(o, paths[0], &s->b, e))) {
 			uwerr_prefix(e, "%s", paths[0]);
-			goto fail;
-		}
-		if (!(s->bundle_path = strdup(paths[0]))) {
-			rc = uwerr_set(e, ENOMEM, "out of memory");
 			goto fail;
 		}
 		rc = from_bundle(s, e);
 	} else {
-		if ((rc = st_checkpoint_open(paths, npaths, &s->c, e)))
+		if ((rc = st_checkpoint_open_via(o, paths, npaths, &s->c, e)))
 			goto fail;
 		rc = from_checkpoint(s, e);
 	}
@@ -130,7 +131,6 @@ void source_close(struct source *s)
 	if (!s)
 		return;
 	bundle_close(s->b);
-	free(s->bundle_path);
 	st_checkpoint_close(s->c);
 	free(s->t);
 	free(s->file);
@@ -156,25 +156,6 @@ const struct src_tensor *source_tensor(const struct source *s, size_t i)
 uint64_t source_raw_total(const struct source *s)
 {
 	return s->raw_total;
-}
-
-size_t source_file_count(const struct source *s)
-{
-	return s->b ? 1 : s->c->nfiles;
-}
-
-const char *source_file_path(const struct source *s, size_t i)
-{
-	if (i >= source_file_count(s))
-		return NULL;
-	return s->b ? s->bundle_path : s->c->files[i]->path;
-}
-
-int source_file_fd(const struct source *s, size_t i)
-{
-	if (i >= source_file_count(s))
-		return -1;
-	return s->b ? s->b->fd : s->c->files[i]->fd;
 }
 
 int source_read(const struct source *s, size_t i, void *raw, struct uwerr *e)

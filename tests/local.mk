@@ -1,7 +1,8 @@
 # tests: the shared test helpers. Each directory's local.mk adds its own
 # Check suites (tests/check_*.c) to check_PROGRAMS and TESTS.
 check_LTLIBRARIES += tests/libtestutil.la
-tests_libtestutil_la_SOURCES = tests/testutil.c tests/testutil.h tests/turun.c
+tests_libtestutil_la_SOURCES = tests/testutil.c tests/testutil.h tests/turun.c \
+	tests/daemonutil.c tests/daemonutil.h
 tests_libtestutil_la_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 
 # What every Check suite links.
