@@ -163,6 +163,16 @@ static int config_set(struct uwd_config *c, const char *key, const char *v,
 		c->log_level = l;
 		return 0;
 	}
+	if (strcmp(key, "load_io") == 0) {
+		static const char *const modes[] = {"auto", "direct", "buffered"};  /* enum ur_mode */
+		for (int i = 0; i < 3; i++)
+			if (strcmp(v, modes[i]) == 0) {
+				c->load_io = i;
+				return 0;
+			}
+		snprintf(why, whylen, "load_io: '%s' is not auto, direct or buffered", v);
+		return -EINVAL;
+	}
 	static const struct {
 		const char *key;
 		size_t off;
@@ -257,6 +267,7 @@ static void usage(FILE *f)
 		"  -l, --log-level LEVEL   err, warning, notice, info or debug (default info)\n"
 		"      --max-clients N     connections served at once (default 128)\n"
 		"      --load-threads N    encoder threads per load (0: one per CPU, up to 8)\n"
+		"      --load-io MODE      auto, direct (O_DIRECT) or buffered reads of checkpoints\n"
 		"      --io-timeout-ms N   a message once begun must arrive within N ms\n"
 		"  -f, --foreground        stay in the foreground (it always does)\n"
 		"  -h, --help              show this help\n"
@@ -275,6 +286,7 @@ static const struct option longopts[] = {
 	{"log-level", required_argument, NULL, 'l'},
 	{"max-clients", required_argument, NULL, 'C'},
 	{"load-threads", required_argument, NULL, 'T'},
+	{"load-io", required_argument, NULL, 'D'},
 	{"io-timeout-ms", required_argument, NULL, 'O'},
 	{"foreground", no_argument, NULL, 'f'},
 	{"help", no_argument, NULL, 'h'},
@@ -295,6 +307,7 @@ static const char *flag_key(int opt)
 	case 'l': return "log_level";
 	case 'C': return "max_clients";
 	case 'T': return "load_threads";
+	case 'D': return "load_io";
 	case 'O': return "io_timeout_ms";
 	default: return NULL;
 	}

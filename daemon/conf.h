@@ -30,6 +30,7 @@ struct uwd_config {
 	int log_level;             /* LOG_ERR .. LOG_DEBUG */
 	unsigned max_clients;
 	unsigned load_threads;     /* encoder threads per load; 0: one per CPU, at most 8 */
+	int load_io;               /* enum ur_mode: how checkpoints are read (0: auto) */
 	unsigned io_timeout_ms;    /* a message once begun must complete within this */
 	int foreground;            /* accepted; unweightd never forks anyway */
 };

@@ -15,7 +15,8 @@ tests_check_safetensors_LDADD = $(TEST_LIBS)
 libuwcore_la_SOURCES += \
 	format/bundle.c format/bundle.h \
 	format/pack.c format/pack.h \
-	format/source.c format/source.h
+	format/source.c format/source.h \
+	format/uring_read.c format/uring_read.h
 
 check_PROGRAMS += tests/check_bundle
 TESTS += tests/check_bundle

@@ -185,3 +185,37 @@ int source_read(const struct source *s, size_t i, void *raw, struct uwerr *e)
 		return bundle_read_tensor(s->b, i, raw, s->nthreads, e);
 	return st_read_tensor(s->file[i], s->st[i], raw, e);
 }
+
+void source_extent(const struct source *s, size_t i, struct src_extent *x)
+{
+	if (s->b) {
+		*x = (struct src_extent){0, s->b->tensors[i].offset, s->b->tensors[i].length};
+		return;
+	}
+	size_t f = 0;
+	while (s->c->files[f] != s->file[i])
+		f++;
+	*x = (struct src_extent){f, s->file[i]->data_start + s->st[i]->begin,
+				 st_tensor_bytes(s->st[i])};
+}
+
+uint64_t source_file_size(const struct source *s, size_t file)
+{
+	return s->b ? s->b->file_size : s->c->files[file]->file_size;
+}
+
+int source_stored_is_raw(const struct source *s)
+{
+	return s->b == NULL;
+}
+
+int source_decode(const struct source *s, size_t i, const void *stored, void *raw,
+		  struct uwerr *e)
+{
+	if (i >= s->n)
+		return uwerr_set(e, EINVAL, "tensor %zu of %zu", i, s->n);
+	if (s->b)
+		return bundle_decode_tensor(s->b, i, stored, raw, s->nthreads, e);
+	memcpy(raw, stored, s->t[i].raw_bytes);
+	return 0;
+}
