@@ -52,18 +52,20 @@ struct ur_ring {
 /* Faults for the test suites, from UW_TEST_READ_FAULTS: compiled only into
  * the test programs (tests/local.mk), never into unweightd or the library.
  * A comma-separated list of:
- *   short=N      every read moves at most N bytes (in whole blocks when
- *                O_DIRECT): the remainders must be resubmitted
+ *   short=N      every read asks for at most 2N bytes and moves at most N
+ *                (whole blocks when O_DIRECT): the rest must be resubmitted
  *   eio=OFF      a read that covers file offset OFF fails with EIO
  *   einval       every O_DIRECT read fails with EINVAL, as on a file system
  *                that takes the open but not the reads
- *   gate=OFF:P   reads reaching past OFF wait until file P exists */
+ *   gate=OFF:P   reads reaching past OFF wait until file P exists
+ *   nouring      io_uring is refused: the pread fallback serves */
 static struct {
 	uint64_t short_max;
 	int64_t eio_at;
 	int einval;
 	uint64_t gate_at;
 	char gate[512];
+	int nouring;
 } faults = {.eio_at = -1};
 static pthread_once_t faults_once = PTHREAD_ONCE_INIT;
 
@@ -79,6 +81,8 @@ static void faults_parse(void)
 			faults.eio_at = strtoll(t + 4, NULL, 0);
 		else if (!strcmp(t, "einval"))
 			faults.einval = 1;
+		else if (!strcmp(t, "nouring"))
+			faults.nouring = 1;
 		else if (!strncmp(t, "gate=", 5)) {
 			char *colon = strchr(t, ':');
 			faults.gate_at = strtoull(t + 5, NULL, 0);
@@ -93,6 +97,13 @@ static void fault_gate(const struct chunk *c)
 	for (int i = 0; faults.gate[0] && c->end > faults.gate_at && i < 6000 &&
 	     access(faults.gate, F_OK) != 0; i++)
 		nanosleep(&(struct timespec){0, 10000000}, NULL);
+}
+
+static size_t fault_len(const struct chunk *c, size_t n)
+{
+	pthread_once(&faults_once, faults_parse);
+	uint64_t cap = c->direct ? ALIGN_UP(2 * faults.short_max) : 2 * faults.short_max;
+	return faults.short_max && n > cap ? (size_t)cap : n;
 }
 
 static int fault_apply(const struct chunk *c, int res)
@@ -183,7 +194,12 @@ int ur_ring_new(unsigned depth, struct ur_ring **out, struct uwerr *e)
 		return uwerr_set(e, ENOMEM, "read ring: out of memory");
 	r->depth = depth ? depth : UR_DEPTH;
 	r->queue_tail = &r->queue;
+#ifdef UW_READ_FAULTS
+	pthread_once(&faults_once, faults_parse);
+	r->uring = !faults.nouring && io_uring_queue_init(r->depth, &r->ring, 0) == 0;
+#else
 	r->uring = io_uring_queue_init(r->depth, &r->ring, 0) == 0;
+#endif
 	if (!r->uring)
 		r->depth = 1;   /* pread: one chunk at a time */
 	if (!(r->c = calloc(r->depth, sizeof(*r->c)))) {
@@ -219,6 +235,7 @@ static void issue(struct ur_ring *r, struct chunk *c)
 	int fd = c->direct ? f->dfd : f->fd;
 #ifdef UW_READ_FAULTS
 	fault_gate(c);
+	n = fault_len(c, n);
 #endif
 	if (r->uring) {
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);   /* never NULL: depth slots */
@@ -300,10 +317,9 @@ static void complete(struct ur_ring *r, struct chunk *c, int res)
 	if (got <= c->pos) {     /* nothing new: the file ends here */
 		struct stat sb;
 		long long now = fstat(f->fd, &sb) == 0 ? (long long)sb.st_size : -1;
-		q->rc = uwerr_set(&q->e, ENODATA, "%s: ends at byte %llu, before the data it "
-				  "holds ends at %llu (the file is %lld bytes now, %llu when "
-				  "opened: truncated while loading?)", f->path,
-				  (unsigned long long)c->pos, (unsigned long long)c->need, now,
+		q->rc = uwerr_set(&q->e, ENODATA, "%s: the file ends before byte %llu of its "
+				  "data (it is %lld bytes now, %llu when opened: truncated while "
+				  "loading?)", f->path, (unsigned long long)c->pos, now,
 				  (unsigned long long)f->size);
 		chunk_end(r, c);
 		return;

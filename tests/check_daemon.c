@@ -4,7 +4,10 @@
  * source), refused loads, shards of an index checked against the
  * allow_dir, failed loads, leases and evict, malformed
  * messages, max_clients, stalled peers, systemd readiness, watchdog and
- * socket activation, and a clean exit on SIGTERM. */
+ * socket activation, and a clean exit on SIGTERM. The "load faults" cases
+ * run tests/unweightd-faults (the reader's fault hooks compiled in): short
+ * reads and O_DIRECT refused still load every byte; a read error and a file
+ * truncated mid-load fail the load cleanly while other models are served. */
 #include "config.h"
 
 #include <check.h>
@@ -27,6 +30,7 @@
 
 #include "common/crc32c.h"
 #include "common/json.h"
+#include "format/pack.h"
 #include "format/source.h"
 #include "kernels/resident.h"
 #include "proto/proto.h"
@@ -59,6 +63,7 @@ struct start_opts {
 	const char *env;          /* one extra NAME=VALUE, or NULL */
 	int activate_fd;          /* socket activation: pass this as fd 3; 0: none */
 	const char *sock;         /* --socket, else one in the temporary dir */
+	const char *prog;         /* the program, in the build tree; NULL: unweightd */
 };
 
 static double now(void)
@@ -152,7 +157,7 @@ static void daemon_start(struct daemon *d, const struct start_opts *o)
 	char conf[300], bin[1024];
 	snprintf(conf, sizeof(conf), "%s/unweightd.conf", d->dir);
 	ck_assert_int_eq(tu_write_file(conf, o && o->conf ? o->conf : "", o && o->conf ? strlen(o->conf) : 0), 0);
-	snprintf(bin, sizeof(bin), "%s/unweightd", tu_builddir());
+	snprintf(bin, sizeof(bin), "%s/%s", tu_builddir(), o && o->prog ? o->prog : "unweightd");
 
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", d->notify_path);
@@ -1404,6 +1409,129 @@ START_TEST(t_stale_socket)
 }
 END_TEST
 
+
+/* ---- load faults (tests/unweightd-faults) ------------------------------- */
+
+#define FAULTY "tests/unweightd-faults"
+
+/* A 48 MiB checkpoint of 1 MiB tensors whose data starts off any block
+ * boundary (the header is not a multiple of 4096), so O_DIRECT reads are
+ * aligned super-ranges sliced, and its bundle. */
+static void write_big_and_bundle(const struct daemon *d, char *st, char *uwb, size_t n)
+{
+	snprintf(st, n, "%s/big.safetensors", d->allow);
+	snprintf(uwb, n, "%s/big.uwb", d->allow);
+	write_big(st, 48, 1024, 512);
+	struct uwerr e = {0};
+	struct pack_stats ps;
+	const char *paths[1] = {st};
+	ck_assert_msg(bundle_pack(paths, 1, uwb, 2, 0, &ps, &e) == 0, "pack: %s", e.msg);
+}
+
+static void load_verify(int fd, const char *name, const char *path)
+{
+	ck_assert_msg(req_load(fd, name, path) == 0, "load %s: %s", name, last_msg);
+	struct mstat s = wait_loaded(fd, name);
+	ck_assert_msg(strcmp(s.state, "ready") == 0, "%s: %s %s", name, s.state, s.error);
+	struct attached a;
+	ck_assert_msg(req_attach(fd, name, &a) == 0, "attach %s: %s", name, last_msg);
+	verify_model(&a, path);
+	attached_free(&a);
+}
+
+static void loads_despite(const char *faults)
+{
+	char env[128];
+	snprintf(env, sizeof(env), "UW_TEST_READ_FAULTS=%s", faults);
+	struct daemon d;
+	struct start_opts o = {.conf = "load_io = direct\n", .env = env, .prog = FAULTY};
+	daemon_start(&d, &o);
+	int fd = connect_hello(&d);
+	char st[512], uwb[512];
+	write_big_and_bundle(&d, st, uwb, sizeof(st));
+	load_verify(fd, "big", st);
+	load_verify(fd, "bigb", uwb);
+	load_verify(fd, "stories", stage(&d, "stories260K.safetensors"));
+	close(fd);
+	daemon_stop(&d);
+}
+
+START_TEST(t_load_short_reads)
+{
+	loads_despite("short=100000");
+}
+END_TEST
+
+START_TEST(t_load_direct_refused)
+{
+	loads_despite("einval");
+}
+END_TEST
+
+/* A load that fails after its reply: no model and no memory left (used
+ * is back where it was before the load), its error in stats, and the model
+ * loaded before it still served. */
+static void fails_cleanly(struct daemon *d, int fd, uint64_t used, const char *want)
+{
+	struct mstat s = wait_loaded(fd, "big");
+	ck_assert_str_eq(s.state, "failed");
+	ck_assert_msg(strstr(s.error, "big.safetensors") && strstr(s.error, want),
+		      "error \"%s\" (wanted %s)", s.error, want);
+	ck_assert_uint_eq(s.used, used);
+	ck_assert_msg(notify_wait(d, "STATUS=load of big failed", 2000), "%s", d->notes);
+	struct attached a;
+	ck_assert_int_eq(req_attach(fd, "big", &a), -ENOENT);
+	ck_assert_msg(req_attach(fd, "stories", &a) == 0, "%s", last_msg);
+	verify_model(&a, fixture());
+	attached_free(&a);
+}
+
+START_TEST(t_load_read_error)
+{
+	struct daemon d;
+	struct start_opts o = {.env = "UW_TEST_READ_FAULTS=eio=20000000", .prog = FAULTY};
+	daemon_start(&d, &o);
+	int fd = connect_hello(&d);
+	load_ready(&d, fd, "stories");
+	char st[512];
+	snprintf(st, sizeof(st), "%s/big.safetensors", d.allow);
+	write_big(st, 48, 1024, 512);
+	uint64_t used = model_stat(fd, "stories").used;
+	ck_assert_msg(req_load(fd, "big", st) == 0, "%s", last_msg);
+	fails_cleanly(&d, fd, used, "Input/output error");
+	close(fd);
+	daemon_stop(&d);
+}
+END_TEST
+
+/* The reads wait at a gate until the test has cut the file: the load was
+ * admitted whole, and must find its file ending early. */
+START_TEST(t_load_truncated)
+{
+	char *gdir = tu_tmpdir(), env[600], go[520];
+	ck_assert_ptr_nonnull(gdir);
+	snprintf(go, sizeof(go), "%s/go", gdir);
+	snprintf(env, sizeof(env), "UW_TEST_READ_FAULTS=gate=%u:%s", 4u << 20, go);
+	struct daemon d;
+	struct start_opts o = {.env = env, .prog = FAULTY};
+	daemon_start(&d, &o);
+	int fd = connect_hello(&d);
+	load_ready(&d, fd, "stories");
+	char st[512];
+	snprintf(st, sizeof(st), "%s/big.safetensors", d.allow);
+	write_big(st, 48, 1024, 512);
+	uint64_t used = model_stat(fd, "stories").used;
+	ck_assert_msg(req_load(fd, "big", st) == 0, "%s", last_msg);
+	ck_assert_int_eq(truncate(st, 8u << 20), 0);
+	ck_assert_int_eq(tu_write_file(go, "", 0), 0);
+	fails_cleanly(&d, fd, used, "truncated");
+	close(fd);
+	daemon_stop(&d);
+	tu_rmtree(gdir);
+	free(gdir);
+}
+END_TEST
+
 int main(void)
 {
 	rng = tu_seed();
@@ -1427,5 +1555,10 @@ int main(void)
 	tcase_add_test(tc, t_bad_activation);
 	tcase_add_test(tc, t_config_errors);
 	tcase_add_test(tc, t_stale_socket);
+	tc = tu_tcase(s, "load faults", 300);
+	tcase_add_test(tc, t_load_short_reads);
+	tcase_add_test(tc, t_load_direct_refused);
+	tcase_add_test(tc, t_load_read_error);
+	tcase_add_test(tc, t_load_truncated);
 	return tu_run(s);
 }
