@@ -23,3 +23,10 @@ bench_uw_bench_attach_LDADD = $(UW_CLIENT_LIBS)
 if HAVE_CUDA
 bench_uw_bench_attach_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
 endif
+
+# A synthetic Llama-3.1-8B-shaped checkpoint, and the load benchmark around
+# it (bench/load.sh, for the GPU host).
+noinst_PROGRAMS += bench/uw-bench-gen-llama
+bench_uw_bench_gen_llama_SOURCES = bench/gen_llama.c
+bench_uw_bench_gen_llama_LDADD = libuwcore.la
+EXTRA_DIST += bench/load.sh bench/load_peers.py

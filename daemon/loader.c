@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <systemd/sd-daemon.h>
 
 #include "common/parallel.h"
@@ -27,6 +28,8 @@
 #define UNIT_MIN UR_CHUNK               /* small tensors are read together up to this */
 #define UNIT_GAP (1u << 20)             /* and across gaps this small between them */
 #define POLL_NS 100000000L              /* waits look at cancel this often */
+#define POOL_MAX 64                     /* read buffers kept for reuse */
+#define HUGE_PAGE (2u << 20)
 
 struct job;
 
@@ -74,6 +77,9 @@ struct job {
 	size_t qhead, qtail;
 	int readers_left;
 	uint64_t inflight;            /* window bytes held by units */
+	void **pool;                  /* read buffers to reuse (faulting in new ones costs) */
+	size_t *pool_cap, npool;
+	uint64_t pooled;              /* their bytes */
 
 	/* Shared by the encode workers. */
 	pthread_mutex_t lock;         /* cursor */
@@ -96,14 +102,22 @@ static uint64_t align_up(uint64_t x)
 	return (x + RES_ALIGN - 1) & ~(uint64_t)(RES_ALIGN - 1);
 }
 
+/* Scratch of at least n bytes; the old contents are not kept. Large ones
+ * on huge pages: first touches fault far less. */
 static int grow(void **p, size_t *cap, size_t n)
 {
 	if (n <= *cap && *p)
 		return 0;
-	void *q = realloc(*p, n ? n : 1);
-	if (!q)
+	free(*p);
+	*p = NULL;
+	*cap = 0;
+	size_t align = n >= HUGE_PAGE ? HUGE_PAGE : 64;
+	if (posix_memalign(p, align, n ? n : 1)) {
+		*p = NULL;
 		return -ENOMEM;
-	*p = q;
+	}
+	if (align == HUGE_PAGE)
+		madvise(*p, n, MADV_HUGEPAGE);
 	*cap = n;
 	return 0;
 }
@@ -154,16 +168,41 @@ static void fail(struct job *j, const struct uwerr *e)
 	pthread_mutex_unlock(&j->qlock);
 }
 
-/* Free u and give its bytes back to the window. */
+/* Free u and give its bytes back to the window, and its buffer to the
+ * pool while the pool holds less than a window. */
 static void unit_free(struct unit *u)
 {
 	struct job *j = u->j;
 	pthread_mutex_lock(&j->qlock);
 	j->inflight -= u->bytes;
+	if (u->rd.buf && j->npool < POOL_MAX && j->pooled + u->rd.cap <= READ_WINDOW) {
+		j->pool[j->npool] = u->rd.buf;
+		j->pool_cap[j->npool++] = u->rd.cap;
+		j->pooled += u->rd.cap;
+		u->rd.buf = NULL;
+	}
 	pthread_cond_broadcast(&j->qcond);
 	pthread_mutex_unlock(&j->qlock);
 	free(u->rd.buf);
 	free(u);
+}
+
+/* The smallest pooled buffer that holds span bytes, into u's read. */
+static void pool_take(struct job *j, struct unit *u, size_t span)
+{
+	pthread_mutex_lock(&j->qlock);
+	size_t best = j->npool;
+	for (size_t i = 0; i < j->npool; i++)
+		if (j->pool_cap[i] >= span && (best == j->npool || j->pool_cap[i] < j->pool_cap[best]))
+			best = i;
+	if (best < j->npool) {
+		u->rd.buf = j->pool[best];
+		u->rd.cap = j->pool_cap[best];
+		j->pooled -= j->pool_cap[best];
+		j->pool[best] = j->pool[--j->npool];
+		j->pool_cap[best] = j->pool_cap[j->npool];
+	}
+	pthread_mutex_unlock(&j->qlock);
 }
 
 static void unit_put(struct unit *u)
@@ -292,7 +331,7 @@ static struct unit *unit_plan(struct job *j, struct ur_file *uf, size_t k, size_
 	u->rd.off = lo;
 	u->rd.len = hi - lo;
 	u->rd.user = u;
-	u->bytes = u->rd.len + 2 * UR_ALIGN;   /* what the aligned buffer may take */
+	u->bytes = ur_span(lo, hi - lo);
 	u->first = k;
 	u->count = n;
 	atomic_init(&u->left, n);
@@ -332,6 +371,7 @@ static int read_file(struct job *j, struct ur_ring *r, size_t f, struct uwerr *e
 		if (next && window_take(j, next->bytes, !ur_pending(r))) {
 			struct unit *u = next;
 			next = NULL;
+			pool_take(j, u, ur_span(u->rd.off, u->rd.len));
 			if ((rc = ur_submit(r, &u->rd, e))) {
 				unit_free(u);
 				break;
@@ -408,8 +448,10 @@ static int job_prepare(struct job *j, struct uwerr *e)
 	j->order = calloc(m->ntensors, sizeof(*j->order));
 	j->file_first = calloc(nf + 1, sizeof(*j->file_first));
 	j->items = calloc(m->ntensors, sizeof(*j->items));
+	j->pool = calloc(POOL_MAX, sizeof(*j->pool));
+	j->pool_cap = calloc(POOL_MAX, sizeof(*j->pool_cap));
 	if (!m->t || !m->bufs || !m->buf_size || !j->ext || !j->order || !j->file_first ||
-	    !j->items)
+	    !j->items || !j->pool || !j->pool_cap)
 		return uwerr_set(e, ENOMEM, "%zu tensors: out of memory", m->ntensors);
 	for (size_t i = 0; i < m->ntensors; i++) {
 		const struct src_tensor *s = source_tensor(j->src, i);
@@ -461,6 +503,10 @@ static void job_run(struct job *j)
 	for (size_t i = j->qhead; i < j->qtail; i++)
 		unit_put(j->items[i].u);
 	j->qhead = j->qtail;
+	for (size_t i = 0; i < j->npool; i++)
+		free(j->pool[i]);
+	j->npool = 0;
+	j->pooled = 0;
 }
 
 static void *job_main(void *arg)
@@ -539,6 +585,8 @@ static void free_paths(char **p, size_t n)
 
 static void job_free(struct job *j)
 {
+	free(j->pool);
+	free(j->pool_cap);
 	free(j->ext);
 	free(j->order);
 	free(j->file_first);

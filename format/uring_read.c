@@ -18,6 +18,7 @@
 
 #define ALIGN_DOWN(x) ((x) & ~(uint64_t)(UR_ALIGN - 1))
 #define ALIGN_UP(x) ALIGN_DOWN((x) + UR_ALIGN - 1)
+#define HUGE (2u << 20)          /* a transparent huge page */
 #define CACHE_SAMPLES 64        /* pages mincore looks at to call a file cached */
 
 struct ur_file {
@@ -367,18 +368,39 @@ void ur_cancel(struct ur_ring *r)
 			q->rc = uwerr_set(&q->e, ECANCELED, "%s: read canceled", q->f->path);
 }
 
+size_t ur_span(uint64_t off, uint64_t len)
+{
+	uint64_t a = ALIGN_DOWN(off), end = ALIGN_UP(off + len);
+	if (off + len < off || end < a || end - a > SIZE_MAX - UR_ALIGN)
+		return SIZE_MAX;
+	return end > a ? (size_t)(end - a) : UR_ALIGN;
+}
+
 int ur_submit(struct ur_ring *r, struct ur_read *q, struct uwerr *e)
 {
 	uint64_t a = ALIGN_DOWN(q->off), end = ALIGN_UP(q->off + q->len);
+	size_t span = ur_span(q->off, q->len);
 	q->rc = 0;
 	uwerr_clear(&q->e);
 	q->inflight = 0;
 	q->link = NULL;
-	q->buf = NULL;
-	if (q->off + q->len < q->off || end - a > SIZE_MAX ||
-	    posix_memalign(&q->buf, UR_ALIGN, end > a ? (size_t)(end - a) : UR_ALIGN))
-		return uwerr_set(e, ENOMEM, "%s: out of memory for a read of %llu bytes",
-				 q->f->path, (unsigned long long)q->len);
+	if (q->buf && q->cap < span) {
+		free(q->buf);
+		q->buf = NULL;
+	}
+	if (!q->buf) {
+		/* Huge pages where they fit: fewer page faults on the first
+		 * fill, which cost more than the copy under a hypervisor. */
+		size_t align = span >= HUGE ? HUGE : UR_ALIGN;
+		if (span == SIZE_MAX || posix_memalign(&q->buf, align, span)) {
+			q->buf = NULL;
+			return uwerr_set(e, ENOMEM, "%s: out of memory for a read of %llu bytes",
+					 q->f->path, (unsigned long long)q->len);
+		}
+		q->cap = span;
+		if (align == HUGE)
+			madvise(q->buf, span, MADV_HUGEPAGE);
+	}
 	q->data = (unsigned char *)q->buf + (q->off - a);
 	q->next = a;
 	q->end = end;

@@ -46,10 +46,13 @@ struct ur_read {
 	struct ur_file *f;
 	uint64_t off, len;
 	void *user;
-	/* Set by ur_submit: [off, off+len) lands at data, inside buf (aligned,
-	 * the caller's to free() once ur_wait has returned the read). */
+	/* [off, off+len) lands at data, inside buf: UR_ALIGN-aligned, cap
+	 * bytes, the caller's to free() (or reuse) once ur_wait has returned
+	 * the read. The caller may hand in a buf from an earlier read; where it
+	 * is NULL or shorter than ur_span(), ur_submit replaces it. */
 	unsigned char *data;
 	void *buf;
+	size_t cap;
 	/* Set when ur_wait returns it: 0, or -errno with the message in e. */
 	int rc;
 	struct uwerr e;
@@ -71,6 +74,9 @@ void ur_ring_free(struct ur_ring *r);
 
 /* Whether r reads through io_uring (0: the pread fallback). */
 int ur_ring_uring(const struct ur_ring *r);
+
+/* The buffer bytes a read of [off, off+len) takes: its aligned cover. */
+size_t ur_span(uint64_t off, uint64_t len);
 
 /* Queue q: allocate its buffer and plan its chunks; they are submitted as
  * slots free up. -ENOMEM (in e) when the buffer cannot be had. */
