@@ -442,7 +442,8 @@ struct ur_read *ur_wait(struct ur_ring *r)
 {
 	while (!r->done && (r->queue || r->busy)) {
 		fill(r);
-		reap(r);
+		if (r->busy && !r->done)   /* fill may have finished canceled reads */
+			reap(r);
 	}
 	struct ur_read *q = r->done;
 	if (q) {
