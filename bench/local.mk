@@ -30,3 +30,6 @@ noinst_PROGRAMS += bench/uw-bench-gen-llama
 bench_uw_bench_gen_llama_SOURCES = bench/gen_llama.c
 bench_uw_bench_gen_llama_LDADD = libuwcore.la
 EXTRA_DIST += bench/load.sh bench/load_peers.py
+noinst_PROGRAMS += bench/uw-bench-read
+bench_uw_bench_read_SOURCES = bench/read.c
+bench_uw_bench_read_LDADD = libuwcore.la
