@@ -41,4 +41,4 @@ check_PROGRAMS += tests/unweightd-faults
 tests_unweightd_faults_SOURCES = $(unweightd_SOURCES) format/uring_read.c
 tests_unweightd_faults_CFLAGS = $(unweightd_CFLAGS) $(URING_CFLAGS) -DUW_READ_FAULTS
 tests_unweightd_faults_LDADD = $(unweightd_LDADD)
-EXTRA_tests_check_daemon_DEPENDENCIES += tests/unweightd-faults
+EXTRA_tests_check_daemon_DEPENDENCIES += tests/unweightd-faults ctl/unweightctl

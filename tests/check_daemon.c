@@ -1468,6 +1468,38 @@ START_TEST(t_load_direct_refused)
 }
 END_TEST
 
+/* unweightctl load --wait, its stderr a pipe: plain progress lines while
+ * the reads wait at the gate, then the summary. */
+START_TEST(t_ctl_wait_lines)
+{
+	char *gdir = tu_tmpdir(), env[600], go[520], cmd[2048];
+	ck_assert_ptr_nonnull(gdir);
+	snprintf(go, sizeof(go), "%s/go", gdir);
+	snprintf(env, sizeof(env), "UW_TEST_READ_FAULTS=gate=0:%s", go);
+	struct daemon d;
+	struct start_opts o = {.env = env, .prog = FAULTY};
+	daemon_start(&d, &o);
+	char st[512];
+	snprintf(st, sizeof(st), "%s/big.safetensors", d.allow);
+	write_big(st, 48, 1024, 512);
+	snprintf(cmd, sizeof(cmd), "'%s/ctl/unweightctl' --socket '%s' load big '%s' --wait 2>&1",
+		 tu_builddir(), d.sock, st);
+	FILE *p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	char line[1024], out[8192] = "";
+	ck_assert_ptr_nonnull(fgets(line, sizeof(line), p));
+	ck_assert_msg(strstr(line, "load big: 0% (0 B of 48.0 MiB)"), "first line \"%s\"", line);
+	ck_assert_int_eq(tu_write_file(go, "", 0), 0);
+	while (fgets(line, sizeof(line), p))
+		strncat(out, line, sizeof(out) - strlen(out) - 1);
+	ck_assert_int_eq(pclose(p), 0);
+	ck_assert_msg(strstr(out, "big: ready, 48 tensors"), "then \"%s\"", out);
+	daemon_stop(&d);
+	tu_rmtree(gdir);
+	free(gdir);
+}
+END_TEST
+
 /* A load that fails after its reply: no model and no memory left (used
  * is back where it was before the load), its error in stats, and the model
  * loaded before it still served. */
@@ -1560,5 +1592,6 @@ int main(void)
 	tcase_add_test(tc, t_load_direct_refused);
 	tcase_add_test(tc, t_load_read_error);
 	tcase_add_test(tc, t_load_truncated);
+	tcase_add_test(tc, t_ctl_wait_lines);
 	return tu_run(s);
 }
