@@ -22,6 +22,7 @@
 #include "common/parallel.h"
 #include "format/safetensors.h"
 #include "kernels/resident.h"
+#include "tests/testutil.h"
 #include "unweight.h"
 
 #define VOCAB 128256
@@ -36,14 +37,6 @@ struct gen {
 	uint64_t seed;
 };
 
-static uint64_t splitmix(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 /* Box-Muller, two normals per pair of uniforms; each 64 Ki-weight block
  * has its own stream, so the bytes do not depend on the thread count. */
 static void gen_blocks(void *ctx, size_t begin, size_t end)
@@ -53,8 +46,8 @@ static void gen_blocks(void *ctx, size_t begin, size_t end)
 		uint64_t s = g->seed ^ (b * 0xd1b54a32d192ed03ull);
 		uint16_t *w = g->w + b * 65536;
 		for (size_t i = 0; i < 65536; i += 2) {
-			double u1 = ((double)(splitmix(&s) >> 11) + 1.0) * 0x1p-53;
-			double u2 = (double)(splitmix(&s) >> 11) * 0x1p-53;
+			double u1 = ((double)(tu_rand(&s) >> 11) + 1.0) * 0x1p-53;
+			double u2 = (double)(tu_rand(&s) >> 11) * 0x1p-53;
 			double r = 0.02 * sqrt(-2.0 * log(u1));
 			w[i] = f32_to_bf16((float)(r * cos(2 * M_PI * u2)));
 			w[i + 1] = f32_to_bf16((float)(r * sin(2 * M_PI * u2)));

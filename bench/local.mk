@@ -28,7 +28,7 @@ endif
 # it (bench/load.sh, for the GPU host).
 noinst_PROGRAMS += bench/uw-bench-gen-llama
 bench_uw_bench_gen_llama_SOURCES = bench/gen_llama.c
-bench_uw_bench_gen_llama_LDADD = libuwcore.la
+bench_uw_bench_gen_llama_LDADD = tests/libtestutil.la libuwcore.la
 EXTRA_DIST += bench/load.sh bench/load_peers.py
 noinst_PROGRAMS += bench/uw-bench-read
 bench_uw_bench_read_SOURCES = bench/read.c

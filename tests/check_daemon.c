@@ -1518,18 +1518,27 @@ static void fails_cleanly(struct daemon *d, int fd, uint64_t used, const char *w
 	attached_free(&a);
 }
 
+/* The fault daemon with env, stories loaded, and big.safetensors (48 MiB)
+ * load accepted: the connection, and the memory used before big. */
+static int faulty_big_load(struct daemon *d, const char *env, uint64_t *used, char *st, size_t n)
+{
+	struct start_opts o = {.env = env, .prog = FAULTY};
+	daemon_start(d, &o);
+	int fd = connect_hello(d);
+	load_ready(d, fd, "stories");
+	snprintf(st, n, "%s/big.safetensors", d->allow);
+	write_big(st, 48, 1024, 512);
+	*used = model_stat(fd, "stories").used;
+	ck_assert_msg(req_load(fd, "big", st) == 0, "%s", last_msg);
+	return fd;
+}
+
 START_TEST(t_load_read_error)
 {
 	struct daemon d;
-	struct start_opts o = {.env = "UW_TEST_READ_FAULTS=eio=20000000", .prog = FAULTY};
-	daemon_start(&d, &o);
-	int fd = connect_hello(&d);
-	load_ready(&d, fd, "stories");
 	char st[512];
-	snprintf(st, sizeof(st), "%s/big.safetensors", d.allow);
-	write_big(st, 48, 1024, 512);
-	uint64_t used = model_stat(fd, "stories").used;
-	ck_assert_msg(req_load(fd, "big", st) == 0, "%s", last_msg);
+	uint64_t used;
+	int fd = faulty_big_load(&d, "UW_TEST_READ_FAULTS=eio=20000000", &used, st, sizeof(st));
 	fails_cleanly(&d, fd, used, "Input/output error");
 	close(fd);
 	daemon_stop(&d);
@@ -1545,15 +1554,9 @@ START_TEST(t_load_truncated)
 	snprintf(go, sizeof(go), "%s/go", gdir);
 	snprintf(env, sizeof(env), "UW_TEST_READ_FAULTS=gate=%u:%s", 4u << 20, go);
 	struct daemon d;
-	struct start_opts o = {.env = env, .prog = FAULTY};
-	daemon_start(&d, &o);
-	int fd = connect_hello(&d);
-	load_ready(&d, fd, "stories");
 	char st[512];
-	snprintf(st, sizeof(st), "%s/big.safetensors", d.allow);
-	write_big(st, 48, 1024, 512);
-	uint64_t used = model_stat(fd, "stories").used;
-	ck_assert_msg(req_load(fd, "big", st) == 0, "%s", last_msg);
+	uint64_t used;
+	int fd = faulty_big_load(&d, env, &used, st, sizeof(st));
 	ck_assert_int_eq(truncate(st, 8u << 20), 0);
 	ck_assert_int_eq(tu_write_file(go, "", 0), 0);
 	fails_cleanly(&d, fd, used, "truncated");

@@ -48,6 +48,15 @@ static void fixture_free(struct fixture *x)
 	free(x->dir);
 }
 
+/* x's file and a ring of depth chunks (0: the default). */
+static void open_ring(struct fixture *x, enum ur_mode mode, unsigned depth, struct ur_file **f,
+		      struct ur_ring **r)
+{
+	struct uwerr e = {0};
+	ck_assert_msg(ur_file_open(x->fd, x->size, x->path, mode, f, &e) == 0, "%s", e.msg);
+	ck_assert_msg(ur_ring_new(depth, r, &e) == 0, "%s", e.msg);
+}
+
 #define NREADS 12
 
 /* Ranges that start and end off alignment, cross 16 MiB chunk boundaries,
@@ -79,8 +88,7 @@ static void read_all(struct fixture *x, enum ur_mode mode, int expect_direct_aft
 	struct uwerr e = {0};
 	struct ur_file *f;
 	struct ur_ring *r;
-	ck_assert_msg(ur_file_open(x->fd, x->size, x->path, mode, &f, &e) == 0, "%s", e.msg);
-	ck_assert_msg(ur_ring_new(4, &r, &e) == 0, "%s", e.msg);
+	open_ring(x, mode, 4, &f, &r);
 	struct ur_read q[NREADS] = {0};
 	uint64_t off[NREADS], len[NREADS];
 	ranges(x->size, off, len);
@@ -118,8 +126,7 @@ static int read_one(struct fixture *x, enum ur_mode mode, uint64_t off, uint64_t
 	struct uwerr e = {0};
 	struct ur_file *f;
 	struct ur_ring *r;
-	ck_assert_msg(ur_file_open(x->fd, x->size, x->path, mode, &f, &e) == 0, "%s", e.msg);
-	ck_assert_msg(ur_ring_new(0, &r, &e) == 0, "%s", e.msg);
+	open_ring(x, mode, 0, &f, &r);
 	struct ur_read q = {.f = f, .off = off, .len = len};
 	ck_assert_msg(ur_submit(r, &q, &e) == 0, "%s", e.msg);
 	ck_assert_ptr_eq(ur_wait(r), &q);
@@ -266,8 +273,7 @@ START_TEST(t_cancel)
 	struct uwerr e = {0};
 	struct ur_file *f;
 	struct ur_ring *r;
-	ck_assert_int_eq(ur_file_open(x.fd, x.size, x.path, UR_DIRECT, &f, &e), 0);
-	ck_assert_int_eq(ur_ring_new(2, &r, &e), 0);
+	open_ring(&x, UR_DIRECT, 2, &f, &r);
 	struct ur_read q[6];
 	for (int i = 0; i < 6; i++) {
 		q[i] = (struct ur_read){.f = f, .off = (uint64_t)i * 1000, .len = 30u << 20};
@@ -301,8 +307,7 @@ START_TEST(t_free_busy)
 	struct uwerr e = {0};
 	struct ur_file *f;
 	struct ur_ring *r;
-	ck_assert_int_eq(ur_file_open(x.fd, x.size, x.path, UR_BUFFERED, &f, &e), 0);
-	ck_assert_int_eq(ur_ring_new(0, &r, &e), 0);
+	open_ring(&x, UR_BUFFERED, 0, &f, &r);
 	struct ur_read q[3];
 	for (int i = 0; i < 3; i++) {
 		q[i] = (struct ur_read){.f = f, .off = 0, .len = x.size};
