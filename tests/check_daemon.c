@@ -1368,6 +1368,11 @@ START_TEST(t_config_errors)
 	ck_assert_msg(strstr(err, "u.conf:1"), "%s", err);
 	ck_assert_int_eq(run_daemon("", "--log-level=loud", err, sizeof(err)), 2);
 	ck_assert_msg(strstr(err, "--log-level"), "%s", err);
+	ck_assert_int_eq(run_daemon("load_io = fast\n", NULL, err, sizeof(err)), 2);
+	ck_assert_msg(strstr(err, "u.conf:1") && strstr(err, "load_io: 'fast' is not auto, direct "
+			  "or buffered"), "%s", err);
+	ck_assert_int_eq(run_daemon("", "--load-io=sideways", err, sizeof(err)), 2);
+	ck_assert_msg(strstr(err, "--load-io") && strstr(err, "sideways"), "%s", err);
 #ifndef HAVE_CUDA
 	/* (Built with CUDA, the cuda backend is tested on a GPU host.) */
 	ck_assert_int_eq(run_daemon("", "--backend=cuda", err, sizeof(err)), 1);
