@@ -24,6 +24,7 @@
 struct ur_file {
 	int fd;                     /* borrowed: buffered reads */
 	int dfd;                    /* owned: O_DIRECT reads, or -1 */
+	int direct;                 /* reads still go through dfd */
 	uint64_t size;              /* when opened */
 	char *path;
 };
@@ -168,6 +169,7 @@ int ur_file_open(int fd, uint64_t size, const char *path, enum ur_mode mode,
 			close(f->dfd);
 			f->dfd = -1;
 		}
+		f->direct = f->dfd >= 0;
 	}
 	*out = f;
 	return 0;
@@ -185,7 +187,7 @@ void ur_file_close(struct ur_file *f)
 
 int ur_file_direct(const struct ur_file *f)
 {
-	return f->dfd >= 0;
+	return f->direct;
 }
 
 int ur_ring_new(unsigned depth, struct ur_ring **out, struct uwerr *e)
@@ -230,7 +232,7 @@ static unsigned char *dst_of(const struct ur_read *q, uint64_t off)
 static void issue(struct ur_ring *r, struct chunk *c)
 {
 	struct ur_file *f = c->q->f;
-	c->direct = c->direct && f->dfd >= 0;
+	c->direct = c->direct && f->direct;
 	c->start = c->direct ? ALIGN_DOWN(c->pos) : c->pos;
 	size_t n = (size_t)(c->end - c->start);
 	int fd = c->direct ? f->dfd : f->fd;
@@ -299,10 +301,10 @@ static void complete(struct ur_ring *r, struct chunk *c, int res)
 	}
 	if (res == -EINVAL && c->direct) {
 		/* The file system took the O_DIRECT open but not the read
-		 * (alignment it wants more of, or none at all): buffered. */
-		if (f->dfd >= 0)
-			close(f->dfd);
-		f->dfd = -1;
+		 * (alignment it wants more of, or none at all): buffered.
+		 * dfd stays open until ur_file_close, as reads already
+		 * prepared may name it. */
+		f->direct = 0;
 		c->direct = 0;
 		issue(r, c);
 		return;

@@ -32,7 +32,8 @@ struct ur_file;
 /* Read fd (borrowed: it stays the caller's, and must outlive f) of size
  * bytes; path names it in messages. The O_DIRECT reads go through a second
  * open file description of the same file (/proc/self/fd), never a new path
- * lookup; where that or O_DIRECT is refused, reads are buffered. */
+ * lookup; where that or O_DIRECT is refused, reads are buffered. One ring
+ * at a time reads a file (a refused O_DIRECT read changes it). */
 int ur_file_open(int fd, uint64_t size, const char *path, enum ur_mode mode,
 		 struct ur_file **out, struct uwerr *e);
 void ur_file_close(struct ur_file *f);     /* NULL is fine */
