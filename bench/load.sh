@@ -17,7 +17,8 @@
 #
 # CKPTDIR (default /tmp/uwload8b) keeps the checkpoint and bundle between
 # runs (~27 GB). LAYERS=N makes a smaller model of the same shapes (a quick
-# try). Logs go to $OUT (the device tool's folder), else ./load-out.
+# try); COLD=0 leaves the cold runs out. Logs go to $OUT (the device tool's
+# folder), else ./load-out.
 set -u
 B=$(cd "${1:?usage: bash bench/load.sh BUILDDIR [CKPTDIR]}" && pwd)
 D=${2:-/tmp/uwload8b}
@@ -81,7 +82,7 @@ uwload() {
 	echo
 }
 
-drop() { sync && echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; }
+drop() { sync && echo 3 2>/dev/null >/proc/sys/vm/drop_caches; }
 
 run_all() {   # $1: warm or cold
 	local t pre=
@@ -107,7 +108,9 @@ run_all() {   # $1: warm or cold
 
 echo; echo "== from the page cache"
 run_all warm
-if drop; then
+if [ "${COLD:-1}" = 0 ]; then
+	echo; echo "== cold: skipped (COLD=0)"
+elif drop; then
 	echo; echo "== cold (caches dropped before each)"
 	run_all cold
 else
