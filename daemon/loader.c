@@ -221,16 +221,16 @@ static int encode_one(struct job *j, const struct item *it, void **raw, size_t *
 	struct proto_tensor *t = &m->t[it->tensor];
 	const void *data = it->stored;
 	struct uw_layout l;
-	int rc = 0;
+	int rc;
 	if (!source_stored_is_raw(j->src)) {
 		if (grow(raw, raw_cap, t->raw_bytes))
 			return uwerr_set(e, ENOMEM, "tensor %s: %llu bytes: out of memory", t->name,
 					 (unsigned long long)t->raw_bytes);
-		rc = source_decode(j->src, it->tensor, it->stored, *raw, e);
+		if ((rc = source_decode(j->src, it->tensor, it->stored, *raw, e)))
+			return rc;   /* its message names the tensor */
 		data = *raw;
 	}
-	if (!rc)
-		rc = res_plan((int)t->dtype, (int)t->ndim, t->shape, data, t->raw_bytes, &l, e);
+	rc = res_plan((int)t->dtype, (int)t->ndim, t->shape, data, t->raw_bytes, &l, e);
 	if (!rc && grow(enc, enc_cap, l.nbytes))
 		rc = uwerr_set(e, ENOMEM, "%llu bytes: out of memory", (unsigned long long)l.nbytes);
 	if (!rc)

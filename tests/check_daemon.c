@@ -30,6 +30,7 @@
 
 #include "common/crc32c.h"
 #include "common/json.h"
+#include "format/bundle.h"
 #include "format/pack.h"
 #include "format/source.h"
 #include "kernels/resident.h"
@@ -1550,6 +1551,46 @@ START_TEST(t_load_read_error)
 }
 END_TEST
 
+/* A bundle whose payload was changed on disk after it was written: the
+ * checksum checked as the tensor arrives fails the load, cleanly. */
+START_TEST(t_load_bad_payload)
+{
+	struct daemon d;
+	daemon_start(&d, NULL);
+	int fd = connect_hello(&d);
+	load_ready(&d, fd, "stories");
+	char st[512], uwb[512];
+	write_big_and_bundle(&d, st, uwb, sizeof(st));
+	struct bundle *b;
+	struct uwerr e = {0};
+	ck_assert_msg(bundle_open(uwb, &b, &e) == 0, "%s", e.msg);
+	const struct bundle_tensor *t = &b->tensors[b->ntensors / 2];
+	uint64_t at = t->offset + t->length / 2;
+	char name[256];
+	snprintf(name, sizeof(name), "%s", t->name);
+	bundle_close(b);
+	int f = open(uwb, O_RDWR | O_CLOEXEC);
+	unsigned char c;
+	ck_assert_int_eq(pread(f, &c, 1, (off_t)at), 1);
+	c ^= 0x10;
+	ck_assert_int_eq(pwrite(f, &c, 1, (off_t)at), 1);
+	close(f);
+	uint64_t used = model_stat(fd, "stories").used;
+	ck_assert_msg(req_load(fd, "big", uwb) == 0, "%s", last_msg);
+	struct mstat s = wait_loaded(fd, "big");
+	ck_assert_str_eq(s.state, "failed");
+	ck_assert_msg(strstr(s.error, name) && strstr(s.error, "payload CRC-32C mismatch"),
+		      "error \"%s\" (tensor %s)", s.error, name);
+	ck_assert_uint_eq(s.used, used);
+	struct attached a;
+	ck_assert_int_eq(req_attach(fd, "big", &a), -ENOENT);
+	ck_assert_msg(req_attach(fd, "stories", &a) == 0, "%s", last_msg);
+	attached_free(&a);
+	close(fd);
+	daemon_stop(&d);
+}
+END_TEST
+
 /* The reads wait at a gate until the test has cut the file: the load was
  * admitted whole, and must find its file ending early. */
 START_TEST(t_load_truncated)
@@ -1600,6 +1641,7 @@ int main(void)
 	tcase_add_test(tc, t_load_direct_refused);
 	tcase_add_test(tc, t_load_read_error);
 	tcase_add_test(tc, t_load_truncated);
+	tcase_add_test(tc, t_load_bad_payload);
 	tcase_add_test(tc, t_ctl_wait_lines);
 	return tu_run(s);
 }
