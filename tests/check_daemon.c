@@ -6,8 +6,9 @@
  * messages, max_clients, stalled peers, systemd readiness, watchdog and
  * socket activation, and a clean exit on SIGTERM. The "load faults" cases
  * run tests/unweightd-faults (the reader's fault hooks compiled in): short
- * reads and O_DIRECT refused still load every byte; a read error and a file
- * truncated mid-load fail the load cleanly while other models are served. */
+ * reads and O_DIRECT refused still load every byte; a read error, a file
+ * truncated mid-load and a bundle payload changed on disk fail the load
+ * cleanly while other models are served. */
 #include "config.h"
 
 #include <check.h>
