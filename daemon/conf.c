@@ -206,6 +206,16 @@ static int config_set(struct uwd_config *c, const char *key, const char *v,
 		c->log_level = l;
 		return 0;
 	}
+	if (strcmp(key, "load_io") == 0) {
+		static const char *const modes[] = {"auto", "direct", "buffered"};  /* enum ur_mode */
+		for (int i = 0; i < 3; i++)
+			if (strcmp(v, modes[i]) == 0) {
+				c->load_io = i;
+				return 0;
+			}
+		snprintf(why, whylen, "load_io: '%s' is not auto, direct or buffered", v);
+		return -EINVAL;
+	}
 	static const struct {
 		const char *key;
 		size_t off;
@@ -311,6 +321,7 @@ static void usage(FILE *f)
 		"  -l, --log-level LEVEL   err, warning, notice, info or debug (default info)\n"
 		"      --max-clients N     connections served at once (default 128)\n"
 		"      --load-threads N    encoder threads per load (0: one per CPU, up to 8)\n"
+		"      --load-io MODE      auto, direct (O_DIRECT) or buffered reads of checkpoints\n"
 		"      --io-timeout-ms N   a message once begun must arrive within N ms\n"
 		"      --idle-timeout-ms N close a connection with no lease silent for N ms\n"
 		"                          (default 0: never)\n"
@@ -338,6 +349,7 @@ static const struct option longopts[] = {
 	{"log-level", required_argument, NULL, 'l'},
 	{"max-clients", required_argument, NULL, 'C'},
 	{"load-threads", required_argument, NULL, 'T'},
+	{"load-io", required_argument, NULL, 'X'},
 	{"io-timeout-ms", required_argument, NULL, 'O'},
 	{"idle-timeout-ms", required_argument, NULL, 'I'},
 	{"max-leases", required_argument, NULL, 'L'},
@@ -365,6 +377,7 @@ static const char *flag_key(int opt)
 	case 'l': return "log_level";
 	case 'C': return "max_clients";
 	case 'T': return "load_threads";
+	case 'X': return "load_io";
 	case 'O': return "io_timeout_ms";
 	case 'I': return "idle_timeout_ms";
 	case 'L': return "max_leases";

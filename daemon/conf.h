@@ -47,6 +47,7 @@ struct uwd_config {
 	unsigned max_loads;        /* loads running at once */
 	unsigned load_queue;       /* loads waiting for a turn; more are refused */
 	unsigned load_threads;     /* encoder threads per load; 0: one per CPU, at most 8 */
+	int load_io;               /* enum ur_mode: how checkpoints are read (0: auto) */
 	unsigned io_timeout_ms;    /* a message once begun must complete within this */
 	int foreground;            /* accepted; unweightd never forks anyway */
 };

@@ -51,3 +51,12 @@ tests_check_limits_SOURCES = tests/check_limits.c
 tests_check_limits_CFLAGS = $(TEST_CFLAGS)
 tests_check_limits_LDADD = $(TEST_LIBS)
 EXTRA_tests_check_limits_DEPENDENCIES = unweightd
+
+# unweightd with the reader's fault hooks (format/uring_read.c built with
+# UW_READ_FAULTS, taken before libuwcore's copy): check_daemon drives it
+# through UW_TEST_READ_FAULTS. Never installed; unweightd has no hooks.
+check_PROGRAMS += tests/unweightd-faults
+tests_unweightd_faults_SOURCES = $(unweightd_SOURCES) format/uring_read.c
+tests_unweightd_faults_CFLAGS = $(unweightd_CFLAGS) $(URING_CFLAGS) -DUW_READ_FAULTS
+tests_unweightd_faults_LDADD = $(unweightd_LDADD)
+EXTRA_tests_check_daemon_DEPENDENCIES += tests/unweightd-faults ctl/unweightctl

@@ -84,6 +84,12 @@ void bundle_close(struct bundle *b);
 int bundle_read_tensor(const struct bundle *b, size_t i, void *raw, int nthreads,
 		       struct uwerr *e);
 
+/* The same for a payload the caller read itself (t->length bytes from
+ * t->offset): checksums and decoding, no I/O. payload may equal raw for a
+ * REST_RAW tensor. */
+int bundle_decode_tensor(const struct bundle *b, size_t i, const void *payload, void *raw,
+			 int nthreads, struct uwerr *e);
+
 /* Streaming writer: payloads go out one by one as they are put; the
  * directory is written at the end and the header rewritten to point at it.
  * Writes PATH.tmp, renamed to PATH on commit. Not thread-safe: callers

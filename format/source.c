@@ -12,6 +12,7 @@
 struct source {
 	struct bundle *b;            /* exactly one of b and c */
 	struct st_checkpoint *c;
+	char *bundle_path;           /* the path b was opened by */
 	size_t n;
 	struct src_tensor *t;
 	const struct st_file **file; /* checkpoint: the shard of each tensor */
@@ -111,6 +112,10 @@ int source_open_via(const struct opener *o, const char *const *paths, size_t npa
 			uwerr_prefix(e, "%s", paths[0]);
 			goto fail;
 		}
+		if (!(s->bundle_path = strdup(paths[0]))) {
+			rc = uwerr_set(e, ENOMEM, "out of memory");
+			goto fail;
+		}
 		rc = from_bundle(s, e);
 	} else {
 		if ((rc = st_checkpoint_open_via(o, paths, npaths, &s->c, e)))
@@ -132,6 +137,7 @@ void source_close(struct source *s)
 		return;
 	bundle_close(s->b);
 	st_checkpoint_close(s->c);
+	free(s->bundle_path);
 	free(s->t);
 	free(s->file);
 	free(s->st);
@@ -165,4 +171,57 @@ int source_read(const struct source *s, size_t i, void *raw, struct uwerr *e)
 	if (s->b)
 		return bundle_read_tensor(s->b, i, raw, s->nthreads, e);
 	return st_read_tensor(s->file[i], s->st[i], raw, e);
+}
+
+void source_extent(const struct source *s, size_t i, struct src_extent *x)
+{
+	if (s->b) {
+		*x = (struct src_extent){0, s->b->tensors[i].offset, s->b->tensors[i].length};
+		return;
+	}
+	size_t f = 0;
+	while (s->c->files[f] != s->file[i])
+		f++;
+	*x = (struct src_extent){f, s->file[i]->data_start + s->st[i]->begin,
+				 st_tensor_bytes(s->st[i])};
+}
+
+size_t source_file_count(const struct source *s)
+{
+	return s->b ? 1 : s->c->nfiles;
+}
+
+const char *source_file_path(const struct source *s, size_t i)
+{
+	if (i >= source_file_count(s))
+		return NULL;
+	return s->b ? s->bundle_path : s->c->files[i]->path;
+}
+
+int source_file_fd(const struct source *s, size_t i)
+{
+	if (i >= source_file_count(s))
+		return -1;
+	return s->b ? s->b->fd : s->c->files[i]->fd;
+}
+
+uint64_t source_file_size(const struct source *s, size_t file)
+{
+	return s->b ? s->b->file_size : s->c->files[file]->file_size;
+}
+
+int source_stored_is_raw(const struct source *s)
+{
+	return s->b == NULL;
+}
+
+int source_decode(const struct source *s, size_t i, const void *stored, void *raw,
+		  struct uwerr *e)
+{
+	if (i >= s->n)
+		return uwerr_set(e, EINVAL, "tensor %zu of %zu", i, s->n);
+	if (s->b)
+		return bundle_decode_tensor(s->b, i, stored, raw, s->nthreads, e);
+	memcpy(raw, stored, s->t[i].raw_bytes);
+	return 0;
 }

@@ -43,4 +43,26 @@ void source_set_threads(struct source *s, int nthreads);
  * for bundles. Safe to call from several threads at once. */
 int source_read(const struct source *s, size_t i, void *raw, struct uwerr *e);
 
+/* For callers that do their own reading (the daemon's loader): where tensor
+ * i's stored bytes are, in file source_file_fd(file) of size bytes... */
+struct src_extent {
+	size_t file;
+	uint64_t off, len;
+};
+void source_extent(const struct source *s, size_t i, struct src_extent *x);
+uint64_t source_file_size(const struct source *s, size_t file);
+/* The files the source holds open (the shards, or the bundle; an index is
+ * read and closed on open): their count, the path each was opened by and
+ * its fd (owned by the source), for the reader. */
+size_t source_file_count(const struct source *s);
+const char *source_file_path(const struct source *s, size_t i);
+int source_file_fd(const struct source *s, size_t i);
+
+/* ...whether those stored bytes are already the original ones (a
+ * safetensors checkpoint), and, where they are not (a bundle's payload),
+ * their checksums verified and decoded into raw. */
+int source_stored_is_raw(const struct source *s);
+int source_decode(const struct source *s, size_t i, const void *stored, void *raw,
+		  struct uwerr *e);
+
 #endif

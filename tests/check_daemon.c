@@ -4,7 +4,11 @@
  * source), refused loads, shards of an index checked against the
  * allow_dir, failed loads, leases and evict, malformed
  * messages, max_clients, stalled peers, systemd readiness, watchdog and
- * socket activation, and a clean exit on SIGTERM. */
+ * socket activation, and a clean exit on SIGTERM. The "load faults" cases
+ * run tests/unweightd-faults (the reader's fault hooks compiled in): short
+ * reads and O_DIRECT refused still load every byte; a read error, a file
+ * truncated mid-load and a bundle payload changed on disk fail the load
+ * cleanly while other models are served. */
 #include "config.h"
 
 #include <check.h>
@@ -20,6 +24,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/crc32c.h"
+#include "common/json.h"
+#include "format/bundle.h"
+#include "format/pack.h"
 #include "format/source.h"
 #include "tests/daemonutil.h"
 #include "tests/testutil.h"
@@ -766,6 +774,11 @@ START_TEST(t_config_errors)
 	ck_assert_msg(strstr(err, "u.conf:1"), "%s", err);
 	ck_assert_int_eq(run_daemon("", "--log-level=loud", err, sizeof(err)), 2);
 	ck_assert_msg(strstr(err, "--log-level"), "%s", err);
+	ck_assert_int_eq(run_daemon("load_io = fast\n", NULL, err, sizeof(err)), 2);
+	ck_assert_msg(strstr(err, "u.conf:1") && strstr(err, "load_io: 'fast' is not auto, direct "
+			  "or buffered"), "%s", err);
+	ck_assert_int_eq(run_daemon("", "--load-io=sideways", err, sizeof(err)), 2);
+	ck_assert_msg(strstr(err, "--load-io") && strstr(err, "sideways"), "%s", err);
 #ifndef HAVE_CUDA
 	/* (Built with CUDA, the cuda backend is tested on a GPU host.) */
 	ck_assert_int_eq(run_daemon("", "--backend=cuda", err, sizeof(err)), 1);
@@ -815,6 +828,204 @@ START_TEST(t_stale_socket)
 }
 END_TEST
 
+
+/* ---- load faults (tests/unweightd-faults) ------------------------------- */
+
+#define FAULTY "tests/unweightd-faults"
+
+/* A 48 MiB checkpoint of 1 MiB tensors whose data starts off any block
+ * boundary (the header is not a multiple of 4096), so O_DIRECT reads are
+ * aligned super-ranges sliced, and its bundle. */
+static void write_big_and_bundle(const struct daemon *d, char *st, char *uwb, size_t n)
+{
+	snprintf(st, n, "%s/big.safetensors", d->allow);
+	snprintf(uwb, n, "%s/big.uwb", d->allow);
+	write_big(st, 48, 1024, 512);
+	struct uwerr e = {0};
+	struct pack_stats ps;
+	const char *paths[1] = {st};
+	ck_assert_msg(bundle_pack(paths, 1, uwb, 2, 0, &ps, &e) == 0, "pack: %s", e.msg);
+}
+
+static void load_verify(int fd, const char *name, const char *path)
+{
+	ck_assert_msg(req_load(fd, name, path) == 0, "load %s: %s", name, last_msg);
+	struct mstat s = wait_loaded(fd, name);
+	ck_assert_msg(strcmp(s.state, "ready") == 0, "%s: %s %s", name, s.state, s.error);
+	struct attached a;
+	ck_assert_msg(req_attach(fd, name, &a) == 0, "attach %s: %s", name, last_msg);
+	verify_model(&a, path);
+	attached_free(&a);
+}
+
+static void loads_despite(const char *faults)
+{
+	char env[128];
+	snprintf(env, sizeof(env), "UW_TEST_READ_FAULTS=%s", faults);
+	struct daemon d;
+	struct start_opts o = {.conf = "load_io = direct\n", .env = env, .prog = FAULTY};
+	daemon_start(&d, &o);
+	int fd = connect_hello(&d);
+	char st[512], uwb[512];
+	write_big_and_bundle(&d, st, uwb, sizeof(st));
+	load_verify(fd, "big", st);
+	load_verify(fd, "bigb", uwb);
+	load_verify(fd, "stories", stage(&d, "stories260K.safetensors"));
+	close(fd);
+	daemon_stop(&d);
+}
+
+START_TEST(t_load_short_reads)
+{
+	loads_despite("short=100000");
+}
+END_TEST
+
+START_TEST(t_load_direct_refused)
+{
+	loads_despite("einval");
+}
+END_TEST
+
+/* unweightctl load --wait, its stderr a pipe: plain progress lines while
+ * the reads wait at the gate, then the summary. */
+START_TEST(t_ctl_wait_lines)
+{
+	char *gdir = tu_tmpdir(), env[600], go[520], cmd[2048];
+	ck_assert_ptr_nonnull(gdir);
+	snprintf(go, sizeof(go), "%s/go", gdir);
+	snprintf(env, sizeof(env), "UW_TEST_READ_FAULTS=gate=0:%s", go);
+	struct daemon d;
+	struct start_opts o = {.env = env, .prog = FAULTY};
+	daemon_start(&d, &o);
+	char st[512];
+	snprintf(st, sizeof(st), "%s/big.safetensors", d.allow);
+	write_big(st, 48, 1024, 512);
+	snprintf(cmd, sizeof(cmd), "'%s/ctl/unweightctl' --socket '%s' load big '%s' --wait 2>&1",
+		 tu_builddir(), d.sock, st);
+	FILE *p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	char line[1024], out[8192] = "";
+	ck_assert_ptr_nonnull(fgets(line, sizeof(line), p));
+	ck_assert_msg(strstr(line, "load big: 0% (0 B of 48.0 MiB)"), "first line \"%s\"", line);
+	ck_assert_int_eq(tu_write_file(go, "", 0), 0);
+	while (fgets(line, sizeof(line), p))
+		strncat(out, line, sizeof(out) - strlen(out) - 1);
+	ck_assert_int_eq(pclose(p), 0);
+	ck_assert_msg(strstr(out, "big: ready, 48 tensors"), "then \"%s\"", out);
+	daemon_stop(&d);
+	tu_rmtree(gdir);
+	free(gdir);
+}
+END_TEST
+
+/* A load that fails after its reply: no model and no memory left (used
+ * is back where it was before the load), its error in stats, and the model
+ * loaded before it still served. */
+static void fails_cleanly(struct daemon *d, int fd, uint64_t used, const char *want)
+{
+	struct mstat s = wait_loaded(fd, "big");
+	ck_assert_str_eq(s.state, "failed");
+	ck_assert_msg(strstr(s.error, "big.safetensors") && strstr(s.error, want),
+		      "error \"%s\" (wanted %s)", s.error, want);
+	ck_assert_uint_eq(s.used, used);
+	ck_assert_msg(notify_wait(d, "STATUS=load of big failed", 2000), "%s", d->notes);
+	struct attached a;
+	ck_assert_int_eq(req_attach(fd, "big", &a), -ENOENT);
+	ck_assert_msg(req_attach(fd, "stories", &a) == 0, "%s", last_msg);
+	verify_model(&a, fixture());
+	attached_free(&a);
+}
+
+/* The fault daemon with env, stories loaded, and big.safetensors (48 MiB)
+ * load accepted: the connection, and the memory used before big. */
+static int faulty_big_load(struct daemon *d, const char *env, uint64_t *used, char *st, size_t n)
+{
+	struct start_opts o = {.env = env, .prog = FAULTY};
+	daemon_start(d, &o);
+	int fd = connect_hello(d);
+	load_ready(d, fd, "stories");
+	snprintf(st, n, "%s/big.safetensors", d->allow);
+	write_big(st, 48, 1024, 512);
+	*used = model_stat(fd, "stories").used;
+	ck_assert_msg(req_load(fd, "big", st) == 0, "%s", last_msg);
+	return fd;
+}
+
+START_TEST(t_load_read_error)
+{
+	struct daemon d;
+	char st[512];
+	uint64_t used;
+	int fd = faulty_big_load(&d, "UW_TEST_READ_FAULTS=eio=20000000", &used, st, sizeof(st));
+	fails_cleanly(&d, fd, used, "Input/output error");
+	close(fd);
+	daemon_stop(&d);
+}
+END_TEST
+
+/* A bundle whose payload was changed on disk after it was written: the
+ * checksum checked as the tensor arrives fails the load, cleanly. */
+START_TEST(t_load_bad_payload)
+{
+	struct daemon d;
+	daemon_start(&d, NULL);
+	int fd = connect_hello(&d);
+	load_ready(&d, fd, "stories");
+	char st[512], uwb[512];
+	write_big_and_bundle(&d, st, uwb, sizeof(st));
+	struct bundle *b;
+	struct uwerr e = {0};
+	ck_assert_msg(bundle_open(uwb, &b, &e) == 0, "%s", e.msg);
+	const struct bundle_tensor *t = &b->tensors[b->ntensors / 2];
+	uint64_t at = t->offset + t->length / 2;
+	char name[256];
+	snprintf(name, sizeof(name), "%s", t->name);
+	bundle_close(b);
+	int f = open(uwb, O_RDWR | O_CLOEXEC);
+	unsigned char c;
+	ck_assert_int_eq(pread(f, &c, 1, (off_t)at), 1);
+	c ^= 0x10;
+	ck_assert_int_eq(pwrite(f, &c, 1, (off_t)at), 1);
+	close(f);
+	uint64_t used = model_stat(fd, "stories").used;
+	ck_assert_msg(req_load(fd, "big", uwb) == 0, "%s", last_msg);
+	struct mstat s = wait_loaded(fd, "big");
+	ck_assert_str_eq(s.state, "failed");
+	ck_assert_msg(strstr(s.error, name) && strstr(s.error, "payload CRC-32C mismatch"),
+		      "error \"%s\" (tensor %s)", s.error, name);
+	ck_assert_uint_eq(s.used, used);
+	struct attached a;
+	ck_assert_int_eq(req_attach(fd, "big", &a), -ENOENT);
+	ck_assert_msg(req_attach(fd, "stories", &a) == 0, "%s", last_msg);
+	attached_free(&a);
+	close(fd);
+	daemon_stop(&d);
+}
+END_TEST
+
+/* The reads wait at a gate until the test has cut the file: the load was
+ * admitted whole, and must find its file ending early. */
+START_TEST(t_load_truncated)
+{
+	char *gdir = tu_tmpdir(), env[600], go[520];
+	ck_assert_ptr_nonnull(gdir);
+	snprintf(go, sizeof(go), "%s/go", gdir);
+	snprintf(env, sizeof(env), "UW_TEST_READ_FAULTS=gate=%u:%s", 4u << 20, go);
+	struct daemon d;
+	char st[512];
+	uint64_t used;
+	int fd = faulty_big_load(&d, env, &used, st, sizeof(st));
+	ck_assert_int_eq(truncate(st, 8u << 20), 0);
+	ck_assert_int_eq(tu_write_file(go, "", 0), 0);
+	fails_cleanly(&d, fd, used, "truncated");
+	close(fd);
+	daemon_stop(&d);
+	tu_rmtree(gdir);
+	free(gdir);
+}
+END_TEST
+
 int main(void)
 {
 	rng = tu_seed();
@@ -838,5 +1049,12 @@ int main(void)
 	tcase_add_test(tc, t_bad_activation);
 	tcase_add_test(tc, t_config_errors);
 	tcase_add_test(tc, t_stale_socket);
+	tc = tu_tcase(s, "load faults", 300);
+	tcase_add_test(tc, t_load_short_reads);
+	tcase_add_test(tc, t_load_direct_refused);
+	tcase_add_test(tc, t_load_read_error);
+	tcase_add_test(tc, t_load_truncated);
+	tcase_add_test(tc, t_load_bad_payload);
+	tcase_add_test(tc, t_ctl_wait_lines);
 	return tu_run(s);
 }

@@ -118,7 +118,7 @@ void daemon_start(struct daemon *d, const struct start_opts *o)
 	char conf[300], bin[1024];
 	snprintf(conf, sizeof(conf), "%s/unweightd.conf", d->dir);
 	ck_assert_int_eq(tu_write_file(conf, o && o->conf ? o->conf : "", o && o->conf ? strlen(o->conf) : 0), 0);
-	snprintf(bin, sizeof(bin), "%s/unweightd", tu_builddir());
+	snprintf(bin, sizeof(bin), "%s/%s", tu_builddir(), o && o->prog ? o->prog : "unweightd");
 
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", d->notify_path);

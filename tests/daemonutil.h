@@ -40,6 +40,7 @@ struct start_opts {
 	int activate_fd;          /* socket activation: pass this as fd 3; 0: none */
 	const char *sock;         /* --socket, else one in the temporary dir */
 	const char *log;          /* its stderr (the log) goes to this file, or NULL */
+	const char *prog;         /* the program, in the build tree; NULL: unweightd */
 };
 
 struct mstat {
