@@ -42,8 +42,8 @@ __device__ __forceinline__ void store32(const uint32_t *tab, const r12_raw32 &ra
 }
 
 /* Grid-stride over 32-column units, two at a time so that each thread has
- * both units' loads in flight before it decodes. */
-template <bool VEC>
+ * both units' loads in flight before it decodes. ALN: r12_load32. */
+template <bool VEC, bool ALN>
 __global__ void __launch_bounds__(DECODE_THREADS)
 r12_decode_kernel(const r12_args a, uint16_t *__restrict__ out)
 {
@@ -69,8 +69,8 @@ r12_decode_kernel(const r12_args a, uint16_t *__restrict__ out)
 		advance(r2, cu2);
 		const bool two = u + step < total;
 		r12_raw32 ra, rb;
-		r12_load32(ra, a.mant + r * a.mstride, a.nib + r * a.nstride, cu * 32, a.cols, true);
-		r12_load32(rb, a.mant + (two ? r2 : r) * a.mstride, a.nib + (two ? r2 : r) * a.nstride,
+		r12_load32<ALN>(ra, a.mant + r * a.mstride, a.nib + r * a.nstride, cu * 32, a.cols, true);
+		r12_load32<ALN>(rb, a.mant + (two ? r2 : r) * a.mstride, a.nib + (two ? r2 : r) * a.nstride,
 			   cu2 * 32, a.cols, two);
 		store32<VEC>(tab, ra, out, r, cu * 32, a.cols);
 		if (two)
@@ -81,20 +81,22 @@ r12_decode_kernel(const r12_args a, uint16_t *__restrict__ out)
 	}
 }
 
-/* One warp a row: the row's patches set the exponent bits of their element.
- * Out-of-range entries (a corrupt buffer) are skipped, never written. */
+/* One warp a group of 16 rows: the group's patches set the exponent bits of
+ * their element. Out-of-range entries (a corrupt buffer) are skipped, never
+ * written. */
 __global__ void __launch_bounds__(DECODE_THREADS)
 r12_patch_kernel(const r12_args a, uint16_t *__restrict__ out)
 {
-	const uint32_t r = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x & 31;
-	if (r >= a.rows)
+	const uint32_t g = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x & 31;
+	if (g >= (a.rows + 15) / 16)
 		return;
-	const uint32_t p1 = min(a.prow[r + 1], a.npatch);
-	uint16_t *o = out + (uint64_t)r * a.cols;
-	for (uint32_t p = a.prow[r] + lane; p < p1; p += 32) {
-		const uint32_t v = a.patch[p], c = v >> 8;
-		if (c < a.cols)
-			o[c] = (uint16_t)((o[c] & 0x807f) | (v & 0xff) << 7);
+	const uint32_t p1 = min(a.pgrp[g + 1], a.npatch);
+	for (uint32_t p = a.pgrp[g] + lane; p < p1; p += 32) {
+		const uint32_t v = a.patch[p], r = 16 * g + (v >> 28), c = (v >> 8) & 0xfffff;
+		if (r < a.rows && c < a.cols) {
+			uint16_t *o = out + (uint64_t)r * a.cols + c;
+			*o = (uint16_t)((*o & 0x807f) | (v & 0xff) << 7);
+		}
 	}
 }
 
@@ -108,13 +110,14 @@ int uwk_decode_r12(const struct r12_args *a, uint16_t *out, cudaStream_t s,
 	uint64_t blocks = (units + DECODE_THREADS - 1) / DECODE_THREADS;
 	if (blocks > (uint64_t)sms * 16)
 		blocks = (uint64_t)sms * 16;
-	if (a->cols % 8 == 0 && (uintptr_t)out % 16 == 0)
-		r12_decode_kernel<true><<<(unsigned)blocks, DECODE_THREADS, 0, s>>>(*a, out);
-	else
-		r12_decode_kernel<false><<<(unsigned)blocks, DECODE_THREADS, 0, s>>>(*a, out);
+	const bool vec = a->cols % 8 == 0 && (uintptr_t)out % 16 == 0;
+	auto fn = vec ? (a->aligned ? r12_decode_kernel<true, true> : r12_decode_kernel<true, false>)
+		      : (a->aligned ? r12_decode_kernel<false, true> : r12_decode_kernel<false, false>);
+	fn<<<(unsigned)blocks, DECODE_THREADS, 0, s>>>(*a, out);
 	UWK_CK(e, cudaGetLastError());
 	if (a->npatch) {
-		const uint64_t pblocks = ((uint64_t)a->rows * 32 + DECODE_THREADS - 1) / DECODE_THREADS;
+		const uint64_t groups = ((uint64_t)a->rows + 15) / 16;
+		const uint64_t pblocks = (groups * 32 + DECODE_THREADS - 1) / DECODE_THREADS;
 		r12_patch_kernel<<<(unsigned)pblocks, DECODE_THREADS, 0, s>>>(*a, out);
 		UWK_CK(e, cudaGetLastError());
 	}

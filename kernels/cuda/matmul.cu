@@ -85,7 +85,7 @@ __device__ __forceinline__ void r12_patch32(uint32_t w[16], uint32_t &pnext, uin
 					 uint32_t c)
 {
 	for (; pnext < pend; pnext++) {
-		const uint32_t v = patch[pnext], col = v >> 8;
+		const uint32_t v = patch[pnext], col = (v >> 8) & 0xfffff;
 		if (col >= c + 32) {
 			pcol = col;
 			return;
@@ -107,7 +107,8 @@ __device__ __forceinline__ void r12_patch32(uint32_t w[16], uint32_t &pnext, uin
 }
 
 /* NT n-tiles of 8 batch rows; WM warps side by side over rows, WK over
- * columns; XVEC: x rows are 16-byte aligned (cp.async), else element copies. */
+ * columns; XVEC: x rows are 16-byte aligned (cp.async) and W's rows too
+ * (16-byte loads), else element copies and byte loads. */
 template <int NT, int WM, int WK, bool XVEC>
 __global__ void __launch_bounds__(32 * WM * WK)
 r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batch,
@@ -138,11 +139,16 @@ r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batc
 		pnext[h] = pend[h] = 0;
 		pcol[h] = UINT32_MAX;
 		if (rok[h] && a.npatch) {
-			const uint32_t p0 = a.prow[r], p1 = min(a.prow[r + 1], a.npatch);
+			/* the group's list is ascending in (row % 16, col): this row's
+			 * part lies between two lower bounds */
+			const uint32_t grp = row0 / 16, rg = g + 8 * h;
+			const uint32_t g0 = a.pgrp[grp], g1 = min(a.pgrp[grp + 1], a.npatch);
+			const uint32_t p0 = patch_lower(a.patch, g0, g1, rg << 28);
+			const uint32_t p1 = rg == 15 ? g1 : patch_lower(a.patch, p0, g1, (rg + 1) << 28);
 			if (p0 < p1) {
 				pnext[h] = p0;
 				pend[h] = p1;
-				pcol[h] = a.patch[p0] >> 8;
+				pcol[h] = (a.patch[p0] >> 8) & 0xfffff;
 			}
 		}
 	}
@@ -180,7 +186,7 @@ r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batc
 	r12_raw32 cur[2], nxt[2];
 #pragma unroll
 	for (int h = 0; h < 2; h++) {
-		r12_load32(cur[h], mrow[h], nrow[h], ch * KC + 32 * t, a.cols, rok[h] && ch < ce);
+		r12_load32<XVEC>(cur[h], mrow[h], nrow[h], ch * KC + 32 * t, a.cols, rok[h] && ch < ce);
 		nxt[h] = cur[h];
 	}
 	stage(0, 0);
@@ -192,7 +198,7 @@ r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batc
 			stage(st + 1, (st + 1) & 1);
 #pragma unroll
 			for (int h = 0; h < 2; h++)
-				r12_load32(nxt[h], mrow[h], nrow[h], chn * KC + 32 * t, a.cols,
+				r12_load32<XVEC>(nxt[h], mrow[h], nrow[h], chn * KC + 32 * t, a.cols,
 					   rok[h] && chn < ce);
 		}
 		cp_commit();
@@ -386,7 +392,7 @@ static int fused_run(const struct r12_args *a, const struct fused_kind *k, int k
 		ks = 65535;
 	const uint32_t cps = (nch + ks - 1) / ks;
 	ks = (int)((nch + cps - 1) / cps);          /* no empty split */
-	const bool xvec = a->cols % 8 == 0 && (uintptr_t)x % 16 == 0;
+	const bool xvec = a->cols % 8 == 0 && (uintptr_t)x % 16 == 0 && a->aligned;
 	fused_fn fn = k->fn[ntl][xvec];
 	const size_t smem = fused_smem(nt, k->wm, k->wk, batch);
 	float *part = NULL;

@@ -5,9 +5,10 @@
  * Memory. Every pointer is a device pointer of the current device.
  * - dev_base: the tensor's resident bytes (struct uw_layout offsets are from
  *   it); 256-byte aligned, as the resident formats promise.
- * - R12 planes: the offsets and row strides of the layout must be multiples of
- *   16 (res_plan makes the offsets multiples of 256): the kernels read them
- *   with 16-byte loads.
+ * - R12 planes: where both row strides are multiples of 16 (rows of 4096
+ *   columns or more, or of a multiple of 32) the kernels read them with
+ *   16-byte loads; packed narrow rows are read byte by byte (slower, same
+ *   result).
  * - x: BF16 [batch][cols], y: BF16 [batch][rows], dense row-major (row stride
  *   = cols resp. rows elements); 2-byte aligned. When x is 16-byte aligned and
  *   cols % 8 == 0 the fused kernel stages x with 16-byte copies, else element
