@@ -108,8 +108,10 @@ __device__ __forceinline__ void r12_patch32(uint32_t w[16], uint32_t &pnext, uin
 
 /* NT n-tiles of 8 batch rows; WM warps side by side over rows, WK over
  * columns; XVEC: x rows are 16-byte aligned (cp.async) and W's rows too
- * (16-byte loads), else element copies and byte loads. */
-template <int NT, int WM, int WK, bool XVEC>
+ * (16-byte loads), else element copies and byte loads; PD: chunks of W in
+ * flight ahead of the one decoded (registers: 24 a chunk); L2P: loads ask L2
+ * for the 256-byte block around them. */
+template <int NT, int WM, int WK, bool XVEC, int PD, bool L2P>
 __global__ void __launch_bounds__(32 * WM * WK)
 r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batch,
 		 uint16_t *__restrict__ y, float *__restrict__ part, uint32_t cps)
@@ -182,25 +184,30 @@ r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batc
 	for (int j = 0; j < NT; j++)
 		acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
 
+	/* q[0]: the planes of this step's chunk; q[1..PD]: the next PD steps',
+	 * already in flight (a chunk at or past ce loads nothing) */
 	uint32_t ch = cb + wk;
-	r12_raw32 cur[2], nxt[2];
+	r12_raw32 q[PD + 1][2];
 #pragma unroll
-	for (int h = 0; h < 2; h++) {
-		r12_load32<XVEC>(cur[h], mrow[h], nrow[h], ch * KC + 32 * t, a.cols, rok[h] && ch < ce);
-		nxt[h] = cur[h];
-	}
+	for (int i = 0; i < PD; i++)
+#pragma unroll
+		for (int h = 0; h < 2; h++) {
+			const uint32_t c = ch + i * WK;
+			r12_load32<XVEC, L2P>(q[i][h], mrow[h], nrow[h], c * KC + 32 * t, a.cols,
+					      rok[h] && c < ce);
+		}
 	stage(0, 0);
 	cp_commit();
 	for (uint32_t st = 0; st < nsteps; st++) {
 		const bool more = st + 1 < nsteps;
-		const uint32_t chn = ch + WK;
-		if (more) {
+		const uint32_t chn = ch + WK, chf = ch + PD * WK;
+		if (more)
 			stage(st + 1, (st + 1) & 1);
 #pragma unroll
-			for (int h = 0; h < 2; h++)
-				r12_load32<XVEC>(nxt[h], mrow[h], nrow[h], chn * KC + 32 * t, a.cols,
-					   rok[h] && chn < ce);
-		}
+		for (int h = 0; h < 2; h++)
+			r12_load32<XVEC, L2P>(q[PD][h], mrow[h], nrow[h], chf * KC + 32 * t, a.cols,
+					      rok[h] && chf < ce);
+		r12_raw32 (&cur)[2] = q[0];
 		cp_commit();
 		cp_wait_prev();
 		__syncthreads();
@@ -250,8 +257,10 @@ r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batc
 		}
 		__syncthreads();
 #pragma unroll
-		for (int h = 0; h < 2; h++)
-			cur[h] = nxt[h];
+		for (int i = 0; i < PD; i++)
+#pragma unroll
+			for (int h = 0; h < 2; h++)
+				q[i][h] = q[i + 1][h];
 		ch = chn;
 	}
 
@@ -310,13 +319,17 @@ splitk_sum_kernel(const float *__restrict__ part, uint32_t ks, uint64_t n,
 typedef void (*fused_fn)(const r12_args, const uint16_t *, uint32_t, uint16_t *, float *,
 			 uint32_t);
 
+#define UWK_NPF 4           /* prefetch variants: pf = 1 + (PD - 1) + 2 * L2P */
+
 struct fused_kind {
 	int wm, wk;
-	fused_fn fn[4][2];          /* [log2 NT][XVEC] */
+	fused_fn fn[4][2][UWK_NPF];     /* [log2 NT][XVEC][pf - 1] */
 };
 
-#define FUSED_NT(WM, WK, NT) \
-	{ r12_fused_kernel<NT, WM, WK, false>, r12_fused_kernel<NT, WM, WK, true> }
+#define FUSED_PF(WM, WK, NT, XV) \
+	{ r12_fused_kernel<NT, WM, WK, XV, 1, false>, r12_fused_kernel<NT, WM, WK, XV, 2, false>, \
+	  r12_fused_kernel<NT, WM, WK, XV, 1, true>, r12_fused_kernel<NT, WM, WK, XV, 2, true> }
+#define FUSED_NT(WM, WK, NT) { FUSED_PF(WM, WK, NT, false), FUSED_PF(WM, WK, NT, true) }
 #define FUSED_KIND(WM, WK) \
 	{ WM, WK, { FUSED_NT(WM, WK, 1), FUSED_NT(WM, WK, 2), FUSED_NT(WM, WK, 4), \
 		    FUSED_NT(WM, WK, 8) } }
@@ -378,7 +391,14 @@ static int pick_ks(const struct fused_kind *k, uint32_t rows, uint32_t cols, int
 	return ks < 1 ? 1 : (int)ks;
 }
 
-static int fused_run(const struct r12_args *a, const struct fused_kind *k, int ks,
+/* AUTO's prefetch variant: two chunks ahead, no L2 hint. */
+static int default_pf(size_t batch)
+{
+	(void)batch;
+	return 2;
+}
+
+static int fused_run(const struct r12_args *a, const struct fused_kind *k, int ks, int pf,
 		     const void *x, size_t batch, void *y, cudaStream_t s,
 		     struct uwk_ctx *ctx, struct uwerr *e)
 {
@@ -393,7 +413,9 @@ static int fused_run(const struct r12_args *a, const struct fused_kind *k, int k
 	const uint32_t cps = (nch + ks - 1) / ks;
 	ks = (int)((nch + cps - 1) / cps);          /* no empty split */
 	const bool xvec = a->cols % 8 == 0 && (uintptr_t)x % 16 == 0 && a->aligned;
-	fused_fn fn = k->fn[ntl][xvec];
+	if (pf < 1)
+		pf = default_pf(batch);
+	fused_fn fn = k->fn[ntl][xvec][pf - 1];
 	const size_t smem = fused_smem(nt, k->wm, k->wk, batch);
 	float *part = NULL;
 	if (ks > 1) {
@@ -510,7 +532,7 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 		if (batch > UWK_FUSED_MAX_BATCH)
 			return uwerr_set(e, EINVAL, "uwk_matmul: fused pipeline at batch %zu (max %d)",
 					 batch, UWK_FUSED_MAX_BATCH);
-		rc = fused_run(&a, default_kind(batch, a.rows, ctx->sms), 0, x, batch, y, s, ctx, e);
+		rc = fused_run(&a, default_kind(batch, a.rows, ctx->sms), 0, 0, x, batch, y, s, ctx, e);
 		break;
 	case UWK_PIPE_DECODE_GEMM:
 		rc = uwk_ctx_reserve(&ctx->scratch, &ctx->scratch_bytes, 2 * l->rows * l->cols,
@@ -551,14 +573,17 @@ extern "C" int uwk_matmul_fused_cfg(const struct uw_layout *l, const void *dev_b
 				     default_kind(batch, a.rows, ctx->sms);
 	if (!k)
 		return uwerr_set(e, ENOTSUP, "uwk_matmul: fused shape %dx%d not built", cfg->wm, cfg->wk);
-	rc = fused_run(&a, k, cfg ? cfg->ks : 0, x, batch, y, s, ctx, e);
+	if (cfg && (cfg->pf < 0 || cfg->pf > UWK_NPF))
+		return uwerr_set(e, ENOTSUP, "uwk_matmul: prefetch variant %d not built (1..%d)",
+				 cfg->pf, UWK_NPF);
+	rc = fused_run(&a, k, cfg ? cfg->ks : 0, cfg ? cfg->pf : 0, x, batch, y, s, ctx, e);
 	return rc < 0 ? matmul_fail(e, rc, l, batch) : 0;
 }
 
 extern "C" int uwk_cfg_list(struct uwk_cfg *out, int max)
 {
 	for (int i = 0; i < NKINDS && i < max; i++)
-		out[i] = (struct uwk_cfg){ kinds[i].wm, kinds[i].wk, 0 };
+		out[i] = (struct uwk_cfg){ kinds[i].wm, kinds[i].wk, 0, 0 };
 	return NKINDS;
 }
 
@@ -571,6 +596,7 @@ extern "C" int uwk_cfg_default(const struct uw_layout *l, size_t batch, struct u
 	const struct fused_kind *k = default_kind(batch, (uint32_t)l->rows, ctx->sms);
 	out->wm = k->wm;
 	out->wk = k->wk;
+	out->pf = default_pf(batch);
 	out->ks = pick_ks(k, (uint32_t)l->rows, (uint32_t)l->cols, ctx->sms);
 	const uint32_t nch = (uint32_t)((l->cols + KC - 1) / KC), cps = (nch + out->ks - 1) / out->ks;
 	out->ks = (int)((nch + cps - 1) / cps);

@@ -78,13 +78,15 @@ int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base, const void 
 /* The fused kernel's shape: warps per block = wm * wk; each warp owns a
  * 16-row tile, wm tiles side by side share one staged slice of x, wk warps
  * split the columns of a block, and ks blocks split them again (partial sums
- * in the context, added in a fixed order by a second kernel). 0 = chosen
- * from the shape and the device. */
+ * in the context, added in a fixed order by a second kernel). pf, the
+ * prefetch variant: 1 + (chunks of W in flight ahead - 1) + 2 * (loads ask
+ * L2 for their 256-byte block), 1..4. 0 = chosen from the shape and the
+ * device. */
 struct uwk_cfg {
-	int wm, wk, ks;
+	int wm, wk, ks, pf;
 };
 
-/* The fused kernel with a given shape; -ENOTSUP for a (wm, wk) not built.
+/* The fused kernel with a given shape; -ENOTSUP for a (wm, wk) or pf not built.
  * The shapes built are listed by uwk_cfg_list. */
 int uwk_matmul_fused_cfg(const struct uw_layout *l, const void *dev_base,
 			 const void *x, size_t batch, void *y,

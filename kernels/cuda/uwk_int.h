@@ -103,12 +103,18 @@ __device__ __forceinline__ void r12_decode32(const uint32_t *tab, const uint32_t
 	}
 }
 
-/* Read-once 16-byte load that skips L1: the planes are streamed. */
+/* Read-once 16-byte load that skips L1: the planes are streamed. L2P: also
+ * ask L2 for the whole 256-byte block around it (the row's next chunks). */
+template <bool L2P = false>
 __device__ __forceinline__ uint4 ld_stream(const void *p)
 {
 	uint4 v;
-	asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-		     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+	if (L2P)
+		asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
+			     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+	else
+		asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+			     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
 	return v;
 }
 
@@ -117,11 +123,13 @@ struct r12_raw32 {
 	uint32_t sm[8], ix[4];
 };
 
-/* Byte loads for packed rows (not 16-byte aligned): n bytes of p, zero past. */
-__device__ __forceinline__ void ld_bytes16(uint32_t w[4], const uint8_t *p, uint32_t n)
+/* Byte loads for rows that vector loads cannot read (packed, unaligned):
+ * n bytes of p (n <= 4 * W), zero past, as W little-endian words. */
+template <int W>
+__device__ __forceinline__ void ld_bytes(uint32_t w[W], const uint8_t *p, uint32_t n)
 {
 #pragma unroll
-	for (int k = 0; k < 4; k++) {
+	for (int k = 0; k < W; k++) {
 		uint32_t v = 0;
 #pragma unroll
 		for (int i = 0; i < 4; i++)
@@ -134,24 +142,24 @@ __device__ __forceinline__ void ld_bytes16(uint32_t w[4], const uint8_t *p, uint
 /* ALN: the layout's rows start on 16 bytes (uwk_args_make says), so the
  * planes are read with 16-byte loads (which may run into the row's
  * padding, never past the plane); else byte by byte, bounded by the row. */
-template <bool ALN>
+template <bool ALN, bool L2P = false>
 __device__ __forceinline__ void r12_load32(r12_raw32 &r, const uint8_t *mrow,
 					   const uint8_t *nrow, uint32_t c, uint32_t cols,
 					   bool row_ok)
 {
 	if (!ALN) {
 		const uint32_t n = row_ok && c < cols ? min(32u, cols - c) : 0;
-		ld_bytes16(r.sm, mrow + c, min(n, 16u));
-		ld_bytes16(r.sm + 4, mrow + c + 16, n > 16 ? n - 16 : 0);
-		ld_bytes16(r.ix, nrow + c / 2, (n + 1) / 2);
+		ld_bytes<4>(r.sm, mrow + c, min(n, 16u));
+		ld_bytes<4>(r.sm + 4, mrow + c + 16, n > 16 ? n - 16 : 0);
+		ld_bytes<4>(r.ix, nrow + c / 2, (n + 1) / 2);
 		return;
 	}
 	uint4 a = make_uint4(0, 0, 0, 0), b = a, n = a;
 	if (row_ok && c < cols) {
-		a = ld_stream(mrow + c);
-		n = ld_stream(nrow + c / 2);
+		a = ld_stream<L2P>(mrow + c);
+		n = ld_stream<L2P>(nrow + c / 2);
 		if (c + 16 < cols)
-			b = ld_stream(mrow + c + 16);
+			b = ld_stream<L2P>(mrow + c + 16);
 	}
 	r.sm[0] = a.x; r.sm[1] = a.y; r.sm[2] = a.z; r.sm[3] = a.w;
 	r.sm[4] = b.x; r.sm[5] = b.y; r.sm[6] = b.z; r.sm[7] = b.w;
