@@ -103,18 +103,12 @@ __device__ __forceinline__ void r12_decode32(const uint32_t *tab, const uint32_t
 	}
 }
 
-/* Read-once 16-byte load that skips L1: the planes are streamed. L2P: also
- * ask L2 for the whole 256-byte block around it (the row's next chunks). */
-template <bool L2P = false>
+/* Read-once 16-byte load that skips L1: the planes are streamed. */
 __device__ __forceinline__ uint4 ld_stream(const void *p)
 {
 	uint4 v;
-	if (L2P)
-		asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
-			     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-	else
-		asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-			     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+	asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+		     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
 	return v;
 }
 
@@ -142,7 +136,7 @@ __device__ __forceinline__ void ld_bytes(uint32_t w[W], const uint8_t *p, uint32
 /* ALN: the layout's rows start on 16 bytes (uwk_args_make says), so the
  * planes are read with 16-byte loads (which may run into the row's
  * padding, never past the plane); else byte by byte, bounded by the row. */
-template <bool ALN, bool L2P = false>
+template <bool ALN>
 __device__ __forceinline__ void r12_load32(r12_raw32 &r, const uint8_t *mrow,
 					   const uint8_t *nrow, uint32_t c, uint32_t cols,
 					   bool row_ok)
@@ -156,28 +150,14 @@ __device__ __forceinline__ void r12_load32(r12_raw32 &r, const uint8_t *mrow,
 	}
 	uint4 a = make_uint4(0, 0, 0, 0), b = a, n = a;
 	if (row_ok && c < cols) {
-		a = ld_stream<L2P>(mrow + c);
-		n = ld_stream<L2P>(nrow + c / 2);
+		a = ld_stream(mrow + c);
+		n = ld_stream(nrow + c / 2);
 		if (c + 16 < cols)
-			b = ld_stream<L2P>(mrow + c + 16);
+			b = ld_stream(mrow + c + 16);
 	}
 	r.sm[0] = a.x; r.sm[1] = a.y; r.sm[2] = a.z; r.sm[3] = a.w;
 	r.sm[4] = b.x; r.sm[5] = b.y; r.sm[6] = b.z; r.sm[7] = b.w;
 	r.ix[0] = n.x; r.ix[1] = n.y; r.ix[2] = n.z; r.ix[3] = n.w;
-}
-
-/* First index in [lo, hi) of the ascending patch list whose entry is >= key. */
-__device__ __forceinline__ uint32_t patch_lower(const uint32_t *__restrict__ patch, uint32_t lo,
-						uint32_t hi, uint32_t key)
-{
-	while (lo < hi) {
-		const uint32_t mid = lo + (hi - lo) / 2;
-		if (patch[mid] < key)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
 }
 
 #endif
