@@ -203,7 +203,7 @@ int main(int argc, char **argv)
 	static const int kss[] = {1, 2, 3, 4, 6, 8};
 
 	std::vector<double> logsp[6], logsp_fused[6];
-	double pf_best[6][4][3];        /* [batch][shape][pf - 1]: best over wm x wk and ks */
+	double pf_best[6][4][2];        /* [batch][shape][pf - 1]: best over wm x wk and ks */
 	for (auto &a : pf_best)
 		for (auto &b : a)
 			for (double &v : b)
@@ -272,7 +272,7 @@ int main(int argc, char **argv)
 				bestc = dflt;
 				for (int c = 0; sweep && c < ncfg; c++)
 					for (int k : kss)
-						for (int pf = 1; pf <= 3; pf++) {
+						for (int pf = 1; pf <= 2; pf++) {
 							struct uwk_cfg cfg = cfgs[c];
 							cfg.ks = k;
 							cfg.pf = pf;
@@ -329,9 +329,9 @@ int main(int argc, char **argv)
 		for (int s = 0; s < nshapes; s++)
 			for (size_t bi = 0; bi < 4; bi++)
 				if (batches[bi] <= maxb)
-					printf("  %llux%llu batch %4zu: pf 1 %8.1f  pf 2 %8.1f  pf 3 %8.1f\n",
+					printf("  %llux%llu batch %4zu: pf 1 %8.1f  pf 2 %8.1f\n",
 					       (unsigned long long)shapes[s][0], (unsigned long long)shapes[s][1],
-					       batches[bi], pf_best[bi][s][0], pf_best[bi][s][1], pf_best[bi][s][2]);
+					       batches[bi], pf_best[bi][s][0], pf_best[bi][s][1]);
 	}
 	uwk_ctx_free(ctx);
 	cublasDestroy(blas);

@@ -79,7 +79,7 @@ int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base, const void 
  * 16-row tile, wm tiles side by side share one staged slice of x, wk warps
  * split the columns of a block, and ks blocks split them again (partial sums
  * in the context, added in a fixed order by a second kernel); pf chunks of
- * 128 columns of W are in flight ahead of the one being decoded (1..3).
+ * 128 columns of W are in flight ahead of the one being decoded (1, 2).
  * 0 = chosen from the shape and the device (ks: one wave of blocks). */
 struct uwk_cfg {
 	int wm, wk, ks, pf;
