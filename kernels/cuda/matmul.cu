@@ -1,16 +1,15 @@
 /* matmul: uwk_matmul, y = x . W^T for a resident BF16 tensor W.
  *
  * Fused pipeline (R12, batch <= 64). Each warp owns 16 rows of W and walks
- * their columns in chunks of 128: lane (g, t) loads 32 columns of two rows
- * (g and g + 8), in two runs of 16 at 16t and 64 + 16t so that each load
- * instruction of four lanes covers whole 32-byte sectors, straight from the
- * planes (read once, L1 skipped), PD chunks ahead of the one it decodes;
+ * their columns in chunks of 128: a lane loads 32 columns of two rows (g and
+ * g + 8) with 16-byte loads straight from the planes (read once, L1 skipped)
+ * PD chunks ahead of the one it decodes,
  * rebuilds the BF16 pairs in registers (one shared-memory lookup gives the
  * exponent bits of a column pair, prmt + lop3 the rest), writes the patched
  * exponents of its columns over them, and feeds them to mma.sync m16n8k16
  * as the A operand. The K order inside a chunk is permuted so that a lane's
- * 32 columns, in the order above, are its A fragments: lane (g, t) gives
- * logical k = 2t, 2t+1, 2t+8, 2t+9 of k-step s from its columns 4s .. 4s + 3,
+ * 32 contiguous columns are its A fragments: lane (g, t) gives logical
+ * k = 2t, 2t+1, 2t+8, 2t+9 of k-step s from columns 32t + 4s .. 32t + 4s + 3,
  * and reads x at the same columns (B operand, batch row n = g of an n-tile).
  * x is staged per step in shared memory by cp.async, two buffers deep, in
  * rows padded so the B loads are free of bank conflicts. The block's warps
@@ -77,24 +76,23 @@ __device__ __forceinline__ uint16_t bf16_bits(float f)
 	return __bfloat16_as_ushort(__float2bfloat16_rn(f));
 }
 
-/* Write the patched exponents of a lane's columns, [c0, c0 + 16) and
- * [c0 + 64, c0 + 80) of one row, over w. The lane walks its row's
- * ascending patch list once over the whole K loop (patches of other lanes'
- * columns are passed over); the caller enters only when the next patch is
- * before c0 + 80, so rows without patches cost one compare per chunk. */
-__device__ __forceinline__ void r12_patch_lane(uint32_t w[16], uint32_t &pnext, uint32_t pend,
-					       uint32_t &pcol, const uint32_t *__restrict__ patch,
-					       uint32_t c0)
+/* Write the patched exponents of columns [c, c + 32) of one row over w.
+ * The lane walks its row's ascending patch list once over the whole K loop
+ * (patches of other lanes' columns are passed over); the caller enters only
+ * when the next patch is before c + 32, so rows without patches cost one
+ * compare per chunk. */
+__device__ __forceinline__ void r12_patch32(uint32_t w[16], uint32_t &pnext, uint32_t pend,
+					 uint32_t &pcol, const uint32_t *__restrict__ patch,
+					 uint32_t c)
 {
 	for (; pnext < pend; pnext++) {
 		const uint32_t v = patch[pnext], col = (v >> 8) & 0xfffff;
-		if (col >= c0 + 80) {
+		if (col >= c + 32) {
 			pcol = col;
 			return;
 		}
-		const uint32_t d = col - c0;         /* wraps for col < c0: no run */
-		if (d < 16 || (d >= 64 && d < 80)) {
-			const uint32_t off = d < 16 ? d : d - 48, sh = (off & 1) * 16 + 7;
+		if (col >= c) {
+			const uint32_t off = col - c, sh = (off & 1) * 16 + 7;
 			const uint32_t keep = ~(0xffu << sh), bits = (v & 0xff) << sh;
 			/* one bit a word, hidden from the optimizer: folded back into
 			 * w[off / 2], a run-time index would put w in local memory */
@@ -180,10 +178,7 @@ r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batc
 		const uint32_t k0 = (cb + st * WK) * KC;
 		for (uint32_t u = threadIdx.x; u < nx * SEGS; u += blockDim.x) {
 			const uint32_t n = u / SEGS, cc = (u % SEGS) * 8, col = k0 + cc;
-			/* lane t of a chunk holds columns 16t.. and 64 + 16t.. */
-			const uint32_t in = cc % KC;
-			uint8_t *d = xs + n * XS + ((cc / KC) * 4 + (in % 64) / 16) * SEG +
-				     ((in / 64) * 16 + in % 16) * 2;
+			uint8_t *d = xs + n * XS + (cc / 32) * SEG + (cc % 32) * 2;
 			const uint16_t *src = x + (uint64_t)n * a.cols + col;
 			if (XVEC) {
 				cp_async16(d, col < a.cols ? src : x, col < a.cols ? 16 : 0);
@@ -214,7 +209,7 @@ r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batc
 #pragma unroll
 		for (int h = 0; h < 2; h++) {
 			const uint32_t c = ch + i * WK;
-			r12_load_lane<XVEC>(q[i][h], mrow[h], nrow[h], c * KC + 16 * t, a.cols,
+			r12_load32<XVEC>(q[i][h], mrow[h], nrow[h], c * KC + 32 * t, a.cols,
 					      rok[h] && c < ce);
 		}
 	stage(0, 0);
@@ -238,28 +233,27 @@ r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batc
 			stage(st + 1, (st + 1) & 1);
 #pragma unroll
 		for (int h = 0; h < 2; h++)
-			r12_load_lane<XVEC>(q[PD][h], mrow[h], nrow[h], chf * KC + 16 * t, a.cols,
+			r12_load32<XVEC>(q[PD][h], mrow[h], nrow[h], chf * KC + 32 * t, a.cols,
 					      rok[h] && chf < ce);
 		r12_raw32 (&cur)[2] = q[0];
 		cp_commit();
 		cp_wait_prev();
 		__syncthreads();
 		if (ch < ce) {
-			const uint32_t c = ch * KC + 16 * t;
+			const uint32_t c = ch * KC + 32 * t;
 			uint32_t w[2][16];
 #pragma unroll
 			for (int h = 0; h < 2; h++) {
 				r12_decode32(tab, cur[h].sm, cur[h].ix, w[h]);
-				if (pcol[h] < c + 80)
-					r12_patch_lane(w[h], pnext[h], pend[h], pcol[h], a.patch, c);
-				if (c + 80 > a.cols) {
+				if (pcol[h] < c + 32)
+					r12_patch32(w[h], pnext[h], pend[h], pcol[h], a.patch, c);
+				if (c + 32 > a.cols) {
 					/* past the last column: zeros, whatever palette[0] is */
 #pragma unroll
 					for (uint32_t p = 0; p < 16; p++) {
-						const uint32_t col = c + (p < 8 ? 2 * p : 48 + 2 * p);
-						if (col >= a.cols)
+						if (c + 2 * p >= a.cols)
 							w[h][p] = 0;
-						else if (col + 1 >= a.cols)
+						else if (c + 2 * p + 1 >= a.cols)
 							w[h][p] &= 0xffff;
 					}
 				}

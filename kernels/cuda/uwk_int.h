@@ -112,8 +112,7 @@ __device__ __forceinline__ uint4 ld_stream(const void *p)
 	return v;
 }
 
-/* Raw planes of one lane's 32 columns of one row (two runs of 16, c0 and
- * c0 + 64: see r12_load_lane), zero past the row's end. */
+/* Raw planes of 32 columns of one row, zero past the row's end. */
 struct r12_raw32 {
 	uint32_t sm[8], ix[4];
 };
@@ -134,49 +133,31 @@ __device__ __forceinline__ void ld_bytes(uint32_t w[W], const uint8_t *p, uint32
 	}
 }
 
-__device__ __forceinline__ uint2 ld_stream8(const void *p)
-{
-	uint2 v;
-	asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];"
-		     : "=r"(v.x), "=r"(v.y) : "l"(p));
-	return v;
-}
-
-/* Columns [c0, c0 + 16) and [c0 + 64, c0 + 80) of one row: sm[0..3] and
- * ix[0..1] the first run, sm[4..7] and ix[2..3] the second. Four lanes with
- * c0 = base + 16t then read 64 contiguous bytes of the sign|mantissa plane
- * (two whole sectors) per load instruction, and 32 of the index plane.
- * ALN: both row strides are multiples of 16 (uwk_args_make), so the planes
- * are read with 16- and 8-byte loads (which may run into the row's padding,
- * never past the plane); else byte by byte, bounded by the row. */
+/* ALN: the layout's rows start on 16 bytes (uwk_args_make says), so the
+ * planes are read with 16-byte loads (which may run into the row's
+ * padding, never past the plane); else byte by byte, bounded by the row. */
 template <bool ALN>
-__device__ __forceinline__ void r12_load_lane(r12_raw32 &r, const uint8_t *mrow,
-					      const uint8_t *nrow, uint32_t c0, uint32_t cols,
-					      bool row_ok)
+__device__ __forceinline__ void r12_load32(r12_raw32 &r, const uint8_t *mrow,
+					   const uint8_t *nrow, uint32_t c, uint32_t cols,
+					   bool row_ok)
 {
-	const uint32_t c1 = c0 + 64;
 	if (!ALN) {
-		const uint32_t n0 = row_ok && c0 < cols ? min(16u, cols - c0) : 0;
-		const uint32_t n1 = row_ok && c1 < cols ? min(16u, cols - c1) : 0;
-		ld_bytes<4>(r.sm, mrow + c0, n0);
-		ld_bytes<4>(r.sm + 4, mrow + c1, n1);
-		ld_bytes<2>(r.ix, nrow + c0 / 2, (n0 + 1) / 2);
-		ld_bytes<2>(r.ix + 2, nrow + c1 / 2, (n1 + 1) / 2);
+		const uint32_t n = row_ok && c < cols ? min(32u, cols - c) : 0;
+		ld_bytes<4>(r.sm, mrow + c, min(n, 16u));
+		ld_bytes<4>(r.sm + 4, mrow + c + 16, n > 16 ? n - 16 : 0);
+		ld_bytes<4>(r.ix, nrow + c / 2, (n + 1) / 2);
 		return;
 	}
-	uint4 a = make_uint4(0, 0, 0, 0), b = a;
-	uint2 n = make_uint2(0, 0), m = n;
-	if (row_ok && c0 < cols) {
-		a = ld_stream(mrow + c0);
-		n = ld_stream8(nrow + c0 / 2);
-	}
-	if (row_ok && c1 < cols) {
-		b = ld_stream(mrow + c1);
-		m = ld_stream8(nrow + c1 / 2);
+	uint4 a = make_uint4(0, 0, 0, 0), b = a, n = a;
+	if (row_ok && c < cols) {
+		a = ld_stream(mrow + c);
+		n = ld_stream(nrow + c / 2);
+		if (c + 16 < cols)
+			b = ld_stream(mrow + c + 16);
 	}
 	r.sm[0] = a.x; r.sm[1] = a.y; r.sm[2] = a.z; r.sm[3] = a.w;
 	r.sm[4] = b.x; r.sm[5] = b.y; r.sm[6] = b.z; r.sm[7] = b.w;
-	r.ix[0] = n.x; r.ix[1] = n.y; r.ix[2] = m.x; r.ix[3] = m.y;
+	r.ix[0] = n.x; r.ix[1] = n.y; r.ix[2] = n.z; r.ix[3] = n.w;
 }
 
 #endif
