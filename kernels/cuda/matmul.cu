@@ -66,6 +66,11 @@ __device__ __forceinline__ void cp_commit(void)
 	asm volatile("cp.async.commit_group;" ::: "memory");
 }
 
+__device__ __forceinline__ void cp_wait_all(void)
+{
+	asm volatile("cp.async.wait_all;" ::: "memory");
+}
+
 __device__ __forceinline__ void cp_wait_prev(void)
 {
 	asm volatile("cp.async.wait_group 1;" ::: "memory");
@@ -139,8 +144,11 @@ __device__ __forceinline__ void patch_rows(const r12_args &a, uint32_t grp, uint
 /* NT n-tiles of 8 batch rows; WM warps side by side over rows, WK over
  * columns; XVEC: x rows are 16-byte aligned (cp.async) and W's rows too
  * (16-byte loads), else element copies and byte loads; PD: chunks of W in
- * flight ahead of the one decoded (registers: 24 a chunk). */
-template <int NT, int WM, int WK, bool XVEC, int PD>
+ * flight ahead of the one decoded (registers: 24 a chunk); XALL: the block's
+ * whole slice of x is staged once before the K loop, which then has no
+ * barrier: each warp streams W on its own (else x is staged a step ahead,
+ * two buffers, two barriers a step). */
+template <int NT, int WM, int WK, bool XVEC, int PD, bool XALL>
 __global__ void __launch_bounds__(32 * WM * WK)
 r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batch,
 		 uint16_t *__restrict__ y, float *__restrict__ part, uint32_t cps)
@@ -212,7 +220,11 @@ r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batc
 			r12_load32<XVEC>(q[i][h], mrow[h], nrow[h], c * KC + 32 * t, a.cols,
 					      rok[h] && c < ce);
 		}
-	stage(0, 0);
+	if (XALL)
+		for (uint32_t st = 0; st < nsteps; st++)
+			stage(st, st);
+	else
+		stage(0, 0);
 	cp_commit();
 	/* with the first loads in flight: this warp's patches */
 	if (a.npatch && row0 - g < a.rows) {
@@ -226,19 +238,25 @@ r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batc
 				pcol[h] = (a.patch[p0[h]] >> 8) & 0xfffff;
 			}
 	}
+	if (XALL) {
+		cp_wait_all();
+		__syncthreads();
+	}
 	for (uint32_t st = 0; st < nsteps; st++) {
 		const bool more = st + 1 < nsteps;
 		const uint32_t chn = ch + WK, chf = ch + PD * WK;
-		if (more)
+		if (!XALL && more)
 			stage(st + 1, (st + 1) & 1);
 #pragma unroll
 		for (int h = 0; h < 2; h++)
 			r12_load32<XVEC>(q[PD][h], mrow[h], nrow[h], chf * KC + 32 * t, a.cols,
 					      rok[h] && chf < ce);
 		r12_raw32 (&cur)[2] = q[0];
-		cp_commit();
-		cp_wait_prev();
-		__syncthreads();
+		if (!XALL) {
+			cp_commit();
+			cp_wait_prev();
+			__syncthreads();
+		}
 		if (ch < ce) {
 			const uint32_t c = ch * KC + 32 * t;
 			uint32_t w[2][16];
@@ -258,7 +276,7 @@ r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batc
 					}
 				}
 			}
-			const uint8_t *xb = smem + (st & 1) * xbuf + (wk * 4 + t) * SEG;
+			const uint8_t *xb = smem + (XALL ? st : st & 1) * xbuf + (wk * 4 + t) * SEG;
 #pragma unroll
 			for (int j = 0; j < NT; j++) {
 				const uint32_t n = 8 * j + g;
@@ -283,7 +301,8 @@ r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batc
 						 w[1][2 * s + 1], xv[2 * s], xv[2 * s + 1]);
 			}
 		}
-		__syncthreads();
+		if (!XALL)
+			__syncthreads();
 #pragma unroll
 		for (int i = 0; i < PD; i++)
 #pragma unroll
@@ -295,6 +314,8 @@ r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batc
 	if (WK > 1) {
 		/* [wk][wm][j][e][lane]: the warps of one row tile add in wk order */
 		float *red = (float *)smem;
+		if (XALL)
+			__syncthreads();       /* the others may still read x */
 #pragma unroll
 		for (int j = 0; j < NT; j++)
 #pragma unroll
@@ -352,14 +373,17 @@ typedef void (*fused_fn)(const r12_args, const uint16_t *, uint32_t, uint16_t *,
 struct fused_kind {
 	int wm, wk;
 	fused_fn fn[4][2][UWK_NPF];     /* [log2 NT][XVEC][pf - 1] */
+	fused_fn xall[2][UWK_NPF];      /* NT = 1 with x staged once: [XVEC][pf - 1] */
 };
 
-#define FUSED_PF(WM, WK, NT, XV) \
-	{ r12_fused_kernel<NT, WM, WK, XV, 1>, r12_fused_kernel<NT, WM, WK, XV, 2> }
-#define FUSED_NT(WM, WK, NT) { FUSED_PF(WM, WK, NT, false), FUSED_PF(WM, WK, NT, true) }
+#define FUSED_PF(WM, WK, NT, XV, XA) \
+	{ r12_fused_kernel<NT, WM, WK, XV, 1, XA>, r12_fused_kernel<NT, WM, WK, XV, 2, XA> }
+#define FUSED_NT(WM, WK, NT, XA) \
+	{ FUSED_PF(WM, WK, NT, false, XA), FUSED_PF(WM, WK, NT, true, XA) }
 #define FUSED_KIND(WM, WK) \
-	{ WM, WK, { FUSED_NT(WM, WK, 1), FUSED_NT(WM, WK, 2), FUSED_NT(WM, WK, 4), \
-		    FUSED_NT(WM, WK, 8) } }
+	{ WM, WK, { FUSED_NT(WM, WK, 1, false), FUSED_NT(WM, WK, 2, false), \
+		    FUSED_NT(WM, WK, 4, false), FUSED_NT(WM, WK, 8, false) }, \
+	  FUSED_NT(WM, WK, 1, true) }
 
 /* The shapes built; the first one of each NT in default_kind is AUTO's. */
 static const struct fused_kind kinds[] = {
@@ -397,11 +421,16 @@ static int default_pf(size_t batch)
 	return 2;
 }
 
-static size_t fused_smem(int nt, int wm, int wk, size_t batch)
+/* x staged once for the whole K loop (XALL) up to this many bytes a block:
+ * batch 1 of every MLP shape here, and four blocks still fit an SM. */
+#define XALL_MAX (46u << 10)   /* + 1 KB static: under the 48 KB default */
+
+/* Shared memory of a block that stages nbuf steps of x. */
+static size_t fused_smem(int nt, int wm, int wk, size_t batch, size_t nbuf)
 {
 	size_t nx = batch < (size_t)(8 * nt) ? batch : (size_t)(8 * nt);
 	int xs = wk * 4 * 80 + (wk % 2 == 0 ? 64 : 0);
-	size_t stage = 2 * nx * (size_t)xs;
+	size_t stage = nbuf * nx * (size_t)xs;
 	size_t red = wk > 1 ? (size_t)wk * wm * nt * 4 * 32 * sizeof(float) : 0;
 	return stage > red ? stage : red;
 }
@@ -417,7 +446,8 @@ struct fused_plan {
 /* Resolve kernel, shared memory and split-K for a shape (ks, pf <= 0: the
  * defaults). The default ks fills one wave: the blocks the device holds at
  * once (registers and shared memory of this very kernel) over the row
- * tiles, rounded, at most a split per two steps of each warp. */
+ * tiles, rounded, at most a split per two steps of each warp. Batch <= 8
+ * takes the barrier-free XALL variant where the block's x fits XALL_MAX. */
 static int fused_plan_make(const struct fused_kind *k, uint32_t rows, uint32_t cols, size_t batch,
 			   bool xvec, int ks, int pf, struct uwk_ctx *ctx, struct fused_plan *p,
 			   struct uwerr *e)
@@ -426,7 +456,7 @@ static int fused_plan_make(const struct fused_kind *k, uint32_t rows, uint32_t c
 	const uint32_t nch = (cols + KC - 1) / KC;
 	p->threads = 32 * k->wm * k->wk;
 	p->fn = k->fn[ntl][xvec][(pf < 1 ? default_pf(batch) : pf) - 1];
-	p->smem = fused_smem(nt, k->wm, k->wk, batch);
+	p->smem = fused_smem(nt, k->wm, k->wk, batch, 2);
 	if (p->smem > 48 * 1024) {
 		int optin = 0;
 		UWK_CK(e, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
@@ -455,6 +485,11 @@ static int fused_plan_make(const struct fused_kind *k, uint32_t rows, uint32_t c
 		ks = 65535;
 	p->cps = (nch + ks - 1) / ks;
 	p->ks = (int)((nch + p->cps - 1) / p->cps);   /* no empty split */
+	const size_t all = fused_smem(nt, k->wm, k->wk, batch, (p->cps + k->wk - 1) / k->wk);
+	if (nt == 1 && all <= XALL_MAX) {
+		p->fn = k->xall[xvec][(pf < 1 ? default_pf(batch) : pf) - 1];
+		p->smem = all;
+	}
 	return 0;
 }
 
