@@ -405,13 +405,14 @@ static const struct fused_kind *find_kind(int wm, int wk)
 	return NULL;
 }
 
-/* AUTO's (wm, wk) (bench/NOTES.md, v5 sweep on an H200): up to batch 8,
- * 2x2 (4 warps, 32 rows); up to 16, 4x1 (four row tiles share each staged
- * slice of x); above, 8x1 (x then costs as many bytes as W: the more row
- * tiles share it the better). ks then fills one wave of the device. */
+/* AUTO's (wm, wk) (bench/NOTES.md, v5 and v8 sweeps on an H200): up to
+ * batch 8, 4x2 (8 warps, 64 rows, x staged once for all of them); up to 16,
+ * 4x1 (four row tiles share each staged slice of x); above, 8x1 (x then
+ * costs as many bytes as W: the more row tiles share it the better). ks
+ * then fills one wave of the device. */
 static const struct fused_kind *default_kind(size_t batch)
 {
-	return batch <= 8 ? find_kind(2, 2) : batch <= 16 ? find_kind(4, 1) : find_kind(8, 1);
+	return batch <= 8 ? find_kind(4, 2) : batch <= 16 ? find_kind(4, 1) : find_kind(8, 1);
 }
 
 /* AUTO's prefetch depth: two chunks ahead (bench/NOTES.md, v5). */
@@ -425,12 +426,17 @@ static int default_pf(size_t batch)
  * batch 1 of every MLP shape here, and four blocks still fit an SM. */
 #define XALL_MAX (46u << 10)   /* + 1 KB static: under the 48 KB default */
 
+/* Bytes of one step of staged x (xrow<WK> a batch row). */
+static size_t x_step_bytes(int nt, int wk, size_t batch)
+{
+	size_t nx = batch < (size_t)(8 * nt) ? batch : (size_t)(8 * nt);
+	return nx * (size_t)(wk * 4 * 80 + (wk % 2 == 0 ? 64 : 0));
+}
+
 /* Shared memory of a block that stages nbuf steps of x. */
 static size_t fused_smem(int nt, int wm, int wk, size_t batch, size_t nbuf)
 {
-	size_t nx = batch < (size_t)(8 * nt) ? batch : (size_t)(8 * nt);
-	int xs = wk * 4 * 80 + (wk % 2 == 0 ? 64 : 0);
-	size_t stage = nbuf * nx * (size_t)xs;
+	size_t stage = nbuf * x_step_bytes(nt, wk, batch);
 	size_t red = wk > 1 ? (size_t)wk * wm * nt * 4 * 32 * sizeof(float) : 0;
 	return stage > red ? stage : red;
 }
@@ -446,8 +452,10 @@ struct fused_plan {
 /* Resolve kernel, shared memory and split-K for a shape (ks, pf <= 0: the
  * defaults). The default ks fills one wave: the blocks the device holds at
  * once (registers and shared memory of this very kernel) over the row
- * tiles, rounded, at most a split per two steps of each warp. Batch <= 8
- * takes the barrier-free XALL variant where the block's x fits XALL_MAX. */
+ * tiles, rounded, at most a split per two steps of each warp; at batch
+ * <= 8, at least the splits that make the block's x fit XALL_MAX (v8: the
+ * barrier-free loop is worth more than the wave). Batch <= 8 takes the
+ * XALL variant wherever the block's x fits. */
 static int fused_plan_make(const struct fused_kind *k, uint32_t rows, uint32_t cols, size_t batch,
 			   bool xvec, int ks, int pf, struct uwk_ctx *ctx, struct fused_plan *p,
 			   struct uwerr *e)
@@ -475,6 +483,13 @@ static int fused_plan_make(const struct fused_kind *k, uint32_t rows, uint32_t c
 		const uint64_t wave = (uint64_t)(per_sm > 0 ? per_sm : 1) * ctx->sms;
 		const uint64_t most = nch / (2 * k->wk);
 		uint64_t want = (wave + tiles / 2) / tiles;
+		if (nt == 1) {
+			/* at least the splits that let XALL hold the block's x */
+			const uint64_t cps_max = (XALL_MAX / x_step_bytes(nt, k->wk, batch)) * k->wk;
+			const uint64_t need = cps_max ? (nch + cps_max - 1) / cps_max : most;
+			if (want < need)
+				want = need;
+		}
 		if (want > most)
 			want = most;
 		ks = want < 1 ? 1 : (int)want;
