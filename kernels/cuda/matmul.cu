@@ -385,7 +385,7 @@ struct fused_kind {
 		    FUSED_NT(WM, WK, 4, false), FUSED_NT(WM, WK, 8, false) }, \
 	  FUSED_NT(WM, WK, 1, true) }
 
-/* The shapes built; the first one of each NT in default_kind is AUTO's. */
+/* The shapes built; default_kind picks AUTO's among them. */
 static const struct fused_kind kinds[] = {
 	FUSED_KIND(1, 8), FUSED_KIND(1, 4), FUSED_KIND(2, 4), FUSED_KIND(4, 2),
 	FUSED_KIND(8, 1), FUSED_KIND(2, 2), FUSED_KIND(2, 1), FUSED_KIND(4, 1),
