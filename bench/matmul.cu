@@ -203,6 +203,11 @@ int main(int argc, char **argv)
 	static const int kss[] = {1, 2, 3, 4, 6, 8};
 
 	std::vector<double> logsp[6], logsp_fused[6];
+	double pf_best[6][4][2];        /* [batch][shape][pf - 1]: best over wm x wk and ks */
+	for (auto &a : pf_best)
+		for (auto &b : a)
+			for (double &v : b)
+				v = INFINITY;
 	printf("\n%-11s %5s | %8s %6s %6s | %8s %6s %7s | %9s %8s | %8s %7s | %-9s %6s | %8s\n",
 	       "shape", "batch", "fused", "GB/s", "%floor", "cuBLAS", "%floor", "speedup",
 	       "dec+cuBL", "auto", "best", "speedup", "best cfg", "dflt", "rel L2");
@@ -257,7 +262,7 @@ int main(int argc, char **argv)
 			const double t_dec = time_us(pipe(UWK_PIPE_DECODE_GEMM));
 			const double t_auto = time_us(pipe(UWK_PIPE_AUTO));
 			double t_fused = NAN, err = NAN, best = NAN;
-			struct uwk_cfg dflt = {0, 0, 0}, bestc = {0, 0, 0};
+			struct uwk_cfg dflt = {0, 0, 0, 0}, bestc = {0, 0, 0, 0};
 			if (b <= UWK_FUSED_MAX_BATCH) {
 				t_fused = time_us(pipe(UWK_PIPE_FUSED));
 				CK(cudaMemcpy(hy, dy, 2 * b * rows, cudaMemcpyDeviceToHost));
@@ -266,30 +271,33 @@ int main(int argc, char **argv)
 				best = t_fused;
 				bestc = dflt;
 				for (int c = 0; sweep && c < ncfg; c++)
-					for (int k : kss) {
-						struct uwk_cfg cfg = cfgs[c];
-						cfg.ks = k;
-						int rc = uwk_matmul_fused_cfg(&l, dres, dx, b, dy, &cfg, 0, ctx, &e);
-						if (rc == -ENOTSUP)
-							continue;           /* x does not fit this shape */
-						if (rc < 0)
-							die_uw("uwk_matmul_fused_cfg", &e);
-						double t = time_us([&] {
-							if (uwk_matmul_fused_cfg(&l, dres, dx, b, dy, &cfg, 0, ctx, &e) < 0)
+					for (int k : kss)
+						for (int pf = 1; pf <= 2; pf++) {
+							struct uwk_cfg cfg = cfgs[c];
+							cfg.ks = k;
+							cfg.pf = pf;
+							int rc = uwk_matmul_fused_cfg(&l, dres, dx, b, dy, &cfg, 0, ctx, &e);
+							if (rc == -ENOTSUP)
+								continue;           /* x does not fit this shape */
+							if (rc < 0)
 								die_uw("uwk_matmul_fused_cfg", &e);
-						});
-						if (t < best) {
-							best = t;
-							bestc = cfg;
+							double t = time_us([&] {
+								if (uwk_matmul_fused_cfg(&l, dres, dx, b, dy, &cfg, 0, ctx, &e) < 0)
+									die_uw("uwk_matmul_fused_cfg", &e);
+							});
+							pf_best[bi][s][pf - 1] = std::min(pf_best[bi][s][pf - 1], t);
+							if (t < best) {
+								best = t;
+								bestc = cfg;
+							}
 						}
-					}
 				logsp_fused[bi].push_back(log(t_cub / best));
 			}
 			logsp[bi].push_back(log(t_cub / t_auto));
-			char shp[16], bc[16], dc[16];
+			char shp[16], bc[24], dc[24];
 			snprintf(shp, sizeof(shp), "%llux%llu", (unsigned long long)rows, (unsigned long long)cols);
-			snprintf(bc, sizeof(bc), "%dx%d/%d", bestc.wm, bestc.wk, bestc.ks);
-			snprintf(dc, sizeof(dc), "%dx%d/%d", dflt.wm, dflt.wk, dflt.ks);
+			snprintf(bc, sizeof(bc), "%dx%d/%d/%d", bestc.wm, bestc.wk, bestc.ks, bestc.pf);
+			snprintf(dc, sizeof(dc), "%dx%d/%d/%d", dflt.wm, dflt.wk, dflt.ks, dflt.pf);
 			const double t_ours = b <= UWK_FUSED_MAX_BATCH ? t_fused : t_auto;
 			printf("%-11s %5zu | %8.1f %6.0f %6.1f | %8.1f %6.1f %7.2f | %9.1f %8.1f | %8.1f %7.2f | %-9s %6s | %8.1e\n",
 			       shp, b, t_ours, l.nbytes / (t_ours * 1e-6) / 1e9, 100 * floor_us / t_ours, t_cub,
@@ -314,8 +322,17 @@ int main(int argc, char **argv)
 		printf("\n");
 	}
 	printf("columns: fused = uwk_matmul's fused pipeline with its default shape (auto above batch %d);"
-	       " best = fastest fused shape wm x wk / ks of the sweep; dflt = the default's\n",
+	       " best = fastest fused shape wm x wk / ks / pf of the sweep; dflt = the default's\n",
 	       UWK_FUSED_MAX_BATCH);
+	if (sweep) {
+		printf("\nbest us per prefetch depth pf (chunks of W in flight ahead; best over wm x wk and ks)\n");
+		for (int s = 0; s < nshapes; s++)
+			for (size_t bi = 0; bi < 4; bi++)
+				if (batches[bi] <= maxb)
+					printf("  %llux%llu batch %4zu: pf 1 %8.1f  pf 2 %8.1f\n",
+					       (unsigned long long)shapes[s][0], (unsigned long long)shapes[s][1],
+					       batches[bi], pf_best[bi][s][0], pf_best[bi][s][1]);
+	}
 	uwk_ctx_free(ctx);
 	cublasDestroy(blas);
 	return 0;

@@ -41,7 +41,7 @@ enum uw_dtype {
 enum uw_format {
 	UW_FORMAT_RAW = 0,  /* the tensor's bytes as in safetensors */
 	UW_FORMAT_R12 = 1,  /* BF16 [rows][cols]: 4-bit exponent palette index plane,
-			     * sign|mantissa byte plane, and per-row exponent patches */
+			     * sign|mantissa byte plane, and exponent patches */
 };
 
 /* The raw layout of one resident tensor, for users with their own kernels.
@@ -56,8 +56,8 @@ struct uw_layout {
 	uint8_t palette[UW_PALETTE_SIZE]; /* R12: exponent byte of each index */
 	uint64_t mant_off, mant_stride;   /* R12: sign|mantissa plane, row stride */
 	uint64_t nib_off, nib_stride;     /* R12: index plane (low nibble = even col) */
-	uint64_t patch_row_off;   /* R12: uint32 [rows + 1] first patch of each row */
-	uint64_t patch_off;       /* R12: uint32 [npatch] (col << 8) | exponent */
+	uint64_t patch_grp_off;   /* R12: uint32 [ceil(rows / 16) + 1] first patch of each 16-row group */
+	uint64_t patch_off;       /* R12: uint32 [npatch] (row % 16) << 28 | col << 8 | exponent */
 	uint64_t npatch;
 };
 

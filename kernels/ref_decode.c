@@ -8,6 +8,35 @@
 #include "common/parallel.h"
 #include "format/bf16.h"
 
+/* Write the patches of group g that fall in rows [r0, r1) over the
+ * palette guesses in o (row r0 first). The whole list of the group is
+ * checked, whichever rows are asked for. */
+static int apply_group(const struct uw_layout *l, const uint8_t *b, uint64_t g, uint64_t r0,
+		       uint64_t r1, uint8_t *o, struct uwerr *e)
+{
+	const uint8_t *pg = b + l->patch_grp_off + 4 * g;
+	const uint32_t p0 = le32_get(pg), p1 = le32_get(pg + 4);
+	const uint64_t gr = g * RES_PATCH_GROUP;
+	if (p0 > p1 || p1 > l->npatch)
+		return uwerr_set(e, EBADMSG, "R12 rows %llu..: patches [%u, %u) of %llu",
+				 (unsigned long long)gr, p0, p1, (unsigned long long)l->npatch);
+	uint32_t prev = 0;
+	for (uint32_t i = p0; i < p1; i++) {
+		const uint32_t v = le32_get(b + l->patch_off + 4 * (uint64_t)i);
+		const uint64_t r = gr + (v >> 28), c = (v >> 8) & 0xfffff;
+		if (r >= l->rows || c >= l->cols || (i > p0 && v >> 8 <= prev))
+			return uwerr_set(e, EBADMSG, "R12 patch %u at row %llu, column %llu (of %llux%llu, ascending)",
+					 i, (unsigned long long)r, (unsigned long long)c,
+					 (unsigned long long)l->rows, (unsigned long long)l->cols);
+		prev = v >> 8;
+		if (r >= r0 && r < r1) {
+			uint8_t *at = o + 2 * ((r - r0) * l->cols + c);
+			bf16_put(at, (uint8_t)v, bf16_sm(at));
+		}
+	}
+	return 0;
+}
+
 int res_decode_rows(const struct uw_layout *l, const void *base, uint64_t r0,
 		    uint64_t r1, void *dst, struct uwerr *e)
 {
@@ -21,25 +50,14 @@ int res_decode_rows(const struct uw_layout *l, const void *base, uint64_t r0,
 	for (uint64_t r = r0; r < r1; r++, o += 2 * l->cols) {
 		const uint8_t *mant = b + l->mant_off + r * l->mant_stride;
 		const uint8_t *nib = b + l->nib_off + r * l->nib_stride;
-		const uint8_t *pr = b + l->patch_row_off + 4 * r;
-		uint32_t p0 = le32_get(pr), p1 = le32_get(pr + 4);
-		if (p0 > p1 || p1 > l->npatch)
-			return uwerr_set(e, EBADMSG, "R12 row %llu: patches [%u, %u) of %llu",
-					 (unsigned long long)r, p0, p1, (unsigned long long)l->npatch);
 		for (uint64_t c = 0; c < l->cols; c++)
 			bf16_put(o + 2 * c, l->palette[(nib[c / 2] >> (4 * (c & 1))) & 15], mant[c]);
-		/* Exponents outside the palette overwrite the palette[0] guess. */
-		uint64_t prev = 0;
-		for (uint32_t i = p0; i < p1; i++) {
-			uint32_t v = le32_get(b + l->patch_off + 4 * (uint64_t)i);
-			uint64_t c = v >> 8;
-			if (c >= l->cols || (i > p0 && c <= prev))
-				return uwerr_set(e, EBADMSG, "R12 row %llu: patch %u at column %llu (of %llu, ascending)",
-						 (unsigned long long)r, i, (unsigned long long)c,
-						 (unsigned long long)l->cols);
-			prev = c;
-			bf16_put(o + 2 * c, (uint8_t)v, bf16_sm(o + 2 * c));
-		}
+	}
+	/* Exponents outside the palette overwrite the palette[0] guess. */
+	for (uint64_t g = r0 / RES_PATCH_GROUP; g * RES_PATCH_GROUP < r1; g++) {
+		int rc = apply_group(l, b, g, r0, r1, dst, e);
+		if (rc < 0)
+			return rc;
 	}
 	return 0;
 }

@@ -10,8 +10,11 @@
 #include "common/err.h"
 #include "unweight.h"
 
-#define RES_ALIGN 256          /* tensor base and plane alignment, bytes */
-#define RES_ROW_ALIGN 16       /* R12 plane row strides: 16-byte loads */
+#define RES_ALIGN 256          /* tensor base alignment, bytes */
+#define RES_PLANE_ALIGN 16     /* R12 plane offsets: 16-byte loads */
+#define RES_ROW_ALIGN 16       /* R12 row strides of padded (wide) rows */
+#define RES_PAD_COLS 4096      /* R12 rows this wide or wider are padded to RES_ROW_ALIGN */
+#define RES_PATCH_GROUP 16     /* R12 rows sharing one patch index entry */
 #define RES_PAR_MIN (1u << 20) /* elements below which threads cost more than they save */
 
 /* Plan the resident layout of one tensor: R12 for BF16 with ndim >= 2 when

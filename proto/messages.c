@@ -575,7 +575,7 @@ static void wb_layout(struct wbuf *w, const struct uw_layout *l)
 	wb_u64(w, l->mant_stride);
 	wb_u64(w, l->nib_off);
 	wb_u64(w, l->nib_stride);
-	wb_u64(w, l->patch_row_off);
+	wb_u64(w, l->patch_grp_off);
 	wb_u64(w, l->patch_off);
 	wb_u64(w, l->npatch);
 }
@@ -595,7 +595,7 @@ static void rb_layout(struct rbuf *r, struct uw_layout *l, struct uwerr *e)
 	l->mant_stride = rb_u64(r);
 	l->nib_off = rb_u64(r);
 	l->nib_stride = rb_u64(r);
-	l->patch_row_off = rb_u64(r);
+	l->patch_grp_off = rb_u64(r);
 	l->patch_off = rb_u64(r);
 	l->npatch = rb_u64(r);
 }

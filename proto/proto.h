@@ -12,8 +12,8 @@
 #include "unweight.h"
 
 #define PROTO_MAGIC 0x31505755u      /* "UWP1", little-endian on the wire */
-#define PROTO_VERSION 1
-#define PROTO_MIN_VERSION 1
+#define PROTO_VERSION 2
+#define PROTO_MIN_VERSION 2    /* version 1 had per-row R12 patch indexes */
 #define PROTO_HDR_SIZE 16
 #define PROTO_MAX_PAYLOAD (16u << 20)
 #define PROTO_MAX_FDS 64

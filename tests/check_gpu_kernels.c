@@ -321,33 +321,36 @@ START_TEST(test_matmul_fused)
 }
 END_TEST
 
-/* Every fused shape built, with and without split-K, on patch-heavy tensors. */
+/* Every fused shape and prefetch depth built, with and without split-K,
+ * on patch-heavy tensors (packed and 16-byte rows). */
 START_TEST(test_matmul_cfgs)
 {
 	struct uwk_cfg cfgs[32];
 	int ncfg = uwk_cfg_list(cfgs, 32);
 	ck_assert(ncfg > 0 && ncfg <= 32);
-	static const uint64_t shapes[][2] = {{77, 1001}, {256, 3000}, {40, 520}};
+	static const uint64_t shapes[][2] = {{77, 1001}, {256, 3000}, {40, 520}, {50, 4104}};
 	static const size_t batches[] = {1, 9, 40, 64};
 	static const int ks[] = {1, 2, 5};
-	for (size_t s = 0; s < 3; s++) {
+	for (size_t s = 0; s < 4; s++) {
 		uint16_t *w = weights(shapes[s][0] * shapes[s][1], 15, 20, 200);
 		struct tensor t;
 		tensor_2d(&t, shapes[s][0], shapes[s][1], w, "cfgs");
 		ck_assert(t.l.format == UW_FORMAT_R12 && t.l.npatch > 0);
 		for (int c = 0; c < ncfg; c++)
 			for (size_t k = 0; k < 3; k++)
-				for (size_t b = 0; b < 4; b++) {
-					struct uwk_cfg cfg = cfgs[c];
-					char what[96];
-					cfg.ks = ks[k];
-					if (!cfg_runs(&t, batches[b], &cfg))
-						continue;
-					snprintf(what, sizeof(what), "fused %dx%d ks %d, %llux%llu, %llu patches",
-						 cfg.wm, cfg.wk, cfg.ks, (unsigned long long)t.l.rows,
-						 (unsigned long long)t.l.cols, (unsigned long long)t.l.npatch);
-					check_matmul(&t, batches[b], UWK_PIPE_FUSED, &cfg, b == 1, what);
-				}
+				for (int pf = 1; pf <= 2; pf++)
+					for (size_t b = 0; b < 4; b++) {
+						struct uwk_cfg cfg = cfgs[c];
+						char what[96];
+						cfg.ks = ks[k];
+						cfg.pf = pf;
+						if ((k == 2 && pf > 1) || !cfg_runs(&t, batches[b], &cfg))
+							continue;
+						snprintf(what, sizeof(what), "fused %dx%d ks %d pf %d, %llux%llu, %llu patches",
+							 cfg.wm, cfg.wk, cfg.ks, cfg.pf, (unsigned long long)t.l.rows,
+							 (unsigned long long)t.l.cols, (unsigned long long)t.l.npatch);
+						check_matmul(&t, batches[b], UWK_PIPE_FUSED, &cfg, b == 1, what);
+					}
 		tensor_free(&t);
 		free(w);
 	}
@@ -422,8 +425,10 @@ START_TEST(test_bad_args)
 	REFUSED(uwk_matmul(&t.l, base + 256, x, 1, y, 0, NULL, &e));
 	REFUSED(uwk_matmul(&t.l, base + 16, x, 1, y, 0, ctx, &e));
 	REFUSED(uwk_matmul_pipe(&t.l, base, x, 65, y, UWK_PIPE_FUSED, 0, ctx, &e));
-	struct uwk_cfg cfg = {3, 3, 0};
+	struct uwk_cfg cfg = {3, 3, 0, 0};
 	uwerr_clear(&e);
+	ck_assert_int_eq(uwk_matmul_fused_cfg(&t.l, base, x, 1, y, &cfg, 0, ctx, &e), -ENOTSUP);
+	cfg = (struct uwk_cfg){2, 2, 1, 3};
 	ck_assert_int_eq(uwk_matmul_fused_cfg(&t.l, base, x, 1, y, &cfg, 0, ctx, &e), -ENOTSUP);
 	/* nothing was queued, nothing faulted, and it still works */
 	ck_assert_int_eq(cudaGetLastError(), cudaSuccess);

@@ -346,7 +346,7 @@ static void layout_eq(const struct uw_layout *a, const struct uw_layout *b)
 	ck_assert_uint_eq(a->mant_stride, b->mant_stride);
 	ck_assert_uint_eq(a->nib_off, b->nib_off);
 	ck_assert_uint_eq(a->nib_stride, b->nib_stride);
-	ck_assert_uint_eq(a->patch_row_off, b->patch_row_off);
+	ck_assert_uint_eq(a->patch_grp_off, b->patch_grp_off);
 	ck_assert_uint_eq(a->patch_off, b->patch_off);
 	ck_assert_uint_eq(a->npatch, b->npatch);
 }

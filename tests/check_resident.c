@@ -43,7 +43,7 @@ static void check_padding(const struct uw_layout *l, const uint8_t *b, const cha
 	}
 	for (uint64_t i = l->rows * l->mant_stride; i < l->nib_off; i++)
 		ck_assert_msg(b[i] == 0, "%s: gap after mantissas", what);
-	for (uint64_t i = l->nib_off + l->rows * l->nib_stride; i < l->patch_row_off; i++)
+	for (uint64_t i = l->nib_off + l->rows * l->nib_stride; i < l->patch_grp_off; i++)
 		ck_assert_msg(b[i] == 0, "%s: gap after indices", what);
 }
 
@@ -63,7 +63,13 @@ START_TEST(test_cases_roundtrip)
 			ck_assert_msg(c[i].ndim >= 2, "%s: R12 for 1-D", c[i].name);
 			ck_assert_uint_eq(l.rows, c[i].shape[0]);
 			ck_assert_uint_eq(l.rows * l.cols, c[i].n);
-			ck_assert_uint_eq(l.mant_off % RES_ALIGN + l.nib_off % RES_ALIGN + l.patch_row_off % RES_ALIGN, 0);
+			ck_assert_uint_eq(l.mant_off % RES_PLANE_ALIGN + l.nib_off % RES_PLANE_ALIGN +
+					  l.patch_grp_off % RES_PLANE_ALIGN, 0);
+			/* wide rows start on 16 bytes, narrow ones are packed */
+			ck_assert_uint_eq(l.mant_stride, l.cols >= RES_PAD_COLS ?
+					  (l.cols + 15) / 16 * 16 : l.cols);
+			ck_assert_uint_eq(l.nib_stride, l.cols >= RES_PAD_COLS ?
+					  ((l.cols + 1) / 2 + 15) / 16 * 16 : (l.cols + 1) / 2);
 			check_padding(&l, buf, c[i].name);
 		}
 		/* the same bytes from any thread count */
@@ -157,8 +163,10 @@ START_TEST(test_validate)
 	size_t n = 37 * 61;
 	uint16_t *w = malloc(2 * n);
 	bf16_gauss(&rng, 0.02, w, n);
-	for (size_t i = 0; i < n; i += 97)
-		w[i] ^= 0x3000;                 /* some patches */
+	/* patches in every group: 40 exponents above any N(0, 0.02) one, each
+	 * about 4 times, so at most a few of them can enter the palette */
+	for (size_t i = 0, k = 0; i < n; i += 13, k++)
+		w[i] = (uint16_t)((w[i] & 0x807f) | (200 + k % 40) << 7);
 	uint64_t shape[2] = {37, 61};
 	struct uw_layout good;
 	uint8_t *buf = make_resident(2, shape, w, 2 * n, &good, "37x61");
@@ -175,18 +183,18 @@ START_TEST(test_validate)
 		{"rows 0", F(rows), 0},
 		{"rows huge", F(rows), 1ull << 62},
 		{"rows max", F(rows), UINT64_MAX},
-		{"cols 2^24", F(cols), 1ull << 24},
+		{"cols 2^20", F(cols), 1ull << 20},
 		{"cols past stride", F(cols), 65},
 		{"nbytes past avail", F(nbytes), 1ull << 40},
 		{"nbytes short", F(nbytes), good.nbytes - 4},  /* one patch short */
 		{"mant_off past end", F(mant_off), 1ull << 20},
-		{"mant_off misaligned", F(mant_off), 16},
+		{"mant_off misaligned", F(mant_off), 8},
 		{"mant_stride short", F(mant_stride), 48},
-		{"mant_stride unaligned", F(mant_stride), 65},
+		{"nib_off misaligned", F(nib_off), good.nib_off + 8},
 		{"mant_stride huge", F(mant_stride), 1ull << 60},
 		{"nib_off wraps", F(nib_off), UINT64_MAX - 255},
 		{"nib_stride short", F(nib_stride), 16},
-		{"patch_row_off past end", F(patch_row_off), 1ull << 16},
+		{"patch_grp_off past end", F(patch_grp_off), 1ull << 16},
 		{"patch_off misaligned", F(patch_off), 4098},
 		{"patch_off wraps", F(patch_off), UINT64_MAX - 3},
 		{"npatch past end", F(npatch), 100000},
@@ -219,28 +227,36 @@ START_TEST(test_validate)
 	raw.rows = 1ull << 63;
 	ck_assert_int_eq(res_validate(&raw, 2 * n, &e), -EBADMSG);
 
-	/* corrupt patch lists inside valid geometry are found by the decoder */
+	/* corrupt patch lists inside valid geometry are found by the decoder:
+	 * 37 rows are 3 groups, the last one of rows 32..36 */
 	uint16_t out[37 * 61];
-	uint8_t *pr = buf + good.patch_row_off, *pa = buf + good.patch_off;
-	uint32_t save;
-	memcpy(&save, pr + 4 * 37, 4);
-	uint32_t v = (uint32_t)good.npatch + 1;
-	memcpy(pr + 4 * 37, &v, 4);
+	uint8_t *pg = buf + good.patch_grp_off, *pa = buf + good.patch_off;
+	uint32_t pgv[4], save, v;
+	memcpy(pgv, pg, sizeof(pgv));
+	ck_assert_uint_eq(pgv[3], good.npatch);
+	ck_assert_msg(pgv[1] > 1 && pgv[2] < pgv[3], "patches in groups 0 and 2");
+	v = (uint32_t)good.npatch + 1;          /* the end past npatch */
+	memcpy(pg + 12, &v, 4);
 	ck_assert_int_eq(ref_decode(&good, buf, out, sizeof(out), &e), -EBADMSG);
-	memcpy(pr + 4 * 37, &save, 4);
-	memcpy(&save, pr + 4, 4);
-	v = 0;
-	memcpy(pr + 4, &v, 4);
-	memcpy(pr, &save, 4);           /* row 0 starts after it ends */
-	ck_assert_int_eq(ref_decode(&good, buf, out, sizeof(out), &e), save ? -EBADMSG : 0);
-	memset(pr, 0, 4);
-	memcpy(pr + 4, &save, 4);
+	memcpy(pg, pgv, sizeof(pgv));
+	memcpy(pg, &pgv[1], 4);                 /* group 0 starts after it ends */
+	memset(pg + 4, 0, 4);
+	ck_assert_int_eq(ref_decode(&good, buf, out, sizeof(out), &e), -EBADMSG);
+	memcpy(pg, pgv, sizeof(pgv));
 	memcpy(&save, pa, 4);
-	v = 61u << 8 | 7;               /* column out of range */
+	v = 61u << 8 | 7;                       /* column out of range */
 	memcpy(pa, &v, 4);
 	ck_assert_int_eq(ref_decode(&good, buf, out, sizeof(out), &e), -EBADMSG);
 	ck_assert_int_eq(ref_matmul(&good, buf, w, 1, out, 2, &e), -EBADMSG);
+	memcpy(pa, pa + 4, 4);                  /* two equal entries: not ascending */
+	ck_assert_int_eq(ref_decode(&good, buf, out, sizeof(out), &e), -EBADMSG);
 	memcpy(pa, &save, 4);
+	memcpy(&save, pa + 4 * (good.npatch - 1), 4);
+	v = (save & 0x0fffffffu) | 15u << 28;   /* row 47 of 37, still ascending */
+	memcpy(pa + 4 * (good.npatch - 1), &v, 4);
+	ck_assert_int_eq(ref_decode(&good, buf, out, sizeof(out), &e), -EBADMSG);
+	ck_assert_ptr_nonnull(strstr(e.msg, "row 47"));
+	memcpy(pa + 4 * (good.npatch - 1), &save, 4);
 	ck_assert_int_eq(ref_decode(&good, buf, out, sizeof(out), &e), 0);
 	ck_assert(memcmp(out, w, sizeof(out)) == 0);
 	free(buf);
@@ -358,6 +374,7 @@ START_TEST(test_real_weights)
 	struct bf16_real *r;
 	int n = bf16_real_mlp(&r);
 	ck_assert_int_eq(n, 15);
+	uint64_t weights = 0, bytes = 0;
 	for (int i = 0; i < n; i++) {
 		size_t cnt = r[i].rows * r[i].cols;
 		uint64_t shape[2] = {r[i].rows, r[i].cols};
@@ -366,6 +383,8 @@ START_TEST(test_real_weights)
 		uint8_t *buf = make_resident(2, shape, r[i].w, 2 * cnt, &l, r[i].name);
 		ck_assert_int_eq(l.format, UW_FORMAT_R12);
 		ck_assert_uint_eq(l.npatch, outside_top16(r[i].w, cnt));
+		weights += cnt;
+		bytes += l.nbytes;
 		uint16_t *back = malloc(2 * cnt);
 		ck_assert_int_eq(ref_decode(&l, buf, back, 2 * cnt, &e), 0);
 		ck_assert_msg(memcmp(back, r[i].w, 2 * cnt) == 0, "%s", r[i].name);
@@ -376,6 +395,10 @@ START_TEST(test_real_weights)
 		free(back);
 		free(buf);
 	}
+	/* issue 2's bound for the resident form of real MLP weights */
+	double bpw = 8.0 * (double)bytes / (double)weights;
+	fprintf(stderr, "stories260K MLP: R12 %.4f bits/weight\n", bpw);
+	ck_assert_msg(bpw <= 12.1, "stories260K MLP: R12 %.4f bits/weight", bpw);
 	bf16_real_free(r, n);
 }
 END_TEST

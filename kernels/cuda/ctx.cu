@@ -52,21 +52,20 @@ int uwk_args_make(const struct uw_layout *l, const void *dev_base,
 	if (l->rows > INT32_MAX / 16)
 		return uwerr_set(e, EINVAL, "layout: %llu rows (the kernels take up to %d)",
 				 (unsigned long long)l->rows, INT32_MAX / 16);
-	if (l->mant_off % 16 || l->nib_off % 16 || l->patch_row_off % 4 || l->patch_off % 4)
-		return uwerr_set(e, EINVAL, "layout: plane offsets %llu, %llu not 16-byte aligned",
-				 (unsigned long long)l->mant_off, (unsigned long long)l->nib_off);
 	if ((rc = uwk_check_ptr(dev_base, RES_ALIGN, "tensor base", e)) < 0)
 		return rc;
 	const uint8_t *b = (const uint8_t *)dev_base;
 	a->mant = b + l->mant_off;
 	a->nib = b + l->nib_off;
-	a->prow = (const uint32_t *)(b + l->patch_row_off);
+	a->pgrp = (const uint32_t *)(b + l->patch_grp_off);
 	a->patch = (const uint32_t *)(b + l->patch_off);
 	a->mstride = l->mant_stride;
 	a->nstride = l->nib_stride;
 	a->rows = (uint32_t)l->rows;
 	a->cols = (uint32_t)l->cols;
 	a->npatch = (uint32_t)l->npatch;
+	/* res_validate: plane offsets are multiples of 16 */
+	a->aligned = l->mant_stride % 16 == 0 && l->nib_stride % 16 == 0;
 	for (int i = 0; i < 4; i++)
 		a->pal[i] = (uint32_t)l->palette[4 * i] | (uint32_t)l->palette[4 * i + 1] << 8 |
 			    (uint32_t)l->palette[4 * i + 2] << 16 |

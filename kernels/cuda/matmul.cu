@@ -2,7 +2,8 @@
  *
  * Fused pipeline (R12, batch <= 64). Each warp owns 16 rows of W and walks
  * their columns in chunks of 128: a lane loads 32 columns of two rows (g and
- * g + 8) with 16-byte loads straight from the planes (read once, L1 skipped),
+ * g + 8) with 16-byte loads straight from the planes (read once, L1 skipped)
+ * PD chunks ahead of the one it decodes,
  * rebuilds the BF16 pairs in registers (one shared-memory lookup gives the
  * exponent bits of a column pair, prmt + lop3 the rest), writes the patched
  * exponents of its columns over them, and feeds them to mma.sync m16n8k16
@@ -66,6 +67,11 @@ __device__ __forceinline__ void cp_commit(void)
 	asm volatile("cp.async.commit_group;" ::: "memory");
 }
 
+__device__ __forceinline__ void cp_wait_all(void)
+{
+	asm volatile("cp.async.wait_all;" ::: "memory");
+}
+
 __device__ __forceinline__ void cp_wait_prev(void)
 {
 	asm volatile("cp.async.wait_group 1;" ::: "memory");
@@ -86,7 +92,7 @@ __device__ __forceinline__ void r12_patch32(uint32_t w[16], uint32_t &pnext, uin
 					 uint32_t c)
 {
 	for (; pnext < pend; pnext++) {
-		const uint32_t v = patch[pnext], col = v >> 8;
+		const uint32_t v = patch[pnext], col = (v >> 8) & 0xfffff;
 		if (col >= c + 32) {
 			pcol = col;
 			return;
@@ -107,9 +113,43 @@ __device__ __forceinline__ void r12_patch32(uint32_t w[16], uint32_t &pnext, uin
 	pcol = UINT32_MAX;
 }
 
+/* The patch ranges [p0, p1) of rows g and g + 8 of group grp (the warp's
+ * 16-row tile), found by the whole warp at once without a chain of
+ * dependent loads: lane i reads entries g0 + i, g0 + 32 + i, ... and one
+ * ballot per row k counts the entries of the rows before k. Warp-uniform;
+ * every lane calls it. A corrupt list gives ranges inside [g0, g1), which
+ * the walk then only reads. */
+__device__ __forceinline__ void patch_rows(const r12_args &a, uint32_t grp, uint32_t g,
+					   uint32_t p0[2], uint32_t p1[2])
+{
+	const uint32_t g0 = a.pgrp[grp], g1 = min(a.pgrp[grp + 1], a.npatch);
+	uint32_t lo0 = 0, hi0 = 0, lo1 = 0, hi1 = 0;
+	for (uint32_t base = g0; base < g1; base += 32) {
+		const uint32_t i = base + (threadIdx.x & 31);
+		const uint32_t rk = i < g1 ? a.patch[i] >> 28 : 16;
+#pragma unroll
+		for (uint32_t k = 1; k <= 16; k++) {
+			const uint32_t n = __popc(__ballot_sync(0xffffffffu, rk < k));
+			lo0 += k == g ? n : 0;
+			hi0 += k == g + 1 ? n : 0;
+			lo1 += k == g + 8 ? n : 0;
+			hi1 += k == g + 9 ? n : 0;
+		}
+	}
+	p0[0] = g0 + lo0;
+	p1[0] = g0 + hi0;
+	p0[1] = g0 + lo1;
+	p1[1] = g0 + hi1;
+}
+
 /* NT n-tiles of 8 batch rows; WM warps side by side over rows, WK over
- * columns; XVEC: x rows are 16-byte aligned (cp.async), else element copies. */
-template <int NT, int WM, int WK, bool XVEC>
+ * columns; XVEC: x rows are 16-byte aligned (cp.async) and W's rows too
+ * (16-byte loads), else element copies and byte loads; PD: chunks of W in
+ * flight ahead of the one decoded (registers: 24 a chunk); XALL: the block's
+ * whole slice of x is staged once before the K loop, which then has no
+ * barrier: each warp streams W on its own (else x is staged a step ahead,
+ * two buffers, two barriers a step). */
+template <int NT, int WM, int WK, bool XVEC, int PD, bool XALL>
 __global__ void __launch_bounds__(32 * WM * WK)
 r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batch,
 		 uint16_t *__restrict__ y, float *__restrict__ part, uint32_t cps)
@@ -138,14 +178,6 @@ r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batc
 		nrow[h] = a.nib + (uint64_t)(rok[h] ? r : 0) * a.nstride;
 		pnext[h] = pend[h] = 0;
 		pcol[h] = UINT32_MAX;
-		if (rok[h] && a.npatch) {
-			const uint32_t p0 = a.prow[r], p1 = min(a.prow[r + 1], a.npatch);
-			if (p0 < p1) {
-				pnext[h] = p0;
-				pend[h] = p1;
-				pcol[h] = a.patch[p0] >> 8;
-			}
-		}
 	}
 
 	/* x columns of step st (WK chunks) into buffer buf */
@@ -177,28 +209,55 @@ r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batc
 	for (int j = 0; j < NT; j++)
 		acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
 
+	/* q[0]: the planes of this step's chunk; q[1..PD]: the next PD steps',
+	 * already in flight (a chunk at or past ce loads nothing) */
 	uint32_t ch = cb + wk;
-	r12_raw32 cur[2], nxt[2];
+	r12_raw32 q[PD + 1][2];
 #pragma unroll
-	for (int h = 0; h < 2; h++) {
-		r12_load32(cur[h], mrow[h], nrow[h], ch * KC + 32 * t, a.cols, rok[h] && ch < ce);
-		nxt[h] = cur[h];
-	}
-	stage(0, 0);
+	for (int i = 0; i < PD; i++)
+#pragma unroll
+		for (int h = 0; h < 2; h++) {
+			const uint32_t c = ch + i * WK;
+			r12_load32<XVEC>(q[i][h], mrow[h], nrow[h], c * KC + 32 * t, a.cols,
+					      rok[h] && c < ce);
+		}
+	if (XALL)
+		for (uint32_t st = 0; st < nsteps; st++)
+			stage(st, st);
+	else
+		stage(0, 0);
 	cp_commit();
+	/* with the first loads in flight: this warp's patches */
+	if (a.npatch && row0 - g < a.rows) {
+		uint32_t p0[2], p1[2];
+		patch_rows(a, row0 / 16, g, p0, p1);
+#pragma unroll
+		for (int h = 0; h < 2; h++)
+			if (rok[h] && p0[h] < p1[h]) {
+				pnext[h] = p0[h];
+				pend[h] = p1[h];
+				pcol[h] = (a.patch[p0[h]] >> 8) & 0xfffff;
+			}
+	}
+	if (XALL) {
+		cp_wait_all();
+		__syncthreads();
+	}
 	for (uint32_t st = 0; st < nsteps; st++) {
 		const bool more = st + 1 < nsteps;
-		const uint32_t chn = ch + WK;
-		if (more) {
+		const uint32_t chn = ch + WK, chf = ch + PD * WK;
+		if (!XALL && more)
 			stage(st + 1, (st + 1) & 1);
 #pragma unroll
-			for (int h = 0; h < 2; h++)
-				r12_load32(nxt[h], mrow[h], nrow[h], chn * KC + 32 * t, a.cols,
-					   rok[h] && chn < ce);
+		for (int h = 0; h < 2; h++)
+			r12_load32<XVEC>(q[PD][h], mrow[h], nrow[h], chf * KC + 32 * t, a.cols,
+					      rok[h] && chf < ce);
+		r12_raw32 (&cur)[2] = q[0];
+		if (!XALL) {
+			cp_commit();
+			cp_wait_prev();
+			__syncthreads();
 		}
-		cp_commit();
-		cp_wait_prev();
-		__syncthreads();
 		if (ch < ce) {
 			const uint32_t c = ch * KC + 32 * t;
 			uint32_t w[2][16];
@@ -218,7 +277,7 @@ r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batc
 					}
 				}
 			}
-			const uint8_t *xb = smem + (st & 1) * xbuf + (wk * 4 + t) * SEG;
+			const uint8_t *xb = smem + (XALL ? st : st & 1) * xbuf + (wk * 4 + t) * SEG;
 #pragma unroll
 			for (int j = 0; j < NT; j++) {
 				const uint32_t n = 8 * j + g;
@@ -243,16 +302,21 @@ r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batc
 						 w[1][2 * s + 1], xv[2 * s], xv[2 * s + 1]);
 			}
 		}
-		__syncthreads();
+		if (!XALL)
+			__syncthreads();
 #pragma unroll
-		for (int h = 0; h < 2; h++)
-			cur[h] = nxt[h];
+		for (int i = 0; i < PD; i++)
+#pragma unroll
+			for (int h = 0; h < 2; h++)
+				q[i][h] = q[i + 1][h];
 		ch = chn;
 	}
 
 	if (WK > 1) {
 		/* [wk][wm][j][e][lane]: the warps of one row tile add in wk order */
 		float *red = (float *)smem;
+		if (XALL)
+			__syncthreads();       /* the others may still read x */
 #pragma unroll
 		for (int j = 0; j < NT; j++)
 #pragma unroll
@@ -305,18 +369,24 @@ splitk_sum_kernel(const float *__restrict__ part, uint32_t ks, uint64_t n,
 typedef void (*fused_fn)(const r12_args, const uint16_t *, uint32_t, uint16_t *, float *,
 			 uint32_t);
 
+#define UWK_NPF 2           /* prefetch depths built: pf = PD = 1, 2 (3 never won, v6) */
+
 struct fused_kind {
 	int wm, wk;
-	fused_fn fn[4][2];          /* [log2 NT][XVEC] */
+	fused_fn fn[4][2][UWK_NPF];     /* [log2 NT][XVEC][pf - 1] */
+	fused_fn xall[2][UWK_NPF];      /* NT = 1 with x staged once: [XVEC][pf - 1] */
 };
 
-#define FUSED_NT(WM, WK, NT) \
-	{ r12_fused_kernel<NT, WM, WK, false>, r12_fused_kernel<NT, WM, WK, true> }
+#define FUSED_PF(WM, WK, NT, XV, XA) \
+	{ r12_fused_kernel<NT, WM, WK, XV, 1, XA>, r12_fused_kernel<NT, WM, WK, XV, 2, XA> }
+#define FUSED_NT(WM, WK, NT, XA) \
+	{ FUSED_PF(WM, WK, NT, false, XA), FUSED_PF(WM, WK, NT, true, XA) }
 #define FUSED_KIND(WM, WK) \
-	{ WM, WK, { FUSED_NT(WM, WK, 1), FUSED_NT(WM, WK, 2), FUSED_NT(WM, WK, 4), \
-		    FUSED_NT(WM, WK, 8) } }
+	{ WM, WK, { FUSED_NT(WM, WK, 1, false), FUSED_NT(WM, WK, 2, false), \
+		    FUSED_NT(WM, WK, 4, false), FUSED_NT(WM, WK, 8, false) }, \
+	  FUSED_NT(WM, WK, 1, true) }
 
-/* The shapes built; the first one of each NT in default_kind is AUTO's. */
+/* The shapes built; default_kind picks AUTO's among them. */
 static const struct fused_kind kinds[] = {
 	FUSED_KIND(1, 8), FUSED_KIND(1, 4), FUSED_KIND(2, 4), FUSED_KIND(4, 2),
 	FUSED_KIND(8, 1), FUSED_KIND(2, 2), FUSED_KIND(2, 1), FUSED_KIND(4, 1),
@@ -336,89 +406,137 @@ static const struct fused_kind *find_kind(int wm, int wk)
 	return NULL;
 }
 
-/* AUTO's (wm, wk) (bench/NOTES.md has the sweeps behind it). Up to batch
- * 16: 2x2 (4 warps, 32 rows, each warp all the block's columns) where there
- * are rows for two such blocks an SM, else 1x8 (16 rows, 8 warps splitting
- * the columns), which keeps 16 warps an SM on short matrices. Above: 4x1,
- * four row tiles sharing each staged slice of x, which then costs as many
- * bytes as W. */
-static const struct fused_kind *default_kind(size_t batch, uint32_t rows, int sms)
+/* AUTO's (wm, wk) (bench/NOTES.md, v5 and v8 sweeps on an H200): up to
+ * batch 8, 4x2 (8 warps, 64 rows, x staged once for all of them); up to 16,
+ * 4x1 (four row tiles share each staged slice of x); above, 8x1 (x then
+ * costs as many bytes as W: the more row tiles share it the better). ks
+ * then fills one wave of the device. */
+static const struct fused_kind *default_kind(size_t batch)
 {
-	if (batch > 16)
-		return find_kind(4, 1);
-	return (rows + 31) / 32 >= 2 * (uint32_t)sms ? find_kind(2, 2) : find_kind(1, 8);
+	return batch <= 8 ? find_kind(4, 2) : batch <= 16 ? find_kind(4, 1) : find_kind(8, 1);
 }
 
-static size_t fused_smem(int nt, int wm, int wk, size_t batch)
+/* AUTO's prefetch depth: two chunks ahead (bench/NOTES.md, v5). */
+static int default_pf(size_t batch)
+{
+	(void)batch;
+	return 2;
+}
+
+/* x staged once for the whole K loop (XALL) up to this many bytes a block:
+ * batch 1 of every MLP shape here, and four blocks still fit an SM. */
+#define XALL_MAX (46u << 10)   /* + 1 KB static: under the 48 KB default */
+
+/* Bytes of one step of staged x (xrow<WK> a batch row). */
+static size_t x_step_bytes(int nt, int wk, size_t batch)
 {
 	size_t nx = batch < (size_t)(8 * nt) ? batch : (size_t)(8 * nt);
-	int xs = wk * 4 * 80 + (wk % 2 == 0 ? 64 : 0);
-	size_t stage = 2 * nx * (size_t)xs;
+	return nx * (size_t)(wk * 4 * 80 + (wk % 2 == 0 ? 64 : 0));
+}
+
+/* Shared memory of a block that stages nbuf steps of x. */
+static size_t fused_smem(int nt, int wm, int wk, size_t batch, size_t nbuf)
+{
+	size_t stage = nbuf * x_step_bytes(nt, wk, batch);
 	size_t red = wk > 1 ? (size_t)wk * wm * nt * 4 * 32 * sizeof(float) : 0;
 	return stage > red ? stage : red;
 }
 
-/* ks from the device: split the columns across blocks only when the row
- * tiles give clearly fewer than 16 warps an SM (the v1 sweep: splitting a
- * grid that already has them costs the partial sums and a second kernel). */
-static int pick_ks(const struct fused_kind *k, uint32_t rows, uint32_t cols, int sms)
-{
-	const uint64_t blocks_m = (rows + 16 * k->wm - 1) / (16 * k->wm);
-	const uint64_t warps = blocks_m * k->wm * k->wk, want = 16ull * sms;
-	const uint32_t nch = (cols + KC - 1) / KC;
-	uint64_t ks = (want + warps / 2) / warps;          /* rounded */
-	const uint64_t most = nch / (2 * k->wk);           /* two steps a warp at least */
-	if (ks > most)
-		ks = most;
-	return ks < 1 ? 1 : (int)ks;
-}
+/* One launch of the fused kernel, resolved. */
+struct fused_plan {
+	fused_fn fn;
+	size_t smem;
+	int threads, ks;
+	uint32_t cps;             /* chunks of 128 columns a split */
+};
 
-static int fused_run(const struct r12_args *a, const struct fused_kind *k, int ks,
-		     const void *x, size_t batch, void *y, cudaStream_t s,
-		     struct uwk_ctx *ctx, struct uwerr *e)
+/* Resolve kernel, shared memory and split-K for a shape (ks, pf <= 0: the
+ * defaults). The default ks fills one wave: the blocks the device holds at
+ * once (registers and shared memory of this very kernel) over the row
+ * tiles, rounded, at most a split per two steps of each warp; at batch
+ * <= 8, at least the splits that make the block's x fit XALL_MAX (v8: the
+ * barrier-free loop is worth more than the wave). Batch <= 8 takes the
+ * XALL variant wherever the block's x fits. */
+static int fused_plan_make(const struct fused_kind *k, uint32_t rows, uint32_t cols, size_t batch,
+			   bool xvec, int ks, int pf, struct uwk_ctx *ctx, struct fused_plan *p,
+			   struct uwerr *e)
 {
-	const int ntl = nt_log2(batch), nt = 1 << ntl, threads = 32 * k->wm * k->wk;
-	const uint32_t nch = (a->cols + KC - 1) / KC;
-	if (ks < 1)
-		ks = pick_ks(k, a->rows, a->cols, ctx->sms);
+	const int ntl = nt_log2(batch), nt = 1 << ntl;
+	const uint32_t nch = (cols + KC - 1) / KC;
+	p->threads = 32 * k->wm * k->wk;
+	p->fn = k->fn[ntl][xvec][(pf < 1 ? default_pf(batch) : pf) - 1];
+	p->smem = fused_smem(nt, k->wm, k->wk, batch, 2);
+	if (p->smem > 48 * 1024) {
+		int optin = 0;
+		UWK_CK(e, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
+						 ctx->device));
+		if (p->smem + 1024 > (size_t)optin)      /* + the static exponent table */
+			return uwerr_set(e, ENOTSUP, "fused shape %dx%d at batch %zu: %zu bytes of shared memory (device: %d)",
+					 k->wm, k->wk, batch, p->smem + 1024, optin);
+		UWK_CK(e, cudaFuncSetAttribute((const void *)p->fn,
+					       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)p->smem));
+	}
+	if (ks < 1) {
+		int per_sm = 0;
+		UWK_CK(e, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, p->fn, p->threads,
+									 p->smem));
+		const uint64_t tiles = (rows + 16 * k->wm - 1) / (16 * k->wm);
+		const uint64_t wave = (uint64_t)(per_sm > 0 ? per_sm : 1) * ctx->sms;
+		const uint64_t most = nch / (2 * k->wk);
+		uint64_t want = (wave + tiles / 2) / tiles;
+		if (nt == 1) {
+			/* at least the splits that let XALL hold the block's x */
+			const uint64_t cps_max = (XALL_MAX / x_step_bytes(nt, k->wk, batch)) * k->wk;
+			const uint64_t need = cps_max ? (nch + cps_max - 1) / cps_max : most;
+			if (want < need)
+				want = need;
+		}
+		if (want > most)
+			want = most;
+		ks = want < 1 ? 1 : (int)want;
+	}
 	if ((uint32_t)ks > nch)
 		ks = (int)nch;
 	if (ks > 65535)                                /* grid.y */
 		ks = 65535;
-	const uint32_t cps = (nch + ks - 1) / ks;
-	ks = (int)((nch + cps - 1) / cps);          /* no empty split */
-	const bool xvec = a->cols % 8 == 0 && (uintptr_t)x % 16 == 0;
-	fused_fn fn = k->fn[ntl][xvec];
-	const size_t smem = fused_smem(nt, k->wm, k->wk, batch);
+	p->cps = (nch + ks - 1) / ks;
+	p->ks = (int)((nch + p->cps - 1) / p->cps);   /* no empty split */
+	const size_t all = fused_smem(nt, k->wm, k->wk, batch, (p->cps + k->wk - 1) / k->wk);
+	if (nt == 1 && all <= XALL_MAX) {
+		p->fn = k->xall[xvec][(pf < 1 ? default_pf(batch) : pf) - 1];
+		p->smem = all;
+	}
+	return 0;
+}
+
+static int fused_run(const struct r12_args *a, const struct fused_kind *k, int ks, int pf,
+		     const void *x, size_t batch, void *y, cudaStream_t s,
+		     struct uwk_ctx *ctx, struct uwerr *e)
+{
+	const bool xvec = a->cols % 8 == 0 && (uintptr_t)x % 16 == 0 && a->aligned;
+	struct fused_plan p;
+	int rc = fused_plan_make(k, a->rows, a->cols, batch, xvec, ks, pf, ctx, &p, e);
+	if (rc < 0)
+		return rc;
 	float *part = NULL;
-	if (ks > 1) {
-		size_t bytes = (size_t)ks * batch * a->rows * sizeof(float);
-		int rc = uwk_ctx_reserve((void **)&ctx->part, &ctx->part_bytes, bytes,
-					 "split-K partial sums", e);
+	if (p.ks > 1) {
+		size_t bytes = (size_t)p.ks * batch * a->rows * sizeof(float);
+		rc = uwk_ctx_reserve((void **)&ctx->part, &ctx->part_bytes, bytes,
+				     "split-K partial sums", e);
 		if (rc < 0)
 			return rc;
 		part = ctx->part;
 	}
-	if (smem > 48 * 1024) {
-		int optin = 0;
-		UWK_CK(e, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
-						 ctx->device));
-		if (smem + 1024 > (size_t)optin)      /* + the static exponent table */
-			return uwerr_set(e, ENOTSUP, "fused shape %dx%d at batch %zu: %zu bytes of shared memory (device: %d)",
-					 k->wm, k->wk, batch, smem + 1024, optin);
-		UWK_CK(e, cudaFuncSetAttribute((const void *)fn,
-					       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-	}
-	dim3 grid((a->rows + 16 * k->wm - 1) / (16 * k->wm), (unsigned)ks);
-	fn<<<grid, threads, smem, s>>>(*a, (const uint16_t *)x, (uint32_t)batch, (uint16_t *)y,
-				       part, cps);
+	dim3 grid((a->rows + 16 * k->wm - 1) / (16 * k->wm), (unsigned)p.ks);
+	p.fn<<<grid, p.threads, p.smem, s>>>(*a, (const uint16_t *)x, (uint32_t)batch, (uint16_t *)y,
+					      part, p.cps);
 	UWK_CK(e, cudaGetLastError());
 	if (part) {
 		const uint64_t n = (uint64_t)batch * a->rows;
 		uint64_t blocks = (n + 255) / 256;
 		if (blocks > (uint64_t)ctx->sms * 8)
 			blocks = (uint64_t)ctx->sms * 8;
-		splitk_sum_kernel<<<(unsigned)blocks, 256, 0, s>>>(part, (uint32_t)ks, n,
+		splitk_sum_kernel<<<(unsigned)blocks, 256, 0, s>>>(part, (uint32_t)p.ks, n,
 								   (uint16_t *)y);
 		UWK_CK(e, cudaGetLastError());
 	}
@@ -507,7 +625,7 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 		if (batch > UWK_FUSED_MAX_BATCH)
 			return uwerr_set(e, EINVAL, "uwk_matmul: fused pipeline at batch %zu (max %d)",
 					 batch, UWK_FUSED_MAX_BATCH);
-		rc = fused_run(&a, default_kind(batch, a.rows, ctx->sms), 0, x, batch, y, s, ctx, e);
+		rc = fused_run(&a, default_kind(batch), 0, 0, x, batch, y, s, ctx, e);
 		break;
 	case UWK_PIPE_DECODE_GEMM:
 		rc = uwk_ctx_reserve(&ctx->scratch, &ctx->scratch_bytes, 2 * l->rows * l->cols,
@@ -571,17 +689,20 @@ extern "C" int uwk_matmul_fused_cfg(const struct uw_layout *l, const void *dev_b
 		return uwerr_set(e, EINVAL, "uwk_matmul: fused pipeline at batch %zu (max %d)",
 				 batch, UWK_FUSED_MAX_BATCH);
 	const struct fused_kind *k = cfg && cfg->wm ? find_kind(cfg->wm, cfg->wk) :
-				     default_kind(batch, a.rows, ctx->sms);
+				     default_kind(batch);
 	if (!k)
 		return uwerr_set(e, ENOTSUP, "uwk_matmul: fused shape %dx%d not built", cfg->wm, cfg->wk);
-	rc = fused_run(&a, k, cfg ? cfg->ks : 0, x, batch, y, s, ctx, e);
+	if (cfg && (cfg->pf < 0 || cfg->pf > UWK_NPF))
+		return uwerr_set(e, ENOTSUP, "uwk_matmul: prefetch variant %d not built (1..%d)",
+				 cfg->pf, UWK_NPF);
+	rc = fused_run(&a, k, cfg ? cfg->ks : 0, cfg ? cfg->pf : 0, x, batch, y, s, ctx, e);
 	return rc < 0 ? matmul_fail(e, rc, l, batch) : 0;
 }
 
 extern "C" int uwk_cfg_list(struct uwk_cfg *out, int max)
 {
 	for (int i = 0; i < NKINDS && i < max; i++)
-		out[i] = (struct uwk_cfg){ kinds[i].wm, kinds[i].wk, 0 };
+		out[i] = (struct uwk_cfg){ kinds[i].wm, kinds[i].wk, 0, 0 };
 	return NKINDS;
 }
 
@@ -591,11 +712,12 @@ extern "C" int uwk_cfg_default(const struct uw_layout *l, size_t batch, struct u
 	if (!l || !ctx || !out || batch == 0 || batch > UWK_FUSED_MAX_BATCH || !l->cols ||
 	    l->rows > INT32_MAX / 16 || l->cols > UINT32_MAX)
 		return uwerr_set(e, EINVAL, "uwk_cfg_default: bad arguments");
-	const struct fused_kind *k = default_kind(batch, (uint32_t)l->rows, ctx->sms);
-	out->wm = k->wm;
-	out->wk = k->wk;
-	out->ks = pick_ks(k, (uint32_t)l->rows, (uint32_t)l->cols, ctx->sms);
-	const uint32_t nch = (uint32_t)((l->cols + KC - 1) / KC), cps = (nch + out->ks - 1) / out->ks;
-	out->ks = (int)((nch + cps - 1) / cps);
+	const struct fused_kind *k = default_kind(batch);
+	struct fused_plan p;
+	int rc = fused_plan_make(k, (uint32_t)l->rows, (uint32_t)l->cols, batch, true, 0, 0, ctx,
+				 &p, e);
+	if (rc < 0)
+		return rc;
+	*out = (struct uwk_cfg){ k->wm, k->wk, p.ks, default_pf(batch) };
 	return 0;
 }

@@ -5,9 +5,10 @@
  * Memory. Every pointer is a device pointer of the current device.
  * - dev_base: the tensor's resident bytes (struct uw_layout offsets are from
  *   it); 256-byte aligned, as the resident formats promise.
- * - R12 planes: the offsets and row strides of the layout must be multiples of
- *   16 (res_plan makes the offsets multiples of 256): the kernels read them
- *   with 16-byte loads.
+ * - R12 planes: where both row strides are multiples of 16 (rows of 4096
+ *   columns or more, or of a multiple of 32) the kernels read them with
+ *   16-byte loads; packed narrow rows are read byte by byte (slower, same
+ *   result).
  * - x: BF16 [batch][cols], y: BF16 [batch][rows], dense row-major (row stride
  *   = cols resp. rows elements); 2-byte aligned. When x is 16-byte aligned and
  *   cols % 8 == 0 the fused kernel stages x with 16-byte copies, else element
@@ -84,13 +85,14 @@ int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base, const void 
 /* The fused kernel's shape: warps per block = wm * wk; each warp owns a
  * 16-row tile, wm tiles side by side share one staged slice of x, wk warps
  * split the columns of a block, and ks blocks split them again (partial sums
- * in the context, added in a fixed order by a second kernel). 0 = chosen
- * from the shape and the device. */
+ * in the context, added in a fixed order by a second kernel); pf chunks of
+ * 128 columns of W are in flight ahead of the one being decoded (1, 2).
+ * 0 = chosen from the shape and the device (ks: one wave of blocks). */
 struct uwk_cfg {
-	int wm, wk, ks;
+	int wm, wk, ks, pf;
 };
 
-/* The fused kernel with a given shape; -ENOTSUP for a (wm, wk) not built.
+/* The fused kernel with a given shape; -ENOTSUP for a (wm, wk) or pf not built.
  * The shapes built are listed by uwk_cfg_list. */
 int uwk_matmul_fused_cfg(const struct uw_layout *l, const void *dev_base,
 			 const void *x, size_t batch, void *y,

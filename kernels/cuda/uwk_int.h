@@ -15,10 +15,11 @@
 struct r12_args {
 	const uint8_t *mant;      /* sign|mantissa plane, row stride mstride */
 	const uint8_t *nib;       /* index plane, row stride nstride */
-	const uint32_t *prow;     /* [rows + 1] first patch of each row */
-	const uint32_t *patch;    /* [npatch] (col << 8) | exponent, ascending per row */
+	const uint32_t *pgrp;     /* [groups + 1] first patch of each 16-row group */
+	const uint32_t *patch;    /* [npatch] (row % 16) << 28 | col << 8 | exponent, ascending */
 	uint64_t mstride, nstride;
 	uint32_t rows, cols, npatch;
+	uint32_t aligned;         /* both planes' rows start on 16 bytes: vector loads */
 	uint32_t pal[4];          /* the 16 palette bytes, little-endian */
 };
 
@@ -116,10 +117,37 @@ struct r12_raw32 {
 	uint32_t sm[8], ix[4];
 };
 
+/* Byte loads for rows that vector loads cannot read (packed, unaligned):
+ * n bytes of p (n <= 4 * W), zero past, as W little-endian words. */
+template <int W>
+__device__ __forceinline__ void ld_bytes(uint32_t w[W], const uint8_t *p, uint32_t n)
+{
+#pragma unroll
+	for (int k = 0; k < W; k++) {
+		uint32_t v = 0;
+#pragma unroll
+		for (int i = 0; i < 4; i++)
+			if (4 * k + i < (int)n)
+				v |= (uint32_t)__ldg(p + 4 * k + i) << (8 * i);
+		w[k] = v;
+	}
+}
+
+/* ALN: the layout's rows start on 16 bytes (uwk_args_make says), so the
+ * planes are read with 16-byte loads (which may run into the row's
+ * padding, never past the plane); else byte by byte, bounded by the row. */
+template <bool ALN>
 __device__ __forceinline__ void r12_load32(r12_raw32 &r, const uint8_t *mrow,
 					   const uint8_t *nrow, uint32_t c, uint32_t cols,
 					   bool row_ok)
 {
+	if (!ALN) {
+		const uint32_t n = row_ok && c < cols ? min(32u, cols - c) : 0;
+		ld_bytes<4>(r.sm, mrow + c, min(n, 16u));
+		ld_bytes<4>(r.sm + 4, mrow + c + 16, n > 16 ? n - 16 : 0);
+		ld_bytes<4>(r.ix, nrow + c / 2, (n + 1) / 2);
+		return;
+	}
 	uint4 a = make_uint4(0, 0, 0, 0), b = a, n = a;
 	if (row_ok && c < cols) {
 		a = ld_stream(mrow + c);
