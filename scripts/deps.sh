@@ -4,7 +4,7 @@
 # under /usr/local/cuda when present.
 set -eu
 pkgs="build-essential autoconf automake libtool pkg-config liburing-dev
-libsystemd-dev libzstd-dev check valgrind"
+libsystemd-dev libzstd-dev check valgrind clang"
 missing=
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
