@@ -56,6 +56,8 @@ START_TEST(json) { replay("json", fuzz_json); }
 END_TEST
 START_TEST(safetensors) { replay("safetensors", fuzz_safetensors); }
 END_TEST
+START_TEST(checkpoint_index) { replay("index", fuzz_index); }
+END_TEST
 START_TEST(bundle) { replay("bundle", fuzz_bundle); }
 END_TEST
 START_TEST(restcodec) { replay("restcodec", fuzz_restcodec); }
@@ -70,6 +72,7 @@ int main(void)
 	Suite *s = suite_create("fuzz_corpus");
 	tcase_add_test(tu_tcase(s, "json", 0), json);
 	tcase_add_test(tu_tcase(s, "safetensors", 0), safetensors);
+	tcase_add_test(tu_tcase(s, "index", 0), checkpoint_index);
 	tcase_add_test(tu_tcase(s, "bundle", 0), bundle);
 	tcase_add_test(tu_tcase(s, "restcodec", 0), restcodec);
 	tcase_add_test(tu_tcase(s, "resident", 0), resident);

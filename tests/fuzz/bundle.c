@@ -79,8 +79,8 @@ static void remove_out(const char *path)
  * tensor's decoded bytes. */
 static void unpack(const struct bundle *b)
 {
-	char dir[64] = "/tmp/uw-fuzz-bundle-XXXXXX", one[128], merged[128];
-	FUZZ_CHECK(mkdtemp(dir));
+	char dir[64], one[128], merged[128];
+	fuzz_tmpdir(dir, "bundle");
 	snprintf(one, sizeof(one), "%s/out", dir);
 	snprintf(merged, sizeof(merged), "%s/merged", dir);
 	struct uwerr e = {0};

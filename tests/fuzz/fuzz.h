@@ -45,8 +45,14 @@
  * cannot. */
 int fuzz_memfd(const uint8_t *data, size_t size, char path[64]);
 
+/* A fresh directory for one input's files, in /dev/shm where there is one
+ * (a disk-backed /tmp makes a harness ten times slower). Aborts when it
+ * cannot. The harness removes it. */
+void fuzz_tmpdir(char dir[64], const char *name);
+
 int fuzz_json(const uint8_t *data, size_t size);
 int fuzz_safetensors(const uint8_t *data, size_t size);
+int fuzz_index(const uint8_t *data, size_t size);
 int fuzz_bundle(const uint8_t *data, size_t size);
 int fuzz_restcodec(const uint8_t *data, size_t size);
 int fuzz_resident(const uint8_t *data, size_t size);

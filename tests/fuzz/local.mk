@@ -3,19 +3,19 @@
 # replays every corpus through the harnesses (tests/check_fuzz_corpus); a
 # build configured with --enable-fuzz CC=clang links each harness with
 # libFuzzer, and `make fuzz` runs them (tests/fuzz/run.sh).
-FUZZ_TARGETS = json safetensors bundle restcodec resident proto
+FUZZ_TARGETS = json safetensors index bundle restcodec resident proto
 FUZZ_SHARED = tests/fuzz/fuzz.h tests/fuzz/fuzzutil.c
 
 check_PROGRAMS += tests/check_fuzz_corpus
 TESTS += tests/check_fuzz_corpus
 tests_check_fuzz_corpus_SOURCES = tests/check_fuzz_corpus.c $(FUZZ_SHARED) \
-	tests/fuzz/json.c tests/fuzz/safetensors.c tests/fuzz/bundle.c \
+	tests/fuzz/json.c tests/fuzz/safetensors.c tests/fuzz/index.c tests/fuzz/bundle.c \
 	tests/fuzz/restcodec.c tests/fuzz/resident.c tests/fuzz/proto.c
 tests_check_fuzz_corpus_CFLAGS = $(TEST_CFLAGS)
 tests_check_fuzz_corpus_LDADD = $(TEST_LIBS)
 
 EXTRA_DIST += tests/fuzz/run.sh tests/fuzz/json.dict tests/fuzz/json \
-	tests/fuzz/safetensors tests/fuzz/bundle tests/fuzz/restcodec \
+	tests/fuzz/safetensors tests/fuzz/index tests/fuzz/bundle tests/fuzz/restcodec \
 	tests/fuzz/resident tests/fuzz/proto
 
 # Seconds each harness runs under make fuzz, and how many run at once.
@@ -23,7 +23,7 @@ FUZZ_SECONDS = 60
 FUZZ_JOBS = 1
 
 if FUZZ
-UW_FUZZERS = tests/fuzz/fuzz_json tests/fuzz/fuzz_safetensors \
+UW_FUZZERS = tests/fuzz/fuzz_json tests/fuzz/fuzz_safetensors tests/fuzz/fuzz_index \
 	tests/fuzz/fuzz_bundle tests/fuzz/fuzz_restcodec tests/fuzz/fuzz_resident \
 	tests/fuzz/fuzz_proto
 noinst_PROGRAMS += $(UW_FUZZERS)
@@ -38,6 +38,10 @@ tests_fuzz_fuzz_safetensors_SOURCES = tests/fuzz/safetensors.c $(FUZZ_SHARED)
 tests_fuzz_fuzz_safetensors_CPPFLAGS = $(UW_FUZZ_DEFS)
 tests_fuzz_fuzz_safetensors_LDFLAGS = $(UW_FUZZ_LINK)
 tests_fuzz_fuzz_safetensors_LDADD = libuwcore.la
+tests_fuzz_fuzz_index_SOURCES = tests/fuzz/index.c $(FUZZ_SHARED)
+tests_fuzz_fuzz_index_CPPFLAGS = $(UW_FUZZ_DEFS)
+tests_fuzz_fuzz_index_LDFLAGS = $(UW_FUZZ_LINK)
+tests_fuzz_fuzz_index_LDADD = tests/libtestutil.la libuwcore.la
 tests_fuzz_fuzz_bundle_SOURCES = tests/fuzz/bundle.c $(FUZZ_SHARED)
 tests_fuzz_fuzz_bundle_CPPFLAGS = $(UW_FUZZ_DEFS)
 tests_fuzz_fuzz_bundle_LDFLAGS = $(UW_FUZZ_LINK)

@@ -141,6 +141,14 @@ static void json(void)
 	};
 	for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++)
 		put("json", docs[i][0], docs[i][1], strlen(docs[i][1]));
+	/* indexes of the index harness's two shards (tests/fuzz/index.c) */
+	static const char *const idx[][2] = {
+		{ "both-shards", "{\"metadata\":{\"total_size\":7},\"weight_map\":"
+				 "{\"x\":\"a.safetensors\",\"y\":\"a.safetensors\",\"z\":\"b.safetensors\"}}" },
+		{ "one-shard", "{\"weight_map\":{\"z\":\"b.safetensors\"}}" },
+	};
+	for (size_t i = 0; i < sizeof(idx) / sizeof(idx[0]); i++)
+		put("index", idx[i][0], idx[i][1], strlen(idx[i][1]));
 }
 
 /* ---- at-rest payloads: enc, dtype, nbytes (LE 32), payload ---- */

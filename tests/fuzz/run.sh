@@ -16,7 +16,7 @@ run_one() {
 	mkdir -p "$out/corpus/$name"
 	rm -f "$out/$name.rc"
 	dict=
-	case $name in json|safetensors) dict=-dict=$seeds/json.dict ;; esac
+	case $name in json|safetensors|index) dict=-dict=$seeds/json.dict ;; esac
 	# -timeout: a single input that takes 10 s is a hang, and a finding.
 	tests/fuzz/fuzz_"$name" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
 		-print_final_stats=1 -artifact_prefix="$crashes/$name-" $dict \
