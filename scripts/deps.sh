@@ -1,10 +1,12 @@
 #!/bin/sh
 # deps.sh: install the Debian 12 packages unweight builds and tests with.
 # The CUDA Toolkit is optional and never installed here: configure finds it
-# under /usr/local/cuda when present.
+# under /usr/local/cuda when present. clang and its runtimes (libclang-rt,
+# only recommended by clang, which --no-install-recommends leaves out) build
+# the fuzzers with libFuzzer, ASan and UBSan.
 set -eu
 pkgs="build-essential autoconf automake libtool pkg-config liburing-dev
-libsystemd-dev libzstd-dev check valgrind clang"
+libsystemd-dev libzstd-dev check valgrind clang libclang-rt-14-dev"
 missing=
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
