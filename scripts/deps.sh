@@ -2,10 +2,12 @@
 # deps.sh: install the Debian 12 packages unweight builds and tests with.
 # python3-numpy is for the Python binding's test (tests/check_python.sh).
 # The CUDA Toolkit is optional and never installed here: configure finds it
-# under /usr/local/cuda when present.
+# under /usr/local/cuda when present. clang and its runtimes (libclang-rt,
+# only recommended by clang, which --no-install-recommends leaves out) build
+# the fuzzers with libFuzzer, ASan and UBSan.
 set -eu
 pkgs="build-essential autoconf automake libtool pkg-config liburing-dev
-libsystemd-dev libzstd-dev check valgrind python3-numpy"
+libsystemd-dev libzstd-dev check valgrind python3-numpy clang libclang-rt-14-dev"
 missing=
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
