@@ -30,7 +30,7 @@ class Layout(Structure):
         ("crc32c", c_uint32), ("palette", c_uint8 * PALETTE_SIZE),
         ("mant_off", c_uint64), ("mant_stride", c_uint64),
         ("nib_off", c_uint64), ("nib_stride", c_uint64),
-        ("patch_row_off", c_uint64), ("patch_off", c_uint64), ("npatch", c_uint64),
+        ("patch_grp_off", c_uint64), ("patch_off", c_uint64), ("npatch", c_uint64),
     ]
 
 

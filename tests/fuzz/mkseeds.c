@@ -202,7 +202,7 @@ static size_t put_layout(uint8_t *p, const struct uw_layout *l)
 	le32_put(p + 32, l->crc32c);
 	memcpy(p + 36, l->palette, UW_PALETTE_SIZE);
 	const uint64_t r12[] = { l->mant_off, l->mant_stride, l->nib_off, l->nib_stride,
-				 l->patch_row_off, l->patch_off, l->npatch };
+				 l->patch_grp_off, l->patch_off, l->npatch };
 	for (int i = 0; i < 7; i++)
 		le64_put(p + 36 + UW_PALETTE_SIZE + 8 * i, r12[i]);
 	return 36 + UW_PALETTE_SIZE + 56;

@@ -26,7 +26,7 @@ static void get_layout(const uint8_t *p, struct uw_layout *l)
 	l->crc32c = le32_get(p + 32);
 	memcpy(l->palette, p + 36, UW_PALETTE_SIZE);
 	uint64_t *r12[] = { &l->mant_off, &l->mant_stride, &l->nib_off, &l->nib_stride,
-			    &l->patch_row_off, &l->patch_off, &l->npatch };
+			    &l->patch_grp_off, &l->patch_off, &l->npatch };
 	for (int i = 0; i < 7; i++)
 		*r12[i] = le64_get(p + 36 + UW_PALETTE_SIZE + 8 * i);
 }
