@@ -1,5 +1,5 @@
 /* attach: how long a worker waits to get a loaded model, and how fast the
- * host backend loads one, measured against a running unweightd.
+ * daemon's backend loads one, measured against a running unweightd.
  *
  * Attach latency: N cycles (default 1000) of connect + attach (the daemon
  * hands over the buffers' fds; the library maps them read-only and builds
@@ -14,6 +14,10 @@
  *
  *   ./unweightd --socket /tmp/uwb.sock --backend host --allow-dir /path/to/unweight/data --foreground &
  *   bench/uw-bench-attach --socket /tmp/uwb.sock [-n 1000] [-l 5] [MODEL.safetensors]
+ *   bench/uw-bench-attach --socket /tmp/uwb.sock --name NAME [-n 1000]
+ *
+ * --name attaches to a model already loaded under NAME (a large one that
+ * bench/load.sh loaded), and neither loads nor evicts anything.
  *
  * The socket defaults to $UNWEIGHT_SOCKET, then the system one; the model to
  * the bundled data/stories260K.safetensors.
@@ -130,18 +134,20 @@ int main(int argc, char **argv)
 		{ "socket", required_argument, NULL, 's' },
 		{ "attaches", required_argument, NULL, 'n' },
 		{ "loads", required_argument, NULL, 'l' },
+		{ "name", required_argument, NULL, 'N' },
 		{ 0 },
 	};
-	const char *sock = NULL, *path = DEFAULT_MODEL;
+	const char *sock = NULL, *path = DEFAULT_MODEL, *loaded = NULL;
 	int n = 1000, loads = 5, o;
 	while ((o = getopt_long(argc, argv, "s:n:l:", opts, NULL)) != -1) {
 		switch (o) {
 		case 's': sock = optarg; break;
+		case 'N': loaded = optarg; loads = 0; break;
 		case 'n': n = atoi(optarg); break;
 		case 'l': loads = atoi(optarg); break;
 		default:
 			fprintf(stderr, "usage: uw-bench-attach [--socket PATH] [-n ATTACHES] "
-				"[-l LOADS] [MODEL.safetensors]\n");
+				"[-l LOADS] [MODEL.safetensors | --name LOADED]\n");
 			return 2;
 		}
 	}
@@ -158,9 +164,14 @@ int main(int argc, char **argv)
 	char name[64];
 	if (uw_connect(sock, &c) < 0)
 		die("connect");
-	snprintf(name, sizeof(name), "bench-attach-%d", (int)getpid());
-	const struct json_value *ms = load_ready(c, name, path, &doc);
-	printf("model %s: %.0f tensors, %.0f raw bytes, %.0f resident (ratio %.3f)\n\n", path,
+	if (loaded)
+		snprintf(name, sizeof(name), "%s", loaded);
+	else
+		snprintf(name, sizeof(name), "bench-attach-%d", (int)getpid());
+	const struct json_value *ms = loaded ? model_stats(c, name, &doc)
+				      : load_ready(c, name, path, &doc);
+	printf("model %s: %.0f tensors, %.0f raw bytes, %.0f resident (ratio %.3f)\n\n",
+	       loaded ? loaded : path,
 	       num(ms, "tensors"), num(ms, "raw_bytes"), num(ms, "resident_bytes"),
 	       num(ms, "ratio"));
 	json_free(doc);
@@ -192,11 +203,11 @@ int main(int argc, char **argv)
 	}
 	row("attach + map + detach (connected)", us, n);
 	free(us);
-	if (uw_evict(c, name, 0) < 0)
+	if (!loaded && uw_evict(c, name, 0) < 0)
 		die("evict");
 
 	if (loads)
-		printf("\nhost backend load throughput\n%-6s %12s %12s %10s\n", "load",
+		printf("\nload throughput (the daemon's backend)\n%-6s %12s %12s %10s\n", "load",
 		       "seconds", "MB/s", "ratio");
 	for (int i = 0; i < loads; i++) {
 		snprintf(name, sizeof(name), "bench-load-%d-%d", (int)getpid(), i);

@@ -23,3 +23,28 @@ bench_uw_bench_attach_LDADD = $(UW_CLIENT_LIBS)
 if HAVE_CUDA
 bench_uw_bench_attach_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
 endif
+
+# Many clients and a loader at once against a running unweightd (a short
+# run is tests/check_stress.sh).
+noinst_PROGRAMS += bench/uw-stress
+bench_uw_stress_SOURCES = bench/stress.c
+bench_uw_stress_LDADD = $(UW_CLIENT_LIBS)
+if HAVE_CUDA
+bench_uw_stress_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
+endif
+check_PROGRAMS += tests/check_stress
+TESTS += tests/check_stress
+tests_check_stress_SOURCES = tests/check_stress.c
+tests_check_stress_CFLAGS = $(TEST_CFLAGS)
+tests_check_stress_LDADD = $(TEST_LIBS)
+EXTRA_tests_check_stress_DEPENDENCIES = unweightd bench/uw-stress
+
+# A synthetic Llama-3.1-8B-shaped checkpoint, and the load benchmark around
+# it (bench/load.sh, for the GPU host).
+noinst_PROGRAMS += bench/uw-bench-gen-llama
+bench_uw_bench_gen_llama_SOURCES = bench/gen_llama.c
+bench_uw_bench_gen_llama_LDADD = tests/libtestutil.la libuwcore.la
+EXTRA_DIST += bench/load.sh bench/load_peers.py
+noinst_PROGRAMS += bench/uw-bench-read
+bench_uw_bench_read_SOURCES = bench/read.c
+bench_uw_bench_read_LDADD = libuwcore.la

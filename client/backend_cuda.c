@@ -220,7 +220,7 @@ static int cuda_decode(const struct uw_tensor *t, void *out, size_t out_bytes,
 }
 
 static int cuda_matmul(const struct uw_tensor *t, const void *x, size_t batch, void *y,
-		       void *stream, struct uwerr *e)
+		       uint32_t y_dtype, void *stream, struct uwerr *e)
 {
 	int device = t->m->bufs[t->pt->buf].device;
 	int old, rc = device_enter(device, &old, e);
@@ -230,8 +230,12 @@ static int cuda_matmul(const struct uw_tensor *t, const void *x, size_t batch, v
 			rc = -EIO;
 		} else {
 			pthread_mutex_lock(&slot->lock);
-			rc = uwk_matmul(&t->pt->layout, (const void *)(uintptr_t)t->dev, x,
-					batch, y, (cudaStream_t)stream, slot->ctx, e);
+			const void *base = (const void *)(uintptr_t)t->dev;
+			rc = y_dtype == UW_DTYPE_F32 ?
+			     uwk_matmul_f32(&t->pt->layout, base, x, batch, y,
+					    (cudaStream_t)stream, slot->ctx, e) :
+			     uwk_matmul(&t->pt->layout, base, x, batch, y,
+					(cudaStream_t)stream, slot->ctx, e);
 			pthread_mutex_unlock(&slot->lock);
 		}
 	}

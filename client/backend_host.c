@@ -82,11 +82,13 @@ static int host_decode(const struct uw_tensor *t, void *out, size_t out_bytes,
 }
 
 static int host_matmul(const struct uw_tensor *t, const void *x, size_t batch,
-		       void *y, void *stream, struct uwerr *e)
+		       void *y, uint32_t y_dtype, void *stream, struct uwerr *e)
 {
 	int rc = host_stream(t, stream, e);
 	if (rc == 0)
-		rc = ref_matmul(&t->pt->layout, t->host, x, batch, y, 0, e);
+		rc = y_dtype == UW_DTYPE_F32 ?
+		     ref_matmul_f32(&t->pt->layout, t->host, x, batch, y, 0, e) :
+		     ref_matmul(&t->pt->layout, t->host, x, batch, y, 0, e);
 	return rc < 0 ? uwerr_prefix(e, "matmul %s", t->pt->name) : 0;
 }
 

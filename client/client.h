@@ -62,8 +62,9 @@ struct cl_backend {
 	/* Arguments are checked by the caller, except stream. */
 	int (*decode)(const struct uw_tensor *t, void *out, size_t out_bytes,
 		      void *stream, struct uwerr *e);
+	/* y_dtype: UW_DTYPE_BF16 (uw_matmul) or UW_DTYPE_F32 (uw_matmul_f32) */
 	int (*matmul)(const struct uw_tensor *t, const void *x, size_t batch,
-		      void *y, void *stream, struct uwerr *e);
+		      void *y, uint32_t y_dtype, void *stream, struct uwerr *e);
 };
 
 extern const struct cl_backend cl_backend_host;

@@ -267,14 +267,15 @@ UW_API int uw_decode(const uw_tensor *t, void *out, size_t out_bytes, void *stre
 	return cl_ret(&e, rc);
 }
 
-UW_API int uw_matmul(const uw_tensor *t, const void *x, size_t batch, void *y,
-		     void *stream)
+/* uw_matmul and uw_matmul_f32: y's elements are y_size bytes. */
+static int matmul_checked(const uw_tensor *t, const void *x, size_t batch, void *y,
+			  uint32_t y_dtype, size_t y_size, void *stream, const char *fn)
 {
 	struct uwerr e = {0};
 	size_t nx, ny;
 	int rc;
 	if (!t || !x || !y)
-		rc = uwerr_set(&e, EINVAL, "uw_matmul: %s is NULL",
+		rc = uwerr_set(&e, EINVAL, "%s: %s is NULL", fn,
 			       !t ? "the tensor" : !x ? "x" : "y");
 	else if (t->pt->dtype != UW_DTYPE_BF16 || t->pt->ndim != 2)
 		rc = uwerr_set(&e, EINVAL,
@@ -285,10 +286,24 @@ UW_API int uw_matmul(const uw_tensor *t, const void *x, size_t batch, void *y,
 	else if (uw_mul_size(batch, t->pt->layout.cols, &nx) < 0 ||
 		 uw_mul_size(nx, sizeof(uint16_t), &nx) < 0 ||
 		 uw_mul_size(batch, t->pt->layout.rows, &ny) < 0 ||
-		 uw_mul_size(ny, sizeof(uint16_t), &ny) < 0)
+		 uw_mul_size(ny, y_size, &ny) < 0)
 		rc = uwerr_set(&e, EINVAL, "matmul %s: batch %zu overflows the operand size",
 			       t->pt->name, batch);
 	else
-		rc = t->m->be->matmul(t, x, batch, y, stream, &e);
+		rc = t->m->be->matmul(t, x, batch, y, y_dtype, stream, &e);
 	return cl_ret(&e, rc);
+}
+
+UW_API int uw_matmul(const uw_tensor *t, const void *x, size_t batch, void *y,
+		     void *stream)
+{
+	return matmul_checked(t, x, batch, y, UW_DTYPE_BF16, sizeof(uint16_t), stream,
+			      "uw_matmul");
+}
+
+UW_API int uw_matmul_f32(const uw_tensor *t, const void *x, size_t batch, float *y,
+			 void *stream)
+{
+	return matmul_checked(t, x, batch, y, UW_DTYPE_F32, sizeof(float), stream,
+			      "uw_matmul_f32");
 }

@@ -107,6 +107,11 @@ UW_API int uw_decode(const uw_tensor *t, void *out, size_t out_bytes, void *stre
  * and stream as for uw_decode. */
 UW_API int uw_matmul(const uw_tensor *t, const void *x, size_t batch,
 		     void *y, void *stream);
+/* The same sums with y float32 [batch][rows], not rounded to BF16: for the
+ * last layer of a model, whose logits a BF16 rounding could tie. CUDA
+ * backend: decode to scratch + cuBLAS at every batch (y 4-byte aligned). */
+UW_API int uw_matmul_f32(const uw_tensor *t, const void *x, size_t batch,
+			 float *y, void *stream);
 
 /* Operator requests (what unweightctl does). */
 #define UW_LOAD_MAX_PATHS 4096

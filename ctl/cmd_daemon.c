@@ -4,10 +4,12 @@
 #include "config.h"
 
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/json.h"
 #include "common/progress.h"
@@ -229,11 +231,27 @@ static void print_model_summary(const struct json_value *m)
 
 /* ---- load ------------------------------------------------------------- */
 
+/* Progress where stderr is no terminal (a log, a pipe): a line at each
+ * tenth of the way. */
+static void progress_line(const char *name, uint64_t done, uint64_t total, unsigned *tenth)
+{
+	unsigned t = total ? (unsigned)(done * 10 / total) : 10;
+	if (t <= *tenth && *tenth != UINT32_MAX)
+		return;
+	char d[32], a[32];
+	human_bytes(d, sizeof(d), done);
+	human_bytes(a, sizeof(a), total);
+	fprintf(stderr, "load %s: %u%% (%s of %s)\n", name, t * 10, d, a);
+	*tenth = t;
+}
+
 /* Poll the model until it is ready or failed, drawing a bar on a tty. */
 static int wait_loaded(uw_client *c, const char *name, int json)
 {
 	struct progress *bar = NULL;
 	uint64_t shown = 0;
+	unsigned tenth = UINT32_MAX;   /* no line yet */
+	int tty = isatty(STDERR_FILENO);
 	int rc;
 	for (;;) {
 		char *text;
@@ -246,7 +264,9 @@ static int wait_loaded(uw_client *c, const char *name, int json)
 		const char *state = m ? jstr(m, "state") : "gone";
 		if (m && !strcmp(state, "loading")) {
 			uint64_t done = ju64(m, "loaded_bytes");
-			if (!bar) {
+			if (!tty && !json) {   /* --json: stdout and stderr may be one stream */
+				progress_line(name, done, ju64(m, "raw_bytes"), &tenth);
+			} else if (!bar) {
 				char label[32];
 				snprintf(label, sizeof(label), "load %s", name);
 				bar = progress_new(label, ju64(m, "raw_bytes"));

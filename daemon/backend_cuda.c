@@ -54,10 +54,12 @@ struct cuda_priv {
 };
 
 /* Uploads go through pinned staging buffers with async copies, so that the
- * next stage is filled while the last one crosses PCIe. Set up at the first
- * write; writers from several loader threads take turns. */
+ * next stages are filled while the last one crosses PCIe (three: one
+ * filling, one crossing, one spare so a fill never waits on a copy just
+ * queued). Set up at the first write; writers from several loader threads
+ * take turns. */
 #define STAGE_BYTES (8u << 20)
-#define NSTAGES 2
+#define NSTAGES 3
 
 struct stager {
 	pthread_mutex_t lock;

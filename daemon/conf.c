@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "daemon/log.h"
+#include "proto/proto.h"
 #include "unweight.h"
 
 enum origin { FROM_FILE, FROM_FLAG };
@@ -64,6 +65,36 @@ int config_parse_size(const char *s, uint64_t *out)
 		return -EINVAL;
 	*out = (uint64_t)v << shift;
 	return 0;
+}
+
+/* attach.MODEL = LIST: a later line for the same model replaces it. */
+static int set_model_acl(struct uwd_config *c, const char *model, const char *v, char *why,
+			 size_t whylen)
+{
+	if (!proto_name_valid(model)) {
+		snprintf(why, whylen, "'%s' is not a model name", model);
+		return -EINVAL;
+	}
+	size_t i;
+	for (i = 0; i < c->nattach_models; i++)
+		if (strcmp(c->attach_models[i].model, model) == 0)
+			return acl_parse(v, &c->attach_models[i].acl, why, whylen);
+	struct uwd_model_acl *m = realloc(c->attach_models, (i + 1) * sizeof(*m));
+	if (!m) {
+		snprintf(why, whylen, "out of memory");
+		return -ENOMEM;
+	}
+	c->attach_models = m;
+	m[i] = (struct uwd_model_acl){0};
+	int rc = acl_parse(v, &m[i].acl, why, whylen);
+	if (!rc && !(m[i].model = strdup(model))) {
+		acl_free(&m[i].acl);
+		snprintf(why, whylen, "out of memory");
+		rc = -ENOMEM;
+	}
+	if (!rc)
+		c->nattach_models++;
+	return rc;
 }
 
 /* Apply one setting; why gets the reason on error. */
@@ -142,6 +173,18 @@ static int config_set(struct uwd_config *c, const char *key, const char *v,
 		c->allow_from_file = from == FROM_FILE;
 		return 0;
 	}
+	if (strcmp(key, "admin") == 0 || strcmp(key, "attach") == 0 ||
+	    strncmp(key, "attach.", 7) == 0) {
+		char sub[UWERR_MSG_MAX / 4];
+		int rc = key[1] == 'd' ? acl_parse(v, &c->admin, sub, sizeof(sub))
+			 : key[6] ? set_model_acl(c, key + 7, v, sub, sizeof(sub))
+			 : acl_parse(v, &c->attach, sub, sizeof(sub));
+		if (rc)
+			snprintf(why, whylen, "%s: %s", key, sub);
+		return rc;
+	}
+	if (strcmp(key, "socket_owner") == 0)
+		return set_str(&c->socket_owner, v, why, whylen);
 	if (strcmp(key, "socket_group") == 0)
 		return set_str(&c->socket_group, v, why, whylen);
 	if (strcmp(key, "socket_mode") == 0) {
@@ -163,6 +206,16 @@ static int config_set(struct uwd_config *c, const char *key, const char *v,
 		c->log_level = l;
 		return 0;
 	}
+	if (strcmp(key, "load_io") == 0) {
+		static const char *const modes[] = {"auto", "direct", "buffered"};  /* enum ur_mode */
+		for (int i = 0; i < 3; i++)
+			if (strcmp(v, modes[i]) == 0) {
+				c->load_io = i;
+				return 0;
+			}
+		snprintf(why, whylen, "load_io: '%s' is not auto, direct or buffered", v);
+		return -EINVAL;
+	}
 	static const struct {
 		const char *key;
 		size_t off;
@@ -171,6 +224,12 @@ static int config_set(struct uwd_config *c, const char *key, const char *v,
 		{"max_clients", offsetof(struct uwd_config, max_clients), 1, 65536},
 		{"load_threads", offsetof(struct uwd_config, load_threads), 0, 256},
 		{"io_timeout_ms", offsetof(struct uwd_config, io_timeout_ms), 1, 3600000},
+		{"max_leases", offsetof(struct uwd_config, max_leases), 1, 1000000},
+		{"max_request_bytes", offsetof(struct uwd_config, max_request_bytes), 4096,
+		 PROTO_MAX_PAYLOAD},
+		{"idle_timeout_ms", offsetof(struct uwd_config, idle_timeout_ms), 0, 86400000},
+		{"max_loads", offsetof(struct uwd_config, max_loads), 1, 256},
+		{"load_queue", offsetof(struct uwd_config, load_queue), 0, 4096},
 	};
 	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
 		if (strcmp(key, nums[i].key))
@@ -252,12 +311,24 @@ static void usage(FILE *f)
 		"  -b, --backend NAME      host, cuda or auto (default auto)\n"
 		"  -a, --allow-dir DIR     models may be loaded from under DIR (repeatable)\n"
 		"      --budget [DEV=]SIZE memory models may take on a device (repeatable)\n"
+		"      --socket-owner NAME owner of the socket (needs privilege)\n"
 		"      --socket-group NAME group of the socket\n"
 		"      --socket-mode MODE  permissions of the socket (default 0660)\n"
+		"      --admin LIST        who may load and evict (default: root and the\n"
+		"                          daemon's own uid); LIST: users, @groups, *\n"
+		"      --attach [MODEL=]LIST  who may attach (every model, or MODEL;\n"
+		"                          default *)\n"
 		"  -l, --log-level LEVEL   err, warning, notice, info or debug (default info)\n"
 		"      --max-clients N     connections served at once (default 128)\n"
 		"      --load-threads N    encoder threads per load (0: one per CPU, up to 8)\n"
+		"      --load-io MODE      auto, direct (O_DIRECT) or buffered reads of checkpoints\n"
 		"      --io-timeout-ms N   a message once begun must arrive within N ms\n"
+		"      --idle-timeout-ms N close a connection with no lease silent for N ms\n"
+		"                          (default 0: never)\n"
+		"      --max-leases N      leases one connection may hold (default 1024)\n"
+		"      --max-request-bytes N  payload of one request (default 1048576)\n"
+		"      --max-loads N       loads running at once (default 2)\n"
+		"      --load-queue N      loads waiting for a turn (default 16)\n"
 		"  -f, --foreground        stay in the foreground (it always does)\n"
 		"  -h, --help              show this help\n"
 		"  -V, --version           show the version\n\n"
@@ -270,12 +341,21 @@ static const struct option longopts[] = {
 	{"backend", required_argument, NULL, 'b'},
 	{"allow-dir", required_argument, NULL, 'a'},
 	{"budget", required_argument, NULL, 'B'},
+	{"socket-owner", required_argument, NULL, 'U'},
 	{"socket-group", required_argument, NULL, 'G'},
 	{"socket-mode", required_argument, NULL, 'M'},
+	{"admin", required_argument, NULL, 'A'},
+	{"attach", required_argument, NULL, 'P'},
 	{"log-level", required_argument, NULL, 'l'},
 	{"max-clients", required_argument, NULL, 'C'},
 	{"load-threads", required_argument, NULL, 'T'},
+	{"load-io", required_argument, NULL, 'X'},
 	{"io-timeout-ms", required_argument, NULL, 'O'},
+	{"idle-timeout-ms", required_argument, NULL, 'I'},
+	{"max-leases", required_argument, NULL, 'L'},
+	{"max-request-bytes", required_argument, NULL, 'R'},
+	{"max-loads", required_argument, NULL, 'D'},
+	{"load-queue", required_argument, NULL, 'Q'},
 	{"foreground", no_argument, NULL, 'f'},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
@@ -290,12 +370,20 @@ static const char *flag_key(int opt)
 	case 's': return "socket";
 	case 'b': return "backend";
 	case 'a': return "allow_dir";
+	case 'U': return "socket_owner";
 	case 'G': return "socket_group";
 	case 'M': return "socket_mode";
+	case 'A': return "admin";
 	case 'l': return "log_level";
 	case 'C': return "max_clients";
 	case 'T': return "load_threads";
+	case 'X': return "load_io";
 	case 'O': return "io_timeout_ms";
+	case 'I': return "idle_timeout_ms";
+	case 'L': return "max_leases";
+	case 'R': return "max_request_bytes";
+	case 'D': return "max_loads";
+	case 'Q': return "load_queue";
 	default: return NULL;
 	}
 }
@@ -316,9 +404,14 @@ int config_load(struct uwd_config *c, int argc, char **argv, struct uwerr *e)
 		.log_level = LOG_INFO,
 		.max_clients = 128,
 		.io_timeout_ms = 10000,
+		.max_leases = 1024,
+		.max_request_bytes = 1u << 20,
+		.max_loads = 2,
+		.load_queue = 16,
 	};
 	c->socket_path = strdup(UW_DEFAULT_SOCKET);
-	if (!c->socket_path)
+	char no[64];
+	if (!c->socket_path || acl_parse("*", &c->attach, no, sizeof(no)))
 		return uwerr_set(e, ENOMEM, "out of memory");
 
 	/* First pass: only what decides which file to read, or to read none. */
@@ -353,13 +446,16 @@ int config_load(struct uwd_config *c, int argc, char **argv, struct uwerr *e)
 		case 'f':
 			c->foreground = 1;
 			continue;
-		case 'B': {
+		case 'B':
+		case 'P': {
+			/* --budget [DEV=]SIZE, --attach [MODEL=]LIST */
+			const char *base = opt == 'B' ? "budget" : "attach";
 			const char *eq = strchr(optarg, '=');
 			if (eq && (size_t)(eq - optarg) < sizeof(key) - 8) {
-				snprintf(key, sizeof(key), "budget.%.*s", (int)(eq - optarg), optarg);
+				snprintf(key, sizeof(key), "%s.%.*s", base, (int)(eq - optarg), optarg);
 				val = eq + 1;
 			} else {
-				snprintf(key, sizeof(key), "budget");
+				snprintf(key, sizeof(key), "%s", base);
 			}
 			break;
 		}
@@ -375,16 +471,26 @@ int config_load(struct uwd_config *c, int argc, char **argv, struct uwerr *e)
 	}
 	if (optind < argc)
 		return uwerr_set(e, EINVAL, "unexpected argument '%s' (see --help)", argv[optind]);
+	if (!c->admin.text && acl_default_admin(&c->admin))
+		return uwerr_set(e, ENOMEM, "out of memory");
 	return 0;
 }
 
 void config_free(struct uwd_config *c)
 {
 	free(c->socket_path);
+	free(c->socket_owner);
 	free(c->socket_group);
 	for (size_t i = 0; i < c->nbudgets; i++)
 		free(c->budgets[i].device);
 	for (size_t i = 0; i < c->nallow; i++)
 		free(c->allow_dirs[i]);
+	acl_free(&c->admin);
+	acl_free(&c->attach);
+	for (size_t i = 0; i < c->nattach_models; i++) {
+		free(c->attach_models[i].model);
+		acl_free(&c->attach_models[i].acl);
+	}
+	free(c->attach_models);
 	*c = (struct uwd_config){0};
 }

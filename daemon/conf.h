@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "daemon/policy.h"
 
 #define UWD_CONFIG_FILE "/etc/unweight/unweightd.conf"
 #define UWD_BACKEND_AUTO (-1)
@@ -17,6 +18,12 @@ struct uwd_budget {
 	uint64_t bytes;
 };
 
+/* attach.MODEL: who may attach one model (instead of the default list). */
+struct uwd_model_acl {
+	char *model;
+	struct acl acl;
+};
+
 struct uwd_config {
 	char *socket_path;
 	int backend;               /* enum uw_backend, or UWD_BACKEND_AUTO */
@@ -25,11 +32,22 @@ struct uwd_config {
 	char *allow_dirs[UWD_MAX_LIST];
 	size_t nallow;
 	int allow_from_file;       /* the first --allow-dir replaces the file's list */
+	char *socket_owner;        /* NULL: leave the owner as created */
 	char *socket_group;        /* NULL: leave the group as created */
 	unsigned socket_mode;      /* permission bits of a socket unweightd binds */
+	struct acl admin;          /* may load and evict */
+	struct acl attach;         /* may attach a model with no attach.NAME of its own */
+	struct uwd_model_acl *attach_models;
+	size_t nattach_models;
 	int log_level;             /* LOG_ERR .. LOG_DEBUG */
 	unsigned max_clients;
+	unsigned max_leases;       /* leases one connection may hold at once */
+	unsigned max_request_bytes;  /* payload of one request */
+	unsigned idle_timeout_ms;  /* a connection with no lease, silent this long, is closed; 0 never */
+	unsigned max_loads;        /* loads running at once */
+	unsigned load_queue;       /* loads waiting for a turn; more are refused */
 	unsigned load_threads;     /* encoder threads per load; 0: one per CPU, at most 8 */
+	int load_io;               /* enum ur_mode: how checkpoints are read (0: auto) */
 	unsigned io_timeout_ms;    /* a message once begun must complete within this */
 	int foreground;            /* accepted; unweightd never forks anyway */
 };

@@ -62,7 +62,7 @@ static int do_hello(struct conn *c, struct rbuf *rb, struct body *b, struct uwer
 					    .daemon = "unweightd " PACKAGE_VERSION};
 		enc_hello_reply(&b->w, &r);
 		c->version = v;
-		log_info("client %s: %s, protocol version %u", c->who, h.peer, v);
+		log_info("client %s: %s, protocol version %u", c->peer.who, h.peer, v);
 	} else {
 		uwerr_prefix(e, "%s", h.peer);
 	}
@@ -70,12 +70,21 @@ static int do_hello(struct conn *c, struct rbuf *rb, struct body *b, struct uwer
 	return rc;
 }
 
+static int admin_only(struct conn *c, const char *op, const char *model, struct uwerr *e)
+{
+	char what[PROTO_MAX_NAME + 16];
+	snprintf(what, sizeof(what), "%s %s", op, model);
+	return policy_admin(c->d->cfg, &c->peer, what, e);
+}
+
 static int do_load(struct conn *c, struct rbuf *rb, struct uwerr *e)
 {
 	struct msg_load q = {0};
 	int rc = dec_load(rb, &q, e);
 	if (!rc)
-		rc = loader_start(c->d->ld, &q, c->who, e);
+		rc = admin_only(c, "load", q.name, e);
+	if (!rc)
+		rc = loader_start(c->d->ld, &q, c->peer.who, e);
 	msg_load_free(&q);
 	return rc;
 }
@@ -84,9 +93,11 @@ static int do_evict(struct conn *c, struct rbuf *rb, struct uwerr *e)
 {
 	struct msg_evict q = {0};
 	int rc = dec_evict(rb, &q, e);
+	if (!rc)
+		rc = admin_only(c, "evict", q.name, e);
 	if (!rc && !(rc = registry_evict(c->d->reg, q.name, q.flags, e))) {
 		log_notice("evict %s%s: by %s", q.name, q.flags & UW_EVICT_FORCE ? " (force)" : "",
-			   c->who);
+			   c->peer.who);
 	}
 	msg_evict_free(&q);
 	return rc;
@@ -111,6 +122,12 @@ static int do_attach(struct conn *c, struct rbuf *rb, struct body *b, int *fds,
 	struct model *m;
 	uint64_t lease;
 	int rc = dec_attach(rb, &q, e);
+	if (!rc)
+		rc = policy_attach(c->d->cfg, &c->peer, q.name, e);
+	if (!rc && atomic_load(&c->leases) >= c->d->cfg->max_leases)
+		rc = uwerr_set(e, EMFILE, "attach %s: this connection holds %u leases already, the "
+			       "most one may (max_leases); detach some first", q.name,
+			       atomic_load(&c->leases));
 	if (rc || (rc = registry_attach(c->d->reg, q.name, c, &lease, &m, e)))
 		goto out;
 	/* The lease keeps m alive, and a ready model does not change. */
@@ -132,7 +149,8 @@ static int do_attach(struct conn *c, struct rbuf *rb, struct body *b, int *fds,
 		fds[i] = be->ops->buf_fd(m->bufs[i]);
 	b->fds = fds;
 	b->nfds = (int)m->nbufs;
-	log_info("attach %s: lease %llu to %s", q.name, (unsigned long long)lease, c->who);
+	atomic_fetch_add(&c->leases, 1);
+	log_info("attach %s: lease %llu to %s", q.name, (unsigned long long)lease, c->peer.who);
 out:
 	msg_attach_free(&q);
 	return rc;
@@ -142,7 +160,9 @@ static int do_detach(struct conn *c, struct rbuf *rb, struct uwerr *e)
 {
 	struct msg_detach q = {0};
 	int rc = dec_detach(rb, &q, e);
-	return rc ? rc : registry_detach(c->d->reg, c, q.lease, e);
+	if (!rc && !(rc = registry_detach(c->d->reg, c, q.lease, e)))
+		atomic_fetch_sub(&c->leases, 1);
+	return rc;
 }
 
 /* The server closes a connection whose message (either way) has been in
@@ -155,6 +175,7 @@ static void conn_io_begin(struct conn *c)
 static void conn_io_end(struct conn *c)
 {
 	atomic_store(&c->io_since_ms, 0);
+	atomic_store(&c->idle_since_ms, uwd_now_ms());
 }
 
 /* Serve one request; returns 0 to go on, -1 to close the connection. */
@@ -200,7 +221,7 @@ static int dispatch(struct conn *c, struct proto_msg *m)
 	if (!rc && b.w.err)
 		rc = uwerr_set(&e, ENOMEM, "%s: reply: out of memory", proto_op_name(op));
 	if (rc)
-		log_warning("refused %s from %s: %s", proto_op_name(op), c->who, e.msg);
+		log_warning("refused %s from %s: %s", proto_op_name(op), c->peer.who, e.msg);
 	conn_io_begin(c);
 	if (send_reply(c->fd, c->version ? c->version : PROTO_VERSION, op, rc, e.msg, &b))
 		keep = 0;
@@ -220,7 +241,7 @@ static void refuse_first(struct conn *c)
 	if (poll(&p, 1, (int)cfg->io_timeout_ms) <= 0)
 		return;
 	conn_io_begin(c);
-	if (proto_recv(c->fd, &m, NULL) == 0) {
+	if (proto_recv_max(c->fd, cfg->max_request_bytes, &m, NULL) == 0) {
 		char msg[128];
 		snprintf(msg, sizeof(msg), "unweightd serves at most %u clients at once (max_clients)",
 			 cfg->max_clients);
@@ -240,9 +261,11 @@ void *conn_main(void *arg)
 		uwd_wake(d);
 		return NULL;
 	}
+	atomic_store(&c->idle_since_ms, uwd_now_ms());
 	for (;;) {
-		/* Idle for as long as it likes (a worker holds its lease for
-		 * hours); the timeouts apply once a message has begun. */
+		/* Idle for as long as it likes while it holds a lease (a worker
+		 * holds one for hours); the io timeout applies once a message has
+		 * begun. */
 		struct pollfd p = {.fd = c->fd, .events = POLLIN};
 		if (poll(&p, 1, -1) < 0) {
 			if (errno == EINTR)
@@ -252,13 +275,18 @@ void *conn_main(void *arg)
 		struct proto_msg m;
 		struct uwerr e = {0};
 		conn_io_begin(c);
-		int rc = proto_recv(c->fd, &m, &e);
+		int rc = proto_recv_max(c->fd, d->cfg->max_request_bytes, &m, &e);
 		conn_io_end(c);
+		if (rc == -EMSGSIZE && m.hdr.len <= PROTO_MAX_PAYLOAD) {
+			char why[sizeof(e.msg)];
+			snprintf(why, sizeof(why), "%s", e.msg);
+			uwerr_set(&e, EMSGSIZE, "%s (unweightd's max_request_bytes)", why);
+		}
 		if (rc == -ECONNRESET)
 			break;
 		if (rc) {
 			/* The stream is out of step: answer if we can, then close. */
-			log_warning("client %s: %s; closing the connection", c->who, e.msg);
+			log_warning("client %s: %s; closing the connection", c->peer.who, e.msg);
 			conn_io_begin(c);
 			send_reply(c->fd, c->version ? c->version : PROTO_VERSION, m.hdr.opcode, rc,
 				   e.msg, NULL);
@@ -271,7 +299,7 @@ void *conn_main(void *arg)
 			break;
 	}
 	unsigned n = registry_release(d->reg, c);
-	log_info("client %s: gone (%u lease%s ended)", c->who, n, n == 1 ? "" : "s");
+	log_info("client %s: gone (%u lease%s ended)", c->peer.who, n, n == 1 ? "" : "s");
 	atomic_store(&c->done, 1);
 	uwd_wake(d);
 	return NULL;

@@ -6,7 +6,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include <sys/socket.h>
+
+#include "daemon/policy.h"
 
 struct uwd;
 
@@ -15,19 +16,20 @@ struct conn {
 	struct uwd *d;
 	int fd;                   /* the server's: closed after the thread is joined */
 	pthread_t th;
-	struct ucred cred;        /* SO_PEERCRED at accept */
-	char who[64];             /* "uid 1000 pid 4242", for the log */
+	struct peer peer;         /* who it is, from the kernel at accept */
 	uint16_t version;         /* agreed in HELLO; 0 before */
 	int refuse;               /* over max_clients: answer the first request -EUSERS */
 	atomic_llong io_since_ms; /* a message is being read or written since; 0: none */
+	atomic_llong idle_since_ms; /* the last message ended then (idle_timeout_ms) */
+	atomic_uint leases;       /* held now (max_leases; idle ones with none may be closed) */
 	atomic_int done;          /* the thread has finished: the server joins it */
 };
 
 /* The thread. With refuse set, it waits io_timeout_ms for the first
  * request, answers it -EUSERS, and ends. Else it serves c until the peer
  * leaves, a framing error, or the server shuts the socket down (at exit,
- * or when a message stalls past io_timeout_ms: a peer may idle between
- * messages, never inside one); then it ends c's leases. Either way it sets
+ * when a message stalls past io_timeout_ms, or when a connection holding
+ * no lease idles past idle_timeout_ms); then it ends c's leases. Either way it sets
  * done and wakes the server, which joins and frees it: never c itself. */
 void *conn_main(void *arg);
 

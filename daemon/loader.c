@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <systemd/sd-daemon.h>
 
 #include "common/parallel.h"
@@ -18,9 +19,36 @@
 #include "daemon/registry.h"
 #include "daemon/uwd.h"
 #include "format/source.h"
+#include "format/uring_read.h"
 #include "kernels/resident.h"
 
 #define MAX_LOAD_THREADS 8
+#define MAX_READERS 4                   /* shards read at once */
+#define READ_WINDOW (1ull << 30)        /* bytes read ahead of the encoders */
+#define UNIT_MIN UR_CHUNK               /* small tensors are read together up to this */
+#define UNIT_GAP (1u << 20)             /* and across gaps this small between them */
+#define POLL_NS 100000000L              /* waits look at cancel this often */
+#define POOL_MAX 64                     /* read buffers kept for reuse */
+#define HUGE_PAGE (2u << 20)
+
+struct job;
+
+/* A run of tensors adjacent in one file, read as one range: the readers
+ * make them, the encoders free them when their last tensor is done. */
+struct unit {
+	struct ur_read rd;
+	struct job *j;
+	uint64_t bytes;               /* of the window it holds */
+	size_t first, count;          /* its tensors: order[first .. first+count) */
+	atomic_size_t left;           /* tensors not encoded yet */
+};
+
+/* A tensor read and waiting for an encoder: its stored bytes inside u. */
+struct item {
+	struct unit *u;
+	size_t tensor;
+	const unsigned char *stored;
+};
 
 /* One load in progress. */
 struct job {
@@ -31,11 +59,31 @@ struct job {
 	pthread_t th;
 	atomic_int done;
 	atomic_int stop;              /* shutdown: the model may be gone, so not m->cancel */
+	struct job *qnext;            /* the loader's queue, while it waits for a turn */
+	int has_turn;                 /* it holds one of the max_loads turns */
 	int nthreads;
 	uint64_t cap;                 /* the buffer's capacity: the worst case */
+	enum ur_mode io;
+
+	/* The reading plan: tensors in file order, and each file's share. */
+	struct src_extent *ext;       /* per tensor */
+	size_t *order;                /* tensor indices by (file, offset) */
+	size_t *file_first;           /* file f's tensors: order[file_first[f] .. file_first[f+1]) */
+	atomic_size_t next_file;
+	int nreaders;
+
+	/* Between the readers and the encoders, under qlock. */
+	pthread_mutex_t qlock;
+	pthread_cond_t qcond;
+	struct item *items;           /* every tensor passes once: a plain array */
+	size_t qhead, qtail;
+	int readers_left;
+	uint64_t inflight;            /* window bytes held by units */
+	void **pool;                  /* read buffers to reuse (faulting in new ones costs) */
+	size_t *pool_cap, npool;
+	uint64_t pooled;              /* their bytes */
 
 	/* Shared by the encode workers. */
-	atomic_size_t next_tensor;
 	pthread_mutex_t lock;         /* cursor */
 	uint64_t cursor;              /* where the next tensor goes */
 	struct par_err err;
@@ -47,7 +95,11 @@ struct job {
 struct loader {
 	struct uwd *d;
 	pthread_mutex_t lock;
+	pthread_cond_t turn;          /* a running load ended: a queued one may go */
 	struct job *jobs;
+	struct job *queue;            /* waiting for a turn, oldest first */
+	unsigned admitted;            /* loads not yet finished: running or queued */
+	unsigned running;             /* at most max_loads */
 	int stopping;
 };
 
@@ -56,14 +108,22 @@ static uint64_t align_up(uint64_t x)
 	return (x + RES_ALIGN - 1) & ~(uint64_t)(RES_ALIGN - 1);
 }
 
+/* Scratch of at least n bytes; the old contents are not kept. Large ones
+ * on huge pages: first touches fault far less. */
 static int grow(void **p, size_t *cap, size_t n)
 {
 	if (n <= *cap && *p)
 		return 0;
-	void *q = realloc(*p, n ? n : 1);
-	if (!q)
+	free(*p);
+	*p = NULL;
+	*cap = 0;
+	size_t align = n >= HUGE_PAGE ? HUGE_PAGE : 64;
+	if (posix_memalign(p, align, n ? n : 1)) {
+		*p = NULL;
 		return -ENOMEM;
-	*p = q;
+	}
+	if (align == HUGE_PAGE)
+		madvise(*p, n, MADV_HUGEPAGE);
 	*cap = n;
 	return 0;
 }
@@ -87,24 +147,100 @@ static void announce(struct job *j)
 		sd_notifyf(0, "STATUS=loading %s: %u%%", m->name, pct);
 }
 
-/* Read, plan and encode tensor i, then write it at the next free offset. */
-static int encode_one(struct job *j, size_t i, void **raw, size_t *raw_cap, void **enc,
-		      size_t *enc_cap, struct uwerr *e)
+static int canceled(struct job *j)
+{
+	return atomic_load(&j->stop) || atomic_load(&j->m->cancel);
+}
+
+/* Wait on the job's queue condition for a while: cancels come without a
+ * signal, so every wait looks again at them. qlock held. */
+static void qwait(struct job *j)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	t.tv_nsec += POLL_NS;
+	if (t.tv_nsec >= 1000000000) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000;
+	}
+	pthread_cond_timedwait(&j->qcond, &j->qlock, &t);
+}
+
+static void fail(struct job *j, const struct uwerr *e)
+{
+	par_fail(&j->err, e);
+	pthread_mutex_lock(&j->qlock);
+	pthread_cond_broadcast(&j->qcond);
+	pthread_mutex_unlock(&j->qlock);
+}
+
+/* Free u and give its bytes back to the window, and its buffer to the
+ * pool while the pool holds less than a window. */
+static void unit_free(struct unit *u)
+{
+	struct job *j = u->j;
+	pthread_mutex_lock(&j->qlock);
+	j->inflight -= u->bytes;
+	if (u->rd.buf && j->npool < POOL_MAX && j->pooled + u->rd.cap <= READ_WINDOW) {
+		j->pool[j->npool] = u->rd.buf;
+		j->pool_cap[j->npool++] = u->rd.cap;
+		j->pooled += u->rd.cap;
+		u->rd.buf = NULL;
+	}
+	pthread_cond_broadcast(&j->qcond);
+	pthread_mutex_unlock(&j->qlock);
+	free(u->rd.buf);
+	free(u);
+}
+
+/* The smallest pooled buffer that holds span bytes, into u's read. */
+static void pool_take(struct job *j, struct unit *u, size_t span)
+{
+	pthread_mutex_lock(&j->qlock);
+	size_t best = j->npool;
+	for (size_t i = 0; i < j->npool; i++)
+		if (j->pool_cap[i] >= span && (best == j->npool || j->pool_cap[i] < j->pool_cap[best]))
+			best = i;
+	if (best < j->npool) {
+		u->rd.buf = j->pool[best];
+		u->rd.cap = j->pool_cap[best];
+		j->pooled -= j->pool_cap[best];
+		j->pool[best] = j->pool[--j->npool];
+		j->pool_cap[best] = j->pool_cap[j->npool];
+	}
+	pthread_mutex_unlock(&j->qlock);
+}
+
+static void unit_put(struct unit *u)
+{
+	if (atomic_fetch_sub(&u->left, 1) == 1)
+		unit_free(u);
+}
+
+/* Decode (bundles), plan and encode one tensor, then write it at the next
+ * free offset. raw and enc are the worker's scratch. */
+static int encode_one(struct job *j, const struct item *it, void **raw, size_t *raw_cap,
+		      void **enc, size_t *enc_cap, struct uwerr *e)
 {
 	struct model *m = j->m;
 	const struct backend *be = j->ld->d->be;
-	struct proto_tensor *t = &m->t[i];
+	struct proto_tensor *t = &m->t[it->tensor];
+	const void *data = it->stored;
 	struct uw_layout l;
-	if (grow(raw, raw_cap, t->raw_bytes))
-		return uwerr_set(e, ENOMEM, "tensor %s: %llu bytes: out of memory", t->name,
-				 (unsigned long long)t->raw_bytes);
-	int rc = source_read(j->src, i, *raw, e);
-	if (!rc)
-		rc = res_plan((int)t->dtype, (int)t->ndim, t->shape, *raw, t->raw_bytes, &l, e);
+	int rc;
+	if (!source_stored_is_raw(j->src)) {
+		if (grow(raw, raw_cap, t->raw_bytes))
+			return uwerr_set(e, ENOMEM, "tensor %s: %llu bytes: out of memory", t->name,
+					 (unsigned long long)t->raw_bytes);
+		if ((rc = source_decode(j->src, it->tensor, it->stored, *raw, e)))
+			return rc;   /* its message names the tensor */
+		data = *raw;
+	}
+	rc = res_plan((int)t->dtype, (int)t->ndim, t->shape, data, t->raw_bytes, &l, e);
 	if (!rc && grow(enc, enc_cap, l.nbytes))
 		rc = uwerr_set(e, ENOMEM, "%llu bytes: out of memory", (unsigned long long)l.nbytes);
 	if (!rc)
-		rc = res_encode(&l, *raw, t->raw_bytes, *enc, e);
+		rc = res_encode(&l, data, t->raw_bytes, *enc, e);
 	if (rc)
 		return uwerr_prefix(e, "tensor %s", t->name);
 
@@ -127,24 +263,28 @@ static int encode_one(struct job *j, size_t i, void **raw, size_t *raw_cap, void
 	return 0;
 }
 
-static int canceled(struct job *j)
-{
-	return atomic_load(&j->stop) || atomic_load(&j->m->cancel);
-}
-
-/* A par_for range of one: each worker pulls tensors until none is left. */
+/* A par_for range of one: each worker takes tensors as the readers bring
+ * them, until they have brought all. */
 static void encode_worker(void *ctx, size_t begin, size_t end)
 {
 	struct job *j = ctx;
 	void *raw = NULL, *enc = NULL;
 	size_t raw_cap = 0, enc_cap = 0;
 	struct uwerr e = {0};
-	while (!par_failed(&j->err) && !canceled(j)) {
-		size_t i = atomic_fetch_add(&j->next_tensor, 1);
-		if (i >= j->m->ntensors)
+	for (;;) {
+		pthread_mutex_lock(&j->qlock);
+		while (j->qhead == j->qtail && j->readers_left && !par_failed(&j->err) &&
+		       !canceled(j))
+			qwait(j);
+		int have = j->qhead < j->qtail && !par_failed(&j->err) && !canceled(j);
+		struct item it = have ? j->items[j->qhead++] : (struct item){0};
+		pthread_mutex_unlock(&j->qlock);
+		if (!have)
 			break;
-		if (encode_one(j, i, &raw, &raw_cap, &enc, &enc_cap, &e)) {
-			par_fail(&j->err, &e);
+		int rc = encode_one(j, &it, &raw, &raw_cap, &enc, &enc_cap, &e);
+		unit_put(it.u);
+		if (rc) {
+			fail(j, &e);
 			break;
 		}
 	}
@@ -152,15 +292,172 @@ static void encode_worker(void *ctx, size_t begin, size_t end)
 	free(enc);
 }
 
-/* The tensor table and the buffer, before the workers fill them. */
+/* Take bytes of the read-ahead window. A unit larger than the window goes
+ * when nothing else holds any. Waits only when the reader has nothing in
+ * flight (idle); 0 when the bytes are not to be had (or the load stops). */
+static int window_take(struct job *j, uint64_t bytes, int idle)
+{
+	int got = 0;
+	pthread_mutex_lock(&j->qlock);
+	for (;;) {
+		if (par_failed(&j->err) || canceled(j))
+			break;
+		if (!j->inflight || j->inflight + bytes <= READ_WINDOW) {
+			j->inflight += bytes;
+			got = 1;
+			break;
+		}
+		if (!idle)
+			break;
+		qwait(j);
+	}
+	pthread_mutex_unlock(&j->qlock);
+	return got;
+}
+
+/* The next unit of file uf from order[k] on (below end): the tensors
+ * that follow each other closely, up to UNIT_MIN bytes, or one large one. */
+static struct unit *unit_plan(struct job *j, struct ur_file *uf, size_t k, size_t end)
+{
+	const struct src_extent *x = &j->ext[j->order[k]];
+	uint64_t lo = x->off, hi = x->off + x->len;
+	size_t n = 1;
+	while (k + n < end && hi - lo < UNIT_MIN) {
+		const struct src_extent *y = &j->ext[j->order[k + n]];
+		if (y->off < hi || y->off - hi > UNIT_GAP || y->len >= UNIT_MIN)
+			break;
+		hi = y->off + y->len;
+		n++;
+	}
+	struct unit *u = calloc(1, sizeof(*u));
+	if (!u)
+		return NULL;
+	u->j = j;
+	u->rd.f = uf;
+	u->rd.off = lo;
+	u->rd.len = hi - lo;
+	u->rd.user = u;
+	u->bytes = ur_span(lo, hi - lo);
+	u->first = k;
+	u->count = n;
+	atomic_init(&u->left, n);
+	return u;
+}
+
+/* Hand the tensors of a unit read to the encoders. */
+static void unit_deliver(struct job *j, struct unit *u)
+{
+	pthread_mutex_lock(&j->qlock);
+	for (size_t i = 0; i < u->count; i++) {
+		size_t t = j->order[u->first + i];
+		j->items[j->qtail++] = (struct item){u, t, u->rd.data + (j->ext[t].off - u->rd.off)};
+	}
+	pthread_cond_broadcast(&j->qcond);
+	pthread_mutex_unlock(&j->qlock);
+}
+
+/* Read every tensor of file f, a window's worth ahead of the encoders. */
+static int read_file(struct job *j, struct ur_ring *r, size_t f, struct uwerr *e)
+{
+	struct ur_file *uf;
+	int rc = ur_file_open(source_file_fd(j->src, f), source_file_size(j->src, f),
+			      source_file_path(j->src, f), j->io, &uf, e);
+	if (rc)
+		return rc;
+	log_info("load %s: reading %s %s, through %s", j->m->name, source_file_path(j->src, f),
+		 ur_file_direct(uf) ? "with O_DIRECT" : "buffered",
+		 ur_ring_uring(r) ? "io_uring" : "pread");
+	size_t k = j->file_first[f], end = j->file_first[f + 1];
+	struct unit *next = NULL;   /* planned, waiting for window */
+	while ((k < end || ur_pending(r)) && !par_failed(&j->err) && !canceled(j)) {
+		if (k < end && !next && !(next = unit_plan(j, uf, k, end))) {
+			rc = uwerr_set(e, ENOMEM, "out of memory");
+			break;
+		}
+		if (next && window_take(j, next->bytes, !ur_pending(r))) {
+			struct unit *u = next;
+			next = NULL;
+			pool_take(j, u, ur_span(u->rd.off, u->rd.len));
+			if ((rc = ur_submit(r, &u->rd, e))) {
+				unit_free(u);
+				break;
+			}
+			k += u->count;
+			continue;
+		}
+		struct ur_read *q = ur_wait(r);
+		if (!q)
+			continue;
+		struct unit *u = q->user;
+		if (q->rc) {
+			*e = q->e;
+			rc = -q->e.code;
+			unit_free(u);
+			break;
+		}
+		unit_deliver(j, u);
+	}
+	free(next);   /* planned only: it holds no window */
+	if (ur_pending(r)) {   /* failed or canceled: let what is in flight land */
+		ur_cancel(r);
+		for (struct ur_read *q; (q = ur_wait(r)); )
+			unit_free(q->user);
+	}
+	ur_file_close(uf);
+	return rc;
+}
+
+static void *reader_main(void *arg)
+{
+	struct job *j = arg;
+	struct ur_ring *r = NULL;
+	struct uwerr e = {0};
+	if (ur_ring_new(0, &r, &e)) {
+		fail(j, &e);
+	} else {
+		size_t f;
+		while ((f = atomic_fetch_add(&j->next_file, 1)) < source_file_count(j->src) &&
+		       !par_failed(&j->err) && !canceled(j))
+			if (read_file(j, r, f, &e)) {
+				fail(j, &e);
+				break;
+			}
+	}
+	ur_ring_free(r);
+	pthread_mutex_lock(&j->qlock);
+	j->readers_left--;
+	pthread_cond_broadcast(&j->qcond);
+	pthread_mutex_unlock(&j->qlock);
+	return NULL;
+}
+
+static int by_file_offset(const void *a, const void *b, void *ctx)
+{
+	const struct src_extent *ext = ctx;
+	const struct src_extent *x = &ext[*(const size_t *)a], *y = &ext[*(const size_t *)b];
+	if (x->file != y->file)
+		return x->file < y->file ? -1 : 1;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* The tensor table and the buffer, before the workers fill them, and the
+ * reading plan. */
 static int job_prepare(struct job *j, struct uwerr *e)
 {
 	struct model *m = j->m;
 	const struct backend *be = j->ld->d->be;
+	size_t nf = source_file_count(j->src);
 	m->t = calloc(m->ntensors, sizeof(*m->t));
 	m->bufs = calloc(1, sizeof(*m->bufs));
 	m->buf_size = calloc(1, sizeof(*m->buf_size));
-	if (!m->t || !m->bufs || !m->buf_size)
+	j->ext = calloc(m->ntensors, sizeof(*j->ext));
+	j->order = calloc(m->ntensors, sizeof(*j->order));
+	j->file_first = calloc(nf + 1, sizeof(*j->file_first));
+	j->items = calloc(m->ntensors, sizeof(*j->items));
+	j->pool = calloc(POOL_MAX, sizeof(*j->pool));
+	j->pool_cap = calloc(POOL_MAX, sizeof(*j->pool_cap));
+	if (!m->t || !m->bufs || !m->buf_size || !j->ext || !j->order || !j->file_first ||
+	    !j->items || !j->pool || !j->pool_cap)
 		return uwerr_set(e, ENOMEM, "%zu tensors: out of memory", m->ntensors);
 	for (size_t i = 0; i < m->ntensors; i++) {
 		const struct src_tensor *s = source_tensor(j->src, i);
@@ -171,11 +468,89 @@ static int job_prepare(struct job *j, struct uwerr *e)
 		t->ndim = (uint32_t)s->ndim;
 		memcpy(t->shape, s->shape, sizeof(t->shape));
 		t->raw_bytes = s->raw_bytes;
+		source_extent(j->src, i, &j->ext[i]);
+		j->order[i] = i;
+		j->file_first[j->ext[i].file + 1]++;
 	}
+	qsort_r(j->order, m->ntensors, sizeof(*j->order), by_file_offset, j->ext);
+	for (size_t f = 0; f < nf; f++)
+		j->file_first[f + 1] += j->file_first[f];
 	int rc = be->ops->buf_create(j->ld->d->be, m->dev, m->name, j->cap, &m->bufs[0], e);
 	if (!rc)
 		m->nbufs = 1;
 	return rc;
+}
+
+/* Wait (queued) until it is the oldest waiting and fewer than max_loads
+ * run, or until it is canceled; nothing is allocated for it before. */
+static void wait_turn(struct job *j)
+{
+	struct loader *ld = j->ld;
+	pthread_mutex_lock(&ld->lock);
+	while (!canceled(j) && (ld->running >= ld->d->cfg->max_loads || ld->queue != j)) {
+		/* Timed: an evict --force sets m->cancel without telling us. */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&ld->turn, &ld->lock, &ts);
+	}
+	for (struct job **p = &ld->queue; *p; p = &(*p)->qnext)
+		if (*p == j) {
+			*p = j->qnext;
+			break;
+		}
+	j->has_turn = !canceled(j);
+	ld->running += (unsigned)j->has_turn;
+	pthread_cond_broadcast(&ld->turn);   /* the queue's head changed */
+	pthread_mutex_unlock(&ld->lock);
+}
+
+static void end_turn(struct job *j)
+{
+	struct loader *ld = j->ld;
+	pthread_mutex_lock(&ld->lock);
+	ld->running -= (unsigned)j->has_turn;
+	ld->admitted--;
+	pthread_cond_broadcast(&ld->turn);
+	pthread_mutex_unlock(&ld->lock);
+}
+
+/* Readers and encoders, all at once; returns when both are done. */
+static void job_run(struct job *j)
+{
+	size_t nf = source_file_count(j->src);
+	pthread_t th[MAX_READERS];
+	int started = 0;
+	j->nreaders = nf < MAX_READERS ? (int)nf : MAX_READERS;
+	j->readers_left = j->nreaders;
+	for (int i = 0; i < j->nreaders; i++) {
+		int rc = pthread_create(&th[i], NULL, reader_main, j);
+		if (rc) {
+			struct uwerr e = {0};
+			uwerr_set(&e, rc, "reader thread: %s", strerror(rc));
+			fail(j, &e);
+			pthread_mutex_lock(&j->qlock);
+			j->readers_left -= j->nreaders - i;
+			pthread_mutex_unlock(&j->qlock);
+			break;
+		}
+		started++;
+	}
+	par_for((size_t)j->nthreads, j->nthreads, encode_worker, j);
+	for (int i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	/* A failure leaves tensors read but not encoded. */
+	for (size_t i = j->qhead; i < j->qtail; i++)
+		unit_put(j->items[i].u);
+	j->qhead = j->qtail;
+	for (size_t i = 0; i < j->npool; i++)
+		free(j->pool[i]);
+	j->npool = 0;
+	j->pooled = 0;
 }
 
 static void *job_main(void *arg)
@@ -184,9 +559,12 @@ static void *job_main(void *arg)
 	struct model *m = j->m;
 	struct uwd *d = j->ld->d;
 	struct uwerr e = {0};
-	int rc = job_prepare(j, &e);
+	wait_turn(j);
+	/* Canceled while queued: nothing to prepare, and the workers find
+	 * nothing to do; the check after them reports it. */
+	int rc = j->has_turn ? job_prepare(j, &e) : 0;
 	if (!rc) {
-		par_for((size_t)j->nthreads, j->nthreads, encode_worker, j);
+		job_run(j);
 		if (par_failed(&j->err)) {
 			e = j->err.e;
 			rc = -e.code;
@@ -216,6 +594,7 @@ static void *job_main(void *arg)
 	registry_unref(d->reg, m);
 	source_close(j->src);
 	j->src = NULL;
+	end_turn(j);
 	atomic_store(&j->done, 1);
 	uwd_wake(d);
 	return NULL;
@@ -228,6 +607,7 @@ int loader_new(struct uwd *d, struct loader **out, struct uwerr *e)
 		return uwerr_set(e, ENOMEM, "loader: out of memory");
 	ld->d = d;
 	pthread_mutex_init(&ld->lock, NULL);
+	pthread_cond_init(&ld->turn, NULL);
 	*out = ld;
 	return 0;
 }
@@ -245,15 +625,16 @@ static int worst_case(const struct source *src, uint64_t *cap, struct uwerr *e)
 	return 0;
 }
 
-static void free_paths(char **p, size_t n)
-{
-	for (size_t i = 0; p && i < n; i++)
-		free(p[i]);
-	free(p);
-}
-
 static void job_free(struct job *j)
 {
+	free(j->pool);
+	free(j->pool_cap);
+	free(j->ext);
+	free(j->order);
+	free(j->file_first);
+	free(j->items);
+	pthread_mutex_destroy(&j->qlock);
+	pthread_cond_destroy(&j->qcond);
 	pthread_mutex_destroy(&j->lock);
 	pthread_mutex_destroy(&j->note_lock);
 	free(j);
@@ -278,7 +659,6 @@ int loader_start(struct loader *ld, const struct msg_load *q, const char *who,
 		 struct uwerr *e)
 {
 	struct uwd *d = ld->d;
-	char **real = NULL;
 	struct job *j = NULL;
 	struct source *src = NULL;
 	int rc;
@@ -294,20 +674,11 @@ int loader_start(struct loader *ld, const struct msg_load *q, const char *who,
 		return uwerr_set(e, EEXIST, "load %s: a model of that name exists", q->name);
 	/* From here on, messages get the "load NAME: " prefix at fail. */
 
-	if (!(real = calloc(q->npaths, sizeof(*real)))) {
-		rc = uwerr_set(e, ENOMEM, "out of memory");
+	/* Every file it opens, each shard an index names too, goes through
+	 * the allow_dir opener. */
+	if ((rc = source_open_via(allow_opener(d->allow), (const char *const *)q->paths,
+				  q->npaths, &src, e)))
 		goto fail;
-	}
-	for (size_t i = 0; i < q->npaths; i++)
-		if ((rc = allow_check(d->cfg, q->paths[i], &real[i], e)))
-			goto fail;
-	if ((rc = source_open((const char *const *)real, q->npaths, &src, e)))
-		goto fail;
-	/* An index names its shards: check them too, as opened. */
-	for (size_t i = 0; i < source_file_count(src); i++)
-		if ((rc = allow_check_fd(d->cfg, source_file_fd(src, i),
-					 source_file_path(src, i), e)))
-			goto fail;
 	if (!source_count(src)) {
 		rc = uwerr_set(e, EINVAL, "%s: holds no tensors", q->paths[0]);
 		goto fail;
@@ -318,6 +689,9 @@ int loader_start(struct loader *ld, const struct msg_load *q, const char *who,
 	}
 	pthread_mutex_init(&j->lock, NULL);
 	pthread_mutex_init(&j->note_lock, NULL);
+	pthread_mutex_init(&j->qlock, NULL);
+	pthread_cond_init(&j->qcond, NULL);
+	j->io = (enum ur_mode)d->cfg->load_io;
 	j->pct = 101;   /* none announced yet */
 	j->noted = -1e9;
 	j->ld = ld;
@@ -337,11 +711,21 @@ int loader_start(struct loader *ld, const struct msg_load *q, const char *who,
 		goto fail;
 	pthread_mutex_lock(&ld->lock);
 	/* Once the thread runs, j, its model and src are its own. */
+	const struct uwd_config *cfg = d->cfg;
 	if (ld->stopping)
 		rc = uwerr_set(e, ESHUTDOWN, "unweightd is shutting down");
+	else if (ld->admitted >= cfg->max_loads + cfg->load_queue)
+		rc = uwerr_set(e, EAGAIN, "the load queue is full: %u loads running (max_loads) "
+			       "and %u waiting (load_queue); try again later", ld->running,
+			       ld->admitted - ld->running);
 	else if ((rc = pthread_create(&j->th, NULL, job_main, j)))
 		rc = uwerr_set(e, rc, "thread: %s", strerror(rc));
 	if (!rc) {
+		ld->admitted++;
+		struct job **tail = &ld->queue;
+		while (*tail)
+			tail = &(*tail)->qnext;
+		*tail = j;
 		log_notice("load %s: accepted from %s: %zu tensors, %llu bytes, %d threads",
 			   q->name, who, n, (unsigned long long)raw, nth);
 		j->next = ld->jobs;
@@ -353,15 +737,21 @@ int loader_start(struct loader *ld, const struct msg_load *q, const char *who,
 		registry_unref(d->reg, j->m);
 		goto fail;
 	}
-	free_paths(real, q->npaths);
 	return 0;
 fail:
 	if (j)
 		job_free(j);
 	if (src)
 		source_close(src);
-	free_paths(real, q->npaths);
 	return uwerr_prefix(e, "load %s", q->name);
+}
+
+void loader_counts(struct loader *ld, unsigned *running, unsigned *queued)
+{
+	pthread_mutex_lock(&ld->lock);
+	*running = ld->running;
+	*queued = ld->admitted - ld->running;
+	pthread_mutex_unlock(&ld->lock);
 }
 
 void loader_reap(struct loader *ld)
@@ -412,5 +802,6 @@ void loader_free(struct loader *ld)
 		job_free(j);
 	}
 	pthread_mutex_destroy(&ld->lock);
+	pthread_cond_destroy(&ld->turn);
 	free(ld);
 }

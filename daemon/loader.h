@@ -18,6 +18,10 @@ int loader_new(struct uwd *d, struct loader **out, struct uwerr *e);
 int loader_start(struct loader *ld, const struct msg_load *req, const char *who,
 		 struct uwerr *e);
 
+/* Loads reading and encoding now (at most max_loads), and loads waiting
+ * for a turn. */
+void loader_counts(struct loader *ld, unsigned *running, unsigned *queued);
+
 /* Join the loads that have finished (the server calls it when woken). */
 void loader_reap(struct loader *ld);
 

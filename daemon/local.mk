@@ -6,6 +6,8 @@ unweightd_SOURCES = \
 	daemon/conf.c daemon/conf.h \
 	daemon/log.c daemon/log.h \
 	daemon/allow.c daemon/allow.h \
+	daemon/beneath.c daemon/beneath.h \
+	daemon/policy.c daemon/policy.h \
 	daemon/server.c daemon/server.h \
 	daemon/conn.c daemon/conn.h \
 	daemon/registry.c daemon/registry.h \
@@ -33,3 +35,28 @@ unweightd_SOURCES += daemon/backend_cuda.c
 unweightd_CFLAGS += $(CUDA_CFLAGS)
 endif
 EXTRA_DIST += daemon/backend_cuda.c
+
+# The policy (admin, attach lists) and the load path confinement.
+check_PROGRAMS += tests/check_policy
+TESTS += tests/check_policy
+tests_check_policy_SOURCES = tests/check_policy.c daemon/beneath.c
+tests_check_policy_CFLAGS = $(TEST_CFLAGS)
+tests_check_policy_LDADD = $(TEST_LIBS)
+EXTRA_tests_check_policy_DEPENDENCIES = unweightd
+
+# Limits: leases, idle and stalled clients, request size, the load queue.
+check_PROGRAMS += tests/check_limits
+TESTS += tests/check_limits
+tests_check_limits_SOURCES = tests/check_limits.c
+tests_check_limits_CFLAGS = $(TEST_CFLAGS)
+tests_check_limits_LDADD = $(TEST_LIBS)
+EXTRA_tests_check_limits_DEPENDENCIES = unweightd
+
+# unweightd with the reader's fault hooks (format/uring_read.c built with
+# UW_READ_FAULTS, taken before libuwcore's copy): check_daemon drives it
+# through UW_TEST_READ_FAULTS. Never installed; unweightd has no hooks.
+check_PROGRAMS += tests/unweightd-faults
+tests_unweightd_faults_SOURCES = $(unweightd_SOURCES) format/uring_read.c
+tests_unweightd_faults_CFLAGS = $(unweightd_CFLAGS) $(URING_CFLAGS) -DUW_READ_FAULTS
+tests_unweightd_faults_LDADD = $(unweightd_LDADD)
+EXTRA_tests_check_daemon_DEPENDENCIES += tests/unweightd-faults ctl/unweightctl

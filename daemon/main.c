@@ -30,6 +30,9 @@ static void log_settings(const struct uwd *d)
 			 (double)d->be->dev[i].budget / (1u << 30));
 	for (size_t i = 0; i < c->nallow; i++)
 		log_info("allow_dir %s", c->allow_dirs[i]);
+	log_info("admin (load, evict): %s; attach: %s", c->admin.text, c->attach.text);
+	for (size_t i = 0; i < c->nattach_models; i++)
+		log_info("attach.%s: %s", c->attach_models[i].model, c->attach_models[i].acl.text);
 	if (!c->nallow)
 		log_warning("no allow_dir is configured: every load will be refused");
 }
@@ -56,7 +59,7 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if ((rc = allow_resolve_dirs(&cfg, &e)) || (rc = backend_open(&cfg, &d.be, &e)) ||
+	if ((rc = allow_new(&cfg, &d.allow, &e)) || (rc = backend_open(&cfg, &d.be, &e)) ||
 	    (rc = registry_new(d.be, &d.reg, &e)) || (rc = loader_new(&d, &d.ld, &e)))
 		goto out;
 	if ((d.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
@@ -79,6 +82,7 @@ out:
 	loader_free(d.ld);
 	registry_free(d.reg);
 	backend_close(d.be);
+	allow_free(d.allow);
 	if (d.wake_fd >= 0)
 		close(d.wake_fd);
 	config_free(&cfg);

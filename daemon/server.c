@@ -4,7 +4,6 @@
 #include "daemon/server.h"
 
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +21,7 @@
 #include "daemon/conn.h"
 #include "daemon/loader.h"
 #include "daemon/log.h"
+#include "daemon/policy.h"
 #include "daemon/uwd.h"
 
 #define MAX_REFUSING 16   /* threads that tell clients over max_clients so */
@@ -74,17 +74,20 @@ static int remove_stale(const char *path, const struct sockaddr_un *sa, struct u
 	return 0;
 }
 
-static int set_group(const char *path, const char *group, struct uwerr *e)
+/* chown the socket to socket_owner and/or socket_group (names or ids). */
+static int set_owner(const char *path, const char *owner, const char *group, struct uwerr *e)
 {
-	struct group gr, *res = NULL;
-	char buf[4096];
-	int rc = getgrnam_r(group, &gr, buf, sizeof(buf), &res);
-	if (!res)
-		return uwerr_set(e, rc ? rc : ENOENT, "socket_group %s: %s", group,
-				 rc ? strerror(rc) : "no such group");
-	if (chown(path, (uid_t)-1, gr.gr_gid) < 0)
-		return uwerr_set(e, errno, "socket %s: chown to group %s: %s", path, group,
-				 strerror(errno));
+	uid_t uid = (uid_t)-1;
+	gid_t gid = (gid_t)-1;
+	char why[256];
+	int rc;
+	if (owner && (rc = policy_uid(owner, &uid, why, sizeof(why))))
+		return uwerr_set(e, -rc, "socket_owner %s", why);
+	if (group && (rc = policy_gid(group, &gid, why, sizeof(why))))
+		return uwerr_set(e, -rc, "socket_group %s", why);
+	if (chown(path, uid, gid) < 0)
+		return uwerr_set(e, errno, "socket %s: chown to %s:%s: %s", path, owner ? owner : "",
+				 group ? group : "", strerror(errno));
 	return 0;
 }
 
@@ -115,7 +118,8 @@ static int bind_path(struct server *s, struct uwerr *e)
 	s->bound = 1;
 	if (chmod(path, cfg->socket_mode) < 0)
 		return uwerr_set(e, errno, "socket %s: chmod: %s", path, strerror(errno));
-	if (cfg->socket_group && (rc = set_group(path, cfg->socket_group, e)))
+	if ((cfg->socket_owner || cfg->socket_group) &&
+	    (rc = set_owner(path, cfg->socket_owner, cfg->socket_group, e)))
 		return rc;
 	if (listen(s->lfd, SOMAXCONN) < 0)
 		return uwerr_set(e, errno, "socket %s: listen: %s", path, strerror(errno));
@@ -161,7 +165,10 @@ static int periodic(int *fd, uint64_t usec, struct uwerr *e)
 
 static int timers(struct server *s, struct uwerr *e)
 {
-	uint64_t usec, tick = (uint64_t)s->d->cfg->io_timeout_ms * 1000 / 4;
+	const struct uwd_config *cfg = s->d->cfg;
+	unsigned shortest = cfg->idle_timeout_ms && cfg->idle_timeout_ms < cfg->io_timeout_ms
+			    ? cfg->idle_timeout_ms : cfg->io_timeout_ms;
+	uint64_t usec, tick = (uint64_t)shortest * 1000 / 4;
 	tick = tick < 20000 ? 20000 : tick > 1000000 ? 1000000 : tick;
 	int rc = periodic(&s->tickfd, tick, e);
 	if (rc || sd_watchdog_enabled(0, &usec) <= 0)
@@ -171,20 +178,32 @@ static int timers(struct server *s, struct uwerr *e)
 	return periodic(&s->timerfd, usec, e);
 }
 
-/* Shut down the connections stalled inside a message; their threads then
+/* Shut down the connections stalled inside a message, and those that hold
+ * no lease and have said nothing for idle_timeout_ms; their threads then
  * see the end of the stream and finish. */
 static void close_stalled(struct server *s)
 {
-	long long now = uwd_now_ms(), limit = s->d->cfg->io_timeout_ms;
+	const struct uwd_config *cfg = s->d->cfg;
+	long long now = uwd_now_ms(), limit = cfg->io_timeout_ms, idle = cfg->idle_timeout_ms;
 	pthread_mutex_lock(&s->lock);
 	for (struct conn *c = s->conns; c; c = c->next) {
+		if (atomic_load(&c->done))
+			continue;
 		long long since = atomic_load(&c->io_since_ms);
-		if (since && now - since > limit && !atomic_load(&c->done)) {
+		long long quiet = atomic_load(&c->idle_since_ms);
+		if (since && now - since > limit) {
 			log_warning("client %s: stalled inside a message for over %lld ms; closing "
-				    "the connection", c->who, limit);
-			shutdown(c->fd, SHUT_RDWR);
-			atomic_store(&c->io_since_ms, 0);
+				    "the connection", c->peer.who, limit);
+		} else if (idle && !c->refuse && !since && quiet && now - quiet > idle &&
+			   !atomic_load(&c->leases)) {
+			log_notice("client %s: idle for over %lld ms with no lease (idle_timeout_ms); "
+				   "closing the connection", c->peer.who, idle);
+		} else {
+			continue;
 		}
+		shutdown(c->fd, SHUT_RDWR);
+		atomic_store(&c->io_since_ms, 0);
+		atomic_store(&c->idle_since_ms, 0);
 	}
 	pthread_mutex_unlock(&s->lock);
 }
@@ -236,11 +255,14 @@ static void accept_one(struct server *s)
 		}
 		return;
 	}
-	struct ucred cred = {.pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1};
-	socklen_t len = sizeof(cred);
-	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
-	char who[64];
-	snprintf(who, sizeof(who), "uid %ld pid %ld", (long)cred.uid, (long)cred.pid);
+	struct peer peer;
+	struct uwerr e = {0};
+	if (peer_identify(fd, &peer, &e)) {
+		log_err("refused a connection: %s", e.msg);
+		close(fd);
+		return;
+	}
+	const char *who = peer.who;
 
 	unsigned refusing, serving = reap(s, &refusing);
 	int refuse = serving >= d->cfg->max_clients;
@@ -262,9 +284,8 @@ static void accept_one(struct server *s)
 	}
 	c->d = d;
 	c->fd = fd;
-	c->cred = cred;
+	c->peer = peer;
 	c->refuse = refuse;
-	memcpy(c->who, who, sizeof(who));
 	pthread_mutex_lock(&s->lock);
 	int rc = pthread_create(&c->th, NULL, conn_main, c);
 	if (!rc) {
@@ -273,7 +294,7 @@ static void accept_one(struct server *s)
 	}
 	pthread_mutex_unlock(&s->lock);
 	if (rc) {
-		log_err("refused connection from %s: thread: %s", who, strerror(rc));
+		log_err("refused connection from %s: thread: %s", peer.who, strerror(rc));
 		conn_refuse(fd, -rc, "unweightd cannot start a thread for this connection");
 		close(fd);
 		free(c);

@@ -10,6 +10,7 @@
 
 #include "common/strbuf.h"
 #include "daemon/backend.h"
+#include "daemon/loader.h"
 #include "daemon/registry.h"
 #include "daemon/uwd.h"
 
@@ -61,6 +62,9 @@ int stats_json(struct uwd *d, const char *name, char **out, struct uwerr *e)
 	sb_printf(&b, "{\"daemon\":\"unweightd %s\",\"pid\":%ld,\"uptime_s\":%.3f,",
 		  PACKAGE_VERSION, (long)getpid(), json_num(uwd_now() - d->started));
 	key_str(&b, "backend", d->be->ops->name);
+	unsigned running, queued;
+	loader_counts(d->ld, &running, &queued);
+	sb_printf(&b, ",\"loads_running\":%u,\"loads_queued\":%u", running, queued);
 	sb_append(&b, ",\"devices\":[", 12);
 	for (int i = 0; i < d->be->ndev; i++) {
 		const struct backend_device *dev = &d->be->dev[i];

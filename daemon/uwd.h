@@ -9,12 +9,14 @@ struct uwd_config;
 struct backend;
 struct registry;
 struct loader;
+struct allow;
 
 struct uwd {
 	const struct uwd_config *cfg;
 	struct backend *be;
 	struct registry *reg;
 	struct loader *ld;
+	struct allow *allow;      /* opens the files loads read */
 	double started;           /* uwd_now() at start-up */
 	int wake_fd;              /* eventfd: a connection or a load ended, reap it */
 };

@@ -206,6 +206,18 @@ static int matmul(struct llama *m, const struct wmat *w, const float *x, float *
 	return 0;
 }
 
+/* The classifier: BF16 x as matmul's, the logits left in float32, so that
+ * no BF16 rounding ties two tokens and the greedy choice does not depend on
+ * the order a backend adds in. */
+static int matmul_logits(struct llama *m, const float *x, struct uwerr *e)
+{
+	if (m->flags & LLAMA_F32)
+		return m->w->ops->matmul_f32(m->w, &m->cls, x, m->logits, e);
+	for (uint64_t i = 0; i < m->cls.cols; i++)
+		m->in[i] = f32_to_bf16(x[i]);
+	return m->w->ops->matmul_logits(m->w, &m->cls, m->in, m->logits, e);
+}
+
 static void rmsnorm(float *o, const float *x, const float *weight, int n, float eps)
 {
 	float ss = 0.0f;
@@ -317,7 +329,7 @@ int llama_forward(struct llama *m, int token, int pos, const float **logits,
 			m->x[i] += m->xb[i];
 	}
 	rmsnorm(m->x, m->x, m->rms_final, c->dim, c->norm_eps);
-	if ((rc = matmul(m, &m->cls, m->x, m->logits, e)) < 0)
+	if ((rc = matmul_logits(m, m->x, e)) < 0)
 		return rc;
 	*logits = m->logits;
 	return 0;

@@ -4,8 +4,8 @@
  *               is uw_matmul, every other tensor comes from uw_decode;
  *   reference - the same safetensors file read directly, with a plain BF16
  *               matmul loop of its own (independent of kernels/ and client/).
- * Both take and give BF16 (round to nearest even), so a forward pass over
- * either must produce the same bits. */
+ * Both take and give BF16 (round to nearest even; the logits in float32),
+ * so a forward pass over either must produce the same bits. */
 #ifndef UW_EXAMPLES_WEIGHTS_H
 #define UW_EXAMPLES_WEIGHTS_H
 
@@ -34,6 +34,10 @@ struct weights_ops {
 	 * are host memory: a provider whose tensors live elsewhere stages them. */
 	int (*matmul)(struct weights *w, const struct wmat *m, const uint16_t *x,
 		      uint16_t *y, struct uwerr *e);
+	/* The same sums with y left in float32 (uw_matmul_f32): the logits,
+	 * where a BF16 rounding could tie two tokens. */
+	int (*matmul_logits)(struct weights *w, const struct wmat *m, const uint16_t *x,
+			     float *y, struct uwerr *e);
 	/* The same in float32 throughout, x and y unrounded: the arithmetic of
 	 * the story in data/README.md. Only the reference provider has it
 	 * (NULL elsewhere); it checks the forward pass against that story. */

@@ -1,5 +1,6 @@
 /* weights_daemon: the daemon provider, a model attached from unweightd
- * through libunweight-client; matmuls are uw_matmul on the shared tensors.
+ * through libunweight-client; matmuls are uw_matmul on the shared tensors
+ * (uw_matmul_f32 for the logits).
  *
  * On the host backend uw_decode and uw_matmul read and write host memory,
  * so the caller's buffers go straight through. On the CUDA backend they take
@@ -64,9 +65,10 @@ static int dev_copy(void *dst, const void *src, size_t n, enum cudaMemcpyKind ki
 						 cudaGetErrorString(rc));
 }
 
-/* Decode or multiply on the GPU through the staging buffers. */
+/* Decode (x NULL) or multiply on the GPU through the staging buffers; y_f32:
+ * uw_matmul_f32. */
 static int gpu_call(struct uwd_weights *d, const uw_tensor *t, const void *x, size_t xb,
-		    void *y, size_t yb, const char *name, struct uwerr *e)
+		    void *y, size_t yb, int y_f32, const char *name, struct uwerr *e)
 {
 	int rc = dev_grow(&d->dev_out, &d->out_cap, yb, e);
 	if (!rc && x)
@@ -75,14 +77,16 @@ static int gpu_call(struct uwd_weights *d, const uw_tensor *t, const void *x, si
 		rc = dev_copy(d->dev_in, x, xb, cudaMemcpyHostToDevice, e);
 	if (rc)
 		return rc;
-	rc = x ? uw_matmul(t, d->dev_in, 1, d->dev_out, NULL) : uw_decode(t, d->dev_out, yb, NULL);
+	rc = !x ? uw_decode(t, d->dev_out, yb, NULL) :
+	     y_f32 ? uw_matmul_f32(t, d->dev_in, 1, d->dev_out, NULL) :
+	     uw_matmul(t, d->dev_in, 1, d->dev_out, NULL);
 	if (rc < 0)
 		return uw_fail(e, rc, x ? "matmul" : "decode", name);
 	return dev_copy(y, d->dev_out, yb, cudaMemcpyDeviceToHost, e);
 }
 #else
 static int gpu_call(struct uwd_weights *d, const uw_tensor *t, const void *x, size_t xb,
-		    void *y, size_t yb, const char *name, struct uwerr *e)
+		    void *y, size_t yb, int y_f32, const char *name, struct uwerr *e)
 {
 	return uwerr_set(e, ENOTSUP, "%s: the model is on the CUDA backend, and this "
 			 "example was built without CUDA", name);
@@ -141,7 +145,7 @@ static int uwd_read(struct weights *w, const char *name, uint16_t *out,
 		return uwerr_set(e, EINVAL, "tensor %s: %llu bytes, expected %zu elements",
 				 name, (unsigned long long)info.raw_bytes, n);
 	if (d->on_gpu)
-		return gpu_call(d, t, NULL, 0, out, n * 2, name, e);
+		return gpu_call(d, t, NULL, 0, out, n * 2, 0, name, e);
 	rc = uw_decode(t, out, n * 2, NULL);
 	return rc < 0 ? uw_fail(e, rc, "decode", name) : 0;
 }
@@ -151,8 +155,18 @@ static int uwd_matmul(struct weights *w, const struct wmat *m,
 {
 	struct uwd_weights *d = (struct uwd_weights *)w;
 	if (d->on_gpu)
-		return gpu_call(d, m->impl, x, m->cols * 2, y, m->rows * 2, m->name, e);
+		return gpu_call(d, m->impl, x, m->cols * 2, y, m->rows * 2, 0, m->name, e);
 	int rc = uw_matmul(m->impl, x, 1, y, NULL);
+	return rc < 0 ? uw_fail(e, rc, "matmul", m->name) : 0;
+}
+
+static int uwd_matmul_logits(struct weights *w, const struct wmat *m,
+			     const uint16_t *x, float *y, struct uwerr *e)
+{
+	struct uwd_weights *d = (struct uwd_weights *)w;
+	if (d->on_gpu)
+		return gpu_call(d, m->impl, x, m->cols * 2, y, m->rows * 4, 1, m->name, e);
+	int rc = uw_matmul_f32(m->impl, x, 1, y, NULL);
 	return rc < 0 ? uw_fail(e, rc, "matmul", m->name) : 0;
 }
 
@@ -170,7 +184,7 @@ static void uwd_close(struct weights *w)
 
 static const struct weights_ops uwd_ops = {
 	.matrix = uwd_matrix, .read = uwd_read, .matmul = uwd_matmul,
-	.close = uwd_close,
+	.matmul_logits = uwd_matmul_logits, .close = uwd_close,
 };
 
 int weights_open_daemon(const char *socket, const char *model,

@@ -84,14 +84,22 @@ static int refw_matmul_f32(struct weights *w, const struct wmat *m,
 	return 0;
 }
 
-/* BF16 x widens to float32 exactly; each output is rounded once, at the end. */
-static int refw_matmul(struct weights *w, const struct wmat *m,
-		       const uint16_t *x, uint16_t *y, struct uwerr *e)
+/* BF16 x widens to float32 exactly; y is left in float32 (uw_matmul_f32). */
+static int refw_matmul_logits(struct weights *w, const struct wmat *m,
+			      const uint16_t *x, float *y, struct uwerr *e)
 {
 	struct refw_weights *r = (struct refw_weights *)w;
 	for (uint64_t c = 0; c < m->cols; c++)
 		r->xf[c] = bf16_to_f32(x[c]);
-	refw_matmul_f32(w, m, r->xf, r->yf, e);
+	return refw_matmul_f32(w, m, r->xf, y, e);
+}
+
+/* As refw_matmul_logits, each output then rounded once to BF16. */
+static int refw_matmul(struct weights *w, const struct wmat *m,
+		       const uint16_t *x, uint16_t *y, struct uwerr *e)
+{
+	struct refw_weights *r = (struct refw_weights *)w;
+	refw_matmul_logits(w, m, x, r->yf, e);
 	for (uint64_t i = 0; i < m->rows; i++)
 		y[i] = f32_to_bf16(r->yf[i]);
 	return 0;
@@ -112,7 +120,8 @@ static void refw_close(struct weights *w)
 
 static const struct weights_ops refw_ops = {
 	.matrix = refw_matrix, .read = refw_read, .matmul = refw_matmul,
-	.matmul_f32 = refw_matmul_f32, .close = refw_close,
+	.matmul_logits = refw_matmul_logits, .matmul_f32 = refw_matmul_f32,
+	.close = refw_close,
 };
 
 int weights_open_reference(const char *path, struct weights **out,

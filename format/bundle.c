@@ -421,6 +421,12 @@ int bundle_parse(const void *buf, size_t len, struct bundle **out, struct uwerr 
 
 int bundle_open(const char *path, struct bundle **out, struct uwerr *e)
 {
+	return bundle_open_via(NULL, path, out, e);
+}
+
+int bundle_open_via(const struct opener *o, const char *path, struct bundle **out,
+		    struct uwerr *e)
+{
 	*out = NULL;
 	unsigned char hb[BUNDLE_HEADER_SIZE];
 	unsigned char *dir = NULL;
@@ -430,9 +436,9 @@ int bundle_open(const char *path, struct bundle **out, struct uwerr *e)
 	struct bundle *b = bundle_new();
 	if (!b)
 		return uwerr_set(e, ENOMEM, "out of memory");
-	b->fd = open(path, O_RDONLY | O_CLOEXEC);
+	b->fd = opener_open(o, path, e);
 	if (b->fd < 0) {
-		rc = uwerr_set(e, errno, "open: %s", strerror(errno));
+		rc = uwerr_prefix(e, "open");
 		goto fail;
 	}
 	if (fstat(b->fd, &st) < 0) {
@@ -477,41 +483,43 @@ static int check_crc(const char *what, const struct bundle_tensor *t, uint32_t s
 	return 0;
 }
 
+int bundle_decode_tensor(const struct bundle *b, size_t i, const void *payload, void *raw,
+			 int nthreads, struct uwerr *e)
+{
+	if (i >= b->ntensors)
+		return uwerr_set(e, EINVAL, "tensor %zu of %zu", i, b->ntensors);
+	const struct bundle_tensor *t = &b->tensors[i];
+	int rc;
+	if ((rc = check_crc("payload", t, t->payload_crc, payload, t->length, e)))
+		return rc;
+	if (t->enc == REST_RAW) {
+		if (payload != raw)
+			memcpy(raw, payload, t->raw_bytes);
+	} else if ((rc = rest_decode(t->enc, t->dtype, payload, t->length, raw,
+				     t->raw_bytes, nthreads, e))) {
+		return uwerr_prefix(e, "tensor '%s'", t->name);
+	}
+	return check_crc("decoded bytes", t, t->raw_crc, raw, t->raw_bytes, e);
+}
+
 int bundle_read_tensor(const struct bundle *b, size_t i, void *raw, int nthreads,
 		       struct uwerr *e)
 {
 	if (i >= b->ntensors)
 		return uwerr_set(e, EINVAL, "tensor %zu of %zu", i, b->ntensors);
 	const struct bundle_tensor *t = &b->tensors[i];
-	const void *payload;
-	void *buf = NULL;
-	int rc;
-	if (b->mem) {
-		payload = b->mem + t->offset;
-	} else if (t->enc == REST_RAW) {
-		payload = buf = raw;
-	} else {
-		payload = buf = malloc(t->length ? t->length : 1);
-		if (!buf)
-			return uwerr_set(e, ENOMEM, "tensor '%s': out of memory for %llu payload bytes",
-					 t->name, (unsigned long long)t->length);
-	}
-	if (!b->mem && (rc = pread_full(b->fd, buf, t->length, t->offset, e))) {
+	if (b->mem)
+		return bundle_decode_tensor(b, i, b->mem + t->offset, raw, nthreads, e);
+	/* A raw payload is read where it is going. */
+	void *buf = t->enc == REST_RAW ? raw : malloc(t->length ? t->length : 1);
+	if (!buf)
+		return uwerr_set(e, ENOMEM, "tensor '%s': out of memory for %llu payload bytes",
+				 t->name, (unsigned long long)t->length);
+	int rc = pread_full(b->fd, buf, t->length, t->offset, e);
+	if (rc)
 		uwerr_prefix(e, "tensor '%s'", t->name);
-		goto out;
-	}
-	if ((rc = check_crc("payload", t, t->payload_crc, payload, t->length, e)))
-		goto out;
-	if (t->enc == REST_RAW) {
-		if (payload != raw)
-			memcpy(raw, payload, t->raw_bytes);
-	} else if ((rc = rest_decode(t->enc, t->dtype, payload, t->length, raw,
-				     t->raw_bytes, nthreads, e))) {
-		uwerr_prefix(e, "tensor '%s'", t->name);
-		goto out;
-	}
-	rc = check_crc("decoded bytes", t, t->raw_crc, raw, t->raw_bytes, e);
-out:
+	else
+		rc = bundle_decode_tensor(b, i, buf, raw, nthreads, e);
 	if (buf != raw)
 		free(buf);
 	return rc;

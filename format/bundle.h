@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "format/opener.h"
 #include "format/safetensors.h"
 
 #define BUNDLE_MAGIC "\x89UWB\r\n\x1a\n"
@@ -67,6 +68,9 @@ int bundle_sniff(int fd);
  * disjoint from the others, names unique. Payload checksums are verified
  * when a tensor is read. */
 int bundle_open(const char *path, struct bundle **out, struct uwerr *e);
+/* The same, opening path with o. */
+int bundle_open_via(const struct opener *o, const char *path, struct bundle **out,
+		    struct uwerr *e);
 
 /* The same over a whole bundle file in memory, for the fuzzers; buf must
  * outlive the bundle. */
@@ -79,6 +83,12 @@ void bundle_close(struct bundle *b);
  * based: safe from several threads. nthreads as for rest_decode. */
 int bundle_read_tensor(const struct bundle *b, size_t i, void *raw, int nthreads,
 		       struct uwerr *e);
+
+/* The same for a payload the caller read itself (t->length bytes from
+ * t->offset): checksums and decoding, no I/O. payload may equal raw for a
+ * REST_RAW tensor. */
+int bundle_decode_tensor(const struct bundle *b, size_t i, const void *payload, void *raw,
+			 int nthreads, struct uwerr *e);
 
 /* Streaming writer: payloads go out one by one as they are put; the
  * directory is written at the end and the header rewritten to point at it.

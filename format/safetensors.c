@@ -321,7 +321,8 @@ fail:
 	return r;
 }
 
-int st_open(const char *path, struct st_file **out, struct uwerr *e)
+static int st_open_via(const struct opener *o, const char *path, struct st_file **out,
+		       struct uwerr *e)
 {
 	unsigned char head[8], *buf = NULL;
 	struct st_file *f = NULL;
@@ -329,9 +330,9 @@ int st_open(const char *path, struct st_file **out, struct uwerr *e)
 	uint64_t n, size;
 	int r;
 	*out = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = opener_open(o, path, e);
 	if (fd < 0)
-		return uwerr_set(e, errno, "%s: %s", path, strerror(errno));
+		return uwerr_prefix(e, "%s", path);
 	if (fstat(fd, &sb) < 0) {
 		r = uwerr_set(e, errno, "stat: %s", strerror(errno));
 		goto fail;
@@ -364,6 +365,11 @@ fail:
 	close(fd);
 	uwerr_prefix(e, "%s", path);
 	return r;
+}
+
+int st_open(const char *path, struct st_file **out, struct uwerr *e)
+{
+	return st_open_via(NULL, path, out, e);
 }
 
 void st_close(struct st_file *f)
@@ -413,10 +419,11 @@ static int ckpt_add(struct st_checkpoint *c, struct st_file *f, struct uwerr *e)
 	return 0;
 }
 
-static int ckpt_open_file(struct st_checkpoint *c, const char *path, struct uwerr *e)
+static int ckpt_open_file(struct st_checkpoint *c, const struct opener *o, const char *path,
+			  struct uwerr *e)
 {
 	struct st_file *f;
-	int r = st_open(path, &f, e);
+	int r = st_open_via(o, path, &f, e);
 	return r ? r : ckpt_add(c, f, e);
 }
 
@@ -425,7 +432,8 @@ static int ckpt_open_file(struct st_checkpoint *c, const char *path, struct uwer
  * its header length is 123 mod 256, and then its first 8 bytes hold a NUL
  * (the length is below 2^32), which JSON text never does. Returns 1 with the
  * text and tree, 0 for "open it as safetensors", or -errno. */
-static int read_index(const char *path, char **text, struct json_value **root, struct uwerr *e)
+static int read_index(const struct opener *o, const char *path, char **text,
+		      struct json_value **root, struct uwerr *e)
 {
 	size_t plen = strlen(path);
 	int named = plen >= 5 && strcmp(path + plen - 5, ".json") == 0, r = 0;
@@ -433,9 +441,9 @@ static int read_index(const char *path, char **text, struct json_value **root, s
 	struct stat sb;
 	*text = NULL;
 	*root = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = opener_open(o, path, e);
 	if (fd < 0)
-		return uwerr_set(e, errno, "%s: %s", path, strerror(errno));
+		return uwerr_prefix(e, "%s", path);
 	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
 		r = uwerr_set(e, EINVAL, "not a regular file");
 		goto out;
@@ -512,8 +520,8 @@ static int str_cmp(const void *a, const void *b)
 
 /* Open the shards of the index at path (tree root) and check that the
  * weight_map and the shards agree in both directions. */
-static int ckpt_open_index(struct st_checkpoint *c, const char *path, const struct json_value *root,
-			   struct uwerr *e)
+static int ckpt_open_index(struct st_checkpoint *c, const struct opener *o, const char *path,
+			   const struct json_value *root, struct uwerr *e)
 {
 	const struct json_value *wm = json_get(root, "weight_map"), *md = json_get(root, "metadata");
 	struct wm_entry *ent = NULL;
@@ -561,7 +569,7 @@ static int ckpt_open_index(struct st_checkpoint *c, const char *path, const stru
 			r = uwerr_set(e, ENOMEM, "%s: out of memory", path);
 			goto out;
 		}
-		if ((r = ckpt_open_file(c, shard_path, e))) {
+		if ((r = ckpt_open_file(c, o, shard_path, e))) {
 			uwerr_prefix(e, "index %s", path);
 			goto out;
 		}
@@ -637,6 +645,12 @@ static int ckpt_check_unique(const struct st_checkpoint *c, struct uwerr *e)
 
 int st_checkpoint_open(const char *const *paths, size_t npaths, struct st_checkpoint **out, struct uwerr *e)
 {
+	return st_checkpoint_open_via(NULL, paths, npaths, out, e);
+}
+
+int st_checkpoint_open_via(const struct opener *o, const char *const *paths, size_t npaths,
+			   struct st_checkpoint **out, struct uwerr *e)
+{
 	struct st_checkpoint *c = calloc(1, sizeof(*c));
 	const char *index_path = NULL;
 	int r = 0;
@@ -650,10 +664,10 @@ int st_checkpoint_open(const char *const *paths, size_t npaths, struct st_checkp
 	for (size_t i = 0; i < npaths; i++) {
 		char *text;
 		struct json_value *root;
-		if ((r = read_index(paths[i], &text, &root, e)) < 0)
+		if ((r = read_index(o, paths[i], &text, &root, e)) < 0)
 			goto fail;
 		if (r == 0) {
-			if ((r = ckpt_open_file(c, paths[i], e)))
+			if ((r = ckpt_open_file(c, o, paths[i], e)))
 				goto fail;
 			continue;
 		}
@@ -665,7 +679,7 @@ int st_checkpoint_open(const char *const *paths, size_t npaths, struct st_checkp
 			c->index_json = text;
 			c->index_len = strlen(text);
 			text = NULL;
-			r = ckpt_open_index(c, paths[i], root, e);
+			r = ckpt_open_index(c, o, paths[i], root, e);
 		}
 		free(text);
 		json_free(root);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "format/opener.h"
 
 #define ST_MAX_DIMS 8
 #define ST_MAX_HEADER (100u << 20)   /* header JSON bytes, as the reference reader */
@@ -75,6 +76,9 @@ struct st_checkpoint {
 
 int st_checkpoint_open(const char *const *paths, size_t npaths,
 		       struct st_checkpoint **out, struct uwerr *e);
+/* The same, opening every file (index, files, shards) with o. */
+int st_checkpoint_open_via(const struct opener *o, const char *const *paths, size_t npaths,
+			   struct st_checkpoint **out, struct uwerr *e);
 void st_checkpoint_close(struct st_checkpoint *c);
 
 /* Streaming writer. Writes PATH.tmp, renamed to PATH on commit. */

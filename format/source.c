@@ -11,8 +11,8 @@
 
 struct source {
 	struct bundle *b;            /* exactly one of b and c */
-	char *bundle_path;           /* the path b was opened by */
 	struct st_checkpoint *c;
+	char *bundle_path;           /* the path b was opened by */
 	size_t n;
 	struct src_tensor *t;
 	const struct st_file **file; /* checkpoint: the shard of each tensor */
@@ -22,11 +22,11 @@ struct source {
 };
 
 /* 1 when path is a bundle, 0 when not, negative errno (recorded in e). */
-static int is_bundle(const char *path, struct uwerr *e)
+static int is_bundle(const struct opener *o, const char *path, struct uwerr *e)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = opener_open(o, path, e);
 	if (fd < 0)
-		return uwerr_set(e, errno, "%s: open: %s", path, strerror(errno));
+		return uwerr_prefix(e, "%s: open", path);
 	int rc = bundle_sniff(fd);
 	close(fd);
 	if (rc < 0)
@@ -84,6 +84,12 @@ static int from_checkpoint(struct source *s, struct uwerr *e)
 int source_open(const char *const *paths, size_t npaths, struct source **out,
 		struct uwerr *e)
 {
+	return source_open_via(NULL, paths, npaths, out, e);
+}
+
+int source_open_via(const struct opener *o, const char *const *paths, size_t npaths,
+		    struct source **out, struct uwerr *e)
+{
 	*out = NULL;
 	if (npaths == 0)
 		return uwerr_set(e, EINVAL, "no checkpoint path given");
@@ -93,7 +99,7 @@ int source_open(const char *const *paths, size_t npaths, struct source **out,
 	s->nthreads = 1;
 	int rc = 0;
 	for (size_t i = 0; i < npaths; i++) {
-		if ((rc = is_bundle(paths[i], e)) < 0)
+		if ((rc = is_bundle(o, paths[i], e)) < 0)
 			goto fail;
 		if (rc == 1 && npaths > 1) {
 			rc = uwerr_set(e, EINVAL, "%s: a .uwb bundle must be the only path given (%zu given)",
@@ -102,7 +108,7 @@ int source_open(const char *const *paths, size_t npaths, struct source **out,
 		}
 	}
 	if (rc == 1) {
-		if ((rc = bundle_open(paths[0], &s->b, e))) {
+		if ((rc = bundle_open_via(o, paths[0], &s->b, e))) {
 			uwerr_prefix(e, "%s", paths[0]);
 			goto fail;
 		}
@@ -112,7 +118,7 @@ int source_open(const char *const *paths, size_t npaths, struct source **out,
 		}
 		rc = from_bundle(s, e);
 	} else {
-		if ((rc = st_checkpoint_open(paths, npaths, &s->c, e)))
+		if ((rc = st_checkpoint_open_via(o, paths, npaths, &s->c, e)))
 			goto fail;
 		rc = from_checkpoint(s, e);
 	}
@@ -130,8 +136,8 @@ void source_close(struct source *s)
 	if (!s)
 		return;
 	bundle_close(s->b);
-	free(s->bundle_path);
 	st_checkpoint_close(s->c);
+	free(s->bundle_path);
 	free(s->t);
 	free(s->file);
 	free(s->st);
@@ -158,6 +164,28 @@ uint64_t source_raw_total(const struct source *s)
 	return s->raw_total;
 }
 
+int source_read(const struct source *s, size_t i, void *raw, struct uwerr *e)
+{
+	if (i >= s->n)
+		return uwerr_set(e, EINVAL, "tensor %zu of %zu", i, s->n);
+	if (s->b)
+		return bundle_read_tensor(s->b, i, raw, s->nthreads, e);
+	return st_read_tensor(s->file[i], s->st[i], raw, e);
+}
+
+void source_extent(const struct source *s, size_t i, struct src_extent *x)
+{
+	if (s->b) {
+		*x = (struct src_extent){0, s->b->tensors[i].offset, s->b->tensors[i].length};
+		return;
+	}
+	size_t f = 0;
+	while (s->c->files[f] != s->file[i])
+		f++;
+	*x = (struct src_extent){f, s->file[i]->data_start + s->st[i]->begin,
+				 st_tensor_bytes(s->st[i])};
+}
+
 size_t source_file_count(const struct source *s)
 {
 	return s->b ? 1 : s->c->nfiles;
@@ -177,11 +205,23 @@ int source_file_fd(const struct source *s, size_t i)
 	return s->b ? s->b->fd : s->c->files[i]->fd;
 }
 
-int source_read(const struct source *s, size_t i, void *raw, struct uwerr *e)
+uint64_t source_file_size(const struct source *s, size_t file)
+{
+	return s->b ? s->b->file_size : s->c->files[file]->file_size;
+}
+
+int source_stored_is_raw(const struct source *s)
+{
+	return s->b == NULL;
+}
+
+int source_decode(const struct source *s, size_t i, const void *stored, void *raw,
+		  struct uwerr *e)
 {
 	if (i >= s->n)
 		return uwerr_set(e, EINVAL, "tensor %zu of %zu", i, s->n);
 	if (s->b)
-		return bundle_read_tensor(s->b, i, raw, s->nthreads, e);
-	return st_read_tensor(s->file[i], s->st[i], raw, e);
+		return bundle_decode_tensor(s->b, i, stored, raw, s->nthreads, e);
+	memcpy(raw, stored, s->t[i].raw_bytes);
+	return 0;
 }

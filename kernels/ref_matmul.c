@@ -15,7 +15,8 @@ struct mm_job {
 	const void *base;
 	const float *x;         /* [batch][cols], converted once */
 	size_t batch;
-	uint16_t *y;
+	uint16_t *y;            /* BF16 out, or */
+	float *yf;              /* float32 out (the accumulator as it is) */
 	struct par_err err;
 };
 
@@ -49,7 +50,10 @@ static void mm_part(void *ctx, size_t r0, size_t r1)
 				float acc = 0.0f;
 				for (size_t c = 0; c < cols; c++)
 					acc += xb[c] * wf[c];
-				j->y[b * rows + r + k] = f32_to_bf16(acc);
+				if (j->yf)
+					j->yf[b * rows + r + k] = acc;
+				else
+					j->y[b * rows + r + k] = f32_to_bf16(acc);
 			}
 		}
 	}
@@ -58,8 +62,8 @@ out:
 	free(wb);
 }
 
-int ref_matmul(const struct uw_layout *l, const void *base, const uint16_t *x,
-	       size_t batch, uint16_t *y, int nthreads, struct uwerr *e)
+static int matmul_run(const struct uw_layout *l, const void *base, const uint16_t *x,
+		      size_t batch, uint16_t *y, float *yf, int nthreads, struct uwerr *e)
 {
 	int rc = res_validate(l, l->nbytes, e);
 	if (rc < 0)
@@ -77,10 +81,22 @@ int ref_matmul(const struct uw_layout *l, const void *base, const uint16_t *x,
 		return uwerr_set(e, ENOMEM, "ref_matmul: %zu bytes for x", bytes);
 	for (size_t i = 0; i < nx; i++)
 		xf[i] = bf16_to_f32(x[i]);
-	struct mm_job j = {.l = l, .base = base, .x = xf, .batch = batch, .y = y};
+	struct mm_job j = {.l = l, .base = base, .x = xf, .batch = batch, .y = y, .yf = yf};
 	if (nthreads <= 0 && (double)nx * (double)l->rows < RES_PAR_MIN)
 		nthreads = 1;   /* the results do not depend on it, only the time */
 	par_for(l->rows, nthreads, mm_part, &j);
 	free(xf);
 	return par_err_take(&j.err, e);
+}
+
+int ref_matmul(const struct uw_layout *l, const void *base, const uint16_t *x,
+	       size_t batch, uint16_t *y, int nthreads, struct uwerr *e)
+{
+	return matmul_run(l, base, x, batch, y, NULL, nthreads, e);
+}
+
+int ref_matmul_f32(const struct uw_layout *l, const void *base, const uint16_t *x,
+		   size_t batch, float *y, int nthreads, struct uwerr *e)
+{
+	return matmul_run(l, base, x, batch, NULL, y, nthreads, e);
 }

@@ -57,6 +57,9 @@ int res_decode_rows(const struct uw_layout *l, const void *base, uint64_t r0,
  * nthreads <= 0: one per CPU. */
 int ref_matmul(const struct uw_layout *l, const void *base, const uint16_t *x,
 	       size_t batch, uint16_t *y, int nthreads, struct uwerr *e);
+/* The same sums, y float32 [batch][rows] as accumulated (not rounded). */
+int ref_matmul_f32(const struct uw_layout *l, const void *base, const uint16_t *x,
+		   size_t batch, float *y, int nthreads, struct uwerr *e);
 
 /* BF16 <-> float helpers shared by the twins, tests and examples. */
 static inline float bf16_to_f32(uint16_t h)

@@ -82,6 +82,9 @@ void proto_put_fds(struct msghdr *mh, void *ctl, const int *fds, int nfds);
  * so the daemon can address its error reply. On a non-blocking socket,
  * -EAGAIN when no byte is there yet; once a message has begun, it waits. */
 int proto_recv(int sock, struct proto_msg *m, struct uwerr *e);
+/* The same with a lower payload limit (max_len <= PROTO_MAX_PAYLOAD): the
+ * daemon's bound on what one connection makes it allocate. */
+int proto_recv_max(int sock, uint32_t max_len, struct proto_msg *m, struct uwerr *e);
 
 /* Move fd i out of m: the caller owns it now (m keeps -1); -1 if none. */
 int proto_msg_take_fd(struct proto_msg *m, int i);

@@ -179,6 +179,11 @@ static ssize_t rx_read(int sock, uint8_t *p, size_t n, struct rx *x, int begun)
 
 int proto_recv(int sock, struct proto_msg *m, struct uwerr *e)
 {
+	return proto_recv_max(sock, PROTO_MAX_PAYLOAD, m, e);
+}
+
+int proto_recv_max(int sock, uint32_t max_len, struct proto_msg *m, struct uwerr *e)
+{
 	memset(m, 0, sizeof(*m));
 	for (int i = 0; i < PROTO_MAX_FDS; i++)
 		m->fds[i] = -1;
@@ -219,9 +224,9 @@ int proto_recv(int sock, struct proto_msg *m, struct uwerr *e)
 			       what, h->reserved);
 		goto fail;
 	}
-	if (h->len > PROTO_MAX_PAYLOAD) {
+	if (h->len > max_len) {
 		rc = uwerr_set(e, EMSGSIZE, "receive %s: payload of %u bytes, over the limit of %u",
-			       what, h->len, PROTO_MAX_PAYLOAD);
+			       what, h->len, max_len);
 		goto fail;
 	}
 	if (h->nfds > PROTO_MAX_FDS) {

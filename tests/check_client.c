@@ -346,8 +346,10 @@ START_TEST(test_attach_decode_matmul)
 		ck_assert_int_eq(cu_check_decode(t, fx[i].raw, fx[i].raw_bytes), 0);
 	}
 	const uw_tensor *w = uw_model_find(m, "w");
-	ck_assert_int_eq(cu_check_matmul(w, (const uint16_t *)fx[0].raw, 1, &rng, NULL), 0);
-	ck_assert_int_eq(cu_check_matmul(w, (const uint16_t *)fx[0].raw, 5, &rng, NULL), 0);
+	ck_assert_int_eq(cu_check_matmul(w, (const uint16_t *)fx[0].raw, 1, 0, &rng, NULL), 0);
+	ck_assert_int_eq(cu_check_matmul(w, (const uint16_t *)fx[0].raw, 5, 0, &rng, NULL), 0);
+	ck_assert_int_eq(cu_check_matmul(w, (const uint16_t *)fx[0].raw, 1, 1, &rng, NULL), 0);
+	ck_assert_int_eq(cu_check_matmul(w, (const uint16_t *)fx[0].raw, 5, 1, &rng, NULL), 0);
 
 	/* The mapping is read-only: a write faults. */
 	pid_t pid = fork();
@@ -411,6 +413,9 @@ START_TEST(test_bad_arguments)
 	BAD(uw_matmul(norm, x, 1, y, NULL), -EINVAL, "2-D");
 	BAD(uw_matmul(f32, x, 1, y, NULL), -EINVAL, "BF16");
 	BAD(uw_matmul(w, x, 2, y, (void *)1), -EINVAL, "stream");
+	BAD(uw_matmul_f32(w, NULL, 1, (float *)y, NULL), -EINVAL, "x is NULL");
+	BAD(uw_matmul_f32(w, x, 0, (float *)y, NULL), -EINVAL, "batch");
+	BAD(uw_matmul_f32(f32, x, 1, (float *)y, NULL), -EINVAL, "BF16");
 	BAD(uw_tensor_info(w, NULL), -EINVAL, "NULL");
 	BAD(uw_attach(c, NULL, &m2), -EINVAL, "NULL");
 	BAD(uw_attach(c, "m", NULL), -EINVAL, "NULL");

@@ -328,8 +328,9 @@ static int verify_model(const uw_model *m, const struct source *src, uint64_t se
 		}
 		bad += cu_check_decode(t, src->raw[i], st_tensor_bytes(st)) < 0;
 		if (st->dtype == UW_DTYPE_BF16 && st->ndim == 2) {
-			bad += cu_check_matmul(t, (const uint16_t *)src->raw[i], 1, &rng, crc) < 0;
-			bad += cu_check_matmul(t, (const uint16_t *)src->raw[i], 5, &rng, crc) < 0;
+			bad += cu_check_matmul(t, (const uint16_t *)src->raw[i], 1, 0, &rng, crc) < 0;
+			bad += cu_check_matmul(t, (const uint16_t *)src->raw[i], 5, 0, &rng, crc) < 0;
+			bad += cu_check_matmul(t, (const uint16_t *)src->raw[i], 3, 1, &rng, crc) < 0;
 		}
 	}
 	return bad;

@@ -12,12 +12,13 @@
  * what differed on stderr. Usable in forked children (no Check calls). */
 int cu_check_decode(const uw_tensor *t, const void *raw, size_t raw_bytes);
 
-/* uw_matmul of t (2-D BF16, original bytes w) on random BF16 x of batch
- * rows, against a float64 reference: every |y - ref| must be within 1e-2
- * of sum |x||w| over the row. 0 or -1, with the worst element on stderr.
- * crc (may be NULL) accumulates a CRC-32C of y: processes given the same
- * rng state must get the same bits. */
-int cu_check_matmul(const uw_tensor *t, const uint16_t *w, size_t batch,
+/* uw_matmul (y_f32: uw_matmul_f32) of t (2-D BF16, original bytes w) on
+ * random BF16 x of batch rows, against a float64 reference: every
+ * |y - ref| must be within 1e-2 (y_f32: cols * 2^-24) of sum |x||w| over
+ * the row. 0 or -1, with the worst element on stderr. crc (may be NULL)
+ * accumulates a CRC-32C of y: processes given the same rng state must get
+ * the same bits. */
+int cu_check_matmul(const uw_tensor *t, const uint16_t *w, size_t batch, int y_f32,
 		    uint64_t *rng, uint32_t *crc);
 
 #endif

@@ -19,7 +19,8 @@
  *
  * Decode + GEMM pipeline (large batch): uwk_decode into the context's
  * scratch, then cublasGemmEx (BF16 in and out, float compute). RAW BF16
- * tensors go to cublasGemmEx directly. */
+ * tensors go to cublasGemmEx directly. uwk_matmul_f32 (float32 out) takes
+ * this pipeline at every batch. */
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
@@ -542,16 +543,18 @@ static int fused_run(const struct r12_args *a, const struct fused_kind *k, int k
 	return 0;
 }
 
-/* y[batch][rows] = x . W^T with W BF16 [rows][cols] row-major in w. */
+/* y[batch][rows] = x . W^T with W BF16 [rows][cols] row-major in w; y of
+ * type yt (BF16, or float32 for uwk_matmul_f32). */
 static int gemm_bf16(struct uwk_ctx *ctx, const void *w, uint64_t rows, uint64_t cols,
-		     const void *x, size_t batch, void *y, cudaStream_t s, struct uwerr *e)
+		     const void *x, size_t batch, void *y, cudaDataType_t yt, cudaStream_t s,
+		     struct uwerr *e)
 {
 	const float one = 1.f, zero = 0.f;
 	if (cublasSetStream(ctx->blas, s) != CUBLAS_STATUS_SUCCESS)
 		return uwerr_set(e, EIO, "cublasSetStream failed");
 	cublasStatus_t st = cublasGemmEx(ctx->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, (int)batch,
 					 (int)cols, &one, w, CUDA_R_16BF, (int)cols, x, CUDA_R_16BF,
-					 (int)cols, &zero, y, CUDA_R_16BF, (int)rows,
+					 (int)cols, &zero, y, yt, (int)rows,
 					 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
 	if (st != CUBLAS_STATUS_SUCCESS)
 		return uwerr_set(e, EIO, "cublasGemmEx %llux%llu batch %zu: %s",
@@ -611,7 +614,7 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 	if (l->format == UW_FORMAT_RAW) {
 		if (pipe == UWK_PIPE_FUSED)
 			return uwerr_set(e, EINVAL, "uwk_matmul: fused pipeline of a RAW tensor (R12 only)");
-		rc = gemm_bf16(ctx, dev_base, l->rows, l->cols, x, batch, y, s, e);
+		rc = gemm_bf16(ctx, dev_base, l->rows, l->cols, x, batch, y, CUDA_R_16BF, s, e);
 		return rc < 0 ? matmul_fail(e, rc, l, batch) : 0;
 	}
 	struct r12_args a;
@@ -630,7 +633,8 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 		if (rc == 0)
 			rc = uwk_decode_r12(&a, (uint16_t *)ctx->scratch, s, e);
 		if (rc == 0)
-			rc = gemm_bf16(ctx, ctx->scratch, l->rows, l->cols, x, batch, y, s, e);
+			rc = gemm_bf16(ctx, ctx->scratch, l->rows, l->cols, x, batch, y,
+				       CUDA_R_16BF, s, e);
 		break;
 	default:
 		return uwerr_set(e, EINVAL, "uwk_matmul: unknown pipeline %d", (int)pipe);
@@ -643,6 +647,31 @@ extern "C" int uwk_matmul(const struct uw_layout *l, const void *dev_base, const
 			  struct uwerr *e)
 {
 	return uwk_matmul_pipe(l, dev_base, x, batch, y, UWK_PIPE_AUTO, s, ctx, e);
+}
+
+extern "C" int uwk_matmul_f32(const struct uw_layout *l, const void *dev_base,
+			      const void *x, size_t batch, float *y, cudaStream_t s,
+			      struct uwk_ctx *ctx, struct uwerr *e)
+{
+	int rc = matmul_args(l, dev_base, x, batch, y, ctx, e);
+	if (rc == 0)
+		rc = uwk_check_ptr(y, 4, "y", e);
+	if (rc < 0)
+		return l ? matmul_fail(e, rc, l, batch) : rc;
+	const void *w = dev_base;
+	if (l->format == UW_FORMAT_R12) {
+		struct r12_args a;
+		rc = uwk_args_make(l, dev_base, &a, e);
+		if (rc == 0)
+			rc = uwk_ctx_reserve(&ctx->scratch, &ctx->scratch_bytes,
+					     2 * l->rows * l->cols, "decode scratch", e);
+		if (rc == 0)
+			rc = uwk_decode_r12(&a, (uint16_t *)ctx->scratch, s, e);
+		w = ctx->scratch;
+	}
+	if (rc == 0)
+		rc = gemm_bf16(ctx, w, l->rows, l->cols, x, batch, y, CUDA_R_32F, s, e);
+	return rc < 0 ? matmul_fail(e, rc, l, batch) : 0;
 }
 
 extern "C" int uwk_matmul_fused_cfg(const struct uw_layout *l, const void *dev_base,

@@ -70,6 +70,13 @@ int uwk_matmul(const struct uw_layout *l, const void *dev_base, const void *x,
 	       size_t batch, void *y, cudaStream_t s, struct uwk_ctx *ctx,
 	       struct uwerr *e);
 
+/* uwk_matmul with y float32 [batch][rows], the sums not rounded to BF16
+ * (y 4-byte aligned). Decode to scratch + cuBLAS at every batch: it serves
+ * the last layer of a model (logits), where a BF16 rounding could tie. */
+int uwk_matmul_f32(const struct uw_layout *l, const void *dev_base, const void *x,
+		   size_t batch, float *y, cudaStream_t s, struct uwk_ctx *ctx,
+		   struct uwerr *e);
+
 /* uwk_matmul with the pipeline named (tests and benchmarks). */
 int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base, const void *x,
 		    size_t batch, void *y, enum uwk_pipe pipe, cudaStream_t s,
