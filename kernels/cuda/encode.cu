@@ -91,7 +91,7 @@ __device__ __forceinline__ void enc_group(const enc_args &a, uint64_t g, uint64_
 					  uint64_t *slots)
 {
 	*r0 = g * RES_PATCH_GROUP;
-	const uint64_t r1 = min(*r0 + RES_PATCH_GROUP, a.rows);
+	const uint64_t r1 = *r0 + RES_PATCH_GROUP < a.rows ? *r0 + RES_PATCH_GROUP : a.rows;
 	*slots = (r1 - *r0) * ((a.cols + 1) / 2);
 }
 
@@ -336,10 +336,15 @@ static int crc_run(const void *p, uint64_t n, uint32_t *crc, struct enc_scratch 
 			rc = uwk_cuda_fail(e, err, "crc32c kernel", __FILE__, __LINE__);
 	}
 	if (rc == 0) {
-		uint32_t op[32], c = h[0];
+		/* the shift is linear: one table per byte of the CRC */
+		uint32_t op[32], t[4][256], c = h[0];
 		crc32c_zeros_op(CRC_CHUNK, op);
+		for (int k = 0; k < 4; k++)
+			for (uint32_t b = 0; b < 256; b++)
+				t[k][b] = crc32c_shift(op, b << (8 * k));
 		for (uint64_t i = 1; i < chunks; i++)
-			c = crc32c_shift(op, c) ^ h[i];
+			c = t[0][c & 0xff] ^ t[1][(c >> 8) & 0xff] ^ t[2][(c >> 16) & 0xff] ^
+			    t[3][c >> 24] ^ h[i];
 		*crc = c;
 	}
 	free(h);
