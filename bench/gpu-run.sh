@@ -5,7 +5,7 @@
 #   bash bench/gpu-run.sh [BUILDDIR] [bench args]    (default .devbuild)
 # Logs go to $OUT (the device tool's folder), else ./gpu-out. Libraries the
 # host may lack (libsubunit of Check) can be put in BUILDDIR/gpulibs.
-# SKIP_MATMUL=1 leaves the matmul benchmark out.
+# SKIP_MATMUL=1 leaves the matmul benchmark out; SKIP_ENCODE=1 the encode one.
 # PROFILE=1 also writes the fused kernels' SASS and an Nsight Compute
 # report of the batch-1 fused kernel on 14336x4096.
 set -u
@@ -18,7 +18,7 @@ export LD_LIBRARY_PATH="$B/gpulibs:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_
 {
 	date -u +%Y-%m-%dT%H:%MZ
 	nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,clocks.mem,power.limit,temperature.gpu --format=csv
-	for p in tests/check_gpu_kernels bench/uw-bench-matmul; do
+	for p in tests/check_gpu_kernels bench/uw-bench-matmul bench/uw-bench-encode; do
 		ldd "$B/$p" | grep -i "not found" && echo "$p: missing libraries"
 	done
 } 2>&1 | tee "$O/host.txt"
@@ -75,6 +75,13 @@ PY
 		kill -TERM $d
 		wait $d
 	done
+fi
+
+# Encoding on the CPU (1 thread, all) and on the GPU (raw on the device,
+# and with its H2D copy from pinned memory).
+if [ "${SKIP_ENCODE:-0}" != 1 ]; then
+	timeout 120 "$B/bench/uw-bench-encode" 2>&1 | tee "$O/bench-encode.log"
+	[ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
 fi
 
 if [ "${SKIP_MATMUL:-0}" != 1 ]; then

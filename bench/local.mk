@@ -14,7 +14,17 @@ bench/matmul.o: bench/matmul.cu kernels/cuda/uwk.h
 	$(AM_V_GEN)$(MKDIR_P) bench && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/bench/matmul.cu
 CLEANFILES += bench/matmul.o
 endif
-EXTRA_DIST += bench/matmul.cu bench/gpu-run.sh bench/NOTES.md
+
+# Encoding on the CPU beside the GPU (GPU host: bench/gpu-run.sh).
+if HAVE_CUDA
+noinst_PROGRAMS += bench/uw-bench-encode
+bench_uw_bench_encode_SOURCES = bench/encode.c tests/bf16cases.c tests/bf16cases.h
+bench_uw_bench_encode_CFLAGS = $(AM_CFLAGS) $(CUDA_CFLAGS)
+bench_uw_bench_encode_LDADD = $(UWCUDA_LIBS) tests/libtestutil.la libuwcore.la
+bench_uw_bench_encode_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
+EXTRA_bench_uw_bench_encode_DEPENDENCIES = kernels/libuwcuda.a
+endif
+EXTRA_DIST += bench/matmul.cu bench/encode.c bench/gpu-run.sh bench/NOTES.md
 
 # Attach latency and host load throughput, against a running unweightd.
 noinst_PROGRAMS += bench/uw-bench-attach

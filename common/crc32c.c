@@ -68,3 +68,41 @@ uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
 #endif
 	return ~crc_sw(c, buf, len);
 }
+
+/* The shift by zero bytes is linear over GF(2): a 32x32 matrix, column i
+ * the image of bit i. */
+static uint32_t gf2_times(const uint32_t m[32], uint32_t v)
+{
+	uint32_t r = 0;
+	for (int i = 0; v; i++, v >>= 1)
+		if (v & 1)
+			r ^= m[i];
+	return r;
+}
+
+void crc32c_zeros_op(size_t len, uint32_t op[32])
+{
+	uint32_t base[32], t[32];
+	for (int i = 0; i < 32; i++) {
+		uint32_t c = 1u << i;    /* one zero byte: eight register steps */
+		for (int k = 0; k < 8; k++)
+			c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1)));
+		base[i] = c;
+		op[i] = 1u << i;
+	}
+	for (; len; len >>= 1) {   /* op = base^len, base squared each bit */
+		if (len & 1) {
+			for (int i = 0; i < 32; i++)
+				t[i] = gf2_times(base, op[i]);
+			memcpy(op, t, sizeof(t));
+		}
+		for (int i = 0; i < 32; i++)
+			t[i] = gf2_times(base, base[i]);
+		memcpy(base, t, sizeof(t));
+	}
+}
+
+uint32_t crc32c_shift(const uint32_t op[32], uint32_t crc)
+{
+	return gf2_times(op, crc);
+}

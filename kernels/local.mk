@@ -18,7 +18,8 @@ NVCCFLAGS = -std=c++17 -O3 -lineinfo \
 	-Xcompiler -fPIC,-fvisibility=hidden,-Wall \
 	-I$(srcdir) -I$(srcdir)/client -I$(builddir)
 UWCUDA_HDRS = kernels/cuda/uwk.h kernels/cuda/uwk_int.h kernels/resident.h
-UWCUDA_OBJS = kernels/cuda/ctx.o kernels/cuda/decode.o kernels/cuda/matmul.o
+UWCUDA_OBJS = kernels/cuda/ctx.o kernels/cuda/decode.o kernels/cuda/encode.o \
+	kernels/cuda/matmul.o
 # Link with gcc: the C++ runtime and cudart (dynamic, found through the rpath;
 # libcuda is loaded by cudart, so a host without a driver still starts).
 UWCUDA_LIBS = kernels/libuwcuda.a -L$(CUDA_DIR)/lib64 -lcublas -lcudart -lstdc++ -lm
@@ -28,6 +29,8 @@ kernels/cuda/ctx.o: kernels/cuda/ctx.cu $(UWCUDA_HDRS)
 	$(AM_V_GEN)$(MKDIR_P) kernels/cuda && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/kernels/cuda/ctx.cu
 kernels/cuda/decode.o: kernels/cuda/decode.cu $(UWCUDA_HDRS)
 	$(AM_V_GEN)$(MKDIR_P) kernels/cuda && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/kernels/cuda/decode.cu
+kernels/cuda/encode.o: kernels/cuda/encode.cu $(UWCUDA_HDRS)
+	$(AM_V_GEN)$(MKDIR_P) kernels/cuda && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/kernels/cuda/encode.cu
 kernels/cuda/matmul.o: kernels/cuda/matmul.cu $(UWCUDA_HDRS)
 	$(AM_V_GEN)$(MKDIR_P) kernels/cuda && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/kernels/cuda/matmul.cu
 kernels/libuwcuda.a: $(UWCUDA_OBJS)
@@ -46,4 +49,4 @@ tests_check_gpu_kernels_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
 EXTRA_tests_check_gpu_kernels_DEPENDENCIES = kernels/libuwcuda.a
 endif
 EXTRA_DIST += kernels/cuda/uwk.h kernels/cuda/uwk_int.h kernels/cuda/ctx.cu \
-	kernels/cuda/decode.cu kernels/cuda/matmul.cu
+	kernels/cuda/decode.cu kernels/cuda/encode.cu kernels/cuda/matmul.cu

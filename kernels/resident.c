@@ -76,8 +76,8 @@ static int r12_offsets(struct uw_layout *l)
 	return 0;
 }
 
-int res_plan(int dtype, int ndim, const uint64_t *shape, const void *raw,
-	     size_t raw_bytes, struct uw_layout *l, struct uwerr *e)
+int res_plan_shape(int dtype, int ndim, const uint64_t *shape, size_t raw_bytes,
+		   struct uw_layout *l, struct uwerr *e)
 {
 	uint64_t rows = 0, cols = 0;
 	int rc = view_2d(dtype, ndim, shape, raw_bytes, &rows, &cols, e);
@@ -89,22 +89,57 @@ int res_plan(int dtype, int ndim, const uint64_t *shape, const void *raw,
 	l->rows = rows;
 	l->cols = cols;
 	l->nbytes = raw_bytes;
-	if (dtype != UW_DTYPE_BF16 || ndim < 2 || rows * cols == 0 || cols >= R12_MAX_COLS)
-		return 0;
+	return dtype == UW_DTYPE_BF16 && ndim >= 2 && rows * cols != 0 && cols < R12_MAX_COLS;
+}
 
-	uint64_t hist[256] = {0}, covered = 0;
-	const uint8_t *p = raw;
-	for (size_t i = 0; i < raw_bytes; i += 2)
-		hist[bf16_exp(p + i)]++;
+void res_plan_r12(struct uw_layout *l, const uint64_t hist[256])
+{
+	uint64_t covered = 0;
 	struct uw_layout r = *l;
 	int k = exp_palette16(hist, r.palette);
 	for (int i = 0; i < k; i++)
 		covered += hist[r.palette[i]];
 	r.format = UW_FORMAT_R12;
-	r.npatch = rows * cols - covered;
+	r.npatch = l->rows * l->cols - covered;
 	/* the group index holds uint32 prefix counts */
-	if (r.npatch <= UINT32_MAX && r12_offsets(&r) == 0 && r.nbytes < raw_bytes)
+	if (r.npatch <= UINT32_MAX && r12_offsets(&r) == 0 && r.nbytes < l->nbytes)
 		*l = r;
+}
+
+int res_plan(int dtype, int ndim, const uint64_t *shape, const void *raw,
+	     size_t raw_bytes, struct uw_layout *l, struct uwerr *e)
+{
+	int rc = res_plan_shape(dtype, ndim, shape, raw_bytes, l, e);
+	if (rc <= 0)
+		return rc;
+	uint64_t hist[256] = {0};
+	const uint8_t *p = raw;
+	for (size_t i = 0; i < raw_bytes; i += 2)
+		hist[bf16_exp(p + i)]++;
+	res_plan_r12(l, hist);
+	return 0;
+}
+
+void res_r12_index(const uint8_t palette[UW_PALETTE_SIZE], uint8_t idx[256])
+{
+	memset(idx, 0xff, 256);
+	for (int i = UW_PALETTE_SIZE - 1; i >= 0; i--)
+		idx[palette[i]] = (uint8_t)i;   /* the first of repeated entries wins */
+}
+
+int res_r12_check(const struct uw_layout *l, size_t raw_bytes, struct uwerr *e)
+{
+	if (raw_bytes / 2 != l->rows * l->cols || raw_bytes % 2)
+		return uwerr_set(e, EINVAL, "R12 layout of %llux%llu for %zu bytes of data",
+				 (unsigned long long)l->rows, (unsigned long long)l->cols, raw_bytes);
+	/* Only the planned geometry: then every gap is known. */
+	struct uw_layout want = *l;
+	if (r12_offsets(&want) < 0 || want.nbytes != l->nbytes || want.mant_off != l->mant_off ||
+	    want.mant_stride != l->mant_stride || want.nib_off != l->nib_off ||
+	    want.nib_stride != l->nib_stride || want.patch_grp_off != l->patch_grp_off ||
+	    want.patch_off != l->patch_off)
+		return uwerr_set(e, EINVAL, "R12 layout of %llux%llu is not the one res_plan makes",
+				 (unsigned long long)l->rows, (unsigned long long)l->cols);
 	return 0;
 }
 
@@ -186,22 +221,11 @@ int res_encode_mt(struct uw_layout *l, const void *raw, size_t raw_bytes,
 		l->crc32c = crc32c(0, dst, raw_bytes);
 		return 0;
 	}
-	if (raw_bytes / 2 != l->rows * l->cols || raw_bytes % 2)
-		return uwerr_set(e, EINVAL, "res_encode: R12 layout of %llux%llu for %zu bytes of data",
-				 (unsigned long long)l->rows, (unsigned long long)l->cols, raw_bytes);
-	/* Only the planned geometry: then every gap below is known. */
-	struct uw_layout want = *l;
-	if (r12_offsets(&want) < 0 || want.nbytes != l->nbytes || want.mant_off != l->mant_off ||
-	    want.mant_stride != l->mant_stride || want.nib_off != l->nib_off ||
-	    want.nib_stride != l->nib_stride || want.patch_grp_off != l->patch_grp_off ||
-	    want.patch_off != l->patch_off)
-		return uwerr_set(e, EINVAL, "res_encode: R12 layout of %llux%llu is not the one res_plan makes",
-				 (unsigned long long)l->rows, (unsigned long long)l->cols);
+	if (res_r12_check(l, raw_bytes, e) < 0)
+		return uwerr_prefix(e, "res_encode");
 
 	struct r12_job j = {.l = l, .raw = raw, .dst = dst};
-	memset(j.idx, 0xff, sizeof(j.idx));
-	for (int i = UW_PALETTE_SIZE - 1; i >= 0; i--)
-		j.idx[l->palette[i]] = (uint8_t)i;   /* the first of repeated entries wins */
+	res_r12_index(l->palette, j.idx);
 	const uint64_t ngrp = r12_groups(l->rows);
 	j.grp_patches = malloc((ngrp + 1) * sizeof(uint32_t));
 	if (!j.grp_patches)

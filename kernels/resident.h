@@ -23,6 +23,20 @@
 int res_plan(int dtype, int ndim, const uint64_t *shape, const void *raw,
 	     size_t raw_bytes, struct uw_layout *l, struct uwerr *e);
 
+/* res_plan in two steps, for a histogram counted elsewhere (the GPU):
+ * res_plan_shape fills *l as RAW and returns 1 when R12 may pay (then the
+ * exponent histogram is wanted), 0 when RAW is final, or a negative errno;
+ * res_plan_r12 turns *l into R12 when the histogram says it is smaller. */
+int res_plan_shape(int dtype, int ndim, const uint64_t *shape, size_t raw_bytes,
+		   struct uw_layout *l, struct uwerr *e);
+void res_plan_r12(struct uw_layout *l, const uint64_t hist[256]);
+
+/* R12 encoding's exponent -> palette index map (0xff: patched); the first of
+ * repeated palette entries wins. */
+void res_r12_index(const uint8_t palette[UW_PALETTE_SIZE], uint8_t idx[256]);
+/* An R12 layout is the one res_plan makes for raw_bytes of data (-EINVAL). */
+int res_r12_check(const struct uw_layout *l, size_t raw_bytes, struct uwerr *e);
+
 /* Write the resident bytes of raw into dst (l->nbytes, from res_plan), and
  * set l->crc32c. Padding bytes are zero. */
 int res_encode(struct uw_layout *l, const void *raw, size_t raw_bytes,

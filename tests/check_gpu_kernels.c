@@ -1,9 +1,11 @@
-/* check_gpu_kernels: the CUDA kernels against their CPU twins: uwk_decode
- * bit-exact against ref_decode, uwk_matmul (every pipeline and fused shape)
+/* check_gpu_kernels: the CUDA kernels against their CPU twins: uwk_encode
+ * byte for byte against res_encode (every tensor below is encoded on both),
+ * uwk_decode bit-exact against ref_decode, uwk_matmul (every pipeline and fused shape)
  * against a float64 reference, on fresh random tensors, the adversarial set
  * and the stories260K weights; bad arguments are refused without a fault.
  * Exits 77 (skipped) where there is no GPU. */
 #include <check.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,63 @@ struct tensor {
 	size_t n;
 };
 
+static void layout_eq(const struct uw_layout *a, const struct uw_layout *b, const char *what)
+{
+	ck_assert_msg(a->format == b->format && a->dtype == b->dtype && a->rows == b->rows &&
+		      a->cols == b->cols && a->nbytes == b->nbytes && a->crc32c == b->crc32c &&
+		      !memcmp(a->palette, b->palette, UW_PALETTE_SIZE) &&
+		      a->mant_off == b->mant_off && a->mant_stride == b->mant_stride &&
+		      a->nib_off == b->nib_off && a->nib_stride == b->nib_stride &&
+		      a->patch_grp_off == b->patch_grp_off && a->patch_off == b->patch_off &&
+		      a->npatch == b->npatch,
+		      "%s: GPU layout (format %u, %llu bytes, %llu patches, crc %08x) is not the CPU's "
+		      "(format %u, %llu bytes, %llu patches, crc %08x)", what, a->format,
+		      (unsigned long long)a->nbytes, (unsigned long long)a->npatch, a->crc32c,
+		      b->format, (unsigned long long)b->nbytes, (unsigned long long)b->npatch,
+		      b->crc32c);
+}
+
+/* uwk_encode_plan + uwk_encode of raw give res_encode's layout and bytes,
+ * touch nothing past them, and uwk_decode brings raw back. */
+static void check_encode(const struct tensor *t, int ndim, const uint64_t *shape,
+			 const uint16_t *raw, const char *what)
+{
+	struct uwerr e = {0};
+	struct uw_layout l;
+	const size_t rb = 2 * t->n, cap = (t->l.nbytes + RES_ALIGN) / RES_ALIGN * RES_ALIGN;
+	void *draw, *ddst, *dout;
+	CK(cudaMalloc(&draw, rb + 2));
+	CK(cudaMalloc(&ddst, cap + RES_ALIGN));
+	CK(cudaMalloc(&dout, rb + 2));
+	CK(cudaMemcpy(draw, raw, rb, cudaMemcpyHostToDevice));
+	CK(cudaMemset(ddst, 0xa5, cap + RES_ALIGN));   /* stale bytes where padding goes */
+	ck_assert_msg(uwk_encode_plan(UW_DTYPE_BF16, ndim, shape, draw, rb, &l, 0, &e) == 0,
+		      "%s: uwk_encode_plan: %s", what, e.msg);
+	ck_assert_msg(uwk_encode(&l, draw, rb, ddst, 0, &e) == 0, "%s: uwk_encode: %s", what, e.msg);
+	layout_eq(&l, &t->l, what);
+	uint8_t *got = malloc(cap + RES_ALIGN);
+	CK(cudaMemcpy(got, ddst, cap + RES_ALIGN, cudaMemcpyDeviceToHost));
+	size_t i = 0;   /* the first difference, if any (one assertion, not one a byte) */
+	while (i < l.nbytes && got[i] == t->host[i])
+		i++;
+	ck_assert_msg(i == l.nbytes, "%s: byte %zu of %llu: GPU %02x, CPU %02x", what, i,
+		      (unsigned long long)l.nbytes, got[i], t->host[i]);
+	while (i < cap + RES_ALIGN && got[i] == 0xa5)
+		i++;
+	ck_assert_msg(i == cap + RES_ALIGN, "%s: byte %zu past the %llu written", what, i,
+		      (unsigned long long)l.nbytes);
+	if (t->n) {
+		ck_assert_msg(uwk_decode(&l, ddst, dout, rb, 0, &e) == 0, "%s: uwk_decode: %s",
+			      what, e.msg);
+		CK(cudaMemcpy(got, dout, rb, cudaMemcpyDeviceToHost));
+		ck_assert_msg(memcmp(got, raw, rb) == 0, "%s: GPU encode + decode differs", what);
+	}
+	free(got);
+	cudaFree(draw);
+	cudaFree(ddst);
+	cudaFree(dout);
+}
+
 static void tensor_make(struct tensor *t, int ndim, const uint64_t *shape, const uint16_t *raw,
 			size_t n, const char *what)
 {
@@ -51,6 +110,7 @@ static void tensor_make(struct tensor *t, int ndim, const uint64_t *shape, const
 	t->w = malloc(2 * n + 2);
 	ck_assert_msg(ref_decode(&t->l, t->host, t->w, 2 * n, &e) == 0, "%s: ref_decode: %s", what, e.msg);
 	ck_assert_msg(n == 0 || memcmp(t->w, raw, 2 * n) == 0, "%s: the CPU round trip differs", what);
+	check_encode(t, ndim, shape, raw, what);
 }
 
 static void tensor_free(struct tensor *t)
@@ -442,6 +502,42 @@ START_TEST(test_bad_args)
 }
 END_TEST
 
+/* Data with more exponents outside the palette than its layout planned is
+ * refused, and nothing is written past the layout's bytes. */
+START_TEST(test_encode_mismatch)
+{
+	struct uwerr e = {0};
+	const uint64_t shape[2] = {64, 1000};
+	const size_t n = 64 * 1000;
+	uint16_t *a = weights(n, 0, 0, 0), *b = weights(n, 8, 0, 255);
+	struct uw_layout l;
+	void *draw, *ddst;
+	CK(cudaMalloc(&draw, 2 * n));
+	CK(cudaMalloc(&ddst, 4 * n));
+	CK(cudaMemcpy(draw, a, 2 * n, cudaMemcpyHostToDevice));
+	ck_assert_msg(uwk_encode_plan(UW_DTYPE_BF16, 2, shape, draw, 2 * n, &l, 0, &e) == 0, "%s", e.msg);
+	ck_assert(l.format == UW_FORMAT_R12 && l.nbytes < 2 * n);
+	CK(cudaMemcpy(draw, b, 2 * n, cudaMemcpyHostToDevice));
+	CK(cudaMemset(ddst, 0xa5, 4 * n));
+	ck_assert_int_eq(uwk_encode(&l, draw, 2 * n, ddst, 0, &e), -EINVAL);
+	ck_assert_msg(strstr(e.msg, "outside the palette"), "%s", e.msg);
+	uint8_t *got = malloc(4 * n);
+	CK(cudaMemcpy(got, ddst, 4 * n, cudaMemcpyDeviceToHost));
+	size_t i = l.nbytes;
+	while (i < 4 * n && got[i] == 0xa5)
+		i++;
+	ck_assert_msg(i == 4 * n, "byte %zu past the %llu of the layout", i,
+		      (unsigned long long)l.nbytes);
+	/* and a host pointer is refused */
+	ck_assert_int_eq(uwk_encode(&l, a, 2 * n, ddst, 0, &e), -EINVAL);
+	free(got);
+	free(a);
+	free(b);
+	cudaFree(draw);
+	cudaFree(ddst);
+}
+END_TEST
+
 int main(void)
 {
 	int ndev = 0;
@@ -468,6 +564,7 @@ int main(void)
 	tcase_add_test(tc, test_matmul_cfgs);
 	tcase_add_test(tc, test_matmul_pipes);
 	tcase_add_test(tc, test_bad_args);
+	tcase_add_test(tc, test_encode_mismatch);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	/* one process: a CUDA context does not survive fork */

@@ -1,6 +1,7 @@
 /* check_resident: the resident layouts round-trip every bit pattern, R12 is
- * chosen where it pays, bad layouts are refused, and the reference matmul
- * agrees with float64 whatever the format and thread count. */
+ * chosen where it pays, bad layouts are refused, the reference matmul
+ * agrees with float64 whatever the format and thread count, and CRCs of
+ * pieces join into the CRC of the whole (as uwk_encode joins its chunks'). */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -403,6 +404,32 @@ START_TEST(test_real_weights)
 }
 END_TEST
 
+START_TEST(test_crc32c_join)
+{
+	ck_assert_uint_eq(crc32c(0, "123456789", 9), 0xe3069283u);   /* the check value */
+	uint64_t rng = seed;
+	const size_t n = 20000;
+	uint8_t *b = malloc(n);
+	for (size_t i = 0; i < n; i++)
+		b[i] = (uint8_t)tu_rand(&rng);
+	const uint32_t whole = crc32c(0, b, n);
+	static const size_t cuts[] = {0, 1, 7, 4096, 4097, 12345, 19999, 20000};
+	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+		uint32_t op[32];
+		crc32c_zeros_op(n - cuts[i], op);
+		uint32_t c = crc32c_shift(op, crc32c(0, b, cuts[i])) ^ crc32c(0, b + cuts[i], n - cuts[i]);
+		ck_assert_msg(c == whole, "cut at %zu: %08x, want %08x", cuts[i], c, whole);
+	}
+	/* a short head, then 4 KiB chunks with one operator, as uwk_encode does */
+	uint32_t op[32], c = crc32c(0, b, n % 4096);
+	crc32c_zeros_op(4096, op);
+	for (size_t at = n % 4096; at < n; at += 4096)
+		c = crc32c_shift(op, c) ^ crc32c(0, b + at, 4096);
+	ck_assert_uint_eq(c, whole);
+	free(b);
+}
+END_TEST
+
 int main(void)
 {
 	seed = tu_seed();
@@ -414,5 +441,6 @@ int main(void)
 	tcase_add_test(tc, test_matmul);
 	tcase_add_test(tc, test_bf16_rounding);
 	tcase_add_test(tc, test_real_weights);
+	tcase_add_test(tc, test_crc32c_join);
 	return tu_run(s);
 }

@@ -1,4 +1,5 @@
 /* uwk: the CUDA kernels over the resident formats, behind a C API:
+ * uwk_encode_plan + uwk_encode (BF16 -> resident, res_encode's bytes),
  * uwk_decode (resident -> BF16) and uwk_matmul (fused decode+matmul for small
  * batches, decode to scratch + cuBLAS for large ones).
  *
@@ -58,6 +59,21 @@ struct uwk_ctx;
 int uwk_ctx_new(struct uwk_ctx **out, struct uwerr *e);
 /* Waits for nothing: free only after the work that used it is done. NULL is fine. */
 void uwk_ctx_free(struct uwk_ctx *c);
+
+/* Plan the resident layout of a tensor whose raw bytes (dev_raw, 2-byte
+ * aligned for BF16) are in device memory: res_plan's result, from an
+ * exponent histogram counted on the GPU. Waits for stream s. */
+int uwk_encode_plan(int dtype, int ndim, const uint64_t *shape, const void *dev_raw,
+		    size_t raw_bytes, struct uw_layout *l, cudaStream_t s,
+		    struct uwerr *e);
+
+/* Write the resident bytes of dev_raw into dev_dst (l->nbytes of them, from
+ * uwk_encode_plan or res_plan; dev_dst 256-byte aligned for R12) and set
+ * l->crc32c: the bytes and checksum res_encode writes. Data whose exponents
+ * do not fit the layout's patch count is -EINVAL (nothing past nbytes is
+ * written). Waits for stream s. */
+int uwk_encode(struct uw_layout *l, const void *dev_raw, size_t raw_bytes,
+	       void *dev_dst, cudaStream_t s, struct uwerr *e);
 
 /* Decode the resident tensor at dev_base into dev_out (bit-exact BF16, or the
  * raw bytes for RAW), on stream s. */
