@@ -12,6 +12,7 @@ unweightd_SOURCES = \
 	daemon/conn.c daemon/conn.h \
 	daemon/registry.c daemon/registry.h \
 	daemon/loader.c daemon/loader.h \
+	daemon/fdstore.c daemon/fdstore.h \
 	daemon/stats.c daemon/stats.h \
 	daemon/backend.c daemon/backend.h daemon/backend_host.c
 unweightd_CFLAGS = $(AM_CFLAGS) $(SYSTEMD_CFLAGS)
@@ -35,6 +36,14 @@ unweightd_SOURCES += daemon/backend_cuda.c
 unweightd_CFLAGS += $(CUDA_CFLAGS)
 endif
 EXTRA_DIST += daemon/backend_cuda.c
+
+# Restart without reload: a fake systemd fd store.
+check_PROGRAMS += tests/check_restart
+TESTS += tests/check_restart
+tests_check_restart_SOURCES = tests/check_restart.c
+tests_check_restart_CFLAGS = $(TEST_CFLAGS)
+tests_check_restart_LDADD = $(TEST_LIBS)
+EXTRA_tests_check_restart_DEPENDENCIES = unweightd
 
 # The policy (admin, attach lists) and the load path confinement.
 check_PROGRAMS += tests/check_policy
