@@ -45,6 +45,14 @@ tests_check_restart_CFLAGS = $(TEST_CFLAGS)
 tests_check_restart_LDADD = $(TEST_LIBS)
 EXTRA_tests_check_restart_DEPENDENCIES = unweightd
 
+# Clients killed at every step of the protocol, the daemon killed mid-load.
+check_PROGRAMS += tests/check_crash
+TESTS += tests/check_crash
+tests_check_crash_SOURCES = tests/check_crash.c
+tests_check_crash_CFLAGS = $(TEST_CFLAGS)
+tests_check_crash_LDADD = $(TEST_LIBS)
+EXTRA_tests_check_crash_DEPENDENCIES = unweightd tests/unweightd-faults
+
 # The policy (admin, attach lists) and the load path confinement.
 check_PROGRAMS += tests/check_policy
 TESTS += tests/check_policy
@@ -62,10 +70,12 @@ tests_check_limits_LDADD = $(TEST_LIBS)
 EXTRA_tests_check_limits_DEPENDENCIES = unweightd
 
 # unweightd with the reader's fault hooks (format/uring_read.c built with
-# UW_READ_FAULTS, taken before libuwcore's copy): check_daemon drives it
-# through UW_TEST_READ_FAULTS. Never installed; unweightd has no hooks.
+# UW_READ_FAULTS, taken before libuwcore's copy) and the backend's
+# (UW_ALLOC_FAULTS, daemon/backend.c): check_daemon and check_crash drive
+# them through UW_TEST_READ_FAULTS and UW_TEST_ALLOC_FAULTS. Never
+# installed; unweightd has no hooks.
 check_PROGRAMS += tests/unweightd-faults
 tests_unweightd_faults_SOURCES = $(unweightd_SOURCES) format/uring_read.c
-tests_unweightd_faults_CFLAGS = $(unweightd_CFLAGS) $(URING_CFLAGS) -DUW_READ_FAULTS
+tests_unweightd_faults_CFLAGS = $(unweightd_CFLAGS) $(URING_CFLAGS) -DUW_READ_FAULTS -DUW_ALLOC_FAULTS
 tests_unweightd_faults_LDADD = $(unweightd_LDADD)
 EXTRA_tests_check_daemon_DEPENDENCIES += tests/unweightd-faults ctl/unweightctl

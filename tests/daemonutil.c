@@ -4,6 +4,7 @@
 #include "tests/daemonutil.h"
 
 #include <check.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -207,13 +208,16 @@ void daemon_start(struct daemon *d, const struct start_opts *o)
 	/* The store's fds and names, taken before the fork. */
 	int pass[FAKE_STORE_MAX];
 	size_t npass = 0;
-	char names[FAKE_STORE_MAX * 260] = "unweightd.socket";
+	char names[FAKE_STORE_MAX * 260] = "";
+	if (lfd >= 0)
+		strcat(names, "unweightd.socket");
 	if (o && o->pass_store) {
-		ck_assert_msg(lfd >= 0 && o->store, "pass_store needs activate_fd and store");
+		ck_assert_msg(o->store != NULL, "pass_store needs a store");
 		pthread_mutex_lock(&o->store->lock);
 		for (; npass < o->store->n; npass++) {
 			pass[npass] = o->store->e[npass].fd;
-			strcat(names, ":");
+			if (names[0])
+				strcat(names, ":");
 			strcat(names, o->store->e[npass].name);
 		}
 		pthread_mutex_unlock(&o->store->lock);
@@ -226,28 +230,29 @@ void daemon_start(struct daemon *d, const struct start_opts *o)
 		unsetenv("LISTEN_PID");
 		unsetenv("WATCHDOG_USEC");
 		unsetenv("LISTEN_FDNAMES");
-		if (lfd >= 0) {
-			char pid[32], nfds[32];
+		unsigned nfds = (lfd >= 0) + (unsigned)npass;
+		if (nfds) {
+			char pid[32], n[32];
 			/* Out of the way first: a source may sit where another goes. */
-			int high = fcntl(lfd, F_DUPFD, 1000);
+			int high = lfd >= 0 ? fcntl(lfd, F_DUPFD, 1000) : -1;
 			for (size_t i = 0; i < npass; i++)
 				if ((pass[i] = fcntl(pass[i], F_DUPFD, 1001 + (int)i)) < 0)
 					_exit(126);
-			if (high < 0 || dup2(high, 3) < 0)
+			if (lfd >= 0 && (high < 0 || dup2(high, 3) < 0))
 				_exit(126);
 			for (size_t i = 0; i < npass; i++)
-				if (dup2(pass[i], 4 + (int)i) < 0)
+				if (dup2(pass[i], 3 + (lfd >= 0) + (int)i) < 0)
 					_exit(126);
 			snprintf(pid, sizeof(pid), "%ld", (long)getpid());
-			snprintf(nfds, sizeof(nfds), "%zu", 1 + npass);
-			setenv("LISTEN_FDS", nfds, 1);
+			snprintf(n, sizeof(n), "%u", nfds);
+			setenv("LISTEN_FDS", n, 1);
 			setenv("LISTEN_PID", pid, 1);
 			if (npass)
 				setenv("LISTEN_FDNAMES", names, 1);
 		}
 		/* Only what a service would get: valgrind --track-fds then
 		 * reports the daemon's own fds alone. */
-		close_range(lfd >= 0 ? 4 + (unsigned)npass : 3, ~0u, 0);
+		close_range(3 + nfds, ~0u, 0);
 		if (o && o->log) {
 			int lf = open(o->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 			if (lf < 0 || dup2(lf, 2) < 0)
@@ -262,6 +267,29 @@ void daemon_start(struct daemon *d, const struct start_opts *o)
 	}
 	ck_assert_msg(notify_wait(d, "READY=1", 30000), "%s never said READY=1 (notes: %s)",
 		      bin, d->notes);
+}
+
+int fd_count(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%ld/fd", (long)pid);
+	DIR *dir = opendir(path);
+	ck_assert_ptr_nonnull(dir);
+	int n = 0;
+	for (struct dirent *de; (de = readdir(dir)); )
+		n += de->d_name[0] != '.';
+	closedir(dir);
+	return n;
+}
+
+void fds_back_to(pid_t pid, int want)
+{
+	int n = fd_count(pid);
+	for (int i = 0; i < 1000 && n != want; i++) {
+		sleep_ms(10);
+		n = fd_count(pid);
+	}
+	ck_assert_msg(n == want, "unweightd holds %d fds, %d before", n, want);
 }
 
 void daemon_kill(struct daemon *d)

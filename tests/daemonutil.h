@@ -56,8 +56,8 @@ struct start_opts {
 	const char *log;          /* its stderr (the log) goes to this file, or NULL */
 	const char *prog;         /* the program, in the build tree; NULL: unweightd */
 	struct fake_store *store; /* record its FDSTORE=1 fds here */
-	/* Hand store's fds back after activate_fd, as systemd does on a
-	 * restart: LISTEN_FDS, LISTEN_FDNAMES ("unweightd.socket" first). */
+	/* Hand store's fds back (after activate_fd, if any), as systemd does
+	 * on a restart: LISTEN_FDS, LISTEN_FDNAMES ("unweightd.socket" first). */
 	int pass_store;
 };
 
@@ -86,6 +86,11 @@ void fake_store_init(struct fake_store *s);
 void fake_store_free(struct fake_store *s);   /* closes its fds */
 /* How many fds the store holds under name. */
 size_t fake_store_count(struct fake_store *s, const char *name);
+/* The fds process pid holds (/proc/PID/fd). */
+int fd_count(pid_t pid);
+/* Wait up to 10 s for pid to hold want fds again: threads that end a
+ * connection or a load close theirs a moment after the reply. */
+void fds_back_to(pid_t pid, int want);
 /* SIGKILL it, reap it and forget its files. */
 void daemon_kill(struct daemon *d);
 /* SIGTERM: it must exit 0 and remove the socket it bound. */
