@@ -216,6 +216,7 @@ int registry_adopt(struct registry *r, struct model *m, struct uwerr *e)
 	m->refs = 1;     /* the name table */
 	m->charged = m->resident_bytes;
 	m->load_start = uwd_now();
+	atomic_store(&m->loaded_bytes, m->raw_bytes);
 	pthread_mutex_lock(&r->lock);
 	const struct backend_device *d = &r->be->dev[m->dev];
 	int rc = 0;

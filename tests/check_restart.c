@@ -162,7 +162,7 @@ static void restart_keeps(int how)
 	rig_start(&g, &d, 0);
 	int fd = connect_hello(&d);
 	load_stored(&d, fd, "stories");
-	uint64_t tensors = model_stat(fd, "stories").tensors;
+	struct mstat before = model_stat(fd, "stories");
 	char staged[512];
 	snprintf(staged, sizeof(staged), "%s/stories.safetensors", d.allow);
 	struct worker w;
@@ -183,7 +183,11 @@ static void restart_keeps(int how)
 	struct mstat s = model_stat(fd, "stories");
 	double took = now() - t0;
 	ck_assert_msg(s.found && strcmp(s.state, "ready") == 0, "after restart: %s", s.state);
-	ck_assert_uint_eq(s.tensors, tensors);
+	ck_assert_uint_eq(s.tensors, before.tensors);
+	ck_assert_uint_eq(s.raw, before.raw);
+	ck_assert_uint_eq(s.resident, before.resident);
+	ck_assert_uint_eq(s.used, before.used);
+	ck_assert(s.progress == 1.0);
 	printf("restart: ready again %.3f s after the start\n", took);
 	char *text = log_text(&g);
 	ck_assert_msg(strstr(text, "fd store: stories: re-adopted ready"), "log: %s", text);
