@@ -131,7 +131,7 @@ void fdstore_save(struct uwd *d, const struct model *m)
 	if (mfd >= 0)
 		close(mfd);   /* the store holds its own copy */
 	if (rc)
-		log_warning("fd store: %s: not stored (a restart will reload it from disk): %s",
+		log_warning("fd store: %s: not stored (after a restart it must be loaded again): %s",
 			    m->name, e.msg);
 	else
 		log_info("fd store: %s: stored %d fds", m->name, n);
