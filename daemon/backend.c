@@ -3,6 +3,7 @@
 
 #include "daemon/backend.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,12 +70,65 @@ int backend_find_device(const struct backend *b, const char *spec)
 	return -1;
 }
 
+#ifdef UW_ALLOC_FAULTS
+/* Allocation faults for the test suites, from UW_TEST_ALLOC_FAULTS:
+ * compiled only into tests/unweightd-faults (daemon/local.mk), never into
+ * unweightd. A comma-separated list of:
+ *   create=N   the daemon's Nth buf_create fails with ENOMEM
+ *   write=N    its Nth buf_write fails with ENOMEM (counted over all loads) */
+static const struct backend_ops *real_ops;
+static struct backend_ops faulty_ops;
+static long create_at = -1, write_at = -1;
+static atomic_long creates, writes;
+
+static int faulty_create(struct backend *b, int dev, const char *label, uint64_t cap,
+			 struct bbuf **out, struct uwerr *e)
+{
+	if (atomic_fetch_add(&creates, 1) + 1 == create_at)
+		return uwerr_set(e, ENOMEM, "buffer of %llu bytes for %s: injected allocation "
+				 "failure", (unsigned long long)cap, label);
+	return real_ops->buf_create(b, dev, label, cap, out, e);
+}
+
+static int faulty_write(struct bbuf *buf, uint64_t off, const void *src, size_t n,
+			struct uwerr *e)
+{
+	if (atomic_fetch_add(&writes, 1) + 1 == write_at)
+		return uwerr_set(e, ENOMEM, "write at %llu: injected allocation failure",
+				 (unsigned long long)off);
+	return real_ops->buf_write(buf, off, src, n, e);
+}
+
+static const struct backend_ops *with_faults(const struct backend_ops *ops)
+{
+	const char *s = getenv("UW_TEST_ALLOC_FAULTS");
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s", s ? s : "");
+	for (char *save, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (!strncmp(t, "create=", 7))
+			create_at = strtol(t + 7, NULL, 0);
+		else if (!strncmp(t, "write=", 6))
+			write_at = strtol(t + 6, NULL, 0);
+	}
+	if (create_at < 0 && write_at < 0)
+		return ops;
+	real_ops = ops;
+	faulty_ops = *ops;
+	faulty_ops.buf_create = faulty_create;
+	faulty_ops.buf_write = faulty_write;
+	return &faulty_ops;
+}
+#endif
+
 int backend_open(const struct uwd_config *cfg, struct backend **out, struct uwerr *e)
 {
 	const struct backend_ops *ops;
 	int rc = backend_pick(cfg, &ops, e);
 	if (rc)
 		return rc;
+#ifdef UW_ALLOC_FAULTS
+	ops = with_faults(ops);
+#endif
 	struct backend *b = calloc(1, sizeof(*b));
 	if (!b)
 		return uwerr_set(e, ENOMEM, "backend %s: out of memory", ops->name);

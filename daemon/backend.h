@@ -45,6 +45,13 @@ struct backend_ops {
 	/* The fd handed to clients; owned by the buffer, valid until destroy. */
 	int (*buf_fd)(const struct bbuf *buf);
 	void (*buf_destroy)(struct bbuf *buf);   /* NULL is fine */
+	/* Restart without reload (fdstore.c); NULL where the backend cannot.
+	 * adopt: a finished buffer of size bytes from an fd a previous daemon
+	 * stored, checked (size, seals); takes fd on success. crc: CRC-32C
+	 * of a finished buffer's bytes. */
+	int (*buf_adopt)(struct backend *b, int dev, int fd, uint64_t size,
+			 struct bbuf **out, struct uwerr *e);
+	int (*buf_crc32c)(const struct bbuf *buf, uint32_t *crc, struct uwerr *e);
 };
 
 struct backend {

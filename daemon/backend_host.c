@@ -9,10 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/crc32c.h"
 #include "common/io.h"
 #include "unweight.h"
+
+/* A finished buffer's: nothing may write, grow or shrink it. */
+#define FINAL_SEALS (F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK)
 
 struct bbuf {
 	int fd;
@@ -94,7 +99,7 @@ static int host_buf_finish(struct bbuf *buf, uint64_t size, struct uwerr *e)
 		return uwerr_set(e, errno, "memfd: cut to %llu bytes: %s",
 				 (unsigned long long)size, strerror(errno));
 	buf->cap = size;
-	if (fcntl(buf->fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)
+	if (fcntl(buf->fd, F_ADD_SEALS, FINAL_SEALS | F_SEAL_SEAL) < 0)
 		return uwerr_set(e, errno, "memfd: seal: %s", strerror(errno));
 	return 0;
 }
@@ -112,6 +117,43 @@ static void host_buf_destroy(struct bbuf *buf)
 	free(buf);
 }
 
+static int host_buf_adopt(struct backend *b, int dev, int fd, uint64_t size,
+			  struct bbuf **out, struct uwerr *e)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return uwerr_set(e, errno, "fstat: %s", strerror(errno));
+	if ((uint64_t)st.st_size != size)
+		return uwerr_set(e, EBADF, "%llu bytes where the manifest says %llu",
+				 (unsigned long long)st.st_size, (unsigned long long)size);
+	/* Unsealed, it could have changed under the clients' mappings. */
+	int seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0 || (seals & FINAL_SEALS) != FINAL_SEALS)
+		return uwerr_set(e, EBADF, "not a sealed memfd (seals %#x)", seals < 0 ? 0 : seals);
+	struct bbuf *buf = calloc(1, sizeof(*buf));
+	if (!buf)
+		return uwerr_set(e, ENOMEM, "out of memory");
+	buf->fd = fd;
+	buf->cap = size;
+	*out = buf;
+	return 0;
+}
+
+static int host_buf_crc32c(const struct bbuf *buf, uint32_t *crc, struct uwerr *e)
+{
+	if (!buf->cap) {
+		*crc = 0;
+		return 0;
+	}
+	void *p = mmap(NULL, buf->cap, PROT_READ, MAP_SHARED, buf->fd, 0);
+	if (p == MAP_FAILED)
+		return uwerr_set(e, errno, "mmap %llu bytes: %s", (unsigned long long)buf->cap,
+				 strerror(errno));
+	*crc = crc32c(0, p, buf->cap);
+	munmap(p, buf->cap);
+	return 0;
+}
+
 const struct backend_ops backend_host_ops = {
 	.name = "host",
 	.id = UW_BACKEND_HOST,
@@ -123,4 +165,6 @@ const struct backend_ops backend_host_ops = {
 	.buf_finish = host_buf_finish,
 	.buf_fd = host_buf_fd,
 	.buf_destroy = host_buf_destroy,
+	.buf_adopt = host_buf_adopt,
+	.buf_crc32c = host_buf_crc32c,
 };

@@ -11,6 +11,7 @@
 
 #include "daemon/backend.h"
 #include "daemon/conf.h"
+#include "daemon/fdstore.h"
 #include "daemon/loader.h"
 #include "daemon/log.h"
 #include "daemon/registry.h"
@@ -96,6 +97,7 @@ static int do_evict(struct conn *c, struct rbuf *rb, struct uwerr *e)
 	if (!rc)
 		rc = admin_only(c, "evict", q.name, e);
 	if (!rc && !(rc = registry_evict(c->d->reg, q.name, q.flags, e))) {
+		fdstore_forget(c->d, q.name);
 		log_notice("evict %s%s: by %s", q.name, q.flags & UW_EVICT_FORCE ? " (force)" : "",
 			   c->peer.who);
 	}

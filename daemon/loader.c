@@ -15,6 +15,7 @@
 #include "daemon/allow.h"
 #include "daemon/backend.h"
 #include "daemon/conf.h"
+#include "daemon/fdstore.h"
 #include "daemon/log.h"
 #include "daemon/registry.h"
 #include "daemon/uwd.h"
@@ -575,6 +576,9 @@ static void *job_main(void *arg)
 	}
 	if (!rc && !(rc = d->be->ops->buf_finish(m->bufs[0], j->cursor, &e)))
 		m->buf_size[0] = j->cursor;
+	/* Stored before it is ready, so an evict from then on removes it. */
+	if (!rc)
+		fdstore_save(d, m);
 	if (!rc && registry_loaded(d->reg, m, j->cursor) == 0) {
 		double s = uwd_now() - m->load_start;
 		log_notice("load %s: ready: %zu tensors, %llu bytes raw, %llu resident (%.3f), "
@@ -590,6 +594,7 @@ static void *job_main(void *arg)
 		registry_remove(d->reg, m, e.msg);
 	} else {
 		log_notice("load %s: evicted while it loaded", m->name);
+		fdstore_forget(d, m->name);
 	}
 	registry_unref(d->reg, m);
 	source_close(j->src);

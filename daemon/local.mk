@@ -12,6 +12,7 @@ unweightd_SOURCES = \
 	daemon/conn.c daemon/conn.h \
 	daemon/registry.c daemon/registry.h \
 	daemon/loader.c daemon/loader.h \
+	daemon/fdstore.c daemon/fdstore.h \
 	daemon/stats.c daemon/stats.h \
 	daemon/backend.c daemon/backend.h daemon/backend_host.c
 unweightd_CFLAGS = $(AM_CFLAGS) $(SYSTEMD_CFLAGS)
@@ -36,6 +37,22 @@ unweightd_CFLAGS += $(CUDA_CFLAGS)
 endif
 EXTRA_DIST += daemon/backend_cuda.c
 
+# Restart without reload: a fake systemd fd store.
+check_PROGRAMS += tests/check_restart
+TESTS += tests/check_restart
+tests_check_restart_SOURCES = tests/check_restart.c
+tests_check_restart_CFLAGS = $(TEST_CFLAGS)
+tests_check_restart_LDADD = $(TEST_LIBS)
+EXTRA_tests_check_restart_DEPENDENCIES = unweightd
+
+# Clients killed at every step of the protocol, the daemon killed mid-load.
+check_PROGRAMS += tests/check_crash
+TESTS += tests/check_crash
+tests_check_crash_SOURCES = tests/check_crash.c
+tests_check_crash_CFLAGS = $(TEST_CFLAGS)
+tests_check_crash_LDADD = $(TEST_LIBS)
+EXTRA_tests_check_crash_DEPENDENCIES = unweightd tests/unweightd-faults
+
 # The policy (admin, attach lists) and the load path confinement.
 check_PROGRAMS += tests/check_policy
 TESTS += tests/check_policy
@@ -53,10 +70,12 @@ tests_check_limits_LDADD = $(TEST_LIBS)
 EXTRA_tests_check_limits_DEPENDENCIES = unweightd
 
 # unweightd with the reader's fault hooks (format/uring_read.c built with
-# UW_READ_FAULTS, taken before libuwcore's copy): check_daemon drives it
-# through UW_TEST_READ_FAULTS. Never installed; unweightd has no hooks.
+# UW_READ_FAULTS, taken before libuwcore's copy) and the backend's
+# (UW_ALLOC_FAULTS, daemon/backend.c): check_daemon and check_crash drive
+# them through UW_TEST_READ_FAULTS and UW_TEST_ALLOC_FAULTS. Never
+# installed; unweightd has no hooks.
 check_PROGRAMS += tests/unweightd-faults
 tests_unweightd_faults_SOURCES = $(unweightd_SOURCES) format/uring_read.c
-tests_unweightd_faults_CFLAGS = $(unweightd_CFLAGS) $(URING_CFLAGS) -DUW_READ_FAULTS
+tests_unweightd_faults_CFLAGS = $(unweightd_CFLAGS) $(URING_CFLAGS) -DUW_READ_FAULTS -DUW_ALLOC_FAULTS
 tests_unweightd_faults_LDADD = $(unweightd_LDADD)
 EXTRA_tests_check_daemon_DEPENDENCIES += tests/unweightd-faults ctl/unweightctl

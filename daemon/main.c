@@ -13,6 +13,7 @@
 #include "daemon/allow.h"
 #include "daemon/backend.h"
 #include "daemon/conf.h"
+#include "daemon/fdstore.h"
 #include "daemon/loader.h"
 #include "daemon/log.h"
 #include "daemon/registry.h"
@@ -41,7 +42,7 @@ int main(int argc, char **argv)
 {
 	struct uwd_config cfg;
 	struct uwerr e = {0};
-	struct uwd d = {.cfg = &cfg, .wake_fd = -1};
+	struct uwd d = {.cfg = &cfg, .listen_fd = -1, .wake_fd = -1};
 	int rc = config_load(&cfg, argc, argv, &e);
 	if (rc) {
 		if (rc < 0)
@@ -68,6 +69,9 @@ int main(int argc, char **argv)
 	}
 	d.started = uwd_now();
 	log_settings(&d);
+	/* Before the socket serves: a re-adopted model is ready when it does. */
+	if ((rc = fdstore_adopt(&d, &e)))
+		goto out;
 	rc = server_run(&d, &e);
 	/* Connections are gone: now the loads (canceled) can be joined. */
 	loader_free(d.ld);
@@ -85,6 +89,8 @@ out:
 	allow_free(d.allow);
 	if (d.wake_fd >= 0)
 		close(d.wake_fd);
+	if (d.listen_fd >= 0)
+		close(d.listen_fd);
 	config_free(&cfg);
 	return rc ? 1 : 0;
 }

@@ -209,6 +209,34 @@ int registry_add(struct registry *r, const char *name, int dev, size_t ntensors,
 	return 0;
 }
 
+int registry_adopt(struct registry *r, struct model *m, struct uwerr *e)
+{
+	m->state = MODEL_READY;
+	m->listed = 1;
+	m->refs = 1;     /* the name table */
+	m->charged = m->resident_bytes;
+	m->load_start = uwd_now();
+	atomic_store(&m->loaded_bytes, m->raw_bytes);
+	pthread_mutex_lock(&r->lock);
+	const struct backend_device *d = &r->be->dev[m->dev];
+	int rc = 0;
+	if (find_listed(r, m->name)) {
+		rc = uwerr_set(e, EEXIST, "a model of that name exists");
+	} else if (m->charged > d->budget || r->used[m->dev] > d->budget - m->charged) {
+		rc = uwerr_set(e, ENOSPC, "%llu bytes do not fit in what is left of device %s's "
+			       "budget of %llu", (unsigned long long)m->charged, d->name,
+			       (unsigned long long)d->budget);
+	} else {
+		r->used[m->dev] += m->charged;
+		m->next = r->models;
+		r->models = m;
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (rc)
+		model_destroy(r, m);
+	return rc;
+}
+
 int registry_loaded(struct registry *r, struct model *m, uint64_t resident_bytes)
 {
 	int rc = 0;

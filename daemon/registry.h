@@ -61,6 +61,10 @@ int registry_has(struct registry *r, const char *name);
  * reference. */
 int registry_add(struct registry *r, const char *name, int dev, size_t ntensors,
 		 uint64_t raw_bytes, uint64_t charge, struct model **out, struct uwerr *e);
+/* A model re-adopted from the fd store (fdstore.c), ready: m is filled
+ * (name, dev, tensors, buffers, sizes, raw and resident bytes) and owned by
+ * the registry from now on, destroyed here on failure (-EEXIST, -ENOSPC). */
+int registry_adopt(struct registry *r, struct model *m, struct uwerr *e);
 /* The loader is done: ready, holding resident_bytes of the budget from now
  * on. -ECANCELED when it was evicted meanwhile. */
 int registry_loaded(struct registry *r, struct model *m, uint64_t resident_bytes);

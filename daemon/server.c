@@ -129,17 +129,11 @@ static int bind_path(struct server *s, struct uwerr *e)
 
 static int listen_socket(struct server *s, struct uwerr *e)
 {
-	int n = sd_listen_fds(1);
-	if (n < 0)
-		return uwerr_set(e, -n, "sd_listen_fds: %s", strerror(-n));
-	if (n > 1)
-		return uwerr_set(e, EINVAL, "systemd passed %d sockets; unweightd takes exactly one", n);
-	if (n == 0)
+	/* fdstore_adopt sorted what systemd passed: the socket, stored models. */
+	if (s->d->listen_fd < 0)
 		return bind_path(s, e);
-	if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, NULL, 0) <= 0)
-		return uwerr_set(e, EINVAL, "fd %d from systemd (LISTEN_FDS) is not a listening "
-				 "AF_UNIX stream socket", SD_LISTEN_FDS_START);
-	s->lfd = SD_LISTEN_FDS_START;
+	s->lfd = s->d->listen_fd;
+	s->d->listen_fd = -1;
 	int fl = fcntl(s->lfd, F_GETFL);
 	if (fl < 0 || fcntl(s->lfd, F_SETFL, fl | O_NONBLOCK) < 0 ||
 	    fcntl(s->lfd, F_SETFD, FD_CLOEXEC) < 0)

@@ -18,6 +18,7 @@ struct uwd {
 	struct loader *ld;
 	struct allow *allow;      /* opens the files loads read */
 	double started;           /* uwd_now() at start-up */
+	int listen_fd;            /* the socket systemd passed, or -1 (fdstore_adopt) */
 	int wake_fd;              /* eventfd: a connection or a load ended, reap it */
 };
 

@@ -8,7 +8,9 @@
  * run tests/unweightd-faults (the reader's fault hooks compiled in): short
  * reads and O_DIRECT refused still load every byte; a read error, a file
  * truncated mid-load and a bundle payload changed on disk fail the load
- * cleanly while other models are served. */
+ * cleanly while other models are served; so do a buffer the backend fails
+ * to allocate and a write into it that fails (UW_TEST_ALLOC_FAULTS), and
+ * the daemon then holds no more fds than before the load. */
 #include "config.h"
 
 #include <check.h>
@@ -922,12 +924,13 @@ END_TEST
 /* A load that fails after its reply: no model and no memory left (used
  * is back where it was before the load), its error in stats, and the model
  * loaded before it still served. */
-static void fails_cleanly(struct daemon *d, int fd, uint64_t used, const char *want)
+static void fails_cleanly(struct daemon *d, int fd, uint64_t used, const char *where,
+			  const char *want)
 {
 	struct mstat s = wait_loaded(fd, "big");
 	ck_assert_str_eq(s.state, "failed");
-	ck_assert_msg(strstr(s.error, "big.safetensors") && strstr(s.error, want),
-		      "error \"%s\" (wanted %s)", s.error, want);
+	ck_assert_msg(strstr(s.error, where) && strstr(s.error, want),
+		      "error \"%s\" (wanted %s: %s)", s.error, where, want);
 	ck_assert_uint_eq(s.used, used);
 	ck_assert_msg(notify_wait(d, "STATUS=load of big failed", 2000), "%s", d->notes);
 	struct attached a;
@@ -958,7 +961,7 @@ START_TEST(t_load_read_error)
 	char st[512];
 	uint64_t used;
 	int fd = faulty_big_load(&d, "UW_TEST_READ_FAULTS=eio=20000000", &used, st, sizeof(st));
-	fails_cleanly(&d, fd, used, "Input/output error");
+	fails_cleanly(&d, fd, used, "big.safetensors", "Input/output error");
 	close(fd);
 	daemon_stop(&d);
 }
@@ -1004,6 +1007,42 @@ START_TEST(t_load_bad_payload)
 }
 END_TEST
 
+/* The backend fails to allocate the buffer (create=2: stories took the
+ * first), or a write into it mid-load (stories makes fewer than 60): the
+ * load fails cleanly and its buffer's fd is closed. */
+static void alloc_fails_cleanly(const char *faults, const char *where)
+{
+	struct daemon d;
+	char st[512], env[128];
+	uint64_t used;
+	snprintf(env, sizeof(env), "UW_TEST_ALLOC_FAULTS=%s", faults);
+	struct start_opts o = {.env = env, .prog = FAULTY};
+	daemon_start(&d, &o);
+	int fd = connect_hello(&d);
+	load_ready(&d, fd, "stories");
+	snprintf(st, sizeof(st), "%s/big.safetensors", d.allow);
+	write_big(st, 48, 1024, 512);
+	used = model_stat(fd, "stories").used;
+	int fds = fd_count(d.pid);
+	ck_assert_msg(req_load(fd, "big", st) == 0, "%s", last_msg);
+	fails_cleanly(&d, fd, used, where, "injected allocation failure");
+	fds_back_to(d.pid, fds);
+	close(fd);
+	daemon_stop(&d);
+}
+
+START_TEST(t_alloc_create_fails)
+{
+	alloc_fails_cleanly("create=2", "load big: buffer of");
+}
+END_TEST
+
+START_TEST(t_alloc_write_fails)
+{
+	alloc_fails_cleanly("write=60", "load big: tensor");
+}
+END_TEST
+
 /* The reads wait at a gate until the test has cut the file: the load was
  * admitted whole, and must find its file ending early. */
 START_TEST(t_load_truncated)
@@ -1018,7 +1057,7 @@ START_TEST(t_load_truncated)
 	int fd = faulty_big_load(&d, env, &used, st, sizeof(st));
 	ck_assert_int_eq(truncate(st, 8u << 20), 0);
 	ck_assert_int_eq(tu_write_file(go, "", 0), 0);
-	fails_cleanly(&d, fd, used, "truncated");
+	fails_cleanly(&d, fd, used, "big.safetensors", "truncated");
 	close(fd);
 	daemon_stop(&d);
 	tu_rmtree(gdir);
@@ -1055,6 +1094,8 @@ int main(void)
 	tcase_add_test(tc, t_load_read_error);
 	tcase_add_test(tc, t_load_truncated);
 	tcase_add_test(tc, t_load_bad_payload);
+	tcase_add_test(tc, t_alloc_create_fails);
+	tcase_add_test(tc, t_alloc_write_fails);
 	tcase_add_test(tc, t_ctl_wait_lines);
 	return tu_run(s);
 }

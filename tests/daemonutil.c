@@ -4,6 +4,7 @@
 #include "tests/daemonutil.h"
 
 #include <check.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -40,6 +41,63 @@ void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
+void fake_store_init(struct fake_store *s)
+{
+	memset(s, 0, sizeof(*s));
+	pthread_mutex_init(&s->lock, NULL);
+}
+
+void fake_store_free(struct fake_store *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		close(s->e[i].fd);
+	pthread_mutex_destroy(&s->lock);
+}
+
+size_t fake_store_count(struct fake_store *s, const char *name)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; i < s->n; i++)
+		n += strcmp(s->e[i].name, name) == 0;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
+/* What sd_notify sent in text with fds: into the store, as systemd's
+ * service_add_fd_store() and FDSTOREREMOVE do, else closed. */
+static void store_note(struct daemon *d, const char *text, const int *fds, size_t nfds)
+{
+	char name[256] = "stored";
+	const char *nm = strstr(text, "FDNAME=");
+	if (nm)
+		snprintf(name, sizeof(name), "%.*s", (int)strcspn(nm + 7, "\n"), nm + 7);
+	struct fake_store *s = d->store;
+	int add = s && strstr(text, "FDSTORE=1") != NULL;
+	if (s && strstr(text, "FDSTOREREMOVE=1") && nm) {
+		pthread_mutex_lock(&s->lock);
+		for (size_t i = 0; i < s->n; )
+			if (strcmp(s->e[i].name, name) == 0) {
+				close(s->e[i].fd);
+				s->e[i] = s->e[--s->n];
+			} else {
+				i++;
+			}
+		pthread_mutex_unlock(&s->lock);
+	}
+	for (size_t i = 0; i < nfds; i++) {
+		if (add) {
+			pthread_mutex_lock(&s->lock);
+			ck_assert_int_lt(s->n, FAKE_STORE_MAX);
+			snprintf(s->e[s->n].name, sizeof(s->e[s->n].name), "%s", name);
+			s->e[s->n++].fd = fds[i];
+			pthread_mutex_unlock(&s->lock);
+		} else {
+			close(fds[i]);
+		}
+	}
+}
+
 static void *drain_main(void *arg)
 {
 	struct daemon *d = arg;
@@ -52,10 +110,25 @@ static void *drain_main(void *arg)
 		if (stop)
 			return NULL;
 		char buf[4096];
-		ssize_t n = r > 0 ? recv(d->notify_fd, buf, sizeof(buf) - 1, 0) : 0;
+		union {
+			struct cmsghdr h;
+			char b[CMSG_SPACE(sizeof(int) * 253)];
+		} ctl;
+		struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf) - 1};
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
+				    .msg_controllen = sizeof(ctl)};
+		ssize_t n = r > 0 ? recvmsg(d->notify_fd, &mh, MSG_CMSG_CLOEXEC) : 0;
 		if (n <= 0)
 			continue;
 		buf[n] = '\0';
+		const int *fds = NULL;
+		size_t nfds = 0;
+		for (struct cmsghdr *ch = CMSG_FIRSTHDR(&mh); ch; ch = CMSG_NXTHDR(&mh, ch))
+			if (ch->cmsg_level == SOL_SOCKET && ch->cmsg_type == SCM_RIGHTS) {
+				fds = (const int *)CMSG_DATA(ch);
+				nfds = (ch->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			}
+		store_note(d, buf, fds, nfds);
 		pthread_mutex_lock(&d->lock);
 		if (d->notes_len + (size_t)n + 2 > sizeof(d->notes)) {   /* keep the newer half */
 			size_t half = d->notes_len / 2;
@@ -131,6 +204,24 @@ void daemon_start(struct daemon *d, const struct start_opts *o)
 
 	int lfd = o && o->activate_fd > 0 ? o->activate_fd : -1;
 	d->activated = lfd >= 0;
+	d->store = o ? o->store : NULL;
+	/* The store's fds and names, taken before the fork. */
+	int pass[FAKE_STORE_MAX];
+	size_t npass = 0;
+	char names[FAKE_STORE_MAX * 260] = "";
+	if (lfd >= 0)
+		strcat(names, "unweightd.socket");
+	if (o && o->pass_store) {
+		ck_assert_msg(o->store != NULL, "pass_store needs a store");
+		pthread_mutex_lock(&o->store->lock);
+		for (; npass < o->store->n; npass++) {
+			pass[npass] = o->store->e[npass].fd;
+			if (names[0])
+				strcat(names, ":");
+			strcat(names, o->store->e[npass].name);
+		}
+		pthread_mutex_unlock(&o->store->lock);
+	}
 	d->pid = fork();
 	ck_assert_int_ge(d->pid, 0);
 	if (d->pid == 0) {
@@ -138,17 +229,30 @@ void daemon_start(struct daemon *d, const struct start_opts *o)
 		unsetenv("LISTEN_FDS");
 		unsetenv("LISTEN_PID");
 		unsetenv("WATCHDOG_USEC");
-		if (lfd >= 0) {
-			char pid[32];
-			if (dup2(lfd, 3) < 0)
+		unsetenv("LISTEN_FDNAMES");
+		unsigned nfds = (lfd >= 0) + (unsigned)npass;
+		if (nfds) {
+			char pid[32], n[32];
+			/* Out of the way first: a source may sit where another goes. */
+			int high = lfd >= 0 ? fcntl(lfd, F_DUPFD, 1000) : -1;
+			for (size_t i = 0; i < npass; i++)
+				if ((pass[i] = fcntl(pass[i], F_DUPFD, 1001 + (int)i)) < 0)
+					_exit(126);
+			if (lfd >= 0 && (high < 0 || dup2(high, 3) < 0))
 				_exit(126);
+			for (size_t i = 0; i < npass; i++)
+				if (dup2(pass[i], 3 + (lfd >= 0) + (int)i) < 0)
+					_exit(126);
 			snprintf(pid, sizeof(pid), "%ld", (long)getpid());
-			setenv("LISTEN_FDS", "1", 1);
+			snprintf(n, sizeof(n), "%u", nfds);
+			setenv("LISTEN_FDS", n, 1);
 			setenv("LISTEN_PID", pid, 1);
+			if (npass)
+				setenv("LISTEN_FDNAMES", names, 1);
 		}
 		/* Only what a service would get: valgrind --track-fds then
 		 * reports the daemon's own fds alone. */
-		close_range(lfd >= 0 ? 4 : 3, ~0u, 0);
+		close_range(3 + nfds, ~0u, 0);
 		if (o && o->log) {
 			int lf = open(o->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 			if (lf < 0 || dup2(lf, 2) < 0)
@@ -163,6 +267,38 @@ void daemon_start(struct daemon *d, const struct start_opts *o)
 	}
 	ck_assert_msg(notify_wait(d, "READY=1", 30000), "%s never said READY=1 (notes: %s)",
 		      bin, d->notes);
+}
+
+int fd_count(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%ld/fd", (long)pid);
+	DIR *dir = opendir(path);
+	ck_assert_ptr_nonnull(dir);
+	int n = 0;
+	for (struct dirent *de; (de = readdir(dir)); )
+		n += de->d_name[0] != '.';
+	closedir(dir);
+	return n;
+}
+
+void fds_back_to(pid_t pid, int want)
+{
+	int n = fd_count(pid);
+	for (int i = 0; i < 1000 && n != want; i++) {
+		sleep_ms(10);
+		n = fd_count(pid);
+	}
+	ck_assert_msg(n == want, "unweightd holds %d fds, %d before", n, want);
+}
+
+void daemon_kill(struct daemon *d)
+{
+	ck_assert_int_eq(kill(d->pid, SIGKILL), 0);
+	int st;
+	ck_assert_int_eq(waitpid(d->pid, &st, 0), d->pid);
+	ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	daemon_forget(d);
 }
 
 /* SIGTERM: it must exit 0 and remove the socket it bound. */

@@ -16,6 +16,19 @@
 extern uint64_t rng;          /* seeded once in main; each test forks a copy */
 extern char last_msg[PROTO_MAX_MSG + 1];   /* the message of the last reply */
 
+/* A fake systemd fd store: the fds FDSTORE=1 notifications left, by
+ * FDNAME, minus those FDSTOREREMOVE=1 took away (closed here, as systemd
+ * does). A test owns it; daemons started with it record into it. */
+#define FAKE_STORE_MAX 256
+struct fake_store {
+	pthread_mutex_t lock;
+	size_t n;
+	struct {
+		char name[256];
+		int fd;
+	} e[FAKE_STORE_MAX];
+};
+
 struct daemon {
 	pid_t pid;
 	char *dir;                /* temporary: the socket, config, allow/ */
@@ -30,6 +43,7 @@ struct daemon {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	int stop;
+	struct fake_store *store; /* FDSTORE=1 fds go here; NULL: closed */
 	char notes[16384];        /* the latest notifications, one per line */
 	size_t notes_len;
 };
@@ -41,6 +55,10 @@ struct start_opts {
 	const char *sock;         /* --socket, else one in the temporary dir */
 	const char *log;          /* its stderr (the log) goes to this file, or NULL */
 	const char *prog;         /* the program, in the build tree; NULL: unweightd */
+	struct fake_store *store; /* record its FDSTORE=1 fds here */
+	/* Hand store's fds back (after activate_fd, if any), as systemd does
+	 * on a restart: LISTEN_FDS, LISTEN_FDNAMES ("unweightd.socket" first). */
+	int pass_store;
 };
 
 struct mstat {
@@ -64,6 +82,17 @@ void sleep_ms(int ms);
 /* Start ./unweightd --backend host with o's config (o may be NULL), an
  * allow_dir d->allow and its own socket; returns once it said READY=1. */
 void daemon_start(struct daemon *d, const struct start_opts *o);
+void fake_store_init(struct fake_store *s);
+void fake_store_free(struct fake_store *s);   /* closes its fds */
+/* How many fds the store holds under name. */
+size_t fake_store_count(struct fake_store *s, const char *name);
+/* The fds process pid holds (/proc/PID/fd). */
+int fd_count(pid_t pid);
+/* Wait up to 10 s for pid to hold want fds again: threads that end a
+ * connection or a load close theirs a moment after the reply. */
+void fds_back_to(pid_t pid, int want);
+/* SIGKILL it, reap it and forget its files. */
+void daemon_kill(struct daemon *d);
 /* SIGTERM: it must exit 0 and remove the socket it bound. */
 void daemon_stop(struct daemon *d);
 /* Stop reading notifications, and forget the daemon's files. */
