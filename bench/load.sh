@@ -10,8 +10,9 @@
 #   fresh connections (bench/uw-bench-attach --name).
 # Everything from the page cache first (each file read once before); then,
 # where this user may write /proc/sys/vm/drop_caches, cold (caches dropped
-# before each). Encoding is on the CPU (kernels/resident.c), whatever the
-# backend.
+# before each). The daemon's loads run twice, encoding on the GPU
+# (encode = gpu, the cuda backend's default) and on the CPU (encode = cpu),
+# from two daemons started side by side.
 #
 #   bash bench/load.sh BUILDDIR [CKPTDIR]      (BUILDDIR configured --with-cuda)
 #
@@ -60,16 +61,23 @@ echo "checkpoint: $bytes bytes in $(echo $shards | wc -w) shards; bundle $ubytes
 peers=0
 python3 -c "import torch, safetensors; assert torch.cuda.is_available()" 2>/dev/null && peers=1
 
-# The daemon, cuda backend (BACKEND=host to try the script on a machine
-# without a GPU), reading where the checkpoint is.
+# The daemons, cuda backend (BACKEND=host to try the script on a machine
+# without a GPU: encode = cpu only), reading where the checkpoint is.
 be=${BACKEND:-cuda}
-sock=/tmp/uwload-$$.sock
-"$B/unweightd" --socket "$sock" --backend "$be" --allow-dir "$D" --foreground \
-	--log-level info 2>"$O/unweightd.log" &
-dpid=$!
-trap 'kill -TERM $dpid 2>/dev/null; wait $dpid 2>/dev/null' EXIT
-for i in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
-ctl() { "$B/ctl/unweightctl" --socket "$sock" "$@"; }
+encs="gpu cpu"
+[ "$be" = cuda ] || encs=cpu
+dpids=
+for e in $encs; do
+	"$B/unweightd" --socket "/tmp/uwload-$$-$e.sock" --backend "$be" --encode "$e" \
+		--allow-dir "$D" --foreground --log-level info 2>"$O/unweightd-$e.log" &
+	dpids="$dpids $!"
+done
+trap 'kill -TERM $dpids 2>/dev/null; wait $dpids 2>/dev/null' EXIT
+for e in $encs; do
+	for i in $(seq 100); do [ -S "/tmp/uwload-$$-$e.sock" ] && break; sleep 0.1; done
+done
+enc=${encs%% *}
+ctl() { "$B/ctl/unweightctl" --socket "/tmp/uwload-$$-$enc.sock" "$@"; }
 
 # uwload NAME PATH LABEL: wall time of load --wait, and the daemon's own.
 uwload() {
@@ -99,11 +107,14 @@ run_all() {   # $1: warm or cold
 			echo "$1: $p: skipped (no python3 with torch, safetensors and a GPU)"
 		fi
 	done
-	$pre; uwload "st-$1" "$idx" "$1: unweightd load, shards ($be)"
-	ctl evict "st-$1" >/dev/null
-	$pre; [ "$1" = warm ] && cat "$D/model.uwb" >/dev/null
-	uwload "uwb-$1" "$D/model.uwb" "$1: unweightd load, .uwb bundle ($be)"
-	ctl evict "uwb-$1" >/dev/null
+	for enc in $encs; do
+		$pre; uwload "st-$1" "$idx" "$1: unweightd load, shards ($be, encode $enc)"
+		ctl evict "st-$1" >/dev/null
+		$pre; [ "$1" = warm ] && cat "$D/model.uwb" >/dev/null
+		uwload "uwb-$1" "$D/model.uwb" "$1: unweightd load, .uwb bundle ($be, encode $enc)"
+		ctl evict "uwb-$1" >/dev/null
+	done
+	enc=${encs%% *}
 }
 
 echo; echo "== from the page cache"
@@ -118,5 +129,6 @@ else
 fi
 
 echo; echo "== attach latency, the shards' model, fresh connection each time"
-ctl load attach "$idx" --wait >/dev/null && "$B/bench/uw-bench-attach" --socket "$sock" --name attach -n 1000
-grep -E "reading|ready:" "$O/unweightd.log" | tail -n 12
+ctl load attach "$idx" --wait >/dev/null &&
+	"$B/bench/uw-bench-attach" --socket "/tmp/uwload-$$-$enc.sock" --name attach -n 1000
+grep -E "reading|ready:|encoding" "$O"/unweightd-*.log | tail -n 16

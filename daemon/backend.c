@@ -126,6 +126,9 @@ int backend_open(const struct uwd_config *cfg, struct backend **out, struct uwer
 	int rc = backend_pick(cfg, &ops, e);
 	if (rc)
 		return rc;
+	if (cfg->encode == UWD_ENCODE_GPU && !ops->enc_new)
+		return uwerr_set(e, ENOTSUP, "encode = gpu: backend %s encodes on the CPU only "
+				 "(encode = auto or cpu)", ops->name);
 #ifdef UW_ALLOC_FAULTS
 	ops = with_faults(ops);
 #endif

@@ -12,10 +12,12 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "daemon/encode_gpu.h"   /* encode_place_fn */
 
 struct uwd_config;
 struct backend;
 struct bbuf;
+struct benc;
 
 #define BACKEND_MAX_DEVICES 16
 
@@ -52,6 +54,17 @@ struct backend_ops {
 	int (*buf_adopt)(struct backend *b, int dev, int fd, uint64_t size,
 			 struct bbuf **out, struct uwerr *e);
 	int (*buf_crc32c)(const struct bbuf *buf, uint32_t *crc, struct uwerr *e);
+	/* Encoding on the device (NULL where the backend has none): one
+	 * encoder per loader thread, writing into buf. enc_tensor plans the
+	 * raw bytes of a tensor (host memory), asks place for the offset of
+	 * its l->nbytes (into *off), and writes them there; 1, with nothing placed or
+	 * written, when the device has no room for the encoder's scratch now
+	 * (the caller encodes that tensor on the CPU). */
+	int (*enc_new)(struct bbuf *buf, struct benc **out, struct uwerr *e);
+	int (*enc_tensor)(struct benc *enc, int dtype, int ndim, const uint64_t *shape,
+			  const void *raw, size_t raw_bytes, encode_place_fn place, void *ctx,
+			  struct uw_layout *l, uint64_t *off, struct uwerr *e);
+	void (*enc_free)(struct benc *enc);   /* NULL is fine */
 };
 
 struct backend {

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/cudrv.h"
+#include "daemon/encode_gpu.h"
 #include "unweight.h"
 
 /* The driver, loaded by probe (cudrv.h says why it is not linked). */
@@ -390,6 +391,65 @@ static int cuda_buf_fd(const struct bbuf *buf)
 	return buf->fd;
 }
 
+/* A loader thread's encoder on the buffer's device (daemon/encode_gpu.c). */
+struct benc {
+	struct bbuf *buf;
+	struct encode_gpu *g;
+};
+
+static void cuda_enc_free(struct benc *b)
+{
+	if (!b)
+		return;
+	cu->cuCtxSetCurrent(b->buf->cd->ctx);
+	encode_gpu_free(b->g);
+	free(b);
+}
+
+static int cuda_enc_new(struct bbuf *buf, struct benc **out, struct uwerr *e)
+{
+	CU_TRY(cu->cuCtxSetCurrent(buf->cd->ctx), e, "buffer %s", buf->label);
+	struct benc *b = calloc(1, sizeof(*b));
+	if (!b)
+		return uwerr_set(e, ENOMEM, "buffer %s: out of memory", buf->label);
+	b->buf = buf;
+	int rc = encode_gpu_new(&b->g, e);
+	if (rc) {
+		free(b);
+		return uwerr_prefix(e, "buffer %s", buf->label);
+	}
+	*out = b;
+	return 0;
+}
+
+/* The place callback of the loader, with the buffer's bounds checked. */
+struct enc_place {
+	encode_place_fn place;
+	void *ctx;
+	const struct bbuf *buf;
+};
+
+static int enc_place_checked(void *ctx, uint64_t nbytes, uint64_t *off, struct uwerr *e)
+{
+	struct enc_place *p = ctx;
+	int rc = p->place(p->ctx, nbytes, off, e);
+	if (!rc && (*off > p->buf->size || nbytes > p->buf->size - *off))
+		rc = uwerr_set(e, ERANGE, "buffer %s: %llu bytes at %llu past its %zu bytes",
+			       p->buf->label, (unsigned long long)nbytes, (unsigned long long)*off,
+			       p->buf->size);
+	return rc;
+}
+
+static int cuda_enc_tensor(struct benc *b, int dtype, int ndim, const uint64_t *shape,
+			   const void *raw, size_t raw_bytes, encode_place_fn place, void *ctx,
+			   struct uw_layout *l, uint64_t *off, struct uwerr *e)
+{
+	CU_TRY(cu->cuCtxSetCurrent(b->buf->cd->ctx), e, "buffer %s", b->buf->label);
+	struct enc_place p = {place, ctx, b->buf};
+	return encode_gpu_tensor(b->g, dtype, ndim, shape, raw, raw_bytes,
+				 (void *)(uintptr_t)b->buf->ptr, enc_place_checked, &p, l, off, e);
+}
+
 const struct backend_ops backend_cuda_ops = {
 	.name = "cuda",
 	.id = UW_BACKEND_CUDA,
@@ -401,4 +461,7 @@ const struct backend_ops backend_cuda_ops = {
 	.buf_finish = cuda_buf_finish,
 	.buf_fd = cuda_buf_fd,
 	.buf_destroy = cuda_buf_destroy,
+	.enc_new = cuda_enc_new,
+	.enc_tensor = cuda_enc_tensor,
+	.enc_free = cuda_enc_free,
 };

@@ -216,6 +216,16 @@ static int config_set(struct uwd_config *c, const char *key, const char *v,
 		snprintf(why, whylen, "load_io: '%s' is not auto, direct or buffered", v);
 		return -EINVAL;
 	}
+	if (strcmp(key, "encode") == 0) {
+		static const char *const where[] = {"auto", "cpu", "gpu"};  /* enum uwd_encode */
+		for (int i = 0; i < 3; i++)
+			if (strcmp(v, where[i]) == 0) {
+				c->encode = i;
+				return 0;
+			}
+		snprintf(why, whylen, "encode: '%s' is not auto, cpu or gpu", v);
+		return -EINVAL;
+	}
 	static const struct {
 		const char *key;
 		size_t off;
@@ -322,6 +332,8 @@ static void usage(FILE *f)
 		"      --max-clients N     connections served at once (default 128)\n"
 		"      --load-threads N    encoder threads per load (0: one per CPU, up to 8)\n"
 		"      --load-io MODE      auto, direct (O_DIRECT) or buffered reads of checkpoints\n"
+		"      --encode WHERE      auto, cpu or gpu: where loads encode (auto: on the\n"
+		"                          GPU with the cuda backend)\n"
 		"      --io-timeout-ms N   a message once begun must arrive within N ms\n"
 		"      --idle-timeout-ms N close a connection with no lease silent for N ms\n"
 		"                          (default 0: never)\n"
@@ -350,6 +362,7 @@ static const struct option longopts[] = {
 	{"max-clients", required_argument, NULL, 'C'},
 	{"load-threads", required_argument, NULL, 'T'},
 	{"load-io", required_argument, NULL, 'X'},
+	{"encode", required_argument, NULL, 'E'},
 	{"io-timeout-ms", required_argument, NULL, 'O'},
 	{"idle-timeout-ms", required_argument, NULL, 'I'},
 	{"max-leases", required_argument, NULL, 'L'},
@@ -378,6 +391,7 @@ static const char *flag_key(int opt)
 	case 'C': return "max_clients";
 	case 'T': return "load_threads";
 	case 'X': return "load_io";
+	case 'E': return "encode";
 	case 'O': return "io_timeout_ms";
 	case 'I': return "idle_timeout_ms";
 	case 'L': return "max_leases";

@@ -11,6 +11,13 @@
 
 #define UWD_CONFIG_FILE "/etc/unweight/unweightd.conf"
 #define UWD_BACKEND_AUTO (-1)
+
+/* Where loads turn tensors into the resident form. */
+enum uwd_encode {
+	UWD_ENCODE_AUTO = 0,       /* on the device where the backend can, else the CPU */
+	UWD_ENCODE_CPU,
+	UWD_ENCODE_GPU,
+};
 #define UWD_MAX_LIST 64            /* allow_dir and budget entries */
 
 struct uwd_budget {
@@ -48,6 +55,7 @@ struct uwd_config {
 	unsigned load_queue;       /* loads waiting for a turn; more are refused */
 	unsigned load_threads;     /* encoder threads per load; 0: one per CPU, at most 8 */
 	int load_io;               /* enum ur_mode: how checkpoints are read (0: auto) */
+	int encode;                /* enum uwd_encode: where loads encode */
 	unsigned io_timeout_ms;    /* a message once begun must complete within this */
 	int foreground;            /* accepted; unweightd never forks anyway */
 };

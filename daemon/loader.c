@@ -63,6 +63,8 @@ struct job {
 	struct job *qnext;            /* the loader's queue, while it waits for a turn */
 	int has_turn;                 /* it holds one of the max_loads turns */
 	int nthreads;
+	int gpu;                      /* the workers encode on the device */
+	atomic_int gpu_warned;        /* that they could not, logged once */
 	uint64_t cap;                 /* the buffer's capacity: the worst case */
 	enum ur_mode io;
 
@@ -218,43 +220,67 @@ static void unit_put(struct unit *u)
 		unit_free(u);
 }
 
-/* Decode (bundles), plan and encode one tensor, then write it at the next
- * free offset. raw and enc are the worker's scratch. */
-static int encode_one(struct job *j, const struct item *it, void **raw, size_t *raw_cap,
-		      void **enc, size_t *enc_cap, struct uwerr *e)
+/* The offset of a tensor's nbytes of resident bytes: tensors go where the
+ * cursor is when they are done, so the layout depends on timing, the bytes
+ * of each tensor do not. */
+static int place(void *ctx, uint64_t nbytes, uint64_t *off, struct uwerr *e)
+{
+	struct job *j = ctx;
+	pthread_mutex_lock(&j->lock);
+	uint64_t at = j->cursor, end = align_up(at + nbytes);
+	j->cursor = end;
+	pthread_mutex_unlock(&j->lock);
+	if (end > j->cap || end < at)
+		return uwerr_set(e, EOVERFLOW, "resident form (%llu bytes) larger than its raw size",
+				 (unsigned long long)nbytes);
+	*off = at;
+	return 0;
+}
+
+/* One worker's scratch: raw and enc for the CPU, gpu the backend's
+ * encoder (NULL: encode on the CPU). */
+struct worker {
+	void *raw, *enc;
+	size_t raw_cap, enc_cap;
+	struct benc *gpu;
+};
+
+/* Decode (bundles), plan and encode one tensor, on the device where the
+ * worker has an encoder, and write it at the next free offset. */
+static int encode_one(struct job *j, const struct item *it, struct worker *w, struct uwerr *e)
 {
 	struct model *m = j->m;
 	const struct backend *be = j->ld->d->be;
 	struct proto_tensor *t = &m->t[it->tensor];
 	const void *data = it->stored;
 	struct uw_layout l;
+	uint64_t off = 0;
 	int rc;
 	if (!source_stored_is_raw(j->src)) {
-		if (grow(raw, raw_cap, t->raw_bytes))
+		if (grow(&w->raw, &w->raw_cap, t->raw_bytes))
 			return uwerr_set(e, ENOMEM, "tensor %s: %llu bytes: out of memory", t->name,
 					 (unsigned long long)t->raw_bytes);
-		if ((rc = source_decode(j->src, it->tensor, it->stored, *raw, e)))
+		if ((rc = source_decode(j->src, it->tensor, it->stored, w->raw, e)))
 			return rc;   /* its message names the tensor */
-		data = *raw;
+		data = w->raw;
 	}
-	rc = res_plan((int)t->dtype, (int)t->ndim, t->shape, data, t->raw_bytes, &l, e);
-	if (!rc && grow(enc, enc_cap, l.nbytes))
-		rc = uwerr_set(e, ENOMEM, "%llu bytes: out of memory", (unsigned long long)l.nbytes);
-	if (!rc)
-		rc = res_encode(&l, data, t->raw_bytes, *enc, e);
+	rc = 1;
+	if (w->gpu)
+		rc = be->ops->enc_tensor(w->gpu, (int)t->dtype, (int)t->ndim, t->shape, data,
+					 t->raw_bytes, place, j, &l, &off, e);
+	if (rc == 1) {   /* on the CPU */
+		rc = res_plan((int)t->dtype, (int)t->ndim, t->shape, data, t->raw_bytes, &l, e);
+		if (!rc && grow(&w->enc, &w->enc_cap, l.nbytes))
+			rc = uwerr_set(e, ENOMEM, "%llu bytes: out of memory",
+				       (unsigned long long)l.nbytes);
+		if (!rc)
+			rc = res_encode(&l, data, t->raw_bytes, w->enc, e);
+		if (!rc)
+			rc = place(j, l.nbytes, &off, e);
+		if (!rc && l.nbytes)
+			rc = be->ops->buf_write(m->bufs[0], off, w->enc, l.nbytes, e);
+	}
 	if (rc)
-		return uwerr_prefix(e, "tensor %s", t->name);
-
-	/* Tensors go where the cursor is when they are done: the layout
-	 * depends on timing, the bytes of each tensor do not. */
-	pthread_mutex_lock(&j->lock);
-	uint64_t off = j->cursor, end = align_up(off + l.nbytes);
-	j->cursor = end;
-	pthread_mutex_unlock(&j->lock);
-	if (end > j->cap || end < off)
-		return uwerr_set(e, EOVERFLOW, "tensor %s: resident form (%llu bytes) larger than "
-				 "its raw size", t->name, (unsigned long long)l.nbytes);
-	if (l.nbytes && (rc = be->ops->buf_write(m->bufs[0], off, *enc, l.nbytes, e)))
 		return uwerr_prefix(e, "tensor %s", t->name);
 	t->buf = 0;
 	t->offset = off;
@@ -269,9 +295,18 @@ static int encode_one(struct job *j, const struct item *it, void **raw, size_t *
 static void encode_worker(void *ctx, size_t begin, size_t end)
 {
 	struct job *j = ctx;
-	void *raw = NULL, *enc = NULL;
-	size_t raw_cap = 0, enc_cap = 0;
+	const struct backend_ops *ops = j->ld->d->be->ops;
+	struct worker w = {0};
 	struct uwerr e = {0};
+	if (j->gpu && ops->enc_new(j->m->bufs[0], &w.gpu, &e)) {
+		if (j->ld->d->cfg->encode == UWD_ENCODE_GPU) {
+			fail(j, &e);
+			return;
+		}
+		if (!atomic_exchange(&j->gpu_warned, 1))
+			log_warning("load %s: encoding on the CPU: %s", j->m->name, e.msg);
+		w.gpu = NULL;
+	}
 	for (;;) {
 		pthread_mutex_lock(&j->qlock);
 		while (j->qhead == j->qtail && j->readers_left && !par_failed(&j->err) &&
@@ -282,15 +317,17 @@ static void encode_worker(void *ctx, size_t begin, size_t end)
 		pthread_mutex_unlock(&j->qlock);
 		if (!have)
 			break;
-		int rc = encode_one(j, &it, &raw, &raw_cap, &enc, &enc_cap, &e);
+		int rc = encode_one(j, &it, &w, &e);
 		unit_put(it.u);
 		if (rc) {
 			fail(j, &e);
 			break;
 		}
 	}
-	free(raw);
-	free(enc);
+	if (w.gpu)
+		ops->enc_free(w.gpu);
+	free(w.raw);
+	free(w.enc);
 }
 
 /* Take bytes of the read-ahead window. A unit larger than the window goes
@@ -697,6 +734,7 @@ int loader_start(struct loader *ld, const struct msg_load *q, const char *who,
 	pthread_mutex_init(&j->qlock, NULL);
 	pthread_cond_init(&j->qcond, NULL);
 	j->io = (enum ur_mode)d->cfg->load_io;
+	j->gpu = d->be->ops->enc_new && d->cfg->encode != UWD_ENCODE_CPU;
 	j->pct = 101;   /* none announced yet */
 	j->noted = -1e9;
 	j->ld = ld;
@@ -731,8 +769,9 @@ int loader_start(struct loader *ld, const struct msg_load *q, const char *who,
 		while (*tail)
 			tail = &(*tail)->qnext;
 		*tail = j;
-		log_notice("load %s: accepted from %s: %zu tensors, %llu bytes, %d threads",
-			   q->name, who, n, (unsigned long long)raw, nth);
+		log_notice("load %s: accepted from %s: %zu tensors, %llu bytes, %d threads "
+			   "encoding on the %s", q->name, who, n, (unsigned long long)raw, nth,
+			   j->gpu ? "GPU" : "CPU");
 		j->next = ld->jobs;
 		ld->jobs = j;
 	}

@@ -14,9 +14,10 @@ unweightd_SOURCES = \
 	daemon/loader.c daemon/loader.h \
 	daemon/fdstore.c daemon/fdstore.h \
 	daemon/stats.c daemon/stats.h \
-	daemon/backend.c daemon/backend.h daemon/backend_host.c
+	daemon/backend.c daemon/backend.h daemon/backend_host.c daemon/encode_gpu.h
 unweightd_CFLAGS = $(AM_CFLAGS) $(SYSTEMD_CFLAGS)
 unweightd_LDADD = libuwcore.la $(SYSTEMD_LIBS)
+unweightd_LDFLAGS = $(AM_LDFLAGS)
 
 dist_man_MANS += man/unweightd.8 man/unweightd.conf.5
 uwdexampledir = $(docdir)/examples
@@ -32,10 +33,15 @@ EXTRA_tests_check_daemon_DEPENDENCIES = unweightd
 
 if HAVE_CUDA
 # VMM buffers exported as fds; the driver itself is loaded at run time.
-unweightd_SOURCES += daemon/backend_cuda.c
+# Loads encode on the GPU with the kernels of kernels/cuda (cudart loads
+# the driver lazily too, so a host without one still starts).
+unweightd_SOURCES += daemon/backend_cuda.c daemon/encode_gpu.c
 unweightd_CFLAGS += $(CUDA_CFLAGS)
+unweightd_LDADD += $(UWCUDA_LIBS)
+unweightd_LDFLAGS += $(UWCUDA_RPATH)
+EXTRA_unweightd_DEPENDENCIES = kernels/libuwcuda.a
 endif
-EXTRA_DIST += daemon/backend_cuda.c
+EXTRA_DIST += daemon/backend_cuda.c daemon/encode_gpu.c
 
 # Restart without reload: a fake systemd fd store.
 check_PROGRAMS += tests/check_restart
@@ -78,4 +84,5 @@ check_PROGRAMS += tests/unweightd-faults
 tests_unweightd_faults_SOURCES = $(unweightd_SOURCES) format/uring_read.c
 tests_unweightd_faults_CFLAGS = $(unweightd_CFLAGS) $(URING_CFLAGS) -DUW_READ_FAULTS -DUW_ALLOC_FAULTS
 tests_unweightd_faults_LDADD = $(unweightd_LDADD)
+tests_unweightd_faults_LDFLAGS = $(unweightd_LDFLAGS)
 EXTRA_tests_check_daemon_DEPENDENCIES += tests/unweightd-faults ctl/unweightctl

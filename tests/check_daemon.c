@@ -781,6 +781,11 @@ START_TEST(t_config_errors)
 			  "or buffered"), "%s", err);
 	ck_assert_int_eq(run_daemon("", "--load-io=sideways", err, sizeof(err)), 2);
 	ck_assert_msg(strstr(err, "--load-io") && strstr(err, "sideways"), "%s", err);
+	ck_assert_int_eq(run_daemon("encode = fpga\n", NULL, err, sizeof(err)), 2);
+	ck_assert_msg(strstr(err, "u.conf:1") && strstr(err, "encode: 'fpga' is not auto, cpu or gpu"),
+		      "%s", err);
+	ck_assert_int_eq(run_daemon("backend = host\n", "--encode=gpu", err, sizeof(err)), 1);
+	ck_assert_msg(strstr(err, "encode = gpu: backend host encodes on the CPU only"), "%s", err);
 #ifndef HAVE_CUDA
 	/* (Built with CUDA, the cuda backend is tested on a GPU host.) */
 	ck_assert_int_eq(run_daemon("", "--backend=cuda", err, sizeof(err)), 1);

@@ -23,6 +23,7 @@
 #endif
 #include "common/json.h"
 #include "format/safetensors.h"
+#include "kernels/resident.h"
 #include "tests/clientutil.h"
 #include "tests/testutil.h"
 #include "unweight.h"
@@ -306,8 +307,38 @@ static void ctl_json_check(const char *out, const char *what, enum json_type wan
 
 /* ---- a client process -------------------------------------------------- */
 
-/* Every tensor decodes to its source bytes, and every 2-D BF16 one
- * multiplies as the float64 reference does. Returns the failures. */
+/* The daemon's layout of a tensor (encoded on the GPU with the cuda
+ * backend) is the CPU encoder's, checksum of the bytes included. */
+static int same_layout(const uw_tensor *t, const struct st_tensor *st, const void *raw)
+{
+	struct uw_tensor_info info;
+	struct uw_layout l;
+	struct uwerr e = {0};
+	size_t n = st_tensor_bytes(st);
+	void *enc = NULL;
+	int ok = uw_tensor_info(t, &info) == 0 &&
+		 res_plan((int)st->dtype, (int)st->ndim, st->shape, raw, n, &l, &e) == 0 &&
+		 (enc = malloc(l.nbytes ? l.nbytes : 1)) &&
+		 res_encode(&l, raw, n, enc, &e) == 0;
+	free(enc);
+	const struct uw_layout *a = &info.layout;
+	if (ok && a->format == l.format && a->dtype == l.dtype && a->rows == l.rows &&
+	    a->cols == l.cols && a->nbytes == l.nbytes && a->crc32c == l.crc32c &&
+	    !memcmp(a->palette, l.palette, sizeof(l.palette)) && a->mant_off == l.mant_off &&
+	    a->mant_stride == l.mant_stride && a->nib_off == l.nib_off &&
+	    a->nib_stride == l.nib_stride && a->patch_grp_off == l.patch_grp_off &&
+	    a->patch_off == l.patch_off && a->npatch == l.npatch)
+		return 0;
+	fprintf(stderr, "tensor %s: layout (%llu bytes, crc %08x) is not the CPU encoder's "
+		"(%llu bytes, crc %08x)%s%s\n", st->name, (unsigned long long)info.layout.nbytes,
+		info.layout.crc32c, (unsigned long long)l.nbytes, l.crc32c, e.msg[0] ? ": " : "",
+		e.msg);
+	return -1;
+}
+
+/* Every tensor has the CPU encoder's layout, decodes to its source bytes,
+ * and every 2-D BF16 one multiplies as the float64 reference does.
+ * Returns the failures. */
 static int verify_model(const uw_model *m, const struct source *src, uint64_t seed,
 			uint32_t *crc)
 {
@@ -326,6 +357,7 @@ static int verify_model(const uw_model *m, const struct source *src, uint64_t se
 			bad++;
 			continue;
 		}
+		bad += same_layout(t, st, src->raw[i]) < 0;
 		bad += cu_check_decode(t, src->raw[i], st_tensor_bytes(st)) < 0;
 		if (st->dtype == UW_DTYPE_BF16 && st->ndim == 2) {
 			bad += cu_check_matmul(t, (const uint16_t *)src->raw[i], 1, 0, &rng, crc) < 0;

@@ -1,0 +1,136 @@
+/* encode_gpu: see encode_gpu.h. */
+#include "config.h"
+
+#include "daemon/encode_gpu.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda_runtime_api.h>
+
+#include "kernels/cuda/uwk.h"
+
+/* Two stages: one filling while the other crosses PCIe. */
+#define STAGE_BYTES (16u << 20)
+#define NSTAGES 2
+/* The scratch grows in steps this large, so a model's tensors of a few
+ * sizes do not reallocate it at every new size. */
+#define SCRATCH_STEP (64u << 20)
+
+struct encode_gpu {
+	cudaStream_t s;
+	void *host[NSTAGES];
+	cudaEvent_t done[NSTAGES];
+	int next;
+	void *dev;                /* the raw tensor on the device */
+	size_t cap;
+};
+
+static int cuda_fail(struct uwerr *e, cudaError_t err, const char *what)
+{
+	return uwerr_set(e, err == cudaErrorMemoryAllocation ? ENOMEM : EIO, "GPU encoder: %s: %s: %s",
+			 what, cudaGetErrorName(err), cudaGetErrorString(err));
+}
+
+void encode_gpu_free(struct encode_gpu *g)
+{
+	if (!g)
+		return;
+	if (g->s)
+		cudaStreamSynchronize(g->s);
+	for (int i = 0; i < NSTAGES; i++) {
+		if (g->done[i])
+			cudaEventDestroy(g->done[i]);
+		if (g->host[i])
+			cudaFreeHost(g->host[i]);
+	}
+	cudaFree(g->dev);
+	if (g->s)
+		cudaStreamDestroy(g->s);
+	free(g);
+}
+
+int encode_gpu_new(struct encode_gpu **out, struct uwerr *e)
+{
+	struct encode_gpu *g = calloc(1, sizeof(*g));
+	cudaError_t err = cudaSuccess;
+	if (!g)
+		return uwerr_set(e, ENOMEM, "GPU encoder: out of memory");
+	err = cudaStreamCreateWithFlags(&g->s, cudaStreamNonBlocking);
+	for (int i = 0; i < NSTAGES && err == cudaSuccess; i++) {
+		err = cudaHostAlloc(&g->host[i], STAGE_BYTES, cudaHostAllocDefault);
+		if (err == cudaSuccess)
+			err = cudaEventCreateWithFlags(&g->done[i], cudaEventDisableTiming);
+	}
+	if (err != cudaSuccess) {
+		encode_gpu_free(g);
+		return cuda_fail(e, err, "stream and pinned staging");
+	}
+	*out = g;
+	return 0;
+}
+
+/* A device scratch of at least n bytes: 1 when the device has no room. */
+static int scratch(struct encode_gpu *g, size_t n, struct uwerr *e)
+{
+	if (n <= g->cap)
+		return 0;
+	cudaError_t err = cudaStreamSynchronize(g->s);
+	if (err != cudaSuccess)
+		return cuda_fail(e, err, "stream");
+	cudaFree(g->dev);
+	g->dev = NULL;
+	g->cap = 0;
+	size_t want = (n + SCRATCH_STEP - 1) / SCRATCH_STEP * SCRATCH_STEP;
+	err = cudaMalloc(&g->dev, want);
+	if (err == cudaErrorMemoryAllocation) {
+		cudaGetLastError();   /* not sticky: clear it */
+		g->dev = NULL;
+		return 1;
+	}
+	if (err != cudaSuccess)
+		return cuda_fail(e, err, "scratch");
+	g->cap = want;
+	return 0;
+}
+
+/* raw into the scratch: a stage is refilled once its last copy is done. */
+static int upload(struct encode_gpu *g, const void *raw, size_t n, struct uwerr *e)
+{
+	const char *p = raw;
+	for (size_t off = 0; off < n; ) {
+		size_t k = n - off < STAGE_BYTES ? n - off : STAGE_BYTES;
+		int i = g->next;
+		cudaError_t err = cudaEventSynchronize(g->done[i]);
+		if (err == cudaSuccess) {
+			memcpy(g->host[i], p + off, k);
+			err = cudaMemcpyAsync((char *)g->dev + off, g->host[i], k,
+					      cudaMemcpyHostToDevice, g->s);
+		}
+		if (err == cudaSuccess)
+			err = cudaEventRecord(g->done[i], g->s);
+		if (err != cudaSuccess)
+			return cuda_fail(e, err, "upload");
+		g->next = (i + 1) % NSTAGES;
+		off += k;
+	}
+	return 0;
+}
+
+int encode_gpu_tensor(struct encode_gpu *g, int dtype, int ndim, const uint64_t *shape,
+		      const void *raw, size_t raw_bytes, void *dst, encode_place_fn place,
+		      void *ctx, struct uw_layout *l, uint64_t *off, struct uwerr *e)
+{
+	int rc = scratch(g, raw_bytes, e);
+	if (rc)
+		return rc;
+	if ((rc = upload(g, raw, raw_bytes, e)))
+		return rc;
+	/* plan syncs the stream: the staging is free again after it */
+	if ((rc = uwk_encode_plan(dtype, ndim, shape, g->dev, raw_bytes, l, g->s, e)))
+		return rc;
+	if ((rc = place(ctx, l->nbytes, off, e)))
+		return rc;
+	return uwk_encode(l, g->dev, raw_bytes, (char *)dst + *off, g->s, e);
+}

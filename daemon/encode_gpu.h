@@ -1,0 +1,37 @@
+/* encode_gpu: a loader worker's GPU-side encoding for the cuda backend.
+ * A tensor's stored BF16 bytes cross PCIe through pinned staging into a
+ * device scratch; uwk_encode_plan counts its exponents there and plans
+ * with res_plan's own code; the caller places it; uwk_encode writes the
+ * resident bytes and their CRC-32C straight into the model's buffer. The
+ * CPU encoder (kernels/resident.c) stays the reference and the host
+ * backend's path: check_gpu_kernels holds the two byte for byte.
+ *
+ * Runtime API on the context current in the calling thread (the daemon
+ * makes its device's primary context current first), one encoder per
+ * thread. */
+#ifndef UWD_ENCODE_GPU_H
+#define UWD_ENCODE_GPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "unweight.h"
+
+struct encode_gpu;
+
+/* Where the caller puts nbytes of resident bytes: their offset in dst. */
+typedef int (*encode_place_fn)(void *ctx, uint64_t nbytes, uint64_t *off, struct uwerr *e);
+
+int encode_gpu_new(struct encode_gpu **out, struct uwerr *e);
+void encode_gpu_free(struct encode_gpu *g);   /* NULL is fine */
+
+/* Plan and encode the raw_bytes at raw (host memory) into dst + the offset
+ * place gives (*off), and fill *l (crc32c included). Returns 1, having placed and
+ * written nothing, when the device has no room for the scratch now: the
+ * caller encodes this one on the CPU. */
+int encode_gpu_tensor(struct encode_gpu *g, int dtype, int ndim, const uint64_t *shape,
+		      const void *raw, size_t raw_bytes, void *dst, encode_place_fn place,
+		      void *ctx, struct uw_layout *l, uint64_t *off, struct uwerr *e);
+
+#endif
