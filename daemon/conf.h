@@ -49,6 +49,7 @@ struct uwd_config {
 	unsigned load_threads;     /* encoder threads per load; 0: one per CPU, at most 8 */
 	int load_io;               /* enum ur_mode: how checkpoints are read (0: auto) */
 	unsigned io_timeout_ms;    /* a message once begun must complete within this */
+	unsigned verify_interval;  /* seconds between verifies of every model; 0 never */
 	int foreground;            /* accepted; unweightd never forks anyway */
 };
 

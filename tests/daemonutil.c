@@ -427,6 +427,23 @@ int req_detach(int fd, uint64_t lease)
 	return call_nobody(fd, OP_DETACH, &w);
 }
 
+int req_verify(int fd, const char *name, struct msg_verify_reply *r)
+{
+	struct wbuf w = {0};
+	struct msg_verify q = {.name = (char *)name};
+	enc_verify(&w, &q);
+	struct proto_msg m;
+	struct rbuf rb;
+	int st = call(fd, OP_VERIFY, &w, &m, &rb);
+	memset(r, 0, sizeof(*r));
+	if (st == 0) {
+		struct uwerr e = {0};
+		ck_assert_msg(dec_verify_reply(&rb, r, &e) == 0, "verify reply: %s", e.msg);
+	}
+	proto_msg_free(&m);
+	return st;
+}
+
 /* The stats document, parsed; name "" for all. NULL when refused. */
 struct json_value *req_stats(int fd, const char *name)
 {

@@ -115,6 +115,8 @@ int req_load(int fd, const char *name, const char *path);
 int req_evict(int fd, const char *name, unsigned flags);
 int req_detach(int fd, uint64_t lease);
 int req_attach(int fd, const char *name, struct attached *a);
+/* VERIFY: the reply's status; on 0, *r holds the body (msg_verify_reply_free it). */
+int req_verify(int fd, const char *name, struct msg_verify_reply *r);
 void attached_free(struct attached *a);
 /* The stats document, parsed; name "" for all. NULL when refused. */
 struct json_value *req_stats(int fd, const char *name);
