@@ -46,7 +46,7 @@ enum proto_op {
 	OP_STATS = 4,
 	OP_ATTACH = 5,
 	OP_DETACH = 6,
-	OP_VERIFY = 7,
+	OP_VERIFY = 8,      /* a daemon that predates it answers -EOPNOTSUPP */
 	OP_REPLY = 0x8000,  /* a reply's opcode is its request's | OP_REPLY */
 };
 
