@@ -74,33 +74,11 @@ static unsigned crc_failures(int fd, const char *name, char *first, size_t n)
 	return bad;
 }
 
-/* The stats entry of model name in j. */
-static const struct json_value *stats_model(const struct json_value *j, const char *name)
+static const struct json_value *model_entry(const struct json_value *j, const char *name)
 {
-	const struct json_value *ms = json_get(j, "models");
-	ck_assert(ms && ms->type == JSON_ARR);
-	for (size_t i = 0; i < ms->u.arr.n; i++) {
-		const struct json_value *n = json_get(&ms->u.arr.v[i], "name");
-		if (n && n->type == JSON_STR && strcmp(n->u.str.s, name) == 0)
-			return &ms->u.arr.v[i];
-	}
-	ck_abort_msg("stats lists no model %s", name);
-	return NULL;
-}
-
-static uint64_t jnum_u64(const struct json_value *o, const char *key)
-{
-	uint64_t v = 0;
-	const struct json_value *j = json_get(o, key);
-	ck_assert_msg(j && json_u64(j, &v) == 0, "stats: no integer \"%s\"", key);
-	return v;
-}
-
-static const char *jstr(const struct json_value *o, const char *key)
-{
-	const struct json_value *j = json_get(o, key);
-	ck_assert_msg(j && j->type == JSON_STR, "stats: no string \"%s\"", key);
-	return j->u.str.s;
+	const struct json_value *m = stats_model(j, name);
+	ck_assert_msg(m, "stats lists no model %s", name);
+	return m;
 }
 
 /* What stats says of the last verify of model: its state, verifies and
@@ -109,12 +87,12 @@ static const char *jstr(const struct json_value *o, const char *key)
 static void verify_stats(const struct json_value *m, const char *state, uint64_t count,
 			 uint64_t failures, const char *want_bad)
 {
-	ck_assert_str_eq(jstr(m, "verify_state"), state);
-	ck_assert_uint_eq(jnum_u64(m, "verify_count"), count);
-	ck_assert_uint_eq(jnum_u64(m, "verify_failures"), failures);
+	ck_assert_str_eq(stat_str(m, "verify_state"), state);
+	ck_assert_uint_eq(stat_u64(m, "verify_count"), count);
+	ck_assert_uint_eq(stat_u64(m, "verify_failures"), failures);
 	const struct json_value *bad = json_get(m, "verify_bad"), *at = json_get(m, "verified_at");
 	ck_assert(bad && bad->type == JSON_ARR);
-	ck_assert_uint_eq(jnum_u64(m, "verify_bad_tensors"), want_bad ? 1 : 0);
+	ck_assert_uint_eq(stat_u64(m, "verify_bad_tensors"), want_bad ? 1 : 0);
 	ck_assert_uint_eq(bad->u.arr.n, want_bad ? 1 : 0);
 	if (want_bad) {
 		ck_assert_int_eq(bad->u.arr.v[0].type, JSON_STR);
@@ -182,9 +160,9 @@ START_TEST(t_verify_request)
 
 	struct json_value *j = req_stats(fd, "");
 	ck_assert_ptr_nonnull(j);
-	ck_assert_uint_eq(jnum_u64(j, "verify_interval_s"), 0);
-	verify_stats(stats_model(j, "good"), "ok", 1, 0, NULL);
-	verify_stats(stats_model(j, "bad"), "corrupt", 1, 1, bad_name);
+	ck_assert_uint_eq(stat_u64(j, "verify_interval_s"), 0);
+	verify_stats(model_entry(j, "good"), "ok", 1, 0, NULL);
+	verify_stats(model_entry(j, "bad"), "corrupt", 1, 1, bad_name);
 	json_free(j);
 	wait_log(logf, "<3>verify bad (uid ", "CORRUPT: 1 of");
 	wait_log(logf, "<3>verify bad (uid ", bad_name);
@@ -206,8 +184,8 @@ START_TEST(t_verify_request)
 	ck_assert(ok && ok->type == JSON_BOOL && !ok->u.b);
 	ck_assert(bad && bad->type == JSON_ARR && bad->u.arr.n == 1);
 	ck_assert_str_eq(bad->u.arr.v[0].u.str.s, bad_name);
-	ck_assert_uint_eq(jnum_u64(j, "bad_tensors"), 1);
-	ck_assert_uint_eq(jnum_u64(j, "tensors"), sg.tensors);
+	ck_assert_uint_eq(stat_u64(j, "bad_tensors"), 1);
+	ck_assert_uint_eq(stat_u64(j, "tensors"), sg.tensors);
 	json_free(j);
 	ck_assert_int_eq(run_ctl(&d, "stats bad", out, sizeof(out)), 0);
 	ck_assert_msg(strstr(out, "CORRUPT (1 bad tensor: ") && strstr(out, "3 of 3 failed"),
@@ -240,16 +218,16 @@ START_TEST(t_verify_periodic)
 	for (;;) {
 		j = req_stats(fd, "");
 		ck_assert_ptr_nonnull(j);
-		if (jnum_u64(stats_model(j, "good"), "verify_count") >= 2 &&
-		    jnum_u64(stats_model(j, "bad"), "verify_count") >= 2)
+		if (stat_u64(model_entry(j, "good"), "verify_count") >= 2 &&
+		    stat_u64(model_entry(j, "bad"), "verify_count") >= 2)
 			break;
 		json_free(j);
 		ck_assert_msg(now() < end, "no two periodic verifies of both models in 60 s");
 		sleep_ms(50);
 	}
-	ck_assert_uint_eq(jnum_u64(j, "verify_interval_s"), 1);
-	const struct json_value *g = stats_model(j, "good"), *b = stats_model(j, "bad");
-	uint64_t ng = jnum_u64(g, "verify_count"), nb = jnum_u64(b, "verify_count");
+	ck_assert_uint_eq(stat_u64(j, "verify_interval_s"), 1);
+	const struct json_value *g = model_entry(j, "good"), *b = model_entry(j, "bad");
+	uint64_t ng = stat_u64(g, "verify_count"), nb = stat_u64(b, "verify_count");
 	verify_stats(g, "ok", ng, 0, NULL);
 	verify_stats(b, "corrupt", nb, nb, bad_name);
 	json_free(j);
