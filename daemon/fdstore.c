@@ -12,7 +12,9 @@
  *
  * systemd may hand a name's fds back in any order: buffers are matched to
  * the manifest by inode, and the manifest is the fd that starts with the
- * magic. */
+ * magic. (The cuda backend's exported fds may all share the driver's inode;
+ * its models have one buffer each, so that is no ambiguity, and a buffer
+ * matched wrongly would fail its size or CRC-32C.) */
 #include "config.h"
 
 #include "daemon/fdstore.h"
@@ -120,8 +122,12 @@ void fdstore_save(struct uwd *d, const struct model *m)
 		fds[n++] = mfd;
 		for (size_t i = 0; i < m->nbufs; i++)
 			fds[n++] = d->be->ops->buf_fd(m->bufs[i]);
+		/* FDPOLL=0: these are memory, not connections; a driver's fd that
+		 * polls POLLHUP must not make systemd drop it (older systemd
+		 * ignores the field, and cannot poll a memfd anyway). */
 		char state[64 + PROTO_MAX_NAME];
-		snprintf(state, sizeof(state), "FDSTORE=1\nFDNAME=" NAME_PREFIX "%s", m->name);
+		snprintf(state, sizeof(state), "FDSTORE=1\nFDPOLL=0\nFDNAME=" NAME_PREFIX "%s",
+			 m->name);
 		rc = sd_pid_notify_with_fds(0, 0, state, fds, (unsigned)n);
 		if (rc < 0)
 			uwerr_set(&e, -rc, "sd_notify: %s", strerror(-rc));
