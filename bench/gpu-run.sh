@@ -25,7 +25,8 @@ export LD_LIBRARY_PATH="$B/gpulibs:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_
 
 rc=0
 export UW_TOP_SRCDIR=$PWD UW_TOP_BUILDDIR=$B
-for t in tests/check_gpu_kernels tests/check_gpu_integration.sh tests/check_gpu_stories.sh; do
+for t in tests/check_gpu_kernels tests/check_gpu_integration.sh tests/check_gpu_restart.sh \
+	tests/check_gpu_stories.sh; do
 	n=$(basename "$t" .sh)
 	case $t in
 	*.sh) timeout 300 sh "$PWD/$t" >"$O/$n.log" 2>&1 ;;

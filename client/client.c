@@ -1,5 +1,6 @@
 /* client: the connection to unweightd (hello, request/reply), the operator
- * requests (load, evict, stats) and the error reporting of libunweight-client. */
+ * requests (load, evict, verify, stats) and the error reporting of
+ * libunweight-client. */
 #include "config.h"   /* first: _GNU_SOURCE, for the GNU strerror_r */
 
 #include "client/client.h"
@@ -350,6 +351,56 @@ UW_API int uw_evict(uw_client *c, const char *model, unsigned flags)
 		return cl_ret(&e, cl_enc_fail(rc, "evict", &e));
 	}
 	return cl_ret(&e, call_no_body(c, OP_EVICT, &w, &e));
+}
+
+UW_API void uw_verify_free(struct uw_verify_result *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->nnames; i++)
+		free(r->bad[i]);
+	free(r->bad);
+	free(r);
+}
+
+UW_API int uw_verify(uw_client *c, const char *model, struct uw_verify_result **out)
+{
+	struct uwerr e = {0};
+	struct msg_verify m = { .name = (char *)model };
+	struct msg_verify_reply vr = {0};
+	struct wbuf w = {0};
+	struct proto_msg reply;
+	struct rbuf body;
+	if (!c || !model || !out)
+		return cl_ret(&e, uwerr_set(&e, EINVAL, "uw_verify: NULL argument"));
+	*out = NULL;
+	int rc = enc_verify(&w, &m);
+	if (rc < 0) {
+		wb_free(&w);
+		return cl_ret(&e, cl_enc_fail(rc, "verify", &e));
+	}
+	rc = cl_call(c, OP_VERIFY, &w, &reply, &body, &e);
+	wb_free(&w);
+	if (rc < 0)
+		return cl_ret(&e, rc);
+	rc = dec_verify_reply(&body, &vr, &e);
+	proto_msg_free(&reply);
+	if (rc < 0)
+		return cl_ret(&e, rc);
+	struct uw_verify_result *r = calloc(1, sizeof(*r));
+	if (!r) {
+		msg_verify_reply_free(&vr);
+		return cl_ret(&e, uwerr_set(&e, ENOMEM, "verify %s: out of memory", model));
+	}
+	*r = (struct uw_verify_result){
+		.tensors = vr.tensors, .bytes = vr.bytes, .seconds = (double)vr.usec * 1e-6,
+		.nbad = vr.nbad, .nnames = vr.nnames, .bad = vr.bad,
+	};
+	vr.bad = NULL;   /* the names move to r */
+	vr.nnames = 0;
+	msg_verify_reply_free(&vr);
+	*out = r;
+	return 0;
 }
 
 UW_API int uw_stats_json(uw_client *c, const char *model, char **json)

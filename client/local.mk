@@ -57,3 +57,21 @@ endif
 TESTS += tests/check_gpu_integration.sh
 GPU_TESTS += tests/check_gpu_integration.sh
 EXTRA_DIST += tests/check_gpu_integration.sh
+
+# Restart without reload and verify, seen by workers through the library, on
+# $UW_TEST_BACKEND (host here; tests/check_gpu_restart.sh runs it on cuda).
+check_PROGRAMS += tests/check_restart_client
+TESTS += tests/check_restart_client
+tests_check_restart_client_SOURCES = tests/check_restart_client.c tests/clientutil.c \
+	tests/clientutil.h
+tests_check_restart_client_CFLAGS = $(TEST_CFLAGS)
+tests_check_restart_client_LDADD = $(UW_CLIENT_LIBS) $(TEST_LIBS)
+EXTRA_tests_check_restart_client_DEPENDENCIES = unweightd$(EXEEXT) tests/unweightd-faults$(EXEEXT)
+if HAVE_CUDA
+tests_check_restart_client_CFLAGS += $(CUDA_CFLAGS)
+tests_check_restart_client_LDADD += -L$(CUDA_DIR)/lib64 -lcudart
+tests_check_restart_client_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
+endif
+TESTS += tests/check_gpu_restart.sh
+GPU_TESTS += tests/check_gpu_restart.sh
+EXTRA_DIST += tests/check_gpu_restart.sh

@@ -124,6 +124,22 @@ UW_API int uw_load_device(uw_client *c, const char *model, const char *device,
 #define UW_EVICT_FORCE 1u
 UW_API int uw_evict(uw_client *c, const char *model, unsigned flags);
 
+/* What uw_verify found. */
+struct uw_verify_result {
+	uint64_t tensors;         /* tensors checked */
+	uint64_t bytes;           /* resident bytes read */
+	double seconds;           /* how long the daemon took */
+	uint64_t nbad;            /* tensors whose bytes fail their CRC-32C */
+	size_t nnames;            /* bad[0..nnames): the first of them, at most 1024 */
+	char **bad;               /* their names */
+};
+/* Have the daemon read model's resident bytes back and check every
+ * tensor's CRC-32C (an admin request, like uw_load). Returns 0 when the
+ * check ran, whatever it found: (*out)->nbad > 0 means the model is
+ * corrupt. Free *out with uw_verify_free (NULL is fine). */
+UW_API int uw_verify(uw_client *c, const char *model, struct uw_verify_result **out);
+UW_API void uw_verify_free(struct uw_verify_result *r);
+
 /* Daemon and model statistics, as JSON text (unweightd(8), STATISTICS, lists
  * the keys). model NULL: every model. *json is malloc'd; free() it. */
 UW_API int uw_stats_json(uw_client *c, const char *model, char **json);

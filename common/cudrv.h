@@ -20,6 +20,7 @@
 	X(cuMemExportToShareableHandle) X(cuMemImportFromShareableHandle) \
 	X(cuMemcpyHtoD) X(cuMemcpyDtoD) X(cuMemsetD8)                   \
 	X(cuMemHostAlloc) X(cuMemFreeHost) X(cuMemcpyHtoDAsync)         \
+	X(cuMemcpyDtoHAsync) X(cuMemGetAllocationPropertiesFromHandle)  \
 	X(cuStreamCreate) X(cuStreamDestroy) X(cuStreamSynchronize)     \
 	X(cuEventCreate) X(cuEventRecord) X(cuEventSynchronize) X(cuEventDestroy) \
 	X(cuGetErrorName) X(cuGetErrorString)

@@ -1,5 +1,5 @@
 /* cmd_daemon: the subcommands that talk to unweightd through
- * libunweight-client: load, evict, stats, list and status. Human output is
+ * libunweight-client: load, evict, verify, stats, list and status. Human output is
  * read from the daemon's stats JSON (keys in unweightd(8)). */
 #include "config.h"
 
@@ -377,7 +377,93 @@ int cmd_evict(int argc, char **argv, const struct ctl_global *g)
 	return rc;
 }
 
+/* ---- verify ----------------------------------------------------------- */
+
+int cmd_verify(int argc, char **argv, const struct ctl_global *g)
+{
+	int json = 0, rc = json_option("verify", argc, argv, &json);
+	if (rc != CTL_OK)
+		return rc;
+	if (argc - optind != 1)
+		return ctl_usage_error("verify", "exactly one model name is needed");
+	const char *name = argv[optind];
+	uw_client *c;
+	struct uw_verify_result *r;
+	if (connect_or_say(g, &c) != CTL_OK)
+		return CTL_ERR;
+	if (uw_verify(c, name, &r) < 0) {
+		rc = ctl_error("%s", uw_errmsg());
+		uw_disconnect(c);
+		return rc;
+	}
+	uw_disconnect(c);
+	if (json) {
+		struct strbuf b = {0};
+		sb_printf(&b, "{");
+		put_str(&b, 1, "name", name);
+		sb_printf(&b, ",\"ok\":%s,\"tensors\":%llu,\"bytes\":%llu,\"seconds\":%.6f,"
+			  "\"bad_tensors\":%llu,\"bad\":[", r->nbad ? "false" : "true",
+			  (unsigned long long)r->tensors, (unsigned long long)r->bytes, r->seconds,
+			  (unsigned long long)r->nbad);
+		for (size_t i = 0; i < r->nnames; i++) {
+			if (i)
+				sb_append(&b, ",", 1);
+			sb_json_str(&b, r->bad[i], strlen(r->bad[i]));
+		}
+		sb_append(&b, "]}", 2);
+		rc = print_buf(&b);
+	} else {
+		char bytes[16];
+		human_bytes(bytes, sizeof(bytes), r->bytes);
+		if (!r->nbad)
+			printf("%s: ok: %llu tensors, %s read in %.3f s, every CRC-32C matches\n", name,
+			       (unsigned long long)r->tensors, bytes, r->seconds);
+		else
+			printf("%s: CORRUPT: %llu of %llu tensors fail their CRC-32C (%s read in %.3f s):\n",
+			       name, (unsigned long long)r->nbad, (unsigned long long)r->tensors, bytes,
+			       r->seconds);
+		for (size_t i = 0; i < r->nnames; i++)
+			printf("  %s\n", r->bad[i]);
+		if (r->nnames < r->nbad)
+			printf("  and %llu more\n", (unsigned long long)(r->nbad - r->nnames));
+	}
+	if (rc == CTL_OK && r->nbad)
+		rc = CTL_ERR;   /* a corrupt model fails the command, whatever the output */
+	uw_verify_free(r);
+	return rc;
+}
+
 /* ---- stats and list --------------------------------------------------- */
+
+/* "verify  CORRUPT (1 bad tensor: w1) at 2026-12-01 10:00:00 UTC, 3 of 5 failed" */
+static void print_verify(const struct json_value *x)
+{
+	const char *state = jstr(x, "verify_state");
+	if (!*state || !strcmp(state, "never")) {
+		printf("  %-18s never\n", "verify");
+		return;
+	}
+	char when[64] = "?";
+	time_t at = (time_t)jnum(x, "verified_at");
+	struct tm tm;
+	if (gmtime_r(&at, &tm))
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+	printf("  %-18s %s", "verify", !strcmp(state, "corrupt") ? "CORRUPT" : state);
+	size_t n;
+	const struct json_value *bad = jarr(x, "verify_bad", &n);
+	if (!strcmp(state, "corrupt")) {
+		printf(" (%llu bad tensor%s:", (unsigned long long)ju64(x, "verify_bad_tensors"),
+		       ju64(x, "verify_bad_tensors") == 1 ? "" : "s");
+		for (size_t i = 0; i < n; i++)
+			printf(" %s", bad[i].type == JSON_STR ? bad[i].u.str.s : "?");
+		printf("%s)", n < ju64(x, "verify_bad_tensors") ? " ..." : "");
+	} else if (!strcmp(state, "error")) {
+		printf(" (%s)", jstr(x, "verify_error"));
+	}
+	printf(" at %s in %.3f s; %llu of %llu failed\n", when, jnum(x, "verify_seconds"),
+	       (unsigned long long)ju64(x, "verify_failures"),
+	       (unsigned long long)ju64(x, "verify_count"));
+}
 
 static void print_stats(const struct json_value *doc)
 {
@@ -418,6 +504,7 @@ static void print_stats(const struct json_value *doc)
 		printf("  %-18s %llu\n", "attached clients",
 		       (unsigned long long)ju64(x, "attached_clients"));
 		printf("  %-18s %llu\n", "attach count", (unsigned long long)ju64(x, "attach_count"));
+		print_verify(x);
 	}
 }
 

@@ -18,6 +18,7 @@ int cmd_inspect(int argc, char **argv, const struct ctl_global *g);
 /* The daemon's commands (cmd_daemon.c). */
 int cmd_load(int argc, char **argv, const struct ctl_global *g);
 int cmd_evict(int argc, char **argv, const struct ctl_global *g);
+int cmd_verify(int argc, char **argv, const struct ctl_global *g);
 int cmd_stats(int argc, char **argv, const struct ctl_global *g);
 int cmd_list(int argc, char **argv, const struct ctl_global *g);
 int cmd_status(int argc, char **argv, const struct ctl_global *g);

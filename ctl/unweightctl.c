@@ -29,6 +29,8 @@ static const struct command commands[] = {
 	  "load a checkpoint into unweightd (--wait: until it is ready)" },
 	{ "evict", cmd_evict, "NAME [--force]",
 	  "unload a model (--force: even while clients hold leases)" },
+	{ "verify", cmd_verify, "NAME [--json]",
+	  "re-read a loaded model and check every tensor's CRC-32C (exit 1: corrupt)" },
 	{ "stats", cmd_stats, "[NAME] [--json]",
 	  "the daemon's statistics: devices, models, uptime" },
 	{ "list", cmd_list, "[--json]",

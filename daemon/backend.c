@@ -71,15 +71,24 @@ int backend_find_device(const struct backend *b, const char *spec)
 }
 
 #ifdef UW_ALLOC_FAULTS
-/* Allocation faults for the test suites, from UW_TEST_ALLOC_FAULTS:
- * compiled only into tests/unweightd-faults (daemon/local.mk), never into
- * unweightd. A comma-separated list of:
+/* Backend faults for the test suites, compiled only into
+ * tests/unweightd-faults (daemon/local.mk), never into unweightd.
+ * UW_TEST_ALLOC_FAULTS, a comma-separated list of:
  *   create=N   the daemon's Nth buf_create fails with ENOMEM
- *   write=N    its Nth buf_write fails with ENOMEM (counted over all loads) */
+ *   write=N    its Nth buf_write fails with ENOMEM (counted over all loads)
+ * UW_TEST_CORRUPT=MODEL: the first tensor written into model MODEL's
+ * buffer lands with one bit flipped (in its middle byte), after the
+ * encoder took its CRC-32C: a model corrupt in memory, for verify to find
+ * (a sealed buffer cannot be changed later, not even by the daemon).
+ * Both act on buf_write, so with either on the loads encode on the CPU
+ * (the GPU encoder writes the buffer itself). */
 static const struct backend_ops *real_ops;
 static struct backend_ops faulty_ops;
 static long create_at = -1, write_at = -1;
 static atomic_long creates, writes;
+static const char *corrupt_model;
+static struct bbuf *_Atomic corrupt_buf;
+static atomic_int corrupted;
 
 static int faulty_create(struct backend *b, int dev, const char *label, uint64_t cap,
 			 struct bbuf **out, struct uwerr *e)
@@ -87,7 +96,10 @@ static int faulty_create(struct backend *b, int dev, const char *label, uint64_t
 	if (atomic_fetch_add(&creates, 1) + 1 == create_at)
 		return uwerr_set(e, ENOMEM, "buffer of %llu bytes for %s: injected allocation "
 				 "failure", (unsigned long long)cap, label);
-	return real_ops->buf_create(b, dev, label, cap, out, e);
+	int rc = real_ops->buf_create(b, dev, label, cap, out, e);
+	if (!rc && corrupt_model && strcmp(label, corrupt_model) == 0)
+		atomic_store(&corrupt_buf, *out);
+	return rc;
 }
 
 static int faulty_write(struct bbuf *buf, uint64_t off, const void *src, size_t n,
@@ -96,6 +108,16 @@ static int faulty_write(struct bbuf *buf, uint64_t off, const void *src, size_t 
 	if (atomic_fetch_add(&writes, 1) + 1 == write_at)
 		return uwerr_set(e, ENOMEM, "write at %llu: injected allocation failure",
 				 (unsigned long long)off);
+	if (n && buf == atomic_load(&corrupt_buf) && !atomic_exchange(&corrupted, 1)) {
+		uint8_t *bad = malloc(n);
+		if (!bad)
+			return uwerr_set(e, ENOMEM, "write at %llu: out of memory", (unsigned long long)off);
+		memcpy(bad, src, n);
+		bad[n / 2] ^= 0x04;
+		int rc = real_ops->buf_write(buf, off, bad, n, e);
+		free(bad);
+		return rc;
+	}
 	return real_ops->buf_write(buf, off, src, n, e);
 }
 
@@ -110,12 +132,16 @@ static const struct backend_ops *with_faults(const struct backend_ops *ops)
 		else if (!strncmp(t, "write=", 6))
 			write_at = strtol(t + 6, NULL, 0);
 	}
-	if (create_at < 0 && write_at < 0)
+	corrupt_model = getenv("UW_TEST_CORRUPT");
+	if (create_at < 0 && write_at < 0 && !corrupt_model)
 		return ops;
 	real_ops = ops;
 	faulty_ops = *ops;
 	faulty_ops.buf_create = faulty_create;
 	faulty_ops.buf_write = faulty_write;
+	faulty_ops.enc_new = NULL;
+	faulty_ops.enc_tensor = NULL;
+	faulty_ops.enc_free = NULL;
 	return &faulty_ops;
 }
 #endif

@@ -21,6 +21,12 @@ struct benc;
 
 #define BACKEND_MAX_DEVICES 16
 
+/* A range of a buffer, and its CRC-32C once buf_crc32c has read it. */
+struct bspan {
+	uint64_t off, len;
+	uint32_t crc;
+};
+
 struct backend_device {
 	char name[32];            /* "host", "cuda0" */
 	char uuid[64];            /* "GPU-..." on cuda, "" on host */
@@ -48,12 +54,16 @@ struct backend_ops {
 	int (*buf_fd)(const struct bbuf *buf);
 	void (*buf_destroy)(struct bbuf *buf);   /* NULL is fine */
 	/* Restart without reload (fdstore.c); NULL where the backend cannot.
-	 * adopt: a finished buffer of size bytes from an fd a previous daemon
-	 * stored, checked (size, seals); takes fd on success. crc: CRC-32C
-	 * of a finished buffer's bytes. */
+	 * A finished buffer of size bytes from an fd a previous daemon stored,
+	 * checked (size, and seals or device); takes fd on success. */
 	int (*buf_adopt)(struct backend *b, int dev, int fd, uint64_t size,
 			 struct bbuf **out, struct uwerr *e);
-	int (*buf_crc32c)(const struct bbuf *buf, uint32_t *crc, struct uwerr *e);
+	/* Read a finished buffer back: the CRC-32C of each of n spans (each
+	 * inside its final size) into the span's crc. The fd store sums whole
+	 * buffers, verify (verify.c) every tensor. Callable from any thread,
+	 * also while clients use the buffer. */
+	int (*buf_crc32c)(const struct bbuf *buf, struct bspan *spans, size_t n,
+			  struct uwerr *e);
 	/* Encoding on the device (NULL where the backend has none): one
 	 * encoder per loader thread, writing into buf. enc_tensor plans the
 	 * raw bytes of a tensor (host memory), asks place for the offset of

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/crc32c.h"
 #include "common/cudrv.h"
 #include "daemon/encode_gpu.h"
 #include "unweight.h"
@@ -391,6 +392,128 @@ static int cuda_buf_fd(const struct bbuf *buf)
 	return buf->fd;
 }
 
+/* ---- reading back: checksums, and buffers a previous daemon stored ---- */
+
+/* Which span a stage's piece belongs to, and its length. */
+struct piece {
+	size_t span;
+	size_t len;
+};
+
+/* Wait for the piece in stage i and add it to its span's CRC. */
+static int sum_piece(struct stager *rd, int i, const struct piece *pc, struct bspan *spans,
+		     const struct bbuf *buf, struct uwerr *e)
+{
+	CUresult r = cu->cuEventSynchronize(rd->done[i]);
+	if (r != CUDA_SUCCESS)
+		return cu_fail(r, "cuEventSynchronize", __FILE__, __LINE__, e,
+			       "buffer %s: reading back", buf->label);
+	spans[pc->span].crc = crc32c(spans[pc->span].crc, rd->host[i], pc->len);
+	return 0;
+}
+
+/* The spans are copied to the host in STAGE_BYTES pieces through pinned
+ * stages of a stager of its own (the uploads' kind): while the CPU sums one
+ * piece, the next ones cross PCIe. */
+static int cuda_buf_crc32c(const struct bbuf *buf, struct bspan *spans, size_t n,
+			   struct uwerr *e)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (spans[i].off > buf->size || spans[i].len > buf->size - spans[i].off)
+			return uwerr_set(e, ERANGE, "buffer %s: checksum of [%llu,+%llu) past its "
+					 "%zu bytes", buf->label, (unsigned long long)spans[i].off,
+					 (unsigned long long)spans[i].len, buf->size);
+		spans[i].crc = 0;
+	}
+	CU_TRY(cu->cuCtxSetCurrent(buf->cd->ctx), e, "buffer %s", buf->label);
+	struct stager rd = {0};
+	struct piece pc[NSTAGES];
+	int busy[NSTAGES] = {0}, s = 0;
+	int rc = stager_init(&rd, buf->label, e);
+	for (size_t i = 0; i < n && !rc; i++) {
+		for (uint64_t pos = 0; pos < spans[i].len && !rc; pos += pc[s].len, s = (s + 1) % NSTAGES) {
+			/* Round robin: stage s holds the oldest piece not summed yet. */
+			if (busy[s] && (rc = sum_piece(&rd, s, &pc[s], spans, buf, e)))
+				break;
+			busy[s] = 0;
+			uint64_t left = spans[i].len - pos;
+			pc[s] = (struct piece){.span = i, .len = left < STAGE_BYTES ? (size_t)left
+									   : STAGE_BYTES};
+			CUresult r = cu->cuMemcpyDtoHAsync(rd.host[s], buf->ptr + spans[i].off + pos,
+							   pc[s].len, rd.stream);
+			if (r == CUDA_SUCCESS)
+				r = cu->cuEventRecord(rd.done[s], rd.stream);
+			if (r != CUDA_SUCCESS) {
+				rc = cu_fail(r, "cuMemcpyDtoHAsync", __FILE__, __LINE__, e,
+					     "buffer %s: reading back %zu bytes at %llu", buf->label,
+					     pc[s].len, (unsigned long long)(spans[i].off + pos));
+				break;
+			}
+			busy[s] = 1;
+		}
+	}
+	for (int k = 0; k < NSTAGES && !rc; k++, s = (s + 1) % NSTAGES)
+		if (busy[s])
+			rc = sum_piece(&rd, s, &pc[s], spans, buf, e);
+	stager_free(&rd);   /* after the stream is idle: no copy lands in freed memory */
+	return rc;
+}
+
+/* Import a stored fd and map all of it, read-only, for the daemon's reads.
+ * The allocation is size rounded up to the granularity (buf_finish makes
+ * it so); a smaller one does not map, a larger one fails its checksum. */
+static int import_mapped(struct cuda_dev *cd, int fd, size_t size, struct bbuf *buf,
+			 struct uwerr *e)
+{
+	CUmemAllocationProp prop;
+	CUmemAccessDesc acc = {0};
+	buf->cd = cd;
+	buf->size = round_up(size ? size : 1, cd->gran);
+	CU_TRY(cu->cuCtxSetCurrent(cd->ctx), e, "stored buffer");
+	CU_TRY(cu->cuMemImportFromShareableHandle(&buf->h, (void *)(uintptr_t)fd,
+						  CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR),
+	       e, "importing the stored fd (not an exported cuMemCreate allocation?)");
+	CU_TRY(cu->cuMemGetAllocationPropertiesFromHandle(&prop, buf->h), e,
+	       "stored buffer: its properties");
+	if (prop.location.type != CU_MEM_LOCATION_TYPE_DEVICE || prop.location.id != cd->dev)
+		return uwerr_set(e, ENODEV, "stored buffer: memory of device ordinal %d, not %d",
+				 prop.location.id, (int)cd->dev);
+	CU_TRY(cu->cuMemAddressReserve(&buf->ptr, buf->size, cd->gran, 0, 0), e,
+	       "stored buffer: reserving addresses");
+	CU_TRY(cu->cuMemMap(buf->ptr, buf->size, 0, buf->h, 0), e,
+	       "stored buffer: mapping %zu bytes (a smaller allocation than the manifest says?)",
+	       buf->size);
+	acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	acc.location.id = cd->dev;
+	acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READ;
+	CU_TRY(cu->cuMemSetAccess(buf->ptr, buf->size, &acc, 1), e, "stored buffer: read-only");
+	return 0;
+}
+
+static int cuda_buf_adopt(struct backend *b, int dev, int fd, uint64_t size,
+			  struct bbuf **out, struct uwerr *e)
+{
+	struct cuda_priv *p = b->priv;
+	if (dev < 0 || dev >= p->ndev)
+		return uwerr_set(e, ENODEV, "stored buffer: no device %d", dev);
+	if (size > SIZE_MAX / 2)
+		return uwerr_set(e, EFBIG, "stored buffer: %llu bytes", (unsigned long long)size);
+	struct bbuf *buf = calloc(1, sizeof(*buf));
+	if (!buf)
+		return uwerr_set(e, ENOMEM, "stored buffer: out of memory");
+	snprintf(buf->label, sizeof(buf->label), "stored %s", b->dev[dev].name);
+	pthread_mutex_init(&buf->st.lock, NULL);
+	buf->fd = -1;   /* the caller's until this succeeds */
+	int rc = import_mapped(&p->d[dev], fd, (size_t)size, buf, e);
+	if (rc) {
+		cuda_buf_destroy(buf);
+		return rc;
+	}
+	buf->fd = fd;   /* handed to clients as it was by the previous daemon */
+	*out = buf;
+	return 0;
+}
+
 /* A loader thread's encoder on the buffer's device (daemon/encode_gpu.c). */
 struct benc {
 	struct bbuf *buf;
@@ -461,6 +584,8 @@ const struct backend_ops backend_cuda_ops = {
 	.buf_finish = cuda_buf_finish,
 	.buf_fd = cuda_buf_fd,
 	.buf_destroy = cuda_buf_destroy,
+	.buf_adopt = cuda_buf_adopt,
+	.buf_crc32c = cuda_buf_crc32c,
 	.enc_new = cuda_enc_new,
 	.enc_tensor = cuda_enc_tensor,
 	.enc_free = cuda_enc_free,

@@ -139,18 +139,26 @@ static int host_buf_adopt(struct backend *b, int dev, int fd, uint64_t size,
 	return 0;
 }
 
-static int host_buf_crc32c(const struct bbuf *buf, uint32_t *crc, struct uwerr *e)
+static int host_buf_crc32c(const struct bbuf *buf, struct bspan *spans, size_t n,
+			   struct uwerr *e)
 {
-	if (!buf->cap) {
-		*crc = 0;
-		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (spans[i].off > buf->cap || spans[i].len > buf->cap - spans[i].off)
+			return uwerr_set(e, ERANGE, "checksum of [%llu,+%llu) past the buffer's "
+					 "%llu bytes", (unsigned long long)spans[i].off,
+					 (unsigned long long)spans[i].len,
+					 (unsigned long long)buf->cap);
+	const uint8_t *p = NULL;
+	if (buf->cap) {
+		p = mmap(NULL, buf->cap, PROT_READ, MAP_SHARED, buf->fd, 0);
+		if (p == MAP_FAILED)
+			return uwerr_set(e, errno, "mmap %llu bytes: %s",
+					 (unsigned long long)buf->cap, strerror(errno));
 	}
-	void *p = mmap(NULL, buf->cap, PROT_READ, MAP_SHARED, buf->fd, 0);
-	if (p == MAP_FAILED)
-		return uwerr_set(e, errno, "mmap %llu bytes: %s", (unsigned long long)buf->cap,
-				 strerror(errno));
-	*crc = crc32c(0, p, buf->cap);
-	munmap(p, buf->cap);
+	for (size_t i = 0; i < n; i++)
+		spans[i].crc = spans[i].len ? crc32c(0, p + spans[i].off, spans[i].len) : 0;
+	if (p)
+		munmap((void *)p, buf->cap);
 	return 0;
 }
 

@@ -240,6 +240,7 @@ static int config_set(struct uwd_config *c, const char *key, const char *v,
 		{"idle_timeout_ms", offsetof(struct uwd_config, idle_timeout_ms), 0, 86400000},
 		{"max_loads", offsetof(struct uwd_config, max_loads), 1, 256},
 		{"load_queue", offsetof(struct uwd_config, load_queue), 0, 4096},
+		{"verify_interval", offsetof(struct uwd_config, verify_interval), 0, 31536000},
 	};
 	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
 		if (strcmp(key, nums[i].key))
@@ -341,6 +342,8 @@ static void usage(FILE *f)
 		"      --max-request-bytes N  payload of one request (default 1048576)\n"
 		"      --max-loads N       loads running at once (default 2)\n"
 		"      --load-queue N      loads waiting for a turn (default 16)\n"
+		"      --verify-interval S check every model's checksums every S seconds\n"
+		"                          (default 0: only on request)\n"
 		"  -f, --foreground        stay in the foreground (it always does)\n"
 		"  -h, --help              show this help\n"
 		"  -V, --version           show the version\n\n"
@@ -369,6 +372,7 @@ static const struct option longopts[] = {
 	{"max-request-bytes", required_argument, NULL, 'R'},
 	{"max-loads", required_argument, NULL, 'D'},
 	{"load-queue", required_argument, NULL, 'Q'},
+	{"verify-interval", required_argument, NULL, 'Y'},
 	{"foreground", no_argument, NULL, 'f'},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
@@ -398,6 +402,7 @@ static const char *flag_key(int opt)
 	case 'R': return "max_request_bytes";
 	case 'D': return "max_loads";
 	case 'Q': return "load_queue";
+	case 'Y': return "verify_interval";
 	default: return NULL;
 	}
 }

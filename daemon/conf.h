@@ -57,6 +57,7 @@ struct uwd_config {
 	int load_io;               /* enum ur_mode: how checkpoints are read (0: auto) */
 	int encode;                /* enum uwd_encode: where loads encode */
 	unsigned io_timeout_ms;    /* a message once begun must complete within this */
+	unsigned verify_interval;  /* seconds between verifies of every model; 0 never */
 	int foreground;            /* accepted; unweightd never forks anyway */
 };
 

@@ -17,6 +17,7 @@
 #include "daemon/registry.h"
 #include "daemon/stats.h"
 #include "daemon/uwd.h"
+#include "daemon/verify.h"
 #include "proto/proto.h"
 
 /* What a reply carries besides its status. */
@@ -167,6 +168,43 @@ static int do_detach(struct conn *c, struct rbuf *rb, struct uwerr *e)
 	return rc;
 }
 
+/* Read the model back and check every tensor. A corrupt one is a success
+ * with the bad tensors named: the check itself worked. */
+static int do_verify(struct conn *c, struct rbuf *rb, struct body *b, struct uwerr *e)
+{
+	struct msg_verify q = {0};
+	struct model *m = NULL;
+	struct verify_report rep = {0};
+	int rc = dec_verify(rb, &q, e);
+	if (!rc)
+		rc = admin_only(c, "verify", q.name, e);
+	if (!rc)
+		rc = registry_get_ready(c->d->reg, q.name, &m, e);
+	if (!rc)
+		rc = verify_model(c->d->vf, m, c->peer.who, &rep, e);
+	if (!rc) {
+		struct msg_verify_reply r = {
+			.tensors = rep.tensors, .bytes = rep.bytes,
+			.usec = (uint64_t)(rep.seconds * 1e6), .nbad = rep.nbad,
+			.nnames = (uint32_t)(rep.nbad < PROTO_MAX_BAD_NAMES ? rep.nbad
+					     : PROTO_MAX_BAD_NAMES),
+		};
+		/* The names stay the model's: our reference keeps them. */
+		if (r.nnames && !(r.bad = calloc(r.nnames, sizeof(*r.bad))))
+			rc = uwerr_set(e, ENOMEM, "verify %s: reply: out of memory", q.name);
+		for (uint32_t i = 0; !rc && i < r.nnames; i++)
+			r.bad[i] = m->t[rep.bad[i]].name;
+		if (!rc)
+			enc_verify_reply(&b->w, &r);
+		free(r.bad);
+	}
+	verify_report_free(&rep);
+	if (m)
+		registry_unref(c->d->reg, m);
+	msg_verify_free(&q);
+	return rc;
+}
+
 /* The server closes a connection whose message (either way) has been in
  * flight longer than io_timeout_ms: the peer stalled mid-message. */
 static void conn_io_begin(struct conn *c)
@@ -216,6 +254,7 @@ static int dispatch(struct conn *c, struct proto_msg *m)
 		case OP_STATS: rc = do_stats(c, &rb, &b, &e); break;
 		case OP_ATTACH: rc = do_attach(c, &rb, &b, fds, &e); break;
 		case OP_DETACH: rc = do_detach(c, &rb, &e); break;
+		case OP_VERIFY: rc = do_verify(c, &rb, &b, &e); break;
 		default:
 			rc = uwerr_set(&e, EOPNOTSUPP, "opcode %u is no request unweightd knows", op);
 		}

@@ -12,7 +12,9 @@
  *
  * systemd may hand a name's fds back in any order: buffers are matched to
  * the manifest by inode, and the manifest is the fd that starts with the
- * magic. */
+ * magic. (The cuda backend's exported fds may all share the driver's inode;
+ * its models have one buffer each, so that is no ambiguity, and a buffer
+ * matched wrongly would fail its size or CRC-32C.) */
 #include "config.h"
 
 #include "daemon/fdstore.h"
@@ -58,14 +60,14 @@ static int manifest_build(const struct uwd *d, const struct model *m, struct wbu
 	wb_u32(w, (uint32_t)m->nbufs);
 	for (size_t i = 0; i < m->nbufs; i++) {
 		struct stat st;
-		uint32_t crc;
+		struct bspan all = {.len = m->buf_size[i]};
 		if (fstat(be->ops->buf_fd(m->bufs[i]), &st) < 0)
 			return uwerr_set(e, errno, "buffer %zu: fstat: %s", i, strerror(errno));
-		int rc = be->ops->buf_crc32c(m->bufs[i], &crc, e);
+		int rc = be->ops->buf_crc32c(m->bufs[i], &all, 1, e);
 		if (rc)
 			return uwerr_prefix(e, "buffer %zu: checksum", i);
 		wb_u64(w, (uint64_t)st.st_ino);
-		wb_u32(w, crc);
+		wb_u32(w, all.crc);
 	}
 	struct msg_attach_reply r = {
 		.lease = 1, .backend = (uint32_t)be->ops->id,
@@ -120,8 +122,12 @@ void fdstore_save(struct uwd *d, const struct model *m)
 		fds[n++] = mfd;
 		for (size_t i = 0; i < m->nbufs; i++)
 			fds[n++] = d->be->ops->buf_fd(m->bufs[i]);
+		/* FDPOLL=0: these are memory, not connections; a driver's fd that
+		 * polls POLLHUP must not make systemd drop it (older systemd
+		 * ignores the field, and cannot poll a memfd anyway). */
 		char state[64 + PROTO_MAX_NAME];
-		snprintf(state, sizeof(state), "FDSTORE=1\nFDNAME=" NAME_PREFIX "%s", m->name);
+		snprintf(state, sizeof(state), "FDSTORE=1\nFDPOLL=0\nFDNAME=" NAME_PREFIX "%s",
+			 m->name);
 		rc = sd_pid_notify_with_fds(0, 0, state, fds, (unsigned)n);
 		if (rc < 0)
 			uwerr_set(&e, -rc, "sd_notify: %s", strerror(-rc));
@@ -274,7 +280,7 @@ static int adopt_group(struct uwd *d, struct group *g, struct model **out, struc
 				       (unsigned long long)ino[i]);
 			goto out;
 		}
-		uint32_t got;
+		struct bspan all = {.len = ar.buf_size[i]};
 		if ((rc = be->ops->buf_adopt(d->be, m->dev, g->fd[k], ar.buf_size[i], &m->bufs[i], e))) {
 			uwerr_prefix(e, "buffer %u", i);
 			goto out;
@@ -282,13 +288,13 @@ static int adopt_group(struct uwd *d, struct group *g, struct model **out, struc
 		g->fd[k] = -1;
 		m->nbufs++;
 		m->resident_bytes += ar.buf_size[i];
-		if ((rc = be->ops->buf_crc32c(m->bufs[i], &got, e))) {
+		if ((rc = be->ops->buf_crc32c(m->bufs[i], &all, 1, e))) {
 			uwerr_prefix(e, "buffer %u", i);
 			goto out;
 		}
-		if (got != crc[i]) {
+		if (all.crc != crc[i]) {
 			rc = uwerr_set(e, EBADMSG, "buffer %u: CRC-32C %08x, the manifest says %08x",
-				       i, got, crc[i]);
+				       i, all.crc, crc[i]);
 			goto out;
 		}
 	}

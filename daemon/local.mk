@@ -14,6 +14,7 @@ unweightd_SOURCES = \
 	daemon/loader.c daemon/loader.h \
 	daemon/fdstore.c daemon/fdstore.h \
 	daemon/stats.c daemon/stats.h \
+	daemon/verify.c daemon/verify.h \
 	daemon/backend.c daemon/backend.h daemon/backend_host.c daemon/encode_gpu.h
 unweightd_CFLAGS = $(AM_CFLAGS) $(SYSTEMD_CFLAGS)
 unweightd_LDADD = libuwcore.la $(SYSTEMD_LIBS)
@@ -77,12 +78,20 @@ EXTRA_tests_check_limits_DEPENDENCIES = unweightd
 
 # unweightd with the reader's fault hooks (format/uring_read.c built with
 # UW_READ_FAULTS, taken before libuwcore's copy) and the backend's
-# (UW_ALLOC_FAULTS, daemon/backend.c): check_daemon and check_crash drive
-# them through UW_TEST_READ_FAULTS and UW_TEST_ALLOC_FAULTS. Never
-# installed; unweightd has no hooks.
+# (UW_ALLOC_FAULTS, daemon/backend.c): check_daemon, check_crash and
+# check_verify drive them through UW_TEST_READ_FAULTS, UW_TEST_ALLOC_FAULTS
+# and UW_TEST_CORRUPT. Never installed; unweightd has no hooks.
 check_PROGRAMS += tests/unweightd-faults
 tests_unweightd_faults_SOURCES = $(unweightd_SOURCES) format/uring_read.c
 tests_unweightd_faults_CFLAGS = $(unweightd_CFLAGS) $(URING_CFLAGS) -DUW_READ_FAULTS -DUW_ALLOC_FAULTS
 tests_unweightd_faults_LDADD = $(unweightd_LDADD)
 tests_unweightd_faults_LDFLAGS = $(unweightd_LDFLAGS)
 EXTRA_tests_check_daemon_DEPENDENCIES += tests/unweightd-faults ctl/unweightctl
+
+# Verify: a good model, one corrupted as it was written, the periodic verify.
+check_PROGRAMS += tests/check_verify
+TESTS += tests/check_verify
+tests_check_verify_SOURCES = tests/check_verify.c
+tests_check_verify_CFLAGS = $(TEST_CFLAGS)
+tests_check_verify_LDADD = $(TEST_LIBS)
+EXTRA_tests_check_verify_DEPENDENCIES = unweightd tests/unweightd-faults ctl/unweightctl

@@ -303,6 +303,26 @@ void registry_unref(struct registry *r, struct model *m)
 	destroy_released(r, dead);
 }
 
+/* The ready model name, under the lock; NULL with e saying why, for op. */
+static struct model *find_ready(struct registry *r, const char *op, const char *name,
+				struct uwerr *e)
+{
+	struct model *m = find_listed(r, name);
+	struct failure *f;
+	if (!m) {
+		if (find_unlisted(r, name))
+			uwerr_set(e, ENOENT, "%s %s: the model is being evicted", op, name);
+		else if ((f = *find_failure(r, name)))
+			uwerr_set(e, ENOENT, "%s %s: its load failed: %s", op, name, f->error);
+		else
+			uwerr_set(e, ENOENT, "%s %s: no model of that name", op, name);
+	} else if (m->state != MODEL_READY) {
+		uwerr_set(e, EAGAIN, "%s %s: still loading (%u%%)", op, name, pct(m));
+		m = NULL;
+	}
+	return m;
+}
+
 int registry_attach(struct registry *r, const char *name, const void *owner,
 		    uint64_t *lease, struct model **out, struct uwerr *e)
 {
@@ -311,17 +331,9 @@ int registry_attach(struct registry *r, const char *name, const void *owner,
 		return uwerr_set(e, ENOMEM, "attach %s: out of memory", name);
 	int rc = 0;
 	pthread_mutex_lock(&r->lock);
-	struct model *m = find_listed(r, name);
-	struct failure *f;
+	struct model *m = find_ready(r, "attach", name, e);
 	if (!m) {
-		if (find_unlisted(r, name))
-			rc = uwerr_set(e, ENOENT, "attach %s: the model is being evicted", name);
-		else if ((f = *find_failure(r, name)))
-			rc = uwerr_set(e, ENOENT, "attach %s: its load failed: %s", name, f->error);
-		else
-			rc = uwerr_set(e, ENOENT, "attach %s: no model of that name", name);
-	} else if (m->state != MODEL_READY) {
-		rc = uwerr_set(e, EAGAIN, "attach %s: still loading (%u%%)", name, pct(m));
+		rc = -e->code;
 	} else {
 		l->id = ++r->next_lease;
 		l->owner = owner;
@@ -423,6 +435,45 @@ int registry_evict(struct registry *r, const char *name, unsigned flags, struct 
 	return rc;
 }
 
+int registry_get_ready(struct registry *r, const char *name, struct model **out,
+		       struct uwerr *e)
+{
+	pthread_mutex_lock(&r->lock);
+	struct model *m = find_ready(r, "verify", name, e);
+	if (m)
+		m->refs++;
+	pthread_mutex_unlock(&r->lock);
+	*out = m;
+	return m ? 0 : -e->code;
+}
+
+int registry_all_ready(struct registry *r, struct model ***out, size_t *n, struct uwerr *e)
+{
+	pthread_mutex_lock(&r->lock);
+	size_t k = 0;
+	for (struct model *m = r->models; m; m = m->next)
+		k += m->listed && m->state == MODEL_READY;
+	struct model **v = k ? calloc(k, sizeof(*v)) : NULL;
+	*n = 0;
+	for (struct model *m = r->models; v && m; m = m->next)
+		if (m->listed && m->state == MODEL_READY) {
+			m->refs++;
+			v[(*n)++] = m;
+		}
+	pthread_mutex_unlock(&r->lock);
+	*out = v;
+	return k && !v ? uwerr_set(e, ENOMEM, "verify: out of memory") : 0;
+}
+
+void registry_verified(struct registry *r, struct model *m, const struct verify_record *v)
+{
+	pthread_mutex_lock(&r->lock);
+	m->verify = *v;
+	m->verify_count++;
+	m->verify_failures += v->state != VERIFY_OK;
+	pthread_mutex_unlock(&r->lock);
+}
+
 static const char *state_name(enum model_state s)
 {
 	switch (s) {
@@ -464,8 +515,12 @@ int registry_snapshot(struct registry *r, const char *name, struct registry_snap
 			.loaded_bytes = atomic_load(&m->loaded_bytes),
 			.load_seconds = m->state == MODEL_LOADING ? now - m->load_start : m->load_seconds,
 			.leases = m->leases, .attach_count = m->attach_count,
+			.verify = m->verify, .verify_count = m->verify_count,
+			.verify_failures = m->verify_failures,
 		};
 		rc |= !ms->name;
+		for (size_t k = 0; k < m->verify.nnames; k++)
+			rc |= !(ms->bad[k] = strdup(m->t[m->verify.bad[k]].name));
 	}
 	for (struct failure *f = r->failures; f; f = f->next) {
 		if (name && strcmp(f->name, name))
@@ -489,6 +544,8 @@ void registry_snap_free(struct registry_snap *s)
 	for (size_t i = 0; i < s->n; i++) {
 		free(s->m[i].name);
 		free(s->m[i].error);
+		for (size_t k = 0; k < s->m[i].verify.nnames; k++)
+			free(s->m[i].bad[k]);
 	}
 	free(s->m);
 	*s = (struct registry_snap){0};

@@ -19,6 +19,19 @@
 
 enum model_state { MODEL_LOADING, MODEL_READY, MODEL_EVICTING };
 
+/* What the last verify of a model found (verify.c), kept for stats. */
+enum verify_state { VERIFY_NEVER, VERIFY_OK, VERIFY_CORRUPT, VERIFY_ERROR };
+#define VERIFY_STATS_NAMES 16      /* bad tensors stats names */
+struct verify_record {
+	enum verify_state state;
+	double at;                  /* when it ended, UNIX time */
+	double seconds;
+	uint64_t nbad;              /* tensors whose bytes fail their CRC-32C */
+	size_t nnames;
+	uint32_t bad[VERIFY_STATS_NAMES];   /* the first of them, indexes into t */
+	char error[UWERR_MSG_MAX];  /* VERIFY_ERROR: why it could not read */
+};
+
 struct model {
 	struct model *next;         /* the registry's list of live models */
 	char *name;
@@ -41,6 +54,11 @@ struct model {
 	size_t nbufs;
 	struct bbuf **bufs;
 	uint64_t *buf_size;
+
+	/* Under the lock: the last verify, verifies done, and those that found
+	 * the model corrupt or could not read it. */
+	struct verify_record verify;
+	uint64_t verify_count, verify_failures;
 
 	atomic_uint_fast64_t loaded_bytes;   /* raw bytes done, for progress */
 	atomic_int cancel;                   /* evict --force or shutdown */
@@ -85,6 +103,15 @@ unsigned registry_release(struct registry *r, const void *owner);
 int registry_evict(struct registry *r, const char *name, unsigned flags,
 		   struct uwerr *e);
 
+/* A reference on the ready model name (for a verify; registry_unref it):
+ * -ENOENT as attach says it, -EAGAIN while it loads. */
+int registry_get_ready(struct registry *r, const char *name, struct model **out,
+		       struct uwerr *e);
+/* References on every ready model: *out (malloc'd) holds *n of them. */
+int registry_all_ready(struct registry *r, struct model ***out, size_t *n, struct uwerr *e);
+/* Keep v as m's last verify, and count it. */
+void registry_verified(struct registry *r, struct model *m, const struct verify_record *v);
+
 /* A copy of what stats reports, taken under the lock. */
 struct model_snap {
 	char *name;
@@ -95,6 +122,9 @@ struct model_snap {
 	double load_seconds;
 	unsigned leases;
 	uint64_t attach_count;
+	struct verify_record verify;
+	char *bad[VERIFY_STATS_NAMES];   /* the names of verify.bad */
+	uint64_t verify_count, verify_failures;
 };
 struct registry_snap {
 	uint64_t used[BACKEND_MAX_DEVICES];

@@ -23,6 +23,7 @@
 #include "daemon/log.h"
 #include "daemon/policy.h"
 #include "daemon/uwd.h"
+#include "daemon/verify.h"
 
 #define MAX_REFUSING 16   /* threads that tell clients over max_clients so */
 
@@ -388,6 +389,7 @@ int server_run(struct uwd *d, struct uwerr *e)
 		unlink(d->cfg->socket_path);
 	if (!rc) {
 		loader_cancel_all(d->ld);
+		verifier_cancel(d->vf);
 		close_all(&s);
 	}
 	if (s.sigfd >= 0)

@@ -10,6 +10,7 @@
 
 #include "common/strbuf.h"
 #include "daemon/backend.h"
+#include "daemon/conf.h"
 #include "daemon/loader.h"
 #include "daemon/registry.h"
 #include "daemon/uwd.h"
@@ -24,6 +25,32 @@ static void key_str(struct strbuf *b, const char *key, const char *v)
 {
 	sb_printf(b, "\"%s\":", key);
 	sb_json_str(b, v, strlen(v));
+}
+
+/* The last verify of a model, and how many there were. */
+static void verify_json(struct strbuf *b, const struct model_snap *m)
+{
+	static const char *const states[] = {
+		[VERIFY_NEVER] = "never", [VERIFY_OK] = "ok", [VERIFY_CORRUPT] = "corrupt",
+		[VERIFY_ERROR] = "error",
+	};
+	const struct verify_record *v = &m->verify;
+	sb_append(b, ",", 1);
+	key_str(b, "verify_state", states[v->state]);
+	sb_printf(b, ",\"verify_count\":%llu,\"verify_failures\":%llu,\"verified_at\":%.3f,"
+		  "\"verify_seconds\":%.6f,\"verify_bad_tensors\":%llu,\"verify_bad\":[",
+		  (unsigned long long)m->verify_count, (unsigned long long)m->verify_failures,
+		  json_num(v->at), json_num(v->seconds), (unsigned long long)v->nbad);
+	for (size_t i = 0; i < v->nnames; i++) {
+		if (i)
+			sb_append(b, ",", 1);
+		sb_json_str(b, m->bad[i], strlen(m->bad[i]));
+	}
+	sb_append(b, "]", 1);
+	if (v->state == VERIFY_ERROR) {
+		sb_append(b, ",", 1);
+		key_str(b, "verify_error", v->error);
+	}
 }
 
 static void model_json(struct strbuf *b, const struct backend *be, const struct model_snap *m)
@@ -45,6 +72,7 @@ static void model_json(struct strbuf *b, const struct backend *be, const struct 
 		  (unsigned long long)m->resident_bytes, json_num(ratio), json_num(m->load_seconds),
 		  json_num(mbps), json_num(done), (unsigned long long)m->loaded_bytes, m->leases,
 		  (unsigned long long)m->attach_count);
+	verify_json(b, m);
 	if (m->error) {
 		sb_append(b, ",", 1);
 		key_str(b, "error", m->error);
@@ -64,7 +92,8 @@ int stats_json(struct uwd *d, const char *name, char **out, struct uwerr *e)
 	key_str(&b, "backend", d->be->ops->name);
 	unsigned running, queued;
 	loader_counts(d->ld, &running, &queued);
-	sb_printf(&b, ",\"loads_running\":%u,\"loads_queued\":%u", running, queued);
+	sb_printf(&b, ",\"loads_running\":%u,\"loads_queued\":%u,\"verify_interval_s\":%u",
+		  running, queued, d->cfg->verify_interval);
 	sb_append(&b, ",\"devices\":[", 12);
 	for (int i = 0; i < d->be->ndev; i++) {
 		const struct backend_device *dev = &d->be->dev[i];

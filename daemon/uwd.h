@@ -10,6 +10,7 @@ struct backend;
 struct registry;
 struct loader;
 struct allow;
+struct verifier;
 
 struct uwd {
 	const struct uwd_config *cfg;
@@ -17,6 +18,7 @@ struct uwd {
 	struct registry *reg;
 	struct loader *ld;
 	struct allow *allow;      /* opens the files loads read */
+	struct verifier *vf;      /* verify requests and verify_interval */
 	double started;           /* uwd_now() at start-up */
 	int listen_fd;            /* the socket systemd passed, or -1 (fdstore_adopt) */
 	int wake_fd;              /* eventfd: a connection or a load ended, reap it */

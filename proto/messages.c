@@ -539,14 +539,21 @@ int enc_attach(struct wbuf *w, const struct msg_attach *m)
 	return enc_end(w);
 }
 
+/* A request that is one model name (attach, verify). */
+static int dec_name_only(struct rbuf *r, char **name, const char *what, struct uwerr *e)
+{
+	*name = name_field(r, 0, e);
+	int rc = finish(r, what, e);
+	if (rc) {
+		free(*name);
+		*name = NULL;
+	}
+	return rc;
+}
+
 int dec_attach(struct rbuf *r, struct msg_attach *m, struct uwerr *e)
 {
-	memset(m, 0, sizeof(*m));
-	m->name = name_field(r, 0, e);
-	int rc = finish(r, "attach", e);
-	if (rc)
-		msg_attach_free(m);
-	return rc;
+	return dec_name_only(r, &m->name, "attach", e);
 }
 
 void msg_attach_free(struct msg_attach *m)
@@ -759,5 +766,78 @@ void msg_attach_reply_free(struct msg_attach_reply *m)
 	free(m->tensors);
 	free(m->buf_size);
 	free(m->device_uuid);
+	memset(m, 0, sizeof(*m));
+}
+
+/* ---- verify ------------------------------------------------------------ */
+
+int enc_verify(struct wbuf *w, const struct msg_verify *m)
+{
+	wb_str(w, m->name);
+	return enc_end(w);
+}
+
+int dec_verify(struct rbuf *r, struct msg_verify *m, struct uwerr *e)
+{
+	return dec_name_only(r, &m->name, "verify", e);
+}
+
+void msg_verify_free(struct msg_verify *m)
+{
+	free(m->name);
+	m->name = NULL;
+}
+
+int enc_verify_reply(struct wbuf *w, const struct msg_verify_reply *m)
+{
+	wb_u64(w, m->tensors);
+	wb_u64(w, m->bytes);
+	wb_u64(w, m->usec);
+	wb_u64(w, m->nbad);
+	wb_u32(w, m->nnames);
+	for (uint32_t i = 0; i < m->nnames; i++)
+		wb_str(w, m->bad[i]);
+	return enc_end(w);
+}
+
+int dec_verify_reply(struct rbuf *r, struct msg_verify_reply *m, struct uwerr *e)
+{
+	memset(m, 0, sizeof(*m));
+	need(r, 4 * 8 + 4, "counts", e);
+	m->tensors = rb_u64(r);
+	m->bytes = rb_u64(r);
+	m->usec = rb_u64(r);
+	m->nbad = rb_u64(r);
+	uint32_t n = rb_u32(r);
+	uint64_t want = m->nbad < PROTO_MAX_BAD_NAMES ? m->nbad : PROTO_MAX_BAD_NAMES;
+	if (m->nbad > m->tensors)
+		bad(r, e, "nbad %llu of %llu tensors", (unsigned long long)m->nbad,
+		    (unsigned long long)m->tensors);
+	else if (n != want)
+		bad(r, e, "nnames %u, but nbad %llu asks for %llu", n, (unsigned long long)m->nbad,
+		    (unsigned long long)want);
+	else if (n > rb_left(r) / 5)   /* a name: its length and at least a byte */
+		bad(r, e, "nnames %u: more than the %zu bytes left can hold", n, rb_left(r));
+	if (!r->err && n) {
+		m->bad = calloc(n, sizeof(*m->bad));
+		if (m->bad)
+			m->nnames = n;
+		else
+			rfail(r, e, ENOMEM, "bad: %u names: out of memory", n);
+	}
+	for (uint32_t i = 0; i < m->nnames && !r->err; i++)
+		if (!(m->bad[i] = str_field(r, 1, PROTO_MAX_TENSOR_NAME, "bad tensor name", e)))
+			ctx(e, "name %u", i);
+	int rc = finish(r, "verify reply", e);
+	if (rc)
+		msg_verify_reply_free(m);
+	return rc;
+}
+
+void msg_verify_reply_free(struct msg_verify_reply *m)
+{
+	for (uint32_t i = 0; m->bad && i < m->nnames; i++)
+		free(m->bad[i]);
+	free(m->bad);
 	memset(m, 0, sizeof(*m));
 }

@@ -26,6 +26,7 @@
 #define PROTO_MAX_PEER 256           /* hello: peer and daemon program names */
 #define PROTO_MAX_DEVICE 128         /* load device, attach device_uuid */
 #define PROTO_MAX_ERRNO 4095         /* a status is 0 or -1..-PROTO_MAX_ERRNO */
+#define PROTO_MAX_BAD_NAMES 1024     /* verify reply: bad tensors named */
 
 /* Every message: this header, then len payload bytes. nfds says how many fds
  * ride with the message (SCM_RIGHTS, on its first byte). */
@@ -45,6 +46,7 @@ enum proto_op {
 	OP_STATS = 4,
 	OP_ATTACH = 5,
 	OP_DETACH = 6,
+	OP_VERIFY = 8,      /* a daemon that predates it answers -EOPNOTSUPP */
 	OP_REPLY = 0x8000,  /* a reply's opcode is its request's | OP_REPLY */
 };
 
@@ -198,6 +200,18 @@ struct msg_detach {
 	uint64_t lease;
 };
 
+struct msg_verify {
+	char *name;
+};
+struct msg_verify_reply {
+	uint64_t tensors;         /* tensors checked */
+	uint64_t bytes;           /* resident bytes read */
+	uint64_t usec;            /* how long the check took */
+	uint64_t nbad;            /* tensors whose bytes fail their CRC-32C */
+	uint32_t nnames;          /* min(nbad, PROTO_MAX_BAD_NAMES) */
+	char **bad;               /* [nnames]: the first bad tensors' names */
+};
+
 int enc_hello(struct wbuf *w, const struct msg_hello *m);
 int dec_hello(struct rbuf *r, struct msg_hello *m, struct uwerr *e);
 int enc_status(struct wbuf *w, const struct msg_status *m);
@@ -221,6 +235,10 @@ int dec_attach_reply(struct rbuf *r, int nfds, struct msg_attach_reply *m,
 		     struct uwerr *e);
 int enc_detach(struct wbuf *w, const struct msg_detach *m);
 int dec_detach(struct rbuf *r, struct msg_detach *m, struct uwerr *e);
+int enc_verify(struct wbuf *w, const struct msg_verify *m);
+int dec_verify(struct rbuf *r, struct msg_verify *m, struct uwerr *e);
+int enc_verify_reply(struct wbuf *w, const struct msg_verify_reply *m);
+int dec_verify_reply(struct rbuf *r, struct msg_verify_reply *m, struct uwerr *e);
 
 /* Free what a dec_* allocated (NULL-safe fields). */
 void msg_hello_free(struct msg_hello *m);
@@ -232,6 +250,8 @@ void msg_stats_free(struct msg_stats *m);
 void msg_stats_reply_free(struct msg_stats_reply *m);
 void msg_attach_free(struct msg_attach *m);
 void msg_attach_reply_free(struct msg_attach_reply *m);
+void msg_verify_free(struct msg_verify *m);
+void msg_verify_reply_free(struct msg_verify_reply *m);
 
 /* Model names: 1..PROTO_MAX_NAME bytes of [A-Za-z0-9._-], not "." or "..".
  * Returns 1 when name is one, else 0. */

@@ -1,6 +1,6 @@
 /* check_policy: the real ./unweightd enforcing unweightd.conf's policy on
  * the peer the kernel names (SO_PEERCRED): a config whose admin list leaves
- * out this test's uid refuses its load and evict with -EPERM and a message
+ * out this test's uid refuses its load, evict and verify with -EPERM and a message
  * naming it, and logs the refusal with its uid and pid; a group in the list
  * lets it in; attach follows the default list unless the model has an
  * attach.NAME list of its own. No privilege is needed: the lists name other
@@ -63,6 +63,10 @@ START_TEST(t_admin_refused)
 		      strstr(last_msg, "admin = "), "\"%s\"", last_msg);
 	ck_assert_int_eq(req_evict(fd, "stories", 0), -EPERM);
 	ck_assert_msg(strstr(last_msg, "evict stories: permission denied"), "\"%s\"", last_msg);
+	struct msg_verify_reply vr;
+	ck_assert_int_eq(req_verify(fd, "stories", &vr), -EPERM);
+	ck_assert_msg(strstr(last_msg, "verify stories: permission denied") && strstr(last_msg, want),
+		      "\"%s\"", last_msg);
 	ck_assert(!model_stat(fd, "stories").found);   /* stats stays open to all */
 
 	/* The log names the peer by uid and pid, as the kernel gave them. */
@@ -130,9 +134,10 @@ START_TEST(t_attach_override)
 END_TEST
 
 /* What a client of another uid, in the supplementary group extra, gets
- * for a load, an attach of stories and an evict of a name nobody has: it runs in a child that switched to that
- * uid (so this needs root), and reports the statuses through a pipe. */
-static void as_user(const struct daemon *d, uid_t uid, gid_t extra, const char *path, int st[3])
+ * for a load, an attach of stories, an evict of a name nobody has and a
+ * verify of stories: it runs in a child that switched to that uid (so this
+ * needs root), and reports the statuses through a pipe. */
+static void as_user(const struct daemon *d, uid_t uid, gid_t extra, const char *path, int st[4])
 {
 	int p[2];
 	ck_assert_int_eq(pipe(p), 0);
@@ -144,10 +149,14 @@ static void as_user(const struct daemon *d, uid_t uid, gid_t extra, const char *
 			_exit(2);
 		int fd = connect_hello(d);
 		struct attached a;
-		int got[3] = {req_load(fd, "mine", path), req_attach(fd, "stories", &a),
-			      req_evict(fd, "nosuch", 0)};
+		struct msg_verify_reply vr;
+		int got[4] = {req_load(fd, "mine", path), req_attach(fd, "stories", &a),
+			      req_evict(fd, "nosuch", 0), req_verify(fd, "stories", &vr)};
 		if (got[1] == 0)
 			attached_free(&a);
+		if (got[3] == 0 && (vr.nbad || vr.tensors == 0))
+			got[3] = -EBADMSG;   /* stories is sound: a verify that ran finds so */
+		msg_verify_reply_free(&vr);
 		_exit(write(p[1], got, sizeof(got)) == sizeof(got) ? 0 : 3);
 	}
 	close(p[1]);
@@ -155,14 +164,14 @@ static void as_user(const struct daemon *d, uid_t uid, gid_t extra, const char *
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "uid %ld: 0x%x", (long)uid,
 		      status);
-	ck_assert_int_eq(read(p[0], st, 3 * sizeof(int)), 3 * sizeof(int));
+	ck_assert_int_eq(read(p[0], st, 4 * sizeof(int)), 4 * sizeof(int));
 	close(p[0]);
 }
 
 /* As root: the daemon judges clients of other uids by their supplementary
  * groups (SO_PEERGROUPS). admin and attach.stories name group 4250: a
- * client in it loads, attaches and may evict; one outside is refused all
- * three. */
+ * client in it loads, attaches, may evict and verifies; one outside is
+ * refused all four. */
 START_TEST(t_other_users)
 {
 	if (geteuid() != 0) {
@@ -177,15 +186,17 @@ START_TEST(t_other_users)
 	int fd = connect_hello(&d);
 	load_ready(&d, fd, "stories");
 	const char *mine = stage(&d, "mine.safetensors");
-	int st[3];
+	int st[4];
 	as_user(&d, 4251, 4250, mine, st);
 	ck_assert_int_eq(st[0], 0);
 	ck_assert_int_eq(st[1], 0);
 	ck_assert_int_eq(st[2], -ENOENT);   /* allowed: the name decides */
+	ck_assert_int_eq(st[3], 0);
 	as_user(&d, 4252, 4253, mine, st);
 	ck_assert_int_eq(st[0], -EPERM);
 	ck_assert_int_eq(st[1], -EPERM);
 	ck_assert_int_eq(st[2], -EPERM);
+	ck_assert_int_eq(st[3], -EPERM);
 	close(fd);
 	daemon_stop(&d);
 }

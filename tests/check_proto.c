@@ -112,11 +112,11 @@ static char *rand_path(void)
 
 enum kind {
 	K_HELLO, K_STATUS, K_HELLO_REPLY, K_LOAD, K_EVICT, K_STATS, K_STATS_REPLY,
-	K_ATTACH, K_ATTACH_REPLY, K_DETACH, K_COUNT
+	K_ATTACH, K_ATTACH_REPLY, K_DETACH, K_VERIFY, K_VERIFY_REPLY, K_COUNT
 };
 static const char *const kind_name[K_COUNT] = {
 	"hello", "status", "hello reply", "load", "evict", "stats", "stats reply",
-	"attach", "attach reply", "detach",
+	"attach", "attach reply", "detach", "verify", "verify reply",
 };
 
 union anymsg {
@@ -130,6 +130,8 @@ union anymsg {
 	struct msg_attach attach;
 	struct msg_attach_reply attach_reply;
 	struct msg_detach detach;
+	struct msg_verify verify;
+	struct msg_verify_reply verify_reply;
 };
 
 /* One tensor with a real layout (res_plan), placed in buffer buf. */
@@ -251,6 +253,21 @@ static void rand_msg(enum kind k, union anymsg *u)
 	case K_DETACH:
 		u->detach.lease = 1 + tu_rand(&rng) % UINT64_MAX;
 		break;
+	case K_VERIFY:
+		u->verify.name = rand_name();
+		break;
+	case K_VERIFY_REPLY: {
+		struct msg_verify_reply *v = &u->verify_reply;
+		v->tensors = rnd(100000);
+		v->bytes = tu_rand(&rng);
+		v->usec = tu_rand(&rng);
+		v->nbad = v->tensors < 20 ? rnd((uint32_t)v->tensors + 1) : rnd(20);
+		v->nnames = (uint32_t)v->nbad;
+		v->bad = calloc(v->nnames ? v->nnames : 1, sizeof(*v->bad));
+		for (uint32_t i = 0; i < v->nnames; i++)
+			v->bad[i] = rand_text(1, 60);
+		break;
+	}
 	case K_COUNT:
 		break;
 	}
@@ -269,6 +286,8 @@ static int enc_any(enum kind k, struct wbuf *w, const union anymsg *u)
 	case K_ATTACH: return enc_attach(w, &u->attach);
 	case K_ATTACH_REPLY: return enc_attach_reply(w, &u->attach_reply);
 	case K_DETACH: return enc_detach(w, &u->detach);
+	case K_VERIFY: return enc_verify(w, &u->verify);
+	case K_VERIFY_REPLY: return enc_verify_reply(w, &u->verify_reply);
 	case K_COUNT: break;
 	}
 	return -EINVAL;
@@ -287,6 +306,8 @@ static int dec_any(enum kind k, struct rbuf *r, int nfds, union anymsg *u, struc
 	case K_ATTACH: return dec_attach(r, &u->attach, e);
 	case K_ATTACH_REPLY: return dec_attach_reply(r, nfds, &u->attach_reply, e);
 	case K_DETACH: return dec_detach(r, &u->detach, e);
+	case K_VERIFY: return dec_verify(r, &u->verify, e);
+	case K_VERIFY_REPLY: return dec_verify_reply(r, &u->verify_reply, e);
 	case K_COUNT: break;
 	}
 	return -EINVAL;
@@ -304,6 +325,8 @@ static void free_any(enum kind k, union anymsg *u)
 	case K_STATS_REPLY: msg_stats_reply_free(&u->stats_reply); break;
 	case K_ATTACH: msg_attach_free(&u->attach); break;
 	case K_ATTACH_REPLY: msg_attach_reply_free(&u->attach_reply); break;
+	case K_VERIFY: msg_verify_free(&u->verify); break;
+	case K_VERIFY_REPLY: msg_verify_reply_free(&u->verify_reply); break;
 	case K_DETACH: case K_COUNT: break;
 	}
 }
@@ -329,6 +352,8 @@ static void assert_empty(enum kind k, const union anymsg *u)
 		ck_assert_ptr_null(u->attach_reply.buf_size);
 		ck_assert_ptr_null(u->attach_reply.tensors);
 		break;
+	case K_VERIFY: ck_assert_ptr_null(u->verify.name); break;
+	case K_VERIFY_REPLY: ck_assert_ptr_null(u->verify_reply.bad); break;
 	case K_DETACH: case K_COUNT: break;
 	}
 }
@@ -414,6 +439,20 @@ static void eq_any(enum kind k, const union anymsg *a, const union anymsg *b)
 	case K_DETACH:
 		ck_assert_uint_eq(a->detach.lease, b->detach.lease);
 		break;
+	case K_VERIFY:
+		ck_assert_str_eq(a->verify.name, b->verify.name);
+		break;
+	case K_VERIFY_REPLY: {
+		const struct msg_verify_reply *x = &a->verify_reply, *y = &b->verify_reply;
+		ck_assert_uint_eq(x->tensors, y->tensors);
+		ck_assert_uint_eq(x->bytes, y->bytes);
+		ck_assert_uint_eq(x->usec, y->usec);
+		ck_assert_uint_eq(x->nbad, y->nbad);
+		ck_assert_uint_eq(x->nnames, y->nnames);
+		for (uint32_t i = 0; i < x->nnames; i++)
+			ck_assert_str_eq(x->bad[i], y->bad[i]);
+		break;
+	}
 	case K_COUNT:
 		break;
 	}
@@ -421,7 +460,8 @@ static void eq_any(enum kind k, const union anymsg *a, const union anymsg *b)
 
 static int is_reply_body(enum kind k)
 {
-	return k == K_HELLO_REPLY || k == K_STATS_REPLY || k == K_ATTACH_REPLY;
+	return k == K_HELLO_REPLY || k == K_STATS_REPLY || k == K_ATTACH_REPLY ||
+	       k == K_VERIFY_REPLY;
 }
 
 static const uint16_t kind_op[K_COUNT] = {
@@ -429,6 +469,7 @@ static const uint16_t kind_op[K_COUNT] = {
 	[K_HELLO_REPLY] = OP_HELLO | OP_REPLY, [K_LOAD] = OP_LOAD, [K_EVICT] = OP_EVICT,
 	[K_STATS] = OP_STATS, [K_STATS_REPLY] = OP_STATS | OP_REPLY, [K_ATTACH] = OP_ATTACH,
 	[K_ATTACH_REPLY] = OP_ATTACH | OP_REPLY, [K_DETACH] = OP_DETACH,
+	[K_VERIFY] = OP_VERIFY, [K_VERIFY_REPLY] = OP_VERIFY | OP_REPLY,
 };
 
 /* ---- framing ------------------------------------------------------------ */
@@ -1067,6 +1108,51 @@ START_TEST(test_counts)
 }
 END_TEST
 
+/* verify reply: nbad within tensors, names exactly min(nbad, the limit),
+ * each one non-empty, and no more of them than the bytes left hold. */
+START_TEST(test_verify_reply_counts)
+{
+	struct wbuf w = {0};
+	struct uwerr e = {0};
+	struct msg_verify_reply out;
+	char *names[2] = { "layers.0.w1", "layers.1.w2" };
+	static const struct {
+		uint64_t tensors, nbad;
+		uint32_t nnames;
+		const char *why;
+	} cases[] = {
+		{ 3, 4, 2, "nbad 4 of 3 tensors" },
+		{ 5, 2, 1, "nnames 1, but nbad 2 asks for 2" },
+		{ 5000, 2000, 2, "nnames 2, but nbad 2000 asks for 1024" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct msg_verify_reply v = { cases[i].tensors, 1, 1, cases[i].nbad,
+					      cases[i].nnames, names };
+		ck_assert_int_eq(enc_verify_reply(&w, &v), 0);
+		ck_assert_int_eq(dec_verify_reply(&(struct rbuf){ w.p, w.len, 0, 0 }, &out, &e),
+				 -EBADMSG);
+		ck_assert_msg_has(&e, cases[i].why);
+		ck_assert_ptr_null(out.bad);
+		wb_free(&w);
+	}
+	/* 1024 names announced, nothing behind them */
+	struct msg_verify_reply v = { 5000, 1, 1, 2000, 0, NULL };
+	enc_verify_reply(&w, &v);
+	w.len -= 4;
+	wb_u32(&w, PROTO_MAX_BAD_NAMES);
+	ck_assert_int_eq(dec_verify_reply(&(struct rbuf){ w.p, w.len, 0, 0 }, &out, &e), -EBADMSG);
+	ck_assert_msg_has(&e, "nnames 1024: more than the 0 bytes left can hold");
+	wb_free(&w);
+	/* an empty name */
+	char *empty[2] = { "layers.0.w1", "" };
+	struct msg_verify_reply two = { 2, 1, 1, 2, 2, empty };
+	enc_verify_reply(&w, &two);
+	ck_assert_int_eq(dec_verify_reply(&(struct rbuf){ w.p, w.len, 0, 0 }, &out, &e), -EBADMSG);
+	ck_assert_msg_has(&e, "verify reply: name 1: bad tensor name: empty");
+	wb_free(&w);
+}
+END_TEST
+
 static void attach_reply_refused(void (*breakit)(struct msg_attach_reply *), const char *what)
 {
 	struct msg_attach_reply m, out;
@@ -1269,6 +1355,7 @@ int main(void)
 	tcase_add_test(t, test_nul_in_string);
 	tcase_add_test(t, test_names);
 	tcase_add_test(t, test_counts);
+	tcase_add_test(t, test_verify_reply_counts);
 	tcase_add_test(t, test_attach_reply_checks);
 	tcase_add_test(t, test_attach_reply_ndim);
 	tcase_add_test(t, test_field_checks);

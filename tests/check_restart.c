@@ -11,72 +11,18 @@
 
 #include <check.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/crc32c.h"
 #include "common/le.h"
 #include "tests/daemonutil.h"
 #include "tests/testutil.h"
-
-/* A listening socket of the test's, passed to every daemon (socket
- * activation), so that a restart keeps its address. */
-struct rig {
-	char *dir;
-	char sock[108];
-	char ref[300];            /* a copy of the fixture outside any allow_dir */
-	char log[300];
-	int lfd;
-	struct fake_store store;
-};
-
-static void rig_init(struct rig *g)
-{
-	ck_assert_ptr_nonnull(g->dir = tu_tmpdir());
-	snprintf(g->sock, sizeof(g->sock), "%s/uwd.sock", g->dir);
-	snprintf(g->ref, sizeof(g->ref), "%s/reference.safetensors", g->dir);
-	snprintf(g->log, sizeof(g->log), "%s/log", g->dir);
-	copy_file(fixture(), g->ref, 0);
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", g->sock);
-	ck_assert_int_ge(g->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), 0);
-	ck_assert_int_eq(bind(g->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(listen(g->lfd, 64), 0);
-	fake_store_init(&g->store);
-}
-
-static void rig_free(struct rig *g)
-{
-	close(g->lfd);
-	fake_store_free(&g->store);
-	tu_rmtree(g->dir);
-	free(g->dir);
-}
-
-static void rig_start(struct rig *g, struct daemon *d, int restart)
-{
-	struct start_opts o = {.activate_fd = g->lfd, .sock = g->sock, .store = &g->store,
-			       .pass_store = restart, .log = g->log};
-	daemon_start(d, &o);
-}
-
-static char *log_text(const struct rig *g)
-{
-	size_t n;
-	char *t = tu_read_file(g->log, &n);
-	ck_assert_ptr_nonnull(t);
-	return t;
-}
 
 /* Load name from a staged copy, wait until the store holds it. */
 static void load_stored(struct daemon *d, int fd, const char *name)
@@ -91,63 +37,24 @@ static void load_stored(struct daemon *d, int fd, const char *name)
 
 /* ---- a worker that keeps decoding -------------------------------------- */
 
-struct worker {
-	pid_t pid;
-	atomic_ulong *rounds;     /* shared: verify_model passes done */
-	int stop[2];
-};
-
 /* Attach name over its own connection, then verify every tensor against
- * ref, again and again, until told to stop; exit 0 if every pass matched. */
+ * ref, again and again, until told to stop. */
 static void worker_start(struct worker *w, const struct daemon *d, const char *name,
 			 const char *ref)
 {
-	w->rounds = mmap(NULL, sizeof(*w->rounds), PROT_READ | PROT_WRITE,
-			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	ck_assert_ptr_ne(w->rounds, MAP_FAILED);
-	atomic_store(w->rounds, 0);
-	ck_assert_int_eq(pipe2(w->stop, O_CLOEXEC), 0);
-	w->pid = fork();
-	ck_assert_int_ge(w->pid, 0);
-	if (w->pid == 0) {
-		close(w->stop[1]);
-		int fd = connect_hello(d);
-		struct attached a;
-		if (req_attach(fd, name, &a) != 0)
-			_exit(3);
-		for (;;) {
-			verify_model(&a, ref);   /* a mismatch fails and exits the worker */
-			atomic_fetch_add(w->rounds, 1);
-			struct pollfd p = {.fd = w->stop[0], .events = POLLIN};
-			if (poll(&p, 1, 0) > 0)
-				break;
-		}
-		attached_free(&a);
-		_exit(0);
+	if (worker_fork(w)) {
+		worker_first(w);
+		return;
 	}
-	close(w->stop[0]);
-	while (atomic_load(w->rounds) == 0)
-		sleep_ms(5);
-}
-
-/* Wait for n more passes. */
-static void worker_progress(struct worker *w, unsigned long n)
-{
-	unsigned long to = atomic_load(w->rounds) + n;
-	double end = now() + 60;
-	while (atomic_load(w->rounds) < to && now() < end)
-		sleep_ms(5);
-	ck_assert_msg(atomic_load(w->rounds) >= to, "the worker stopped decoding");
-}
-
-static void worker_stop(struct worker *w)
-{
-	close(w->stop[1]);
-	int st;
-	ck_assert_int_eq(waitpid(w->pid, &st, 0), w->pid);
-	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "worker status 0x%x after %lu passes",
-		      st, atomic_load(w->rounds));
-	munmap(w->rounds, sizeof(*w->rounds));
+	int fd = connect_hello(d);
+	struct attached a;
+	if (req_attach(fd, name, &a) != 0)
+		_exit(3);
+	do
+		verify_model(&a, ref);   /* a mismatch fails and exits the worker */
+	while (!worker_pass(w));
+	attached_free(&a);
+	_exit(0);
 }
 
 /* ---- tests ------------------------------------------------------------- */
@@ -189,7 +96,7 @@ static void restart_keeps(int how)
 	ck_assert_uint_eq(s.used, before.used);
 	ck_assert(s.progress == 1.0);
 	printf("restart: ready again %.3f s after the start\n", took);
-	char *text = log_text(&g);
+	char *text = rig_log(&g);
 	ck_assert_msg(strstr(text, "fd store: stories: re-adopted ready"), "log: %s", text);
 	free(text);
 	worker_progress(&w, 3);
@@ -329,7 +236,7 @@ START_TEST(t_restart_drops_bad)
 	attached_free(&a);
 	const char *why[] = {NULL, "manifest checksum mismatch", "bytes where the manifest says",
 			     "CRC-32C"};
-	char *text = log_text(&g);
+	char *text = rig_log(&g);
 	for (int i = 1; i < 4; i++) {
 		char line[300], want[200];
 		ck_assert_msg(!model_stat(fd, names[i]).found, "%s was adopted", names[i]);

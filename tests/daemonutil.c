@@ -261,8 +261,9 @@ void daemon_start(struct daemon *d, const struct start_opts *o)
 		setenv("NOTIFY_SOCKET", d->notify_path, 1);
 		if (o && o->env)
 			putenv((char *)o->env);
-		execl(bin, "unweightd", "--config", conf, "--socket", d->sock, "--backend", "host",
-		      "--allow-dir", d->allow, "--foreground", (char *)NULL);
+		execl(bin, "unweightd", "--config", conf, "--socket", d->sock, "--backend",
+		      o && o->backend ? o->backend : "host", "--allow-dir", d->allow,
+		      "--foreground", (char *)NULL);
 		_exit(127);
 	}
 	ck_assert_msg(notify_wait(d, "READY=1", 30000), "%s never said READY=1 (notes: %s)",
@@ -317,6 +318,100 @@ void daemon_stop(struct daemon *d)
 	if (!d->activated)
 		ck_assert_msg(stat(d->sock, &sb) < 0, "the socket %s is left behind", d->sock);
 	daemon_forget(d);
+}
+
+void rig_init(struct rig *g)
+{
+	memset(g, 0, sizeof(*g));
+	ck_assert_ptr_nonnull(g->dir = tu_tmpdir());
+	snprintf(g->sock, sizeof(g->sock), "%s/uwd.sock", g->dir);
+	snprintf(g->ref, sizeof(g->ref), "%s/reference.safetensors", g->dir);
+	snprintf(g->log, sizeof(g->log), "%s/log", g->dir);
+	copy_file(fixture(), g->ref, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", g->sock);
+	ck_assert_int_ge(g->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), 0);
+	ck_assert_int_eq(bind(g->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(g->lfd, 64), 0);
+	fake_store_init(&g->store);
+}
+
+void rig_free(struct rig *g)
+{
+	close(g->lfd);
+	fake_store_free(&g->store);
+	tu_rmtree(g->dir);
+	free(g->dir);
+}
+
+void rig_start(struct rig *g, struct daemon *d, int restart)
+{
+	struct start_opts o = {.activate_fd = g->lfd, .sock = g->sock, .store = &g->store,
+			       .pass_store = restart, .log = g->log, .backend = g->backend,
+			       .prog = g->prog, .env = g->env};
+	daemon_start(d, &o);
+}
+
+char *rig_log(const struct rig *g)
+{
+	size_t n;
+	char *t = tu_read_file(g->log, &n);
+	ck_assert_ptr_nonnull(t);
+	return t;
+}
+
+int worker_fork(struct worker *w)
+{
+	w->rounds = mmap(NULL, sizeof(*w->rounds), PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(w->rounds, MAP_FAILED);
+	atomic_store(w->rounds, 0);
+	ck_assert_int_eq(pipe2(w->stop, O_CLOEXEC), 0);
+	w->pid = fork();
+	ck_assert_int_ge(w->pid, 0);
+	if (w->pid == 0) {
+		close(w->stop[1]);
+		return 0;
+	}
+	close(w->stop[0]);
+	return 1;
+}
+
+int worker_pass(struct worker *w)
+{
+	atomic_fetch_add(w->rounds, 1);
+	struct pollfd p = {.fd = w->stop[0], .events = POLLIN};
+	return poll(&p, 1, 0) > 0;
+}
+
+void worker_first(struct worker *w)
+{
+	double end = now() + 120;
+	while (atomic_load(w->rounds) == 0 && now() < end) {
+		int st;
+		ck_assert_msg(waitpid(w->pid, &st, WNOHANG) == 0, "the worker exited (0x%x)", st);
+		sleep_ms(5);
+	}
+	ck_assert_msg(atomic_load(w->rounds) > 0, "the worker finished no pass in 120 s");
+}
+
+void worker_progress(struct worker *w, unsigned long n)
+{
+	unsigned long to = atomic_load(w->rounds) + n;
+	double end = now() + 60;
+	while (atomic_load(w->rounds) < to && now() < end)
+		sleep_ms(5);
+	ck_assert_msg(atomic_load(w->rounds) >= to, "the worker stopped computing");
+}
+
+void worker_stop(struct worker *w)
+{
+	close(w->stop[1]);
+	int st;
+	ck_assert_int_eq(waitpid(w->pid, &st, 0), w->pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "worker status 0x%x after %lu passes",
+		      st, atomic_load(w->rounds));
+	munmap(w->rounds, sizeof(*w->rounds));
 }
 
 /* ---- speaking the protocol -------------------------------------------- */
@@ -427,6 +522,23 @@ int req_detach(int fd, uint64_t lease)
 	return call_nobody(fd, OP_DETACH, &w);
 }
 
+int req_verify(int fd, const char *name, struct msg_verify_reply *r)
+{
+	struct wbuf w = {0};
+	struct msg_verify q = {.name = (char *)name};
+	enc_verify(&w, &q);
+	struct proto_msg m;
+	struct rbuf rb;
+	int st = call(fd, OP_VERIFY, &w, &m, &rb);
+	memset(r, 0, sizeof(*r));
+	if (st == 0) {
+		struct uwerr e = {0};
+		ck_assert_msg(dec_verify_reply(&rb, r, &e) == 0, "verify reply: %s", e.msg);
+	}
+	proto_msg_free(&m);
+	return st;
+}
+
 /* The stats document, parsed; name "" for all. NULL when refused. */
 struct json_value *req_stats(int fd, const char *name)
 {
@@ -449,7 +561,7 @@ struct json_value *req_stats(int fd, const char *name)
 }
 
 
-static uint64_t get_u64(const struct json_value *o, const char *key)
+uint64_t stat_u64(const struct json_value *o, const char *key)
 {
 	uint64_t v = 0;
 	const struct json_value *j = json_get(o, key);
@@ -457,11 +569,30 @@ static uint64_t get_u64(const struct json_value *o, const char *key)
 	return v;
 }
 
-static double get_num(const struct json_value *o, const char *key)
+double stat_num(const struct json_value *o, const char *key)
 {
 	const struct json_value *j = json_get(o, key);
 	ck_assert_msg(j && j->type == JSON_NUM, "stats: no number \"%s\"", key);
 	return j->u.num.d;
+}
+
+const char *stat_str(const struct json_value *o, const char *key)
+{
+	const struct json_value *j = json_get(o, key);
+	ck_assert_msg(j && j->type == JSON_STR, "stats: no string \"%s\"", key);
+	return j->u.str.s;
+}
+
+const struct json_value *stats_model(const struct json_value *doc, const char *name)
+{
+	const struct json_value *ms = json_get(doc, "models");
+	ck_assert(ms && ms->type == JSON_ARR);
+	for (size_t i = 0; i < ms->u.arr.n; i++) {
+		const struct json_value *n = json_get(&ms->u.arr.v[i], "name");
+		if (n && n->type == JSON_STR && strcmp(n->u.str.s, name) == 0)
+			return &ms->u.arr.v[i];
+	}
+	return NULL;
 }
 
 /* What stats says of model name (found = 0 if it lists none) and device 0. */
@@ -473,9 +604,9 @@ struct mstat model_stat(int fd, const char *name)
 	ck_assert_ptr_nonnull(json_get(j, "uptime_s"));
 	const struct json_value *dev = json_get(j, "devices"), *models = json_get(j, "models");
 	ck_assert(dev && dev->type == JSON_ARR && dev->u.arr.n == 1);
-	s.budget = get_u64(&dev->u.arr.v[0], "budget");
-	s.used = get_u64(&dev->u.arr.v[0], "used");
-	s.free_ = get_u64(&dev->u.arr.v[0], "free");
+	s.budget = stat_u64(&dev->u.arr.v[0], "budget");
+	s.used = stat_u64(&dev->u.arr.v[0], "used");
+	s.free_ = stat_u64(&dev->u.arr.v[0], "free");
 	ck_assert_uint_eq(s.used + s.free_, s.budget);
 	ck_assert(models && models->type == JSON_ARR);
 	for (size_t i = 0; i < models->u.arr.n; i++) {
@@ -488,15 +619,15 @@ struct mstat model_stat(int fd, const char *name)
 		snprintf(s.state, sizeof(s.state), "%s", st->u.str.s);
 		if (er)
 			snprintf(s.error, sizeof(s.error), "%s", er->u.str.s);
-		s.tensors = get_u64(mo, "tensors");
-		s.raw = get_u64(mo, "raw_bytes");
-		s.resident = get_u64(mo, "resident_bytes");
-		s.clients = get_u64(mo, "attached_clients");
-		s.attaches = get_u64(mo, "attach_count");
-		s.progress = get_num(mo, "progress");
-		s.ratio = get_num(mo, "ratio");
-		get_num(mo, "load_seconds");
-		get_num(mo, "load_mb_per_s");
+		s.tensors = stat_u64(mo, "tensors");
+		s.raw = stat_u64(mo, "raw_bytes");
+		s.resident = stat_u64(mo, "resident_bytes");
+		s.clients = stat_u64(mo, "attached_clients");
+		s.attaches = stat_u64(mo, "attach_count");
+		s.progress = stat_num(mo, "progress");
+		s.ratio = stat_num(mo, "ratio");
+		stat_num(mo, "load_seconds");
+		stat_num(mo, "load_mb_per_s");
 		if (strcmp(s.state, "failed"))   /* a live model comes first */
 			break;
 	}

@@ -6,6 +6,7 @@
 #define UW_TESTS_DAEMONUTIL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -55,6 +56,7 @@ struct start_opts {
 	const char *sock;         /* --socket, else one in the temporary dir */
 	const char *log;          /* its stderr (the log) goes to this file, or NULL */
 	const char *prog;         /* the program, in the build tree; NULL: unweightd */
+	const char *backend;      /* --backend; NULL: host */
 	struct fake_store *store; /* record its FDSTORE=1 fds here */
 	/* Hand store's fds back (after activate_fd, if any), as systemd does
 	 * on a restart: LISTEN_FDS, LISTEN_FDNAMES ("unweightd.socket" first). */
@@ -79,8 +81,9 @@ struct attached {
 double now(void);
 void sleep_ms(int ms);
 
-/* Start ./unweightd --backend host with o's config (o may be NULL), an
- * allow_dir d->allow and its own socket; returns once it said READY=1. */
+/* Start ./unweightd --backend host (or o->backend) with o's config (o may
+ * be NULL), an allow_dir d->allow and its own socket; returns once it said
+ * READY=1. */
 void daemon_start(struct daemon *d, const struct start_opts *o);
 void fake_store_init(struct fake_store *s);
 void fake_store_free(struct fake_store *s);   /* closes its fds */
@@ -100,6 +103,47 @@ void daemon_forget(struct daemon *d);
 /* Wait up to ms for a notification holding want; 1 if it came. */
 int notify_wait(struct daemon *d, const char *want, int ms);
 
+/* For restarts: a listening socket of the test's, passed to every daemon
+ * started (socket activation) so that a restart keeps its address, a fake
+ * fd store the daemons record into, and one log file for all of them. */
+struct rig {
+	char *dir;
+	char sock[108];
+	char ref[300];            /* a copy of the fixture outside any allow_dir */
+	char log[300];
+	int lfd;
+	struct fake_store store;
+	const char *backend;      /* as start_opts; NULL: host */
+	const char *prog;
+	const char *env;
+};
+void rig_init(struct rig *g);
+void rig_free(struct rig *g);
+/* Start a daemon of the rig's; restart: hand it the store's fds. */
+void rig_start(struct rig *g, struct daemon *d, int restart);
+/* The log so far (malloc'd). */
+char *rig_log(const struct rig *g);
+
+/* A child process that repeats a check of an attached model until told to
+ * stop (a worker that keeps computing while the daemon restarts). */
+struct worker {
+	pid_t pid;
+	atomic_ulong *rounds;     /* shared: passes the child finished */
+	int stop[2];
+};
+/* Fork: 0 in the child, which attaches, then runs a pass and calls
+ * worker_pass after each until it says stop, and _exits (0: every pass
+ * was right); 1 in the parent. */
+int worker_fork(struct worker *w);
+/* In the child: count a finished pass; 1 once the parent said stop. */
+int worker_pass(struct worker *w);
+/* In the parent: wait for the child's first pass (it must not exit). */
+void worker_first(struct worker *w);
+/* Wait for n more passes. */
+void worker_progress(struct worker *w, unsigned long n);
+/* Tell it to stop; it must exit 0. */
+void worker_stop(struct worker *w);
+
 /* A connection (SO_RCVTIMEO 60 s); connect_hello also agrees on a version. */
 int dial(const struct daemon *d);
 int connect_hello(const struct daemon *d);
@@ -115,11 +159,20 @@ int req_load(int fd, const char *name, const char *path);
 int req_evict(int fd, const char *name, unsigned flags);
 int req_detach(int fd, uint64_t lease);
 int req_attach(int fd, const char *name, struct attached *a);
+/* VERIFY: the reply's status; on 0, *r holds the body (msg_verify_reply_free it). */
+int req_verify(int fd, const char *name, struct msg_verify_reply *r);
 void attached_free(struct attached *a);
 /* The stats document, parsed; name "" for all. NULL when refused. */
 struct json_value *req_stats(int fd, const char *name);
 /* What stats says of model name (found = 0 if it lists none) and device 0. */
 struct mstat model_stat(int fd, const char *name);
+/* A member of a stats object that must be there: an integer, a number, a
+ * string. */
+uint64_t stat_u64(const struct json_value *o, const char *key);
+double stat_num(const struct json_value *o, const char *key);
+const char *stat_str(const struct json_value *o, const char *key);
+/* The first entry of model name in a stats document, or NULL. */
+const struct json_value *stats_model(const struct json_value *doc, const char *name);
 /* Poll stats until name is ready or failed. */
 struct mstat wait_loaded(int fd, const char *name);
 /* Stats must be answered. */

@@ -278,6 +278,8 @@ static void protos(void)
 	frame(&s, OP_ATTACH, &w, 0);
 	enc_detach(&w, &(struct msg_detach){ 7 });
 	frame(&s, OP_DETACH, &w, 0);
+	enc_verify(&w, &(struct msg_verify){ "llama" });
+	frame(&s, OP_VERIFY, &w, 0);
 	put("proto", "requests", s.b, s.n);
 
 	s.n = 1;
@@ -291,6 +293,10 @@ static void protos(void)
 	frame(&s, OP_STATS | OP_REPLY, &w, 0);
 	status(&w, 0, "");
 	frame(&s, OP_LOAD | OP_REPLY, &w, 0);
+	static char *bad[] = { "model.layers.0.mlp.up_proj.weight", "lm_head.weight" };
+	status(&w, 0, "");
+	enc_verify_reply(&w, &(struct msg_verify_reply){ 291, 1 << 30, 52000, 2, 2, bad });
+	frame(&s, OP_VERIFY | OP_REPLY, &w, 0);
 	put("proto", "replies", s.b, s.n);
 
 	/* an attach reply with two buffers, so two fds ride on its first byte */

@@ -64,6 +64,15 @@ static int reply(struct rbuf *r, struct wbuf *w, uint16_t op, int nfds, struct u
 		}
 		break;
 	}
+	case OP_VERIFY: {
+		struct msg_verify_reply m;
+		if ((ok = dec_verify_reply(&rr, &m, e) == 0)) {
+			FUZZ_CHECK(m.nbad <= m.tensors && m.nnames <= PROTO_MAX_BAD_NAMES);
+			FUZZ_CHECK(enc_verify_reply(w, &m) == 0);
+			msg_verify_reply_free(&m);
+		}
+		break;
+	}
 	case OP_ATTACH: {
 		struct msg_attach_reply m;
 		if ((ok = dec_attach_reply(&rr, nfds, &m, e) == 0)) {
@@ -106,6 +115,9 @@ static void decode(const struct proto_msg *m)
 			break;
 		case OP_DETACH:
 			ROUND_TRIP(struct msg_detach, dec_detach, enc_detach, no_free);
+			break;
+		case OP_VERIFY:
+			ROUND_TRIP(struct msg_verify, dec_verify, enc_verify, msg_verify_free);
 			break;
 		default:
 			wb_free(&w);
