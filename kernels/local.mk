@@ -1,13 +1,21 @@
 # kernels: files of this directory, included by ../Makefile.am
 libuwcore_la_SOURCES += \
 	kernels/resident.c kernels/resident.h \
-	kernels/ref_decode.c kernels/ref_matmul.c
+	kernels/ref_decode.c kernels/ref_matmul.c \
+	kernels/tunecache.c kernels/tunecache.h
 
 check_PROGRAMS += tests/check_resident
 TESTS += tests/check_resident
 tests_check_resident_SOURCES = tests/check_resident.c tests/bf16cases.c tests/bf16cases.h
 tests_check_resident_CFLAGS = $(TEST_CFLAGS)
 tests_check_resident_LDADD = $(TEST_LIBS)
+
+# The autotuner's cache file: parser, writer, lookup.
+check_PROGRAMS += tests/check_tunecache
+TESTS += tests/check_tunecache
+tests_check_tunecache_SOURCES = tests/check_tunecache.c
+tests_check_tunecache_CFLAGS = $(TEST_CFLAGS)
+tests_check_tunecache_LDADD = $(TEST_LIBS)
 
 # The CUDA kernels (kernels/cuda/): nvcc builds them for sm_90a plus portable
 # compute_90 PTX into kernels/libuwcuda.a, position-independent so the client
