@@ -25,9 +25,9 @@ NVCCFLAGS = -std=c++17 -O3 -lineinfo \
 	-gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90,code=compute_90 \
 	-Xcompiler -fPIC,-fvisibility=hidden,-Wall \
 	-I$(srcdir) -I$(srcdir)/client -I$(builddir)
-UWCUDA_HDRS = kernels/cuda/uwk.h kernels/cuda/uwk_int.h kernels/resident.h
+UWCUDA_HDRS = kernels/cuda/uwk.h kernels/cuda/uwk_int.h kernels/resident.h kernels/tunecache.h
 UWCUDA_OBJS = kernels/cuda/ctx.o kernels/cuda/decode.o kernels/cuda/encode.o \
-	kernels/cuda/matmul.o
+	kernels/cuda/matmul.o kernels/cuda/tune.o
 # Link with gcc: the C++ runtime and cudart (dynamic, found through the rpath;
 # libcuda is loaded by cudart, so a host without a driver still starts).
 UWCUDA_LIBS = kernels/libuwcuda.a -L$(CUDA_DIR)/lib64 -lcublas -lcudart -lstdc++ -lm
@@ -41,6 +41,8 @@ kernels/cuda/encode.o: kernels/cuda/encode.cu $(UWCUDA_HDRS)
 	$(AM_V_GEN)$(MKDIR_P) kernels/cuda && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/kernels/cuda/encode.cu
 kernels/cuda/matmul.o: kernels/cuda/matmul.cu $(UWCUDA_HDRS)
 	$(AM_V_GEN)$(MKDIR_P) kernels/cuda && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/kernels/cuda/matmul.cu
+kernels/cuda/tune.o: kernels/cuda/tune.cu $(UWCUDA_HDRS)
+	$(AM_V_GEN)$(MKDIR_P) kernels/cuda && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/kernels/cuda/tune.cu
 kernels/libuwcuda.a: $(UWCUDA_OBJS)
 	$(AM_V_AR)rm -f $@ && $(AR) cr $@ $(UWCUDA_OBJS) && $(RANLIB) $@
 CLEANFILES += kernels/libuwcuda.a $(UWCUDA_OBJS)
@@ -57,4 +59,4 @@ tests_check_gpu_kernels_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
 EXTRA_tests_check_gpu_kernels_DEPENDENCIES = kernels/libuwcuda.a
 endif
 EXTRA_DIST += kernels/cuda/uwk.h kernels/cuda/uwk_int.h kernels/cuda/ctx.cu \
-	kernels/cuda/decode.cu kernels/cuda/encode.cu kernels/cuda/matmul.cu
+	kernels/cuda/decode.cu kernels/cuda/encode.cu kernels/cuda/matmul.cu kernels/cuda/tune.cu

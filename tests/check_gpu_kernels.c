@@ -16,6 +16,7 @@
 #include "format/safetensors.h"
 #include "kernels/cuda/uwk.h"
 #include "kernels/resident.h"
+#include "kernels/tunecache.h"
 #include "tests/bf16cases.h"
 #include "tests/testutil.h"
 
@@ -502,6 +503,210 @@ START_TEST(test_bad_args)
 }
 END_TEST
 
+/* y of one launch, copied to the host (malloc'd); ctx c, the pipeline or
+ * the fused cfg as run_matmul takes them. */
+static uint16_t *matmul_bits(const struct tensor *t, const void *dx, size_t batch,
+			     struct uwk_ctx *c, enum uwk_pipe pipe, const struct uwk_cfg *cfg)
+{
+	const size_t ny = batch * t->l.rows;
+	struct uwerr e = {0};
+	void *dy;
+	uint16_t *y = malloc(2 * ny);
+	CK(cudaMalloc(&dy, 2 * ny));
+	CK(cudaMemset(dy, 0xff, 2 * ny));
+	int rc = cfg ? uwk_matmul_fused_cfg(&t->l, t->dev, dx, batch, dy, cfg, 0, c, &e)
+		     : uwk_matmul_pipe(&t->l, t->dev, dx, batch, dy, pipe, 0, c, &e);
+	ck_assert_msg(rc == 0, "matmul: %s", e.msg);
+	CK(cudaDeviceSynchronize());
+	CK(cudaMemcpy(y, dy, 2 * ny, cudaMemcpyDeviceToHost));
+	cudaFree(dy);
+	return y;
+}
+
+static void *random_x(size_t batch, size_t cols)
+{
+	uint16_t *x = malloc(2 * batch * cols);
+	void *dx;
+	bf16_gauss(&rng, 1.0, x, batch * cols);
+	CK(cudaMalloc(&dx, 2 * batch * cols));
+	CK(cudaMemcpy(dx, x, 2 * batch * cols, cudaMemcpyHostToDevice));
+	free(x);
+	return dx;
+}
+
+/* The tuner: each shape and bucket gets an entry of this device's key
+ * whose choice runs, with no candidate rejected; a context given the
+ * entries runs exactly that choice in AUTO (the same bits as the choice
+ * named explicitly) within the float64 bound, for every batch of the
+ * bucket. */
+START_TEST(test_tune_shape)
+{
+	static const uint64_t shapes[][2] = {{256, 4096}, {300, 1001}};
+	static const size_t batches[] = {1, 8, 16, 64};
+	struct tune_set set = {0};
+	struct tune_key key;
+	struct uwerr e = {0};
+	ck_assert(uwk_tune_key(ctx, &key, &e) == 0);
+	ck_assert_msg(key.cc >= 10 && key.sms > 0 && strstr(key.lib, "+" UWK_KERNELS), "key %s sm_%u %u %s",
+		      key.device, key.cc, key.sms, key.lib);
+	struct tensor ts[2];
+	for (size_t s = 0; s < 2; s++) {
+		uint16_t *w = weights(shapes[s][0] * shapes[s][1], 300, 90, 135);
+		tensor_2d(&ts[s], shapes[s][0], shapes[s][1], w, "tune");
+		free(w);
+		ck_assert(ts[s].l.format == UW_FORMAT_R12);
+		for (size_t b = 0; b < 4; b++) {
+			struct tune_entry en;
+			struct uwk_tune_info info;
+			int rc = uwk_tune_shape(&ts[s].l, ts[s].dev, batches[b], 3, NULL, 0, ctx, &en,
+						&info, &e);
+			ck_assert_msg(rc == 0, "uwk_tune_shape: %s", e.msg);
+			ck_assert_msg(info.rejected == 0, "%d rejected: %s", info.rejected, info.why);
+			ck_assert_msg(info.tried >= 3, "only %d candidates", info.tried);
+			ck_assert(tune_key_eq(&en.key, &key));
+			ck_assert(en.rows == shapes[s][0] && en.cols == shapes[s][1]);
+			ck_assert_uint_eq(en.bucket, tune_bucket(batches[b]));
+			ck_assert(en.us > 0 && en.default_us > 0 && en.us <= en.default_us);
+			ck_assert(tune_set_put(&set, &en, &e) == 0);
+		}
+	}
+	struct uwk_ctx *tuned;
+	ck_assert(uwk_ctx_new(&tuned, &e) == 0);
+	ck_assert_msg(uwk_ctx_use_tune(tuned, &set, &e) == 0, "%s", e.msg);
+	for (size_t s = 0; s < 2; s++)
+		for (size_t b = 0; b < 4; b++) {
+			const struct tune_entry *en = tune_set_find(&set, &key, (uint32_t)shapes[s][0],
+								    (uint32_t)shapes[s][1],
+								    tune_bucket(batches[b]));
+			ck_assert_ptr_nonnull(en);
+			/* the bucket's largest batch and one below it */
+			for (size_t n = batches[b]; n >= 1 && n + 2 > batches[b]; n--) {
+				void *dx = random_x(n, shapes[s][1]);
+				struct uwk_cfg cfg = {en->c.wm, en->c.wk, en->c.ks, en->c.pf};
+				uint16_t *got = matmul_bits(&ts[s], dx, n, tuned, UWK_PIPE_AUTO, NULL);
+				uint16_t *want = en->c.pipe == TUNE_PIPE_GEMM ?
+						 matmul_bits(&ts[s], dx, n, ctx, UWK_PIPE_DECODE_GEMM, NULL) :
+						 matmul_bits(&ts[s], dx, n, ctx, UWK_PIPE_AUTO, &cfg);
+				ck_assert_msg(!memcmp(got, want, 2 * n * shapes[s][0]),
+					      "%llux%llu batch %zu: AUTO did not run the tuned %s %dx%d/%d/%d",
+					      (unsigned long long)shapes[s][0],
+					      (unsigned long long)shapes[s][1], n,
+					      en->c.pipe == TUNE_PIPE_GEMM ? "gemm" : "fused", cfg.wm,
+					      cfg.wk, cfg.ks, cfg.pf);
+				free(got);
+				free(want);
+				cudaFree(dx);
+				struct uwk_ctx *saved = ctx;
+				ctx = tuned;
+				check_matmul(&ts[s], n, UWK_PIPE_AUTO, NULL, 0, "tuned AUTO");
+				ctx = saved;
+			}
+		}
+	uwk_ctx_free(tuned);
+	for (size_t s = 0; s < 2; s++)
+		tensor_free(&ts[s]);
+	tune_set_free(&set);
+}
+END_TEST
+
+/* AUTO follows a table it is given, whatever the tuner would pick: a gemm
+ * entry runs decode + cuBLAS, a fused one its shape; entries of another
+ * device key, another shape or another bucket leave the defaults; the
+ * file path (uwk_ctx_load_tune) reads the same entries, keeps them when
+ * a later file does not parse, and drops them for no cache at all. */
+START_TEST(test_tune_table)
+{
+	uint16_t *w = weights(256 * 4096, 200, 100, 130);
+	struct tensor t;
+	tensor_2d(&t, 256, 4096, w, "table");
+	free(w);
+	struct tune_key key, other;
+	struct uwerr e = {0};
+	ck_assert(uwk_tune_key(ctx, &key, &e) == 0);
+	other = key;
+	snprintf(other.lib, sizeof(other.lib), "0.0.0+uwk0");
+	struct tune_set set = {0};
+	const struct tune_entry en[] = {
+		{key, 256, 4096, 4, {TUNE_PIPE_GEMM, 0, 0, 0, 0}, 1, 1},
+		{key, 256, 4096, 16, {TUNE_PIPE_FUSED, 1, 8, 3, 1}, 1, 1},
+		{other, 256, 4096, 2, {TUNE_PIPE_GEMM, 0, 0, 0, 0}, 1, 1},
+		{key, 4096, 256, 2, {TUNE_PIPE_GEMM, 0, 0, 0, 0}, 1, 1},
+		{key, 256, 4096, 32, {TUNE_PIPE_FUSED, 3, 3, 1, 1}, 1, 1},   /* not built: dropped */
+	};
+	for (size_t i = 0; i < sizeof(en) / sizeof(en[0]); i++)
+		ck_assert(tune_set_put(&set, &en[i], &e) == 0);
+	struct uwk_ctx *tuned;
+	ck_assert(uwk_ctx_new(&tuned, &e) == 0);
+	ck_assert(uwk_ctx_use_tune(tuned, &set, &e) == 0);
+	static const struct {
+		size_t batch;
+		int gemm;                /* what AUTO must run on tuned */
+		struct uwk_cfg cfg;      /* wm 0: AUTO's defaults */
+	} cases[] = {
+		{4, 1, {0, 0, 0, 0}}, {3, 1, {0, 0, 0, 0}}, {16, 0, {1, 8, 3, 1}},
+		{9, 0, {1, 8, 3, 1}}, {2, 0, {0, 0, 0, 0}}, {32, 0, {0, 0, 0, 0}},
+		{1, 0, {0, 0, 0, 0}},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const size_t n = cases[i].batch;
+		void *dx = random_x(n, 4096);
+		uint16_t *got = matmul_bits(&t, dx, n, tuned, UWK_PIPE_AUTO, NULL);
+		uint16_t *want = cases[i].gemm ? matmul_bits(&t, dx, n, ctx, UWK_PIPE_DECODE_GEMM, NULL)
+			       : cases[i].cfg.wm ? matmul_bits(&t, dx, n, ctx, UWK_PIPE_AUTO, &cases[i].cfg)
+			       : matmul_bits(&t, dx, n, ctx, UWK_PIPE_AUTO, NULL);
+		ck_assert_msg(!memcmp(got, want, 2 * n * 256), "case %zu (batch %zu)", i, n);
+		if (cases[i].gemm || cases[i].cfg.wm) {
+			/* and the table made a difference: the defaults give other bits */
+			uint16_t *dflt = matmul_bits(&t, dx, n, ctx, UWK_PIPE_AUTO, NULL);
+			ck_assert_msg(memcmp(got, dflt, 2 * n * 256), "case %zu: same bits as the defaults", i);
+			free(dflt);
+		}
+		free(got);
+		free(want);
+		cudaFree(dx);
+	}
+
+	/* through a file */
+	char *dir = tu_tmpdir(), file[600];
+	struct uwerr note;
+	size_t n = 0;
+	ck_assert(tune_merge_write(dir, &set, &note, &e) == 0);
+	struct uwk_ctx *loaded;
+	ck_assert(uwk_ctx_new(&loaded, &e) == 0);
+	ck_assert_msg(uwk_ctx_load_tune(loaded, dir, &n, &e) == 0, "%s", e.msg);
+	ck_assert_uint_eq(n, 3);    /* key's entries, less the one not built */
+	void *dx = random_x(4, 4096);
+	uint16_t *a = matmul_bits(&t, dx, 4, loaded, UWK_PIPE_AUTO, NULL);
+	uint16_t *b = matmul_bits(&t, dx, 4, ctx, UWK_PIPE_DECODE_GEMM, NULL);
+	ck_assert(!memcmp(a, b, 2 * 4 * 256));
+	free(a);
+	snprintf(file, sizeof(file), "%s/%s", dir, TUNE_FILE_NAME);
+	ck_assert(tu_write_file(file, "unweight-tune 1\nbroken\n", 23) == 0);
+	ck_assert_int_eq(uwk_ctx_load_tune(loaded, dir, &n, &e), -EINVAL);
+	ck_assert_msg(strstr(e.msg, file), "%s", e.msg);
+	ck_assert_uint_eq(n, 3);
+	a = matmul_bits(&t, dx, 4, loaded, UWK_PIPE_AUTO, NULL);
+	ck_assert(!memcmp(a, b, 2 * 4 * 256));
+	free(a);
+	setenv("UW_TUNE_DIR", "", 1);
+	ck_assert(uwk_ctx_load_tune(loaded, NULL, &n, &e) == 0 && n == 0);
+	unsetenv("UW_TUNE_DIR");
+	a = matmul_bits(&t, dx, 4, loaded, UWK_PIPE_AUTO, NULL);
+	uint16_t *d = matmul_bits(&t, dx, 4, ctx, UWK_PIPE_AUTO, NULL);
+	ck_assert(!memcmp(a, d, 2 * 4 * 256));
+	free(a);
+	free(b);
+	free(d);
+	cudaFree(dx);
+	uwk_ctx_free(loaded);
+	uwk_ctx_free(tuned);
+	tu_rmtree(dir);
+	free(dir);
+	tune_set_free(&set);
+	tensor_free(&t);
+}
+END_TEST
+
 /* Data with more exponents outside the palette than its layout planned is
  * refused, and nothing is written past the layout's bytes. */
 START_TEST(test_encode_mismatch)
@@ -565,6 +770,8 @@ int main(void)
 	tcase_add_test(tc, test_matmul_pipes);
 	tcase_add_test(tc, test_bad_args);
 	tcase_add_test(tc, test_encode_mismatch);
+	tcase_add_test(tc, test_tune_shape);
+	tcase_add_test(tc, test_tune_table);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	/* one process: a CUDA context does not survive fork */

@@ -32,6 +32,7 @@
 extern "C" {
 #include "format/dtype.h"
 #include "kernels/resident.h"
+#include "kernels/tunecache.h"
 }
 
 #define KC 128                 /* columns of one warp chunk: 4 lanes x 32 */
@@ -369,8 +370,6 @@ splitk_sum_kernel(const float *__restrict__ part, uint32_t ks, uint64_t n,
 typedef void (*fused_fn)(const r12_args, const uint16_t *, uint32_t, uint16_t *, float *,
 			 uint32_t);
 
-#define UWK_NPF 2           /* prefetch depths built: pf = PD = 1, 2 (3 never won, v6) */
-
 struct fused_kind {
 	int wm, wk;
 	fused_fn fn[4][2][UWK_NPF];     /* [log2 NT][XVEC][pf - 1] */
@@ -608,9 +607,17 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 	int rc = matmul_args(l, dev_base, x, batch, y, ctx, e);
 	if (rc < 0)
 		return l ? matmul_fail(e, rc, l, batch) : rc;
+	/* AUTO: the tuned choice for this shape and batch bucket, if any (its
+	 * table keeps only kinds built here), else the rule of thumb. */
+	const struct tune_choice *tuned = NULL;
+	if (pipe == UWK_PIPE_AUTO && l->format == UW_FORMAT_R12 &&
+	    (tuned = tune_table_find(ctx->tune, l->rows, l->cols, batch)))
+		pipe = tuned->pipe == TUNE_PIPE_GEMM ? UWK_PIPE_DECODE_GEMM : UWK_PIPE_FUSED;
 	if (pipe == UWK_PIPE_AUTO)
 		pipe = l->format == UW_FORMAT_R12 && batch <= UWK_AUTO_FUSED_MAX_BATCH ?
 		       UWK_PIPE_FUSED : UWK_PIPE_DECODE_GEMM;
+	if (pipe != UWK_PIPE_FUSED)
+		tuned = NULL;
 	if (l->format == UW_FORMAT_RAW) {
 		if (pipe == UWK_PIPE_FUSED)
 			return uwerr_set(e, EINVAL, "uwk_matmul: fused pipeline of a RAW tensor (R12 only)");
@@ -621,12 +628,19 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 	if ((rc = uwk_args_make(l, dev_base, &a, e)) < 0)
 		return matmul_fail(e, rc, l, batch);
 	switch (pipe) {
-	case UWK_PIPE_FUSED:
+	case UWK_PIPE_FUSED: {
 		if (batch > UWK_FUSED_MAX_BATCH)
 			return uwerr_set(e, EINVAL, "uwk_matmul: fused pipeline at batch %zu (max %d)",
 					 batch, UWK_FUSED_MAX_BATCH);
-		rc = fused_run(&a, default_kind(batch), 0, 0, x, batch, y, s, ctx, e);
+		const struct fused_kind *k = tuned && tuned->pf >= 1 && tuned->pf <= UWK_NPF ?
+					     find_kind(tuned->wm, tuned->wk) : NULL;
+		rc = k ? fused_run(&a, k, tuned->ks, tuned->pf, x, batch, y, s, ctx, e) : -ENOTSUP;
+		/* a tuned choice this launch cannot take (not built here, x too
+		 * large for its shape): the defaults */
+		if (rc == -ENOTSUP)
+			rc = fused_run(&a, default_kind(batch), 0, 0, x, batch, y, s, ctx, e);
 		break;
+	}
 	case UWK_PIPE_DECODE_GEMM:
 		rc = uwk_ctx_reserve(&ctx->scratch, &ctx->scratch_bytes, 2 * l->rows * l->cols,
 				     "decode scratch", e);
@@ -706,18 +720,32 @@ extern "C" int uwk_cfg_list(struct uwk_cfg *out, int max)
 	return NKINDS;
 }
 
+extern "C" int uwk_cfg_resolve(const struct uw_layout *l, size_t batch, struct uwk_ctx *ctx,
+			       struct uwk_cfg *cfg, struct uwerr *e)
+{
+	if (!l || !ctx || !cfg || batch == 0 || batch > UWK_FUSED_MAX_BATCH || !l->cols ||
+	    l->rows > INT32_MAX / 16 || l->cols > UINT32_MAX)
+		return uwerr_set(e, EINVAL, "uwk_cfg_resolve: bad arguments");
+	const struct fused_kind *k = cfg->wm ? find_kind(cfg->wm, cfg->wk) : default_kind(batch);
+	if (!k)
+		return uwerr_set(e, ENOTSUP, "uwk_matmul: fused shape %dx%d not built", cfg->wm, cfg->wk);
+	if (cfg->pf < 0 || cfg->pf > UWK_NPF || cfg->ks < 0)
+		return uwerr_set(e, ENOTSUP, "uwk_matmul: prefetch variant %d or split %d not built",
+				 cfg->pf, cfg->ks);
+	struct fused_plan p;
+	int rc = fused_plan_make(k, (uint32_t)l->rows, (uint32_t)l->cols, batch, true, cfg->ks,
+				 cfg->pf, ctx, &p, e);
+	if (rc < 0)
+		return rc;
+	*cfg = (struct uwk_cfg){ k->wm, k->wk, p.ks, cfg->pf ? cfg->pf : default_pf(batch) };
+	return 0;
+}
+
 extern "C" int uwk_cfg_default(const struct uw_layout *l, size_t batch, struct uwk_ctx *ctx,
 			       struct uwk_cfg *out, struct uwerr *e)
 {
-	if (!l || !ctx || !out || batch == 0 || batch > UWK_FUSED_MAX_BATCH || !l->cols ||
-	    l->rows > INT32_MAX / 16 || l->cols > UINT32_MAX)
+	if (!out)
 		return uwerr_set(e, EINVAL, "uwk_cfg_default: bad arguments");
-	const struct fused_kind *k = default_kind(batch);
-	struct fused_plan p;
-	int rc = fused_plan_make(k, (uint32_t)l->rows, (uint32_t)l->cols, batch, true, 0, 0, ctx,
-				 &p, e);
-	if (rc < 0)
-		return rc;
-	*out = (struct uwk_cfg){ k->wm, k->wk, p.ks, default_pf(batch) };
-	return 0;
+	*out = (struct uwk_cfg){ 0, 0, 0, 0 };
+	return uwk_cfg_resolve(l, batch, ctx, out, e);
 }
