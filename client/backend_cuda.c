@@ -7,6 +7,7 @@
 
 #include <cuda_runtime_api.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -16,6 +17,17 @@
 
 /* The driver, loaded by the first import (cudrv.h says why it is not linked). */
 static const struct cudrv *cu;
+
+/* Each attach makes the contexts read the tune cache again at their next
+ * matmul ($UW_TUNE_DIR, kernels/tunecache.h): a worker that attaches after
+ * `unweightctl tune` has finished uses its choices, and a matmul never
+ * waits for a file. */
+static atomic_uint tune_epoch = 1;
+
+static void tune_stale(void)
+{
+	atomic_fetch_add(&tune_epoch, 1);
+}
 
 #define CL_CU(call, e, what)                                                       \
 	do {                                                                       \
@@ -126,6 +138,7 @@ static int cuda_import(int fd, uint64_t size, const char *device_uuid, struct cl
 	CL_CU(cu->cuMemSetAccess(ptr, mapsize, &acc, 1), e, "read-only access");
 	/* The mapping keeps the memory alive; the handle is no longer needed. */
 	cu->cuMemRelease(h);
+	tune_stale();
 	close(fd);
 	b->dev = ptr;
 	b->size = mapsize;
@@ -155,14 +168,16 @@ static void cuda_release(struct cl_buf *b)
 	b->dev = 0;
 }
 
-/* uwk contexts (cuBLAS handle, scratch) by (device, stream): work on one
- * stream is ordered, so its scratch may be reused call after call; the
- * lock keeps two threads from enqueueing through one handle at once. */
+/* uwk contexts (cuBLAS handle, scratch, tuned choices) by (device,
+ * stream): work on one stream is ordered, so its scratch may be reused call
+ * after call; the lock keeps two threads from enqueueing through one handle
+ * at once. */
 #define CTX_SLOTS 64
 static struct ctx_slot {
 	int device;
 	cudaStream_t stream;
 	struct uwk_ctx *ctx;
+	unsigned tune_epoch;      /* the tune_epoch its choices were read at */
 	pthread_mutex_t lock;
 } slots[CTX_SLOTS];
 static int nslots;
@@ -230,6 +245,12 @@ static int cuda_matmul(const struct uw_tensor *t, const void *x, size_t batch, v
 			rc = -EIO;
 		} else {
 			pthread_mutex_lock(&slot->lock);
+			const unsigned ep = atomic_load(&tune_epoch);
+			if (slot->tune_epoch != ep) {
+				/* a cache that cannot be read leaves the choices as they were */
+				slot->tune_epoch = ep;
+				uwk_ctx_load_tune(slot->ctx, NULL, NULL, NULL);
+			}
 			const void *base = (const void *)(uintptr_t)t->dev;
 			rc = y_dtype == UW_DTYPE_F32 ?
 			     uwk_matmul_f32(&t->pt->layout, base, x, batch, y,

@@ -123,6 +123,13 @@ UW_API int uw_load_device(uw_client *c, const char *model, const char *device,
 			  const char *const *paths, size_t npaths);
 #define UW_EVICT_FORCE 1u
 UW_API int uw_evict(uw_client *c, const char *model, unsigned flags);
+/* Ask the daemon to tune uw_matmul for the weight shapes of a loaded model
+ * (model NULL or "": every ready model) on its GPU, in the background; the
+ * choices land in the tune cache that workers read ($UW_TUNE_DIR). *job
+ * (may be NULL) numbers the request: the stats document's tune.done reaches
+ * it when the work is done. UW_TUNE_FORCE times shapes the cache has too. */
+#define UW_TUNE_FORCE 1u
+UW_API int uw_tune(uw_client *c, const char *model, unsigned flags, uint64_t *job);
 
 /* Daemon and model statistics, as JSON text (unweightd(8), STATISTICS, lists
  * the keys). model NULL: every model. *json is malloc'd; free() it. */

@@ -29,6 +29,8 @@ static const struct command commands[] = {
 	  "load a checkpoint into unweightd (--wait: until it is ready)" },
 	{ "evict", cmd_evict, "NAME [--force]",
 	  "unload a model (--force: even while clients hold leases)" },
+	{ "tune", cmd_tune, "[NAME] [--force] [--wait] [--json]",
+	  "time the GPU matmul kernels for a model's shapes and cache the fastest" },
 	{ "stats", cmd_stats, "[NAME] [--json]",
 	  "the daemon's statistics: devices, models, uptime" },
 	{ "list", cmd_list, "[--json]",

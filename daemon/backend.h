@@ -52,6 +52,9 @@ struct backend_ops {
 	int (*buf_adopt)(struct backend *b, int dev, int fd, uint64_t size,
 			 struct bbuf **out, struct uwerr *e);
 	int (*buf_crc32c)(const struct bbuf *buf, uint32_t *crc, struct uwerr *e);
+	/* The daemon's own device address of a finished buffer, for kernels it
+	 * runs itself (the tuner); NULL where the buffers are not on a GPU. */
+	uint64_t (*buf_dev_addr)(const struct bbuf *buf);
 };
 
 struct backend {

@@ -390,6 +390,11 @@ static int cuda_buf_fd(const struct bbuf *buf)
 	return buf->fd;
 }
 
+static uint64_t cuda_buf_dev_addr(const struct bbuf *buf)
+{
+	return buf->ptr;
+}
+
 const struct backend_ops backend_cuda_ops = {
 	.name = "cuda",
 	.id = UW_BACKEND_CUDA,
@@ -401,4 +406,5 @@ const struct backend_ops backend_cuda_ops = {
 	.buf_finish = cuda_buf_finish,
 	.buf_fd = cuda_buf_fd,
 	.buf_destroy = cuda_buf_destroy,
+	.buf_dev_addr = cuda_buf_dev_addr,
 };

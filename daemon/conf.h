@@ -35,7 +35,7 @@ struct uwd_config {
 	char *socket_owner;        /* NULL: leave the owner as created */
 	char *socket_group;        /* NULL: leave the group as created */
 	unsigned socket_mode;      /* permission bits of a socket unweightd binds */
-	struct acl admin;          /* may load and evict */
+	struct acl admin;          /* may load, evict and tune */
 	struct acl attach;         /* may attach a model with no attach.NAME of its own */
 	struct uwd_model_acl *attach_models;
 	size_t nattach_models;
@@ -49,6 +49,8 @@ struct uwd_config {
 	unsigned load_threads;     /* encoder threads per load; 0: one per CPU, at most 8 */
 	int load_io;               /* enum ur_mode: how checkpoints are read (0: auto) */
 	unsigned io_timeout_ms;    /* a message once begun must complete within this */
+	int tune_on_load;          /* tune = on-load: tune a model's shapes once it is loaded */
+	char *tune_dir;            /* the tune cache's directory; NULL: tunecache.h's tune_dir */
 	int foreground;            /* accepted; unweightd never forks anyway */
 };
 

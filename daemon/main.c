@@ -18,6 +18,7 @@
 #include "daemon/log.h"
 #include "daemon/registry.h"
 #include "daemon/server.h"
+#include "daemon/tune.h"
 #include "daemon/uwd.h"
 
 static void log_settings(const struct uwd *d)
@@ -31,7 +32,7 @@ static void log_settings(const struct uwd *d)
 			 (double)d->be->dev[i].budget / (1u << 30));
 	for (size_t i = 0; i < c->nallow; i++)
 		log_info("allow_dir %s", c->allow_dirs[i]);
-	log_info("admin (load, evict): %s; attach: %s", c->admin.text, c->attach.text);
+	log_info("admin (load, evict, tune): %s; attach: %s", c->admin.text, c->attach.text);
 	for (size_t i = 0; i < c->nattach_models; i++)
 		log_info("attach.%s: %s", c->attach_models[i].model, c->attach_models[i].acl.text);
 	if (!c->nallow)
@@ -61,7 +62,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	if ((rc = allow_new(&cfg, &d.allow, &e)) || (rc = backend_open(&cfg, &d.be, &e)) ||
-	    (rc = registry_new(d.be, &d.reg, &e)) || (rc = loader_new(&d, &d.ld, &e)))
+	    (rc = registry_new(d.be, &d.reg, &e)) || (rc = loader_new(&d, &d.ld, &e)) ||
+	    (rc = tuner_new(&d, &d.tune, &e)))
 		goto out;
 	if ((d.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
 		rc = uwerr_set(&e, errno, "eventfd: %s", strerror(errno));
@@ -73,9 +75,12 @@ int main(int argc, char **argv)
 	if ((rc = fdstore_adopt(&d, &e)))
 		goto out;
 	rc = server_run(&d, &e);
-	/* Connections are gone: now the loads (canceled) can be joined. */
+	/* Connections are gone: now the loads (canceled) and the tuner can be
+	 * joined; the tuner's references go before the registry. */
 	loader_free(d.ld);
 	d.ld = NULL;
+	tuner_free(d.tune);
+	d.tune = NULL;
 	if (!rc)
 		log_notice("stopped");
 out:
@@ -84,6 +89,7 @@ out:
 		sd_notifyf(0, "STATUS=failed: %s\nERRNO=%d", e.msg, -rc);
 	}
 	loader_free(d.ld);
+	tuner_free(d.tune);
 	registry_free(d.reg);
 	backend_close(d.be);
 	allow_free(d.allow);

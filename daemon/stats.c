@@ -12,6 +12,7 @@
 #include "daemon/backend.h"
 #include "daemon/loader.h"
 #include "daemon/registry.h"
+#include "daemon/tune.h"
 #include "daemon/uwd.h"
 
 /* JSON has no NaN or infinity. */
@@ -65,6 +66,7 @@ int stats_json(struct uwd *d, const char *name, char **out, struct uwerr *e)
 	unsigned running, queued;
 	loader_counts(d->ld, &running, &queued);
 	sb_printf(&b, ",\"loads_running\":%u,\"loads_queued\":%u", running, queued);
+	tuner_stats(d->tune, &b);
 	sb_append(&b, ",\"devices\":[", 12);
 	for (int i = 0; i < d->be->ndev; i++) {
 		const struct backend_device *dev = &d->be->dev[i];

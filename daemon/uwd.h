@@ -10,12 +10,14 @@ struct backend;
 struct registry;
 struct loader;
 struct allow;
+struct tuner;
 
 struct uwd {
 	const struct uwd_config *cfg;
 	struct backend *be;
 	struct registry *reg;
 	struct loader *ld;
+	struct tuner *tune;       /* the matmul tuner (tune.h) */
 	struct allow *allow;      /* opens the files loads read */
 	double started;           /* uwd_now() at start-up */
 	int listen_fd;            /* the socket systemd passed, or -1 (fdstore_adopt) */

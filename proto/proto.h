@@ -45,6 +45,7 @@ enum proto_op {
 	OP_STATS = 4,
 	OP_ATTACH = 5,
 	OP_DETACH = 6,
+	OP_TUNE = 7,        /* a daemon that predates it answers -EOPNOTSUPP */
 	OP_REPLY = 0x8000,  /* a reply's opcode is its request's | OP_REPLY */
 };
 
@@ -198,6 +199,14 @@ struct msg_detach {
 	uint64_t lease;
 };
 
+struct msg_tune {
+	char *name;               /* "" = every ready model */
+	uint32_t flags;           /* UW_TUNE_FORCE */
+};
+struct msg_tune_reply {
+	uint64_t job;             /* >= 1; the stats document's tune.done reaches it when done */
+};
+
 int enc_hello(struct wbuf *w, const struct msg_hello *m);
 int dec_hello(struct rbuf *r, struct msg_hello *m, struct uwerr *e);
 int enc_status(struct wbuf *w, const struct msg_status *m);
@@ -221,6 +230,10 @@ int dec_attach_reply(struct rbuf *r, int nfds, struct msg_attach_reply *m,
 		     struct uwerr *e);
 int enc_detach(struct wbuf *w, const struct msg_detach *m);
 int dec_detach(struct rbuf *r, struct msg_detach *m, struct uwerr *e);
+int enc_tune(struct wbuf *w, const struct msg_tune *m);
+int dec_tune(struct rbuf *r, struct msg_tune *m, struct uwerr *e);
+int enc_tune_reply(struct wbuf *w, const struct msg_tune_reply *m);
+int dec_tune_reply(struct rbuf *r, struct msg_tune_reply *m, struct uwerr *e);
 
 /* Free what a dec_* allocated (NULL-safe fields). */
 void msg_hello_free(struct msg_hello *m);
@@ -232,6 +245,7 @@ void msg_stats_free(struct msg_stats *m);
 void msg_stats_reply_free(struct msg_stats_reply *m);
 void msg_attach_free(struct msg_attach *m);
 void msg_attach_reply_free(struct msg_attach_reply *m);
+void msg_tune_free(struct msg_tune *m);
 
 /* Model names: 1..PROTO_MAX_NAME bytes of [A-Za-z0-9._-], not "." or "..".
  * Returns 1 when name is one, else 0. */

@@ -112,11 +112,11 @@ static char *rand_path(void)
 
 enum kind {
 	K_HELLO, K_STATUS, K_HELLO_REPLY, K_LOAD, K_EVICT, K_STATS, K_STATS_REPLY,
-	K_ATTACH, K_ATTACH_REPLY, K_DETACH, K_COUNT
+	K_ATTACH, K_ATTACH_REPLY, K_DETACH, K_TUNE, K_TUNE_REPLY, K_COUNT
 };
 static const char *const kind_name[K_COUNT] = {
 	"hello", "status", "hello reply", "load", "evict", "stats", "stats reply",
-	"attach", "attach reply", "detach",
+	"attach", "attach reply", "detach", "tune", "tune reply",
 };
 
 union anymsg {
@@ -130,6 +130,8 @@ union anymsg {
 	struct msg_attach attach;
 	struct msg_attach_reply attach_reply;
 	struct msg_detach detach;
+	struct msg_tune tune;
+	struct msg_tune_reply tune_reply;
 };
 
 /* One tensor with a real layout (res_plan), placed in buffer buf. */
@@ -251,6 +253,13 @@ static void rand_msg(enum kind k, union anymsg *u)
 	case K_DETACH:
 		u->detach.lease = 1 + tu_rand(&rng) % UINT64_MAX;
 		break;
+	case K_TUNE:
+		u->tune.name = rnd(3) ? rand_name() : strdup("");
+		u->tune.flags = rnd(2) ? UW_TUNE_FORCE : 0;
+		break;
+	case K_TUNE_REPLY:
+		u->tune_reply.job = 1 + tu_rand(&rng) % UINT64_MAX;
+		break;
 	case K_COUNT:
 		break;
 	}
@@ -269,6 +278,8 @@ static int enc_any(enum kind k, struct wbuf *w, const union anymsg *u)
 	case K_ATTACH: return enc_attach(w, &u->attach);
 	case K_ATTACH_REPLY: return enc_attach_reply(w, &u->attach_reply);
 	case K_DETACH: return enc_detach(w, &u->detach);
+	case K_TUNE: return enc_tune(w, &u->tune);
+	case K_TUNE_REPLY: return enc_tune_reply(w, &u->tune_reply);
 	case K_COUNT: break;
 	}
 	return -EINVAL;
@@ -287,6 +298,8 @@ static int dec_any(enum kind k, struct rbuf *r, int nfds, union anymsg *u, struc
 	case K_ATTACH: return dec_attach(r, &u->attach, e);
 	case K_ATTACH_REPLY: return dec_attach_reply(r, nfds, &u->attach_reply, e);
 	case K_DETACH: return dec_detach(r, &u->detach, e);
+	case K_TUNE: return dec_tune(r, &u->tune, e);
+	case K_TUNE_REPLY: return dec_tune_reply(r, &u->tune_reply, e);
 	case K_COUNT: break;
 	}
 	return -EINVAL;
@@ -304,7 +317,8 @@ static void free_any(enum kind k, union anymsg *u)
 	case K_STATS_REPLY: msg_stats_reply_free(&u->stats_reply); break;
 	case K_ATTACH: msg_attach_free(&u->attach); break;
 	case K_ATTACH_REPLY: msg_attach_reply_free(&u->attach_reply); break;
-	case K_DETACH: case K_COUNT: break;
+	case K_TUNE: msg_tune_free(&u->tune); break;
+	case K_DETACH: case K_TUNE_REPLY: case K_COUNT: break;
 	}
 }
 
@@ -329,7 +343,8 @@ static void assert_empty(enum kind k, const union anymsg *u)
 		ck_assert_ptr_null(u->attach_reply.buf_size);
 		ck_assert_ptr_null(u->attach_reply.tensors);
 		break;
-	case K_DETACH: case K_COUNT: break;
+	case K_TUNE: ck_assert_ptr_null(u->tune.name); break;
+	case K_DETACH: case K_TUNE_REPLY: case K_COUNT: break;
 	}
 }
 
@@ -414,6 +429,13 @@ static void eq_any(enum kind k, const union anymsg *a, const union anymsg *b)
 	case K_DETACH:
 		ck_assert_uint_eq(a->detach.lease, b->detach.lease);
 		break;
+	case K_TUNE:
+		ck_assert_str_eq(a->tune.name, b->tune.name);
+		ck_assert_uint_eq(a->tune.flags, b->tune.flags);
+		break;
+	case K_TUNE_REPLY:
+		ck_assert_uint_eq(a->tune_reply.job, b->tune_reply.job);
+		break;
 	case K_COUNT:
 		break;
 	}
@@ -421,14 +443,15 @@ static void eq_any(enum kind k, const union anymsg *a, const union anymsg *b)
 
 static int is_reply_body(enum kind k)
 {
-	return k == K_HELLO_REPLY || k == K_STATS_REPLY || k == K_ATTACH_REPLY;
+	return k == K_HELLO_REPLY || k == K_STATS_REPLY || k == K_ATTACH_REPLY || k == K_TUNE_REPLY;
 }
 
 static const uint16_t kind_op[K_COUNT] = {
 	[K_HELLO] = OP_HELLO, [K_STATUS] = OP_EVICT | OP_REPLY,
 	[K_HELLO_REPLY] = OP_HELLO | OP_REPLY, [K_LOAD] = OP_LOAD, [K_EVICT] = OP_EVICT,
 	[K_STATS] = OP_STATS, [K_STATS_REPLY] = OP_STATS | OP_REPLY, [K_ATTACH] = OP_ATTACH,
-	[K_ATTACH_REPLY] = OP_ATTACH | OP_REPLY, [K_DETACH] = OP_DETACH,
+	[K_ATTACH_REPLY] = OP_ATTACH | OP_REPLY, [K_DETACH] = OP_DETACH, [K_TUNE] = OP_TUNE,
+	[K_TUNE_REPLY] = OP_TUNE | OP_REPLY,
 };
 
 /* ---- framing ------------------------------------------------------------ */
@@ -1195,6 +1218,27 @@ START_TEST(test_field_checks)
 	enc_detach(&w, &(struct msg_detach){ 0 });
 	ck_assert_int_eq(dec_detach(&(struct rbuf){ w.p, w.len, 0, 0 }, &d, &e), -EBADMSG);
 	ck_assert_msg_has(&e, "detach: lease 0");
+	wb_free(&w);
+
+	struct msg_tune tq;
+	struct msg_tune_reply tr;
+	enc_tune(&w, &(struct msg_tune){ "m", 2 });
+	ck_assert_int_eq(dec_tune(&(struct rbuf){ w.p, w.len, 0, 0 }, &tq, &e), -EBADMSG);
+	ck_assert_msg_has(&e, "tune: flags 0x2: unknown bits 0x2");
+	ck_assert_ptr_null(tq.name);
+	wb_free(&w);
+	enc_tune(&w, &(struct msg_tune){ "a/b", 0 });
+	ck_assert_int_eq(dec_tune(&(struct rbuf){ w.p, w.len, 0, 0 }, &tq, &e), -EBADMSG);
+	ck_assert_msg_has(&e, "not a model name");
+	wb_free(&w);
+	enc_tune(&w, &(struct msg_tune){ "", UW_TUNE_FORCE });   /* "": every model */
+	ck_assert_int_eq(dec_tune(&(struct rbuf){ w.p, w.len, 0, 0 }, &tq, &e), 0);
+	ck_assert(tq.name && !tq.name[0] && tq.flags == UW_TUNE_FORCE);
+	msg_tune_free(&tq);
+	wb_free(&w);
+	enc_tune_reply(&w, &(struct msg_tune_reply){ 0 });
+	ck_assert_int_eq(dec_tune_reply(&(struct rbuf){ w.p, w.len, 0, 0 }, &tr, &e), -EBADMSG);
+	ck_assert_msg_has(&e, "tune reply: job 0");
 	wb_free(&w);
 }
 END_TEST

@@ -114,6 +114,8 @@ int call_nobody(int fd, uint16_t op, struct wbuf *w);
 int req_load(int fd, const char *name, const char *path);
 int req_evict(int fd, const char *name, unsigned flags);
 int req_detach(int fd, uint64_t lease);
+/* TUNE: the status; *job on success. */
+int req_tune(int fd, const char *name, unsigned flags, uint64_t *job);
 int req_attach(int fd, const char *name, struct attached *a);
 void attached_free(struct attached *a);
 /* The stats document, parsed; name "" for all. NULL when refused. */
