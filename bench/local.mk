@@ -24,7 +24,7 @@ bench_uw_bench_encode_LDADD = $(UWCUDA_LIBS) tests/libtestutil.la libuwcore.la
 bench_uw_bench_encode_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
 EXTRA_bench_uw_bench_encode_DEPENDENCIES = kernels/libuwcuda.a
 endif
-EXTRA_DIST += bench/matmul.cu bench/encode.c bench/gpu-run.sh bench/NOTES.md
+EXTRA_DIST += bench/matmul.cu bench/encode.c bench/gpu-run.sh bench/gpu-tune.sh bench/NOTES.md
 
 # Attach latency and host load throughput, against a running unweightd.
 noinst_PROGRAMS += bench/uw-bench-attach
