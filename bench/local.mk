@@ -15,6 +15,19 @@ bench/matmul.o: bench/matmul.cu kernels/cuda/uwk.h
 CLEANFILES += bench/matmul.o
 endif
 
+# A Llama-3.1-8B-shaped MLP stack against cuBLAS (GPU host: bench/gpu-tune.sh).
+if HAVE_CUDA
+noinst_PROGRAMS += bench/uw-bench-mlp
+bench_uw_bench_mlp_SOURCES =
+bench_uw_bench_mlp_LDADD = bench/mlp.o $(UWCUDA_LIBS) libuwcore.la
+bench_uw_bench_mlp_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
+EXTRA_bench_uw_bench_mlp_DEPENDENCIES = bench/mlp.o kernels/libuwcuda.a
+bench/mlp.o: bench/mlp.cu kernels/cuda/uwk.h kernels/tunecache.h
+	$(AM_V_GEN)$(MKDIR_P) bench && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/bench/mlp.cu
+CLEANFILES += bench/mlp.o
+endif
+EXTRA_DIST += bench/mlp.cu
+
 # Encoding on the CPU beside the GPU (GPU host: bench/gpu-run.sh).
 if HAVE_CUDA
 noinst_PROGRAMS += bench/uw-bench-encode

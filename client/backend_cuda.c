@@ -234,34 +234,64 @@ static int cuda_decode(const struct uw_tensor *t, void *out, size_t out_bytes,
 	return rc < 0 ? uwerr_prefix(e, "decode %s", t->pt->name) : 0;
 }
 
+/* The context of (device, stream), locked, its tune cache read again if an
+ * attach came since; NULL with e set. */
+static struct ctx_slot *slot_enter(int device, void *stream, struct uwerr *e)
+{
+	struct ctx_slot *slot = ctx_get(device, (cudaStream_t)stream, e);
+	if (!slot)
+		return NULL;
+	pthread_mutex_lock(&slot->lock);
+	const unsigned ep = atomic_load(&tune_epoch);
+	if (slot->tune_epoch != ep) {
+		/* a cache that cannot be read leaves the choices as they were */
+		slot->tune_epoch = ep;
+		uwk_ctx_load_tune(slot->ctx, NULL, NULL, NULL);
+	}
+	return slot;
+}
+
 static int cuda_matmul(const struct uw_tensor *t, const void *x, size_t batch, void *y,
 		       uint32_t y_dtype, void *stream, struct uwerr *e)
 {
 	int device = t->m->bufs[t->pt->buf].device;
 	int old, rc = device_enter(device, &old, e);
-	if (rc == 0) {
-		struct ctx_slot *slot = ctx_get(device, (cudaStream_t)stream, e);
-		if (!slot) {
-			rc = -EIO;
-		} else {
-			pthread_mutex_lock(&slot->lock);
-			const unsigned ep = atomic_load(&tune_epoch);
-			if (slot->tune_epoch != ep) {
-				/* a cache that cannot be read leaves the choices as they were */
-				slot->tune_epoch = ep;
-				uwk_ctx_load_tune(slot->ctx, NULL, NULL, NULL);
-			}
-			const void *base = (const void *)(uintptr_t)t->dev;
-			rc = y_dtype == UW_DTYPE_F32 ?
-			     uwk_matmul_f32(&t->pt->layout, base, x, batch, y,
-					    (cudaStream_t)stream, slot->ctx, e) :
-			     uwk_matmul(&t->pt->layout, base, x, batch, y,
-					(cudaStream_t)stream, slot->ctx, e);
-			pthread_mutex_unlock(&slot->lock);
-		}
+	struct ctx_slot *slot = rc == 0 ? slot_enter(device, stream, e) : NULL;
+	if (slot) {
+		const void *base = (const void *)(uintptr_t)t->dev;
+		rc = y_dtype == UW_DTYPE_F32 ?
+		     uwk_matmul_f32(&t->pt->layout, base, x, batch, y, (cudaStream_t)stream,
+				    slot->ctx, e) :
+		     uwk_matmul(&t->pt->layout, base, x, batch, y, (cudaStream_t)stream,
+				slot->ctx, e);
+		pthread_mutex_unlock(&slot->lock);
+	} else if (rc == 0) {
+		rc = -EIO;
 	}
 	device_leave(old);
 	return rc < 0 ? uwerr_prefix(e, "matmul %s", t->pt->name) : 0;
+}
+
+static int cuda_matmul2(const struct uw_tensor *t0, const struct uw_tensor *t1, const void *x,
+			size_t batch, void *y0, void *y1, void *stream, struct uwerr *e)
+{
+	int device = t0->m->bufs[t0->pt->buf].device;
+	if (device != t1->m->bufs[t1->pt->buf].device) {
+		int rc = cuda_matmul(t0, x, batch, y0, UW_DTYPE_BF16, stream, e);
+		return rc < 0 ? rc : cuda_matmul(t1, x, batch, y1, UW_DTYPE_BF16, stream, e);
+	}
+	int old, rc = device_enter(device, &old, e);
+	struct ctx_slot *slot = rc == 0 ? slot_enter(device, stream, e) : NULL;
+	if (slot) {
+		rc = uwk_matmul2(&t0->pt->layout, (const void *)(uintptr_t)t0->dev,
+				 &t1->pt->layout, (const void *)(uintptr_t)t1->dev, x, batch, y0, y1,
+				 NULL, NULL, (cudaStream_t)stream, slot->ctx, e);
+		pthread_mutex_unlock(&slot->lock);
+	} else if (rc == 0) {
+		rc = -EIO;
+	}
+	device_leave(old);
+	return rc < 0 ? uwerr_prefix(e, "matmul %s and %s", t0->pt->name, t1->pt->name) : 0;
 }
 
 const struct cl_backend cl_backend_cuda = {
@@ -270,4 +300,5 @@ const struct cl_backend cl_backend_cuda = {
 	.release = cuda_release,
 	.decode = cuda_decode,
 	.matmul = cuda_matmul,
+	.matmul2 = cuda_matmul2,
 };

@@ -707,6 +707,128 @@ START_TEST(test_tune_table)
 }
 END_TEST
 
+/* uwk_matmul2: two tensors of the same cols in one launch give, each, the
+ * very bits of the fused kernel run alone with the cfg the pair used, for
+ * equal and unequal row counts, with and without split-K, and are right
+ * against float64; where no two-tensor kernel applies (x unaligned, a RAW
+ * tensor, batch over 64) it is two uwk_matmul calls; W0 and W1 of other
+ * cols are refused, and a cfg with no two-tensor kernel is -ENOTSUP. */
+START_TEST(test_matmul2)
+{
+	static const uint64_t shapes[][3] = {{256, 256, 4096}, {300, 200, 4096}, {64, 130, 1024}};
+	static const size_t batches[] = {1, 7, 16, 40, 64};
+	struct uwerr e = {0};
+	for (size_t s = 0; s < 3; s++) {
+		struct tensor t0, t1;
+		uint16_t *w0 = weights(shapes[s][0] * shapes[s][2], 300, 90, 135);
+		uint16_t *w1 = weights(shapes[s][1] * shapes[s][2], 300, 90, 135);
+		tensor_2d(&t0, shapes[s][0], shapes[s][2], w0, "pair W0");
+		tensor_2d(&t1, shapes[s][1], shapes[s][2], w1, "pair W1");
+		free(w0);
+		free(w1);
+		for (size_t b = 0; b < 5; b++)
+			for (int ks = 0; ks <= 3; ks += 3) {
+				const size_t n = batches[b], r0 = shapes[s][0], r1 = shapes[s][1];
+				void *dx = random_x(n, shapes[s][2]), *d0, *d1;
+				CK(cudaMalloc(&d0, 2 * n * r0));
+				CK(cudaMalloc(&d1, 2 * n * r1));
+				CK(cudaMemset(d0, 0xff, 2 * n * r0));
+				CK(cudaMemset(d1, 0xff, 2 * n * r1));
+				struct uwk_cfg want = {0, 0, ks, 0}, used;
+				int rc = uwk_matmul2(&t0.l, t0.dev, &t1.l, t1.dev, dx, n, d0, d1,
+						     ks ? &want : NULL, &used, 0, ctx, &e);
+				/* ks without a shape names no two-tensor kernel: AUTO's is taken */
+				ck_assert_msg(rc == 0, "uwk_matmul2: %s", e.msg);
+				ck_assert_msg(used.wm != 0 && used.pf == 2 && (!ks || used.ks == ks),
+					      "%llu+%llux%llu batch %zu: no two-tensor launch (%dx%d/%d/%d)",
+					      (unsigned long long)r0, (unsigned long long)r1,
+					      (unsigned long long)shapes[s][2], n, used.wm, used.wk, used.ks,
+					      used.pf);
+				CK(cudaDeviceSynchronize());
+				uint16_t *g0 = malloc(2 * n * r0), *g1 = malloc(2 * n * r1);
+				CK(cudaMemcpy(g0, d0, 2 * n * r0, cudaMemcpyDeviceToHost));
+				CK(cudaMemcpy(g1, d1, 2 * n * r1, cudaMemcpyDeviceToHost));
+				uint16_t *a0 = matmul_bits(&t0, dx, n, ctx, UWK_PIPE_AUTO, &used);
+				uint16_t *a1 = matmul_bits(&t1, dx, n, ctx, UWK_PIPE_AUTO, &used);
+				ck_assert_msg(!memcmp(g0, a0, 2 * n * r0) && !memcmp(g1, a1, 2 * n * r1),
+					      "%llu+%llux%llu batch %zu %dx%d/%d/%d: the pair's bits are not "
+					      "those of each tensor alone", (unsigned long long)r0,
+					      (unsigned long long)r1, (unsigned long long)shapes[s][2], n,
+					      used.wm, used.wk, used.ks, used.pf);
+				free(g0);
+				free(g1);
+				free(a0);
+				free(a1);
+				cudaFree(dx);
+				cudaFree(d0);
+				cudaFree(d1);
+				/* and what each equals is right, against float64 */
+				if (b == 1) {
+					check_matmul(&t0, n, UWK_PIPE_FUSED, &used, 0, "the pair's cfg, W0");
+					check_matmul(&t1, n, UWK_PIPE_FUSED, &used, 0, "the pair's cfg, W1");
+				}
+			}
+		void *d0, *d1;
+		CK(cudaMalloc(&d0, 2 * 65 * shapes[s][0]));
+		CK(cudaMalloc(&d1, 2 * 65 * shapes[s][1]));
+		void *dx = random_x(65, shapes[s][2]);
+		struct uwk_cfg used;
+		/* x unaligned: no two-tensor kernel, two calls */
+		ck_assert(uwk_matmul2(&t0.l, t0.dev, &t1.l, t1.dev, (uint16_t *)dx + 1, 3, d0, d1, NULL,
+				      &used, 0, ctx, &e) == 0 && used.wm == 0);
+		/* batch 65: two calls (decode + cuBLAS) */
+		ck_assert_msg(uwk_matmul2(&t0.l, t0.dev, &t1.l, t1.dev, dx, 65, d0, d1, NULL, &used, 0,
+					  ctx, &e) == 0 && used.wm == 0, "%s", e.msg);
+		struct uwk_cfg bad = {2, 2, 1, 1};
+		ck_assert_int_eq(uwk_matmul2(&t0.l, t0.dev, &t1.l, t1.dev, dx, 4, d0, d1, &bad, &used, 0,
+					     ctx, &e), -ENOTSUP);
+		ck_assert_msg(strstr(e.msg, "no two-tensor kernel"), "%s", e.msg);
+		CK(cudaDeviceSynchronize());
+		cudaFree(d0);
+		cudaFree(d1);
+		cudaFree(dx);
+		tensor_free(&t0);
+		tensor_free(&t1);
+	}
+	/* other cols: refused; a RAW W1: two calls */
+	uint16_t *w = weights(64 * 1024, 0, 0, 0);
+	struct tensor a, b, raw;
+	tensor_2d(&a, 64, 1024, w, "cols a");
+	tensor_2d(&b, 32, 2048, w, "cols b");
+	uint16_t *r = malloc(2 * 64 * 1024);
+	for (size_t i = 0; i < 64 * 1024; i++)
+		r[i] = (uint16_t)((tu_rand(&rng) & 0x807f) | (100 + tu_rand(&rng) % 41) << 7);
+	tensor_2d(&raw, 64, 1024, r, "RAW");
+	ck_assert(raw.l.format == UW_FORMAT_RAW);
+	void *dx = random_x(4, 2048), *d0, *d1;
+	struct uwk_cfg used;
+	CK(cudaMalloc(&d0, 2 * 4 * 64));
+	CK(cudaMalloc(&d1, 2 * 4 * 64));
+	ck_assert_int_eq(uwk_matmul2(&a.l, a.dev, &b.l, b.dev, dx, 4, d0, d1, NULL, &used, 0, ctx, &e),
+			 -EINVAL);
+	ck_assert_msg(strstr(e.msg, "columns"), "%s", e.msg);
+	ck_assert(uwk_matmul2(&a.l, a.dev, &raw.l, raw.dev, dx, 4, d0, d1, NULL, &used, 0, ctx, &e) == 0);
+	ck_assert_int_eq(used.wm, 0);
+	CK(cudaMemset(d1, 0, 2 * 4 * 64));
+	CK(cudaDeviceSynchronize());
+	uint16_t *g = malloc(2 * 4 * 64), *want = matmul_bits(&raw, dx, 4, ctx, UWK_PIPE_AUTO, NULL);
+	ck_assert(uwk_matmul2(&a.l, a.dev, &raw.l, raw.dev, dx, 4, d0, d1, NULL, &used, 0, ctx, &e) == 0);
+	CK(cudaDeviceSynchronize());
+	CK(cudaMemcpy(g, d1, 2 * 4 * 64, cudaMemcpyDeviceToHost));
+	ck_assert(!memcmp(g, want, 2 * 4 * 64));
+	free(g);
+	free(want);
+	free(w);
+	free(r);
+	cudaFree(dx);
+	cudaFree(d0);
+	cudaFree(d1);
+	tensor_free(&a);
+	tensor_free(&b);
+	tensor_free(&raw);
+}
+END_TEST
+
 /* Data with more exponents outside the palette than its layout planned is
  * refused, and nothing is written past the layout's bytes. */
 START_TEST(test_encode_mismatch)
@@ -772,6 +894,7 @@ int main(void)
 	tcase_add_test(tc, test_encode_mismatch);
 	tcase_add_test(tc, test_tune_shape);
 	tcase_add_test(tc, test_tune_table);
+	tcase_add_test(tc, test_matmul2);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	/* one process: a CUDA context does not survive fork */

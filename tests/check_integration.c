@@ -343,6 +343,22 @@ static int verify_model(const uw_model *m, const struct source *src, uint64_t se
 			bad += cu_check_matmul(t, (const uint16_t *)src->raw[i], 3, 1, &rng, crc) < 0;
 		}
 	}
+	/* uw_matmul2 on pairs of matrices that could share x (the same cols) */
+	for (size_t i = 0, pairs = 0; i < src->f->ntensors && pairs < 4; i++) {
+		const struct st_tensor *a = &src->f->tensors[i];
+		for (size_t j = i + 1; a->dtype == UW_DTYPE_BF16 && a->ndim == 2 &&
+				       j < src->f->ntensors; j++) {
+			const struct st_tensor *b = &src->f->tensors[j];
+			if (b->dtype != UW_DTYPE_BF16 || b->ndim != 2 || b->shape[1] != a->shape[1])
+				continue;
+			const uw_tensor *ta = uw_model_find(m, a->name), *tb = uw_model_find(m, b->name);
+			for (size_t batch = 1; batch <= 9 && ta && tb; batch += 8)
+				bad += cu_check_matmul2(ta, (const uint16_t *)src->raw[i], tb,
+							(const uint16_t *)src->raw[j], batch, &rng) < 0;
+			pairs++;
+			break;
+		}
+	}
 	return bad;
 }
 

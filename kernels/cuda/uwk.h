@@ -116,6 +116,21 @@ int uwk_matmul_fused_cfg(const struct uw_layout *l, const void *dev_base,
 			 const void *x, size_t batch, void *y,
 			 const struct uwk_cfg *cfg, cudaStream_t s,
 			 struct uwk_ctx *ctx, struct uwerr *e);
+/* y0 = x . W0^T and y1 = x . W1^T for two BF16 tensors of the same cols
+ * that share x (the gate and up projections of a Llama MLP). Where the
+ * fused kernel takes both (R12, batch <= UWK_FUSED_MAX_BATCH) and a
+ * two-tensor kernel of the chosen shape is built (AUTO's shape at each
+ * batch, pf 2), one launch runs both grids side by side, so that the
+ * second's blocks fill the first's last wave and x is staged from L2 for
+ * the second; each y is bit for bit what uwk_matmul_fused_cfg gives with
+ * *used. The shape: cfg's (wm != 0; -ENOTSUP when no two-tensor kernel of
+ * it is built), else the context's tuned choice where it is such a shape,
+ * else AUTO's; the split is recomputed for both grids unless cfg names one.
+ * Otherwise, two uwk_matmul calls, and *used (may be NULL) is all zeros. */
+int uwk_matmul2(const struct uw_layout *l0, const void *base0, const struct uw_layout *l1,
+		const void *base1, const void *x, size_t batch, void *y0, void *y1,
+		const struct uwk_cfg *cfg, struct uwk_cfg *used, cudaStream_t s,
+		struct uwk_ctx *ctx, struct uwerr *e);
 /* The (wm, wk) pairs built; returns their count, fills up to max. */
 int uwk_cfg_list(struct uwk_cfg *out, int max);
 /* The configuration AUTO's defaults give this shape (ks resolved), whatever
