@@ -29,7 +29,7 @@ struct titem {
 
 struct tuner {
 	struct uwd *d;
-	struct tune_gpu *gpu;      /* NULL: the backend runs no kernels */
+	int gpu;                   /* the backend's buffers are on a GPU: kernels run */
 	pthread_t th;
 	int started;
 	int stop;                  /* __atomic: shutting down */
@@ -62,7 +62,7 @@ static void run_item(struct tuner *t, const struct titem *it)
 	const char *dir = cache_dir(t);
 	int rc = dir ? 0 : uwerr_set(&e, EINVAL, "no tune cache directory (UW_TUNE_DIR is empty)");
 	if (!rc && !(rc = registry_get(t->d->reg, it->name, &m, &e))) {
-		rc = tune_gpu_model(t->gpu, t->d, m, dir, it->force, &t->stop, &t->prog, &e);
+		rc = tune_gpu_model(t->d, m, dir, it->force, &t->stop, &t->prog, &e);
 		registry_unref(t->d->reg, m);
 	}
 	const double s = uwd_now() - t0;
@@ -137,12 +137,11 @@ int tuner_new(struct uwd *d, struct tuner **out, struct uwerr *e)
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->wake, NULL);
 	*out = t;
-	if (!d->be->ops->buf_dev_addr)
+	if (!(t->gpu = d->be->ops->buf_dev_addr != NULL))
 		return 0;
-	int rc = tune_gpu_new(&t->gpu, e);
-	if (rc == 0 && (rc = -pthread_create(&t->th, NULL, tuner_main, t)))
-		uwerr_set(e, -rc, "tuner: thread: %s", strerror(-rc));
+	int rc = -pthread_create(&t->th, NULL, tuner_main, t);
 	if (rc) {
+		uwerr_set(e, -rc, "tuner: thread: %s", strerror(-rc));
 		tuner_free(t);
 		*out = NULL;
 		return rc;
@@ -171,7 +170,6 @@ void tuner_free(struct tuner *t)
 		free(it->name);
 		free(it);
 	}
-	tune_gpu_free(t->gpu);
 	pthread_mutex_destroy(&t->lock);
 	pthread_cond_destroy(&t->wake);
 	free(t);

@@ -44,15 +44,13 @@ struct tune_progress {
 	atomic_uint rejected;         /* candidates that failed their check */
 };
 
-struct tune_gpu;
-int tune_gpu_new(struct tune_gpu **out, struct uwerr *e);
-void tune_gpu_free(struct tune_gpu *g);
 /* Tune every R12 BF16 2-D shape of m (a reference held) at every batch
  * bucket the cache in dir lacks (force: every one) and merge each shape's
  * entries into the cache as they come. *stop or m->cancel end it between
  * two timings (-ECANCELED). A bucket that fails is skipped and its error
- * returned at the end, after the others ran. */
-int tune_gpu_model(struct tune_gpu *g, struct uwd *d, struct model *m, const char *dir,
-		   int force, const int *stop, struct tune_progress *p, struct uwerr *e);
+ * returned at the end, after the others ran. Built without CUDA: -ENOTSUP
+ * (never called: only the cuda backend's buffers have a device address). */
+int tune_gpu_model(struct uwd *d, struct model *m, const char *dir, int force, const int *stop,
+		   struct tune_progress *p, struct uwerr *e);
 
 #endif

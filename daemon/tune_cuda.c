@@ -24,52 +24,35 @@
 
 #define TUNE_REPS 11          /* timed launches a candidate; the median counts */
 
-/* One context and stream per device, made on first use by the tuner's
- * thread; its own stream keeps the timings off the loads' streams. */
-struct tune_gpu {
-	struct uwk_ctx *ctx[BACKEND_MAX_DEVICES];
-	cudaStream_t s[BACKEND_MAX_DEVICES];
+/* A context and a stream on the model's device for one model's tuning:
+ * its own stream keeps the timings off the loads' streams, and freeing the
+ * context after each model gives back its scratch (up to a decoded copy
+ * of the largest matrix), which no budget counts. */
+struct tune_dev {
+	struct uwk_ctx *ctx;
+	cudaStream_t s;
 };
 
-int tune_gpu_new(struct tune_gpu **out, struct uwerr *e)
-{
-	if (!(*out = calloc(1, sizeof(**out))))
-		return uwerr_set(e, ENOMEM, "tuner: out of memory");
-	return 0;
-}
-
-void tune_gpu_free(struct tune_gpu *g)
-{
-	if (!g)
-		return;
-	for (int i = 0; i < BACKEND_MAX_DEVICES; i++) {
-		if (!g->ctx[i])
-			continue;
-		cudaSetDevice(i);
-		cudaStreamSynchronize(g->s[i]);
-		cudaStreamDestroy(g->s[i]);
-		uwk_ctx_free(g->ctx[i]);
-	}
-	free(g);
-}
-
-static int device_ctx(struct tune_gpu *g, int dev, struct uwerr *e)
+static int tune_dev_open(struct tune_dev *t, int dev, struct uwerr *e)
 {
 	cudaError_t ce = cudaSetDevice(dev);
 	if (ce != cudaSuccess)
 		return uwerr_set(e, EIO, "device %d: %s", dev, cudaGetErrorString(ce));
-	if (g->ctx[dev])
-		return 0;
-	int rc = uwk_ctx_new(&g->ctx[dev], e);
+	int rc = uwk_ctx_new(&t->ctx, e);
 	if (rc < 0)
 		return rc;
-	ce = cudaStreamCreateWithFlags(&g->s[dev], cudaStreamNonBlocking);
-	if (ce != cudaSuccess) {
-		uwk_ctx_free(g->ctx[dev]);
-		g->ctx[dev] = NULL;
+	if ((ce = cudaStreamCreateWithFlags(&t->s, cudaStreamNonBlocking)) != cudaSuccess)
 		return uwerr_set(e, EIO, "device %d: stream: %s", dev, cudaGetErrorString(ce));
-	}
 	return 0;
+}
+
+static void tune_dev_close(struct tune_dev *t)
+{
+	if (t->s) {
+		cudaStreamSynchronize(t->s);
+		cudaStreamDestroy(t->s);
+	}
+	uwk_ctx_free(t->ctx);
 }
 
 /* The first tensor of each R12 BF16 matrix shape of m, as indexes. */
@@ -106,16 +89,17 @@ static int write_shape(const char *dir, struct tune_set *add, struct tune_set *c
 	return rc;
 }
 
-int tune_gpu_model(struct tune_gpu *g, struct uwd *d, struct model *m, const char *dir,
-		   int force, const int *stop, struct tune_progress *p, struct uwerr *e)
+int tune_gpu_model(struct uwd *d, struct model *m, const char *dir, int force, const int *stop,
+		   struct tune_progress *p, struct uwerr *e)
 {
 	struct tune_set cur = {0}, add = {0};
 	struct tune_key key;
+	struct tune_dev g = {0};
 	struct uwerr first = {0}, rd = {0};
 	size_t *idx = calloc(m->ntensors ? m->ntensors : 1, sizeof(*idx));
-	int rc = idx ? device_ctx(g, m->dev, e) : uwerr_set(e, ENOMEM, "out of memory");
+	int rc = idx ? tune_dev_open(&g, m->dev, e) : uwerr_set(e, ENOMEM, "out of memory");
 	if (rc == 0)
-		rc = uwk_tune_key(g->ctx[m->dev], &key, e);
+		rc = uwk_tune_key(g.ctx, &key, e);
 	if (rc < 0)
 		goto out;
 	/* What the cache holds already is skipped; one that does not parse
@@ -140,8 +124,8 @@ int tune_gpu_model(struct tune_gpu *g, struct uwd *d, struct model *m, const cha
 			}
 			if (!force && tune_set_find(&cur, &key, (uint32_t)l->rows, (uint32_t)l->cols, b))
 				continue;
-			int trc = uwk_tune_shape(l, base, b, TUNE_REPS, stop, g->s[m->dev],
-						 g->ctx[m->dev], &en, &info, &te);
+			int trc = uwk_tune_shape(l, base, b, TUNE_REPS, stop, g.s, g.ctx, &en, &info,
+						 &te);
 			atomic_fetch_add(&p->rejected, (unsigned)info.rejected);
 			if (info.rejected)
 				log_warning("tune %s %llux%llu batch %u: %d candidate%s rejected: %s", m->name,
@@ -172,6 +156,7 @@ int tune_gpu_model(struct tune_gpu *g, struct uwd *d, struct model *m, const cha
 	if (rc == 0 && first.code)
 		rc = uwerr_set(e, first.code, "%s", first.msg);
 out:
+	tune_dev_close(&g);
 	tune_set_free(&add);
 	tune_set_free(&cur);
 	free(idx);
@@ -180,19 +165,8 @@ out:
 
 #else  /* !HAVE_CUDA: every backend is the host's, whose buffers no kernel reads */
 
-int tune_gpu_new(struct tune_gpu **out, struct uwerr *e)
-{
-	*out = NULL;
-	return uwerr_set(e, ENOTSUP, "tuner: unweightd was built without CUDA");
-}
-
-void tune_gpu_free(struct tune_gpu *g)
-{
-	(void)g;
-}
-
-int tune_gpu_model(struct tune_gpu *g, struct uwd *d, struct model *m, const char *dir,
-		   int force, const int *stop, struct tune_progress *p, struct uwerr *e)
+int tune_gpu_model(struct uwd *d, struct model *m, const char *dir, int force, const int *stop,
+		   struct tune_progress *p, struct uwerr *e)
 {
 	return uwerr_set(e, ENOTSUP, "tuner: unweightd was built without CUDA");
 }
