@@ -10,7 +10,7 @@ bench_uw_bench_matmul_SOURCES =
 bench_uw_bench_matmul_LDADD = bench/matmul.o $(UWCUDA_LIBS) libuwcore.la
 bench_uw_bench_matmul_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
 EXTRA_bench_uw_bench_matmul_DEPENDENCIES = bench/matmul.o kernels/libuwcuda.a
-bench/matmul.o: bench/matmul.cu kernels/cuda/uwk.h
+bench/matmul.o: bench/matmul.cu bench/benchutil.h kernels/cuda/uwk.h
 	$(AM_V_GEN)$(MKDIR_P) bench && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/bench/matmul.cu
 CLEANFILES += bench/matmul.o
 endif
@@ -22,11 +22,11 @@ bench_uw_bench_mlp_SOURCES =
 bench_uw_bench_mlp_LDADD = bench/mlp.o $(UWCUDA_LIBS) libuwcore.la
 bench_uw_bench_mlp_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
 EXTRA_bench_uw_bench_mlp_DEPENDENCIES = bench/mlp.o kernels/libuwcuda.a
-bench/mlp.o: bench/mlp.cu kernels/cuda/uwk.h kernels/tunecache.h
+bench/mlp.o: bench/mlp.cu bench/benchutil.h kernels/cuda/uwk.h kernels/tunecache.h
 	$(AM_V_GEN)$(MKDIR_P) bench && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/bench/mlp.cu
 CLEANFILES += bench/mlp.o
 endif
-EXTRA_DIST += bench/mlp.cu
+EXTRA_DIST += bench/mlp.cu bench/benchutil.h
 
 # Encoding on the CPU beside the GPU (GPU host: bench/gpu-run.sh).
 if HAVE_CUDA

@@ -32,6 +32,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include "bench/benchutil.h"
 #include "kernels/cuda/uwk.h"
 
 extern "C" {
@@ -41,20 +42,6 @@ extern "C" {
 
 #define REPS 25
 #define FLUSH_BYTES (128u << 20)
-
-#define CK(call) do { \
-	cudaError_t r_ = (call); \
-	if (r_ != cudaSuccess) { \
-		fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(r_)); \
-		exit(1); \
-	} \
-} while (0)
-
-static void die_uw(const char *what, const struct uwerr *e)
-{
-	fprintf(stderr, "%s: %s\n", what, e->msg);
-	exit(1);
-}
 
 static void *flush_buf;
 
@@ -132,18 +119,6 @@ static uint16_t *gauss(size_t n, double sigma, uint64_t seed)
 	for (auto &t : th)
 		t.join();
 	return w;
-}
-
-/* ||a - b|| / ||b|| of two BF16 vectors. */
-static double rel_l2(const uint16_t *a, const uint16_t *b, size_t n)
-{
-	double d = 0, r = 0;
-	for (size_t i = 0; i < n; i++) {
-		double x = bf16_to_f32(a[i]), y = bf16_to_f32(b[i]);
-		d += (x - y) * (x - y);
-		r += y * y;
-	}
-	return sqrt(d / r);
 }
 
 int main(int argc, char **argv)

@@ -24,6 +24,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "bench/benchutil.h"
 #include "kernels/cuda/uwk.h"
 
 extern "C" {
@@ -34,20 +35,6 @@ extern "C" {
 #define HIDDEN 4096
 #define INTER 14336
 #define PASSES 5
-
-#define CK(call) do { \
-	cudaError_t r_ = (call); \
-	if (r_ != cudaSuccess) { \
-		fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(r_)); \
-		exit(1); \
-	} \
-} while (0)
-
-static void die_uw(const char *what, const struct uwerr *e)
-{
-	fprintf(stderr, "%s: %s\n", what, e->msg);
-	exit(1);
-}
 
 __device__ __forceinline__ uint64_t splitmix(uint64_t z)
 {
@@ -212,17 +199,6 @@ static void pass(enum pipe p, const std::vector<weight> &ws, int layers, size_t 
 			b.x, b.d, batch * HIDDEN);
 	}
 	CK(cudaGetLastError());
-}
-
-static double rel_l2(const uint16_t *a, const uint16_t *b, size_t n)
-{
-	double d = 0, r = 0;
-	for (size_t i = 0; i < n; i++) {
-		double x = bf16_to_f32(a[i]), y = bf16_to_f32(b[i]);
-		d += (x - y) * (x - y);
-		r += y * y;
-	}
-	return sqrt(d / r);
 }
 
 int main(int argc, char **argv)
