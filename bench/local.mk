@@ -10,10 +10,23 @@ bench_uw_bench_matmul_SOURCES =
 bench_uw_bench_matmul_LDADD = bench/matmul.o $(UWCUDA_LIBS) libuwcore.la
 bench_uw_bench_matmul_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
 EXTRA_bench_uw_bench_matmul_DEPENDENCIES = bench/matmul.o kernels/libuwcuda.a
-bench/matmul.o: bench/matmul.cu kernels/cuda/uwk.h
+bench/matmul.o: bench/matmul.cu bench/benchutil.h kernels/cuda/uwk.h
 	$(AM_V_GEN)$(MKDIR_P) bench && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/bench/matmul.cu
 CLEANFILES += bench/matmul.o
 endif
+
+# A Llama-3.1-8B-shaped MLP stack against cuBLAS (GPU host: bench/gpu-tune.sh).
+if HAVE_CUDA
+noinst_PROGRAMS += bench/uw-bench-mlp
+bench_uw_bench_mlp_SOURCES =
+bench_uw_bench_mlp_LDADD = bench/mlp.o $(UWCUDA_LIBS) libuwcore.la
+bench_uw_bench_mlp_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
+EXTRA_bench_uw_bench_mlp_DEPENDENCIES = bench/mlp.o kernels/libuwcuda.a
+bench/mlp.o: bench/mlp.cu bench/benchutil.h kernels/cuda/uwk.h kernels/tunecache.h
+	$(AM_V_GEN)$(MKDIR_P) bench && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/bench/mlp.cu
+CLEANFILES += bench/mlp.o
+endif
+EXTRA_DIST += bench/mlp.cu bench/benchutil.h
 
 # Encoding on the CPU beside the GPU (GPU host: bench/gpu-run.sh).
 if HAVE_CUDA
@@ -24,7 +37,7 @@ bench_uw_bench_encode_LDADD = $(UWCUDA_LIBS) tests/libtestutil.la libuwcore.la
 bench_uw_bench_encode_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
 EXTRA_bench_uw_bench_encode_DEPENDENCIES = kernels/libuwcuda.a
 endif
-EXTRA_DIST += bench/matmul.cu bench/encode.c bench/gpu-run.sh bench/NOTES.md
+EXTRA_DIST += bench/matmul.cu bench/encode.c bench/gpu-run.sh bench/gpu-tune.sh bench/NOTES.md
 
 # Attach latency and host load throughput, against a running unweightd.
 noinst_PROGRAMS += bench/uw-bench-attach

@@ -3,8 +3,15 @@
  * shapes of Llama-3.1-8B and -70B (issues 4 and 5).
  *
  * Run it on the GPU host through bench/gpu-run.sh, or directly:
- *   uw-bench-matmul [-q] [-n]     -q: 14336x4096 at batch 1 and 64 only
- *                                 -n: no sweep over the fused kernel's shapes
+ *   uw-bench-matmul [-q] [-n] [-T] [-w DIR]
+ *     -q: 14336x4096 at batch 1 and 64 only
+ *     -n: no sweep over the fused kernel's shapes
+ *     -T: no tuning (the tuned columns stay empty)
+ *     -w DIR: merge the tuner's choices into DIR/matmul.tune
+ * The tuned columns: uwk_tune_shape (the daemon's tuner) picks a pipeline
+ * for each shape at each batch up to 64, and uwk_matmul AUTO runs it from a
+ * context given those choices (the lookup a worker does), timed as the
+ * others in the same run.
  * Weights are synthetic N(0, 0.02) BF16, encoded to R12 on the CPU (res_plan,
  * res_encode). Each time is the median of REPS calls timed with CUDA events,
  * each call after a 128 MiB memset that flushes the 50 MB L2. The byte floor
@@ -25,28 +32,16 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include "bench/benchutil.h"
 #include "kernels/cuda/uwk.h"
 
 extern "C" {
 #include "kernels/resident.h"
+#include "kernels/tunecache.h"
 }
 
 #define REPS 25
 #define FLUSH_BYTES (128u << 20)
-
-#define CK(call) do { \
-	cudaError_t r_ = (call); \
-	if (r_ != cudaSuccess) { \
-		fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(r_)); \
-		exit(1); \
-	} \
-} while (0)
-
-static void die_uw(const char *what, const struct uwerr *e)
-{
-	fprintf(stderr, "%s: %s\n", what, e->msg);
-	exit(1);
-}
 
 static void *flush_buf;
 
@@ -126,28 +121,21 @@ static uint16_t *gauss(size_t n, double sigma, uint64_t seed)
 	return w;
 }
 
-/* ||a - b|| / ||b|| of two BF16 vectors. */
-static double rel_l2(const uint16_t *a, const uint16_t *b, size_t n)
-{
-	double d = 0, r = 0;
-	for (size_t i = 0; i < n; i++) {
-		double x = bf16_to_f32(a[i]), y = bf16_to_f32(b[i]);
-		d += (x - y) * (x - y);
-		r += y * y;
-	}
-	return sqrt(d / r);
-}
-
 int main(int argc, char **argv)
 {
-	bool quick = false, sweep = true;
+	bool quick = false, sweep = true, tune = true;
+	const char *tune_out = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "-q"))
 			quick = true;
 		else if (!strcmp(argv[i], "-n"))
 			sweep = false;
+		else if (!strcmp(argv[i], "-T"))
+			tune = false;
+		else if (!strcmp(argv[i], "-w") && i + 1 < argc)
+			tune_out = argv[++i];
 		else {
-			fprintf(stderr, "usage: %s [-q] [-n]\n", argv[0]);
+			fprintf(stderr, "usage: %s [-q] [-n] [-T] [-w DIR]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -194,23 +182,25 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cublasCreate failed\n");
 		return 1;
 	}
-	struct uwk_ctx *ctx;
+	struct uwk_ctx *ctx, *tctx;
 	struct uwerr e = {0};
-	if (uwk_ctx_new(&ctx, &e) < 0)
+	struct tune_set tuned = {0};
+	if (uwk_ctx_new(&ctx, &e) < 0 || uwk_ctx_new(&tctx, &e) < 0)
 		die_uw("uwk_ctx_new", &e);
 	struct uwk_cfg cfgs[32];
 	const int ncfg = uwk_cfg_list(cfgs, 32);
 	static const int kss[] = {1, 2, 3, 4, 6, 8};
 
-	std::vector<double> logsp[6], logsp_fused[6];
+	std::vector<double> logsp[6], logsp_fused[6], logsp_tuned[6];
 	double pf_best[6][4][2];        /* [batch][shape][pf - 1]: best over wm x wk and ks */
 	for (auto &a : pf_best)
 		for (auto &b : a)
 			for (double &v : b)
 				v = INFINITY;
-	printf("\n%-11s %5s | %8s %6s %6s | %8s %6s %7s | %9s %8s | %8s %7s | %-9s %6s | %8s\n",
+	printf("\n%-11s %5s | %8s %6s %6s | %8s %6s %7s | %9s %8s | %8s %7s | %-9s %6s | %8s %6s %7s %-12s | %8s\n",
 	       "shape", "batch", "fused", "GB/s", "%floor", "cuBLAS", "%floor", "speedup",
-	       "dec+cuBL", "auto", "best", "speedup", "best cfg", "dflt", "rel L2");
+	       "dec+cuBL", "auto", "best", "speedup", "best cfg", "dflt", "tuned", "%floor",
+	       "speedup", "tuned cfg", "rel L2");
 	for (int s = 0; s < nshapes; s++) {
 		const uint64_t rows = shapes[s][0], cols = shapes[s][1], n = rows * cols;
 		struct uw_layout l;
@@ -293,21 +283,47 @@ int main(int argc, char **argv)
 						}
 				logsp_fused[bi].push_back(log(t_cub / best));
 			}
+			/* the tuner's choice, run by AUTO from a context that has it */
+			double t_tuned = NAN;
+			char tc[24] = "-";
+			if (tune && b <= UWK_FUSED_MAX_BATCH) {
+				struct tune_entry en;
+				struct uwk_tune_info info;
+				if (uwk_tune_shape(&l, dres, b, 11, NULL, 0, ctx, &en, &info, &e) < 0)
+					die_uw("uwk_tune_shape", &e);
+				if (info.rejected)
+					fprintf(stderr, "tune %llux%llu batch %zu: %d rejected: %s\n",
+						(unsigned long long)rows, (unsigned long long)cols, b,
+						info.rejected, info.why);
+				if (tune_set_put(&tuned, &en, &e) < 0 || uwk_ctx_use_tune(tctx, &tuned, &e) < 0)
+					die_uw("tune set", &e);
+				t_tuned = time_us([&] {
+					if (uwk_matmul_pipe(&l, dres, dx, b, dy, UWK_PIPE_AUTO, 0, tctx, &e) < 0)
+						die_uw("uwk_matmul (tuned)", &e);
+				});
+				logsp_tuned[bi].push_back(log(t_cub / t_tuned));
+				if (en.c.pipe == TUNE_PIPE_GEMM)
+					snprintf(tc, sizeof(tc), "gemm");
+				else
+					snprintf(tc, sizeof(tc), "%dx%d/%d/%d", en.c.wm, en.c.wk, en.c.ks,
+						 en.c.pf);
+			}
 			logsp[bi].push_back(log(t_cub / t_auto));
 			char shp[16], bc[24], dc[24];
 			snprintf(shp, sizeof(shp), "%llux%llu", (unsigned long long)rows, (unsigned long long)cols);
 			snprintf(bc, sizeof(bc), "%dx%d/%d/%d", bestc.wm, bestc.wk, bestc.ks, bestc.pf);
 			snprintf(dc, sizeof(dc), "%dx%d/%d/%d", dflt.wm, dflt.wk, dflt.ks, dflt.pf);
 			const double t_ours = b <= UWK_FUSED_MAX_BATCH ? t_fused : t_auto;
-			printf("%-11s %5zu | %8.1f %6.0f %6.1f | %8.1f %6.1f %7.2f | %9.1f %8.1f | %8.1f %7.2f | %-9s %6s | %8.1e\n",
+			printf("%-11s %5zu | %8.1f %6.0f %6.1f | %8.1f %6.1f %7.2f | %9.1f %8.1f | %8.1f %7.2f | %-9s %6s | %8.1f %6.1f %7.2f %-12s | %8.1e\n",
 			       shp, b, t_ours, l.nbytes / (t_ours * 1e-6) / 1e9, 100 * floor_us / t_ours, t_cub,
 			       100 * raw_floor_us / t_cub, t_cub / t_ours, t_dec, t_auto, best, t_cub / best,
-			       b <= UWK_FUSED_MAX_BATCH ? bc : "-", b <= UWK_FUSED_MAX_BATCH ? dc : "-", err);
+			       b <= UWK_FUSED_MAX_BATCH ? bc : "-", b <= UWK_FUSED_MAX_BATCH ? dc : "-",
+			       t_tuned, 100 * floor_us / t_tuned, t_cub / t_tuned, tc, err);
 			fflush(stdout);
 		}
 		free(res);
 	}
-	printf("\ngeomean speedup over cuBLAS BF16 (auto pipeline; best fused shape):\n");
+	printf("\ngeomean speedup over cuBLAS BF16 (auto pipeline; best fused shape; tuned):\n");
 	for (size_t bi = 0; bi < 6; bi++) {
 		if (logsp[bi].empty())
 			continue;
@@ -319,11 +335,24 @@ int main(int argc, char **argv)
 		printf("  batch %4zu: %.2fx", batches[bi], exp(a / logsp[bi].size()));
 		if (!logsp_fused[bi].empty())
 			printf("  (best fused %.2fx)", exp(f / logsp_fused[bi].size()));
+		double g = 0;
+		for (double v : logsp_tuned[bi])
+			g += v;
+		if (!logsp_tuned[bi].empty())
+			printf("  (tuned %.2fx)", exp(g / logsp_tuned[bi].size()));
 		printf("\n");
 	}
 	printf("columns: fused = uwk_matmul's fused pipeline with its default shape (auto above batch %d);"
-	       " best = fastest fused shape wm x wk / ks / pf of the sweep; dflt = the default's\n",
-	       UWK_FUSED_MAX_BATCH);
+	       " best = fastest fused shape wm x wk / ks / pf of the sweep; dflt = the default's;"
+	       " tuned = AUTO with the tuner's choice (uwk_tune_shape, 11 reps), %%floor and speedup"
+	       " as for fused\n", UWK_FUSED_MAX_BATCH);
+	if (tune_out && tuned.n) {
+		struct uwerr note = {0};
+		if (tune_merge_write(tune_out, &tuned, &note, &e) < 0)
+			die_uw("tune_merge_write", &e);
+		printf("tuned choices: %zu entries merged into %s/%s\n", tuned.n, tune_out,
+		       TUNE_FILE_NAME);
+	}
 	if (sweep) {
 		printf("\nbest us per prefetch depth pf (chunks of W in flight ahead; best over wm x wk and ks)\n");
 		for (int s = 0; s < nshapes; s++)
@@ -334,6 +363,8 @@ int main(int argc, char **argv)
 					       batches[bi], pf_best[bi][s][0], pf_best[bi][s][1]);
 	}
 	uwk_ctx_free(ctx);
+	uwk_ctx_free(tctx);
+	tune_set_free(&tuned);
 	cublasDestroy(blas);
 	return 0;
 }

@@ -7,6 +7,7 @@
 
 #include <cuda_runtime_api.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -16,6 +17,17 @@
 
 /* The driver, loaded by the first import (cudrv.h says why it is not linked). */
 static const struct cudrv *cu;
+
+/* Each attach makes the contexts read the tune cache again at their next
+ * matmul ($UW_TUNE_DIR, kernels/tunecache.h): a worker that attaches after
+ * `unweightctl tune` has finished uses its choices, and a matmul never
+ * waits for a file. */
+static atomic_uint tune_epoch = 1;
+
+static void tune_stale(void)
+{
+	atomic_fetch_add(&tune_epoch, 1);
+}
 
 #define CL_CU(call, e, what)                                                       \
 	do {                                                                       \
@@ -126,6 +138,7 @@ static int cuda_import(int fd, uint64_t size, const char *device_uuid, struct cl
 	CL_CU(cu->cuMemSetAccess(ptr, mapsize, &acc, 1), e, "read-only access");
 	/* The mapping keeps the memory alive; the handle is no longer needed. */
 	cu->cuMemRelease(h);
+	tune_stale();
 	close(fd);
 	b->dev = ptr;
 	b->size = mapsize;
@@ -155,14 +168,16 @@ static void cuda_release(struct cl_buf *b)
 	b->dev = 0;
 }
 
-/* uwk contexts (cuBLAS handle, scratch) by (device, stream): work on one
- * stream is ordered, so its scratch may be reused call after call; the
- * lock keeps two threads from enqueueing through one handle at once. */
+/* uwk contexts (cuBLAS handle, scratch, tuned choices) by (device,
+ * stream): work on one stream is ordered, so its scratch may be reused call
+ * after call; the lock keeps two threads from enqueueing through one handle
+ * at once. */
 #define CTX_SLOTS 64
 static struct ctx_slot {
 	int device;
 	cudaStream_t stream;
 	struct uwk_ctx *ctx;
+	unsigned tune_epoch;      /* the tune_epoch its choices were read at */
 	pthread_mutex_t lock;
 } slots[CTX_SLOTS];
 static int nslots;
@@ -219,28 +234,64 @@ static int cuda_decode(const struct uw_tensor *t, void *out, size_t out_bytes,
 	return rc < 0 ? uwerr_prefix(e, "decode %s", t->pt->name) : 0;
 }
 
+/* The context of (device, stream), locked, its tune cache read again if an
+ * attach came since; NULL with e set. */
+static struct ctx_slot *slot_enter(int device, void *stream, struct uwerr *e)
+{
+	struct ctx_slot *slot = ctx_get(device, (cudaStream_t)stream, e);
+	if (!slot)
+		return NULL;
+	pthread_mutex_lock(&slot->lock);
+	const unsigned ep = atomic_load(&tune_epoch);
+	if (slot->tune_epoch != ep) {
+		/* a cache that cannot be read leaves the choices as they were */
+		slot->tune_epoch = ep;
+		uwk_ctx_load_tune(slot->ctx, NULL, NULL, NULL);
+	}
+	return slot;
+}
+
 static int cuda_matmul(const struct uw_tensor *t, const void *x, size_t batch, void *y,
 		       uint32_t y_dtype, void *stream, struct uwerr *e)
 {
 	int device = t->m->bufs[t->pt->buf].device;
 	int old, rc = device_enter(device, &old, e);
-	if (rc == 0) {
-		struct ctx_slot *slot = ctx_get(device, (cudaStream_t)stream, e);
-		if (!slot) {
-			rc = -EIO;
-		} else {
-			pthread_mutex_lock(&slot->lock);
-			const void *base = (const void *)(uintptr_t)t->dev;
-			rc = y_dtype == UW_DTYPE_F32 ?
-			     uwk_matmul_f32(&t->pt->layout, base, x, batch, y,
-					    (cudaStream_t)stream, slot->ctx, e) :
-			     uwk_matmul(&t->pt->layout, base, x, batch, y,
-					(cudaStream_t)stream, slot->ctx, e);
-			pthread_mutex_unlock(&slot->lock);
-		}
+	struct ctx_slot *slot = rc == 0 ? slot_enter(device, stream, e) : NULL;
+	if (slot) {
+		const void *base = (const void *)(uintptr_t)t->dev;
+		rc = y_dtype == UW_DTYPE_F32 ?
+		     uwk_matmul_f32(&t->pt->layout, base, x, batch, y, (cudaStream_t)stream,
+				    slot->ctx, e) :
+		     uwk_matmul(&t->pt->layout, base, x, batch, y, (cudaStream_t)stream,
+				slot->ctx, e);
+		pthread_mutex_unlock(&slot->lock);
+	} else if (rc == 0) {
+		rc = -EIO;
 	}
 	device_leave(old);
 	return rc < 0 ? uwerr_prefix(e, "matmul %s", t->pt->name) : 0;
+}
+
+static int cuda_matmul2(const struct uw_tensor *t0, const struct uw_tensor *t1, const void *x,
+			size_t batch, void *y0, void *y1, void *stream, struct uwerr *e)
+{
+	int device = t0->m->bufs[t0->pt->buf].device;
+	if (device != t1->m->bufs[t1->pt->buf].device) {
+		int rc = cuda_matmul(t0, x, batch, y0, UW_DTYPE_BF16, stream, e);
+		return rc < 0 ? rc : cuda_matmul(t1, x, batch, y1, UW_DTYPE_BF16, stream, e);
+	}
+	int old, rc = device_enter(device, &old, e);
+	struct ctx_slot *slot = rc == 0 ? slot_enter(device, stream, e) : NULL;
+	if (slot) {
+		rc = uwk_matmul2(&t0->pt->layout, (const void *)(uintptr_t)t0->dev,
+				 &t1->pt->layout, (const void *)(uintptr_t)t1->dev, x, batch, y0, y1,
+				 NULL, NULL, (cudaStream_t)stream, slot->ctx, e);
+		pthread_mutex_unlock(&slot->lock);
+	} else if (rc == 0) {
+		rc = -EIO;
+	}
+	device_leave(old);
+	return rc < 0 ? uwerr_prefix(e, "matmul %s and %s", t0->pt->name, t1->pt->name) : 0;
 }
 
 const struct cl_backend cl_backend_cuda = {
@@ -249,4 +300,5 @@ const struct cl_backend cl_backend_cuda = {
 	.release = cuda_release,
 	.decode = cuda_decode,
 	.matmul = cuda_matmul,
+	.matmul2 = cuda_matmul2,
 };

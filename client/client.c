@@ -403,6 +403,39 @@ UW_API int uw_verify(uw_client *c, const char *model, struct uw_verify_result **
 	return 0;
 }
 
+UW_API int uw_tune(uw_client *c, const char *model, unsigned flags, uint64_t *job)
+{
+	struct uwerr e = {0};
+	struct msg_tune m = { .name = (char *)(model ? model : ""), .flags = flags };
+	struct msg_tune_reply tr;
+	struct wbuf w = {0};
+	struct proto_msg reply;
+	struct rbuf body;
+	if (!c)
+		return cl_ret(&e, uwerr_set(&e, EINVAL, "uw_tune: NULL argument"));
+	if (m.name[0] && !proto_name_valid(m.name))
+		return cl_ret(&e, uwerr_set(&e, EINVAL,
+			      "tune %s: invalid model name (1..%d bytes of [A-Za-z0-9._-])",
+			      m.name, PROTO_MAX_NAME));
+	if (flags & ~UW_TUNE_FORCE)
+		return cl_ret(&e, uwerr_set(&e, EINVAL, "tune %s: unknown flags 0x%x", m.name,
+					    flags & ~UW_TUNE_FORCE));
+	int rc = enc_tune(&w, &m);
+	if (rc < 0) {
+		wb_free(&w);
+		return cl_ret(&e, cl_enc_fail(rc, "tune", &e));
+	}
+	rc = cl_call(c, OP_TUNE, &w, &reply, &body, &e);
+	wb_free(&w);
+	if (rc < 0)
+		return cl_ret(&e, rc);
+	rc = dec_tune_reply(&body, &tr, &e);
+	if (rc == 0 && job)
+		*job = tr.job;
+	proto_msg_free(&reply);
+	return cl_ret(&e, rc);
+}
+
 UW_API int uw_stats_json(uw_client *c, const char *model, char **json)
 {
 	struct uwerr e = {0};

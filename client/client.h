@@ -65,6 +65,10 @@ struct cl_backend {
 	/* y_dtype: UW_DTYPE_BF16 (uw_matmul) or UW_DTYPE_F32 (uw_matmul_f32) */
 	int (*matmul)(const struct uw_tensor *t, const void *x, size_t batch,
 		      void *y, uint32_t y_dtype, void *stream, struct uwerr *e);
+	/* Both BF16 matmuls of uw_matmul2 (same cols, checked); NULL: matmul
+	 * twice. */
+	int (*matmul2)(const struct uw_tensor *t0, const struct uw_tensor *t1, const void *x,
+		       size_t batch, void *y0, void *y1, void *stream, struct uwerr *e);
 };
 
 extern const struct cl_backend cl_backend_host;

@@ -267,30 +267,59 @@ UW_API int uw_decode(const uw_tensor *t, void *out, size_t out_bytes, void *stre
 	return cl_ret(&e, rc);
 }
 
-/* uw_matmul and uw_matmul_f32: y's elements are y_size bytes. */
+/* The checks of a matmul's operands; y's elements are y_size bytes. */
+static int matmul_check(const uw_tensor *t, const void *x, size_t batch, const void *y,
+			size_t y_size, const char *fn, struct uwerr *e)
+{
+	size_t nx, ny;
+	if (!t || !x || !y)
+		return uwerr_set(e, EINVAL, "%s: %s is NULL", fn,
+				 !t ? "the tensor" : !x ? "x" : "y");
+	if (t->pt->dtype != UW_DTYPE_BF16 || t->pt->ndim != 2)
+		return uwerr_set(e, EINVAL,
+				 "matmul %s: needs a 2-D BF16 tensor, not %u-D of dtype %u",
+				 t->pt->name, t->pt->ndim, t->pt->dtype);
+	if (batch == 0)
+		return uwerr_set(e, EINVAL, "matmul %s: batch is 0", t->pt->name);
+	if (uw_mul_size(batch, t->pt->layout.cols, &nx) < 0 ||
+	    uw_mul_size(nx, sizeof(uint16_t), &nx) < 0 ||
+	    uw_mul_size(batch, t->pt->layout.rows, &ny) < 0 ||
+	    uw_mul_size(ny, y_size, &ny) < 0)
+		return uwerr_set(e, EINVAL, "matmul %s: batch %zu overflows the operand size",
+				 t->pt->name, batch);
+	return 0;
+}
+
+/* uw_matmul and uw_matmul_f32. */
 static int matmul_checked(const uw_tensor *t, const void *x, size_t batch, void *y,
 			  uint32_t y_dtype, size_t y_size, void *stream, const char *fn)
 {
 	struct uwerr e = {0};
-	size_t nx, ny;
-	int rc;
-	if (!t || !x || !y)
-		rc = uwerr_set(&e, EINVAL, "%s: %s is NULL", fn,
-			       !t ? "the tensor" : !x ? "x" : "y");
-	else if (t->pt->dtype != UW_DTYPE_BF16 || t->pt->ndim != 2)
-		rc = uwerr_set(&e, EINVAL,
-			       "matmul %s: needs a 2-D BF16 tensor, not %u-D of dtype %u",
-			       t->pt->name, t->pt->ndim, t->pt->dtype);
-	else if (batch == 0)
-		rc = uwerr_set(&e, EINVAL, "matmul %s: batch is 0", t->pt->name);
-	else if (uw_mul_size(batch, t->pt->layout.cols, &nx) < 0 ||
-		 uw_mul_size(nx, sizeof(uint16_t), &nx) < 0 ||
-		 uw_mul_size(batch, t->pt->layout.rows, &ny) < 0 ||
-		 uw_mul_size(ny, y_size, &ny) < 0)
-		rc = uwerr_set(&e, EINVAL, "matmul %s: batch %zu overflows the operand size",
-			       t->pt->name, batch);
-	else
+	int rc = matmul_check(t, x, batch, y, y_size, fn, &e);
+	if (rc == 0)
 		rc = t->m->be->matmul(t, x, batch, y, y_dtype, stream, &e);
+	return cl_ret(&e, rc);
+}
+
+UW_API int uw_matmul2(const uw_tensor *t0, const uw_tensor *t1, const void *x, size_t batch,
+		      void *y0, void *y1, void *stream)
+{
+	struct uwerr e = {0};
+	int rc = matmul_check(t0, x, batch, y0, sizeof(uint16_t), "uw_matmul2", &e);
+	if (rc == 0)
+		rc = matmul_check(t1, x, batch, y1, sizeof(uint16_t), "uw_matmul2", &e);
+	if (rc == 0 && t0->pt->layout.cols != t1->pt->layout.cols)
+		rc = uwerr_set(&e, EINVAL, "uw_matmul2 %s, %s: %llu and %llu columns: one x cannot "
+			       "feed both", t0->pt->name, t1->pt->name,
+			       (unsigned long long)t0->pt->layout.cols,
+			       (unsigned long long)t1->pt->layout.cols);
+	if (rc < 0)
+		return cl_ret(&e, rc);
+	/* one launch where the backend has one for both; else one call each */
+	if (t0->m->be == t1->m->be && t0->m->be->matmul2)
+		rc = t0->m->be->matmul2(t0, t1, x, batch, y0, y1, stream, &e);
+	else if ((rc = t0->m->be->matmul(t0, x, batch, y0, UW_DTYPE_BF16, stream, &e)) == 0)
+		rc = t1->m->be->matmul(t1, x, batch, y1, UW_DTYPE_BF16, stream, &e);
 	return cl_ret(&e, rc);
 }
 

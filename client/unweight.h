@@ -107,6 +107,15 @@ UW_API int uw_decode(const uw_tensor *t, void *out, size_t out_bytes, void *stre
  * and stream as for uw_decode. */
 UW_API int uw_matmul(const uw_tensor *t, const void *x, size_t batch,
 		     void *y, void *stream);
+/* y0 = x . W0^T and y1 = x . W1^T for two 2-D BF16 tensors of the same
+ * cols that share x (the gate and up projections of a Llama MLP): on the
+ * CUDA backend one launch of the fused kernel for both where it takes
+ * them, else (and on the host) uw_matmul twice. The results are within
+ * uw_matmul's tolerance, the same bits run after run, but may differ in
+ * bits from two uw_matmul calls (the columns are split for both grids
+ * together). Memory and stream as for uw_matmul. */
+UW_API int uw_matmul2(const uw_tensor *t0, const uw_tensor *t1, const void *x, size_t batch,
+		      void *y0, void *y1, void *stream);
 /* The same sums with y float32 [batch][rows], not rounded to BF16: for the
  * last layer of a model, whose logits a BF16 rounding could tie. CUDA
  * backend: decode to scratch + cuBLAS at every batch (y 4-byte aligned). */
@@ -123,6 +132,13 @@ UW_API int uw_load_device(uw_client *c, const char *model, const char *device,
 			  const char *const *paths, size_t npaths);
 #define UW_EVICT_FORCE 1u
 UW_API int uw_evict(uw_client *c, const char *model, unsigned flags);
+/* Ask the daemon to tune uw_matmul for the weight shapes of a loaded model
+ * (model NULL or "": every ready model) on its GPU, in the background; the
+ * choices land in the tune cache that workers read ($UW_TUNE_DIR). *job
+ * (may be NULL) numbers the request: the stats document's tune.done reaches
+ * it when the work is done. UW_TUNE_FORCE times shapes the cache has too. */
+#define UW_TUNE_FORCE 1u
+UW_API int uw_tune(uw_client *c, const char *model, unsigned flags, uint64_t *job);
 
 /* What uw_verify found. */
 struct uw_verify_result {

@@ -1,5 +1,5 @@
 /* cmd_daemon: the subcommands that talk to unweightd through
- * libunweight-client: load, evict, verify, stats, list and status. Human output is
+ * libunweight-client: load, evict, verify, tune, stats, list and status. Human output is
  * read from the daemon's stats JSON (keys in unweightd(8)). */
 #include "config.h"
 
@@ -433,6 +433,101 @@ int cmd_verify(int argc, char **argv, const struct ctl_global *g)
 	return rc;
 }
 
+/* ---- tune ------------------------------------------------------------- */
+
+/* Poll the tuner until it has done job; then say what the job did. */
+static int wait_tuned(uw_client *c, uint64_t job, const char *what, int json)
+{
+	unsigned shown = UINT32_MAX;
+	for (;;) {
+		char *text;
+		struct json_value *doc;
+		if (fetch_stats(c, NULL, &text, &doc) != CTL_OK)
+			return CTL_ERR;
+		const struct json_value *t = json_get(doc, "tune");
+		int rc = CTL_OK, done = t && ju64(t, "done") >= job;
+		const struct json_value *last = t ? json_get(t, "last") : NULL;
+		if (!t) {
+			rc = ctl_error("tune %s: the daemon's statistics say nothing of its tuner", what);
+			done = 1;
+		} else if (done && json) {
+			static const char *const keys[] = { "models", "entries", "rejected", "seconds",
+							    "error" };
+			struct strbuf b = {0};
+			sb_printf(&b, "{\"job\":%llu", (unsigned long long)job);
+			for (size_t k = 0; last && ju64(last, "job") == job && k < 5; k++)
+				put_member(&b, 0, last, keys[k]);
+			sb_append(&b, "}", 1);
+			rc = print_buf(&b);
+		} else if (done && last && ju64(last, "job") == job) {
+			printf("tune %s: %llu model%s, %llu entries written to %s/matmul.tune in %.1f s\n",
+			       what, (unsigned long long)ju64(last, "models"),
+			       ju64(last, "models") == 1 ? "" : "s",
+			       (unsigned long long)ju64(last, "entries"), jstr(t, "dir"),
+			       jnum(last, "seconds"));
+			if (ju64(last, "rejected"))
+				fprintf(stderr, "unweightctl: tune %s: %llu candidates failed their check "
+					"(unweightd's log says which)\n", what,
+					(unsigned long long)ju64(last, "rejected"));
+			if (*jstr(last, "error"))
+				rc = ctl_error("tune %s: %s", what, jstr(last, "error"));
+		} else if (done) {
+			printf("tune %s: done\n", what);
+		} else if (!json && ju64(t, "shapes_done") != shown && *jstr(t, "model")) {
+			shown = (unsigned)ju64(t, "shapes_done");
+			fprintf(stderr, "tune %s: shape %u of %llu\n", jstr(t, "model"), shown,
+				(unsigned long long)ju64(t, "shapes_total"));
+		}
+		json_free(doc);
+		free(text);
+		if (done)
+			return rc;
+		nanosleep(&(struct timespec){ 0, POLL_NS }, NULL);
+	}
+}
+
+int cmd_tune(int argc, char **argv, const struct ctl_global *g)
+{
+	static const struct option opts[] = {
+		{ "force", no_argument, NULL, 'f' },
+		{ "wait", no_argument, NULL, 'w' },
+		{ "json", no_argument, NULL, 'j' },
+		{ 0 },
+	};
+	int wait = 0, json = 0, o;
+	unsigned flags = 0;
+	while ((o = getopt_long(argc, argv, "fwj", opts, NULL)) != -1) {
+		if (o == 'f')
+			flags |= UW_TUNE_FORCE;
+		else if (o == 'w')
+			wait = 1;
+		else if (o == 'j')
+			json = 1;
+		else
+			return ctl_usage_error("tune", "unknown option");
+	}
+	if (argc - optind > 1)
+		return ctl_usage_error("tune", "at most one model name");
+	const char *name = argc > optind ? argv[optind] : NULL;
+	const char *what = name ? name : "(every ready model)";
+	uw_client *c;
+	if (connect_or_say(g, &c) != CTL_OK)
+		return CTL_ERR;
+	uint64_t job = 0;
+	int rc = CTL_OK;
+	if (uw_tune(c, name, flags, &job) < 0)
+		rc = ctl_error("%s", uw_errmsg());
+	else if (wait)
+		rc = wait_tuned(c, job, what, json);
+	else if (json)
+		printf("{\"job\":%llu}\n", (unsigned long long)job);
+	else
+		printf("tune %s: job %llu queued (unweightctl stats shows its progress)\n", what,
+		       (unsigned long long)job);
+	uw_disconnect(c);
+	return rc;
+}
+
 /* ---- stats and list --------------------------------------------------- */
 
 /* "verify  CORRUPT (1 bad tensor: w1) at 2026-12-01 10:00:00 UTC, 3 of 5 failed" */
@@ -470,8 +565,13 @@ static void print_stats(const struct json_value *doc)
 	char up[32], b[3][16];
 	size_t n;
 	human_time(up, sizeof(up), jnum(doc, "uptime_s"));
-	printf("%s (pid %llu), backend %s, up %s\n\n", jstr(doc, "daemon"),
+	printf("%s (pid %llu), backend %s, up %s\n", jstr(doc, "daemon"),
 	       (unsigned long long)ju64(doc, "pid"), jstr(doc, "backend"), up);
+	const struct json_value *t = json_get(doc, "tune"), *ol = t ? json_get(t, "on_load") : NULL;
+	if (t)
+		printf("tuner %s, cache %s/matmul.tune, tune on load: %s\n", jstr(t, "state"),
+		       jstr(t, "dir"), ol && ol->type == JSON_BOOL && ol->u.b ? "on" : "off");
+	printf("\n");
 
 	const struct json_value *d = jarr(doc, "devices", &n);
 	printf("%-12s %12s %12s %12s  %s\n", "DEVICE", "BUDGET", "USED", "FREE", "UUID");

@@ -22,6 +22,7 @@ int cmd_verify(int argc, char **argv, const struct ctl_global *g);
 int cmd_stats(int argc, char **argv, const struct ctl_global *g);
 int cmd_list(int argc, char **argv, const struct ctl_global *g);
 int cmd_status(int argc, char **argv, const struct ctl_global *g);
+int cmd_tune(int argc, char **argv, const struct ctl_global *g);
 
 /* Shared by the subcommands. */
 /* "unweightctl CMD: msg" on stderr, then the subcommand's usage line;

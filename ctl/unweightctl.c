@@ -31,6 +31,8 @@ static const struct command commands[] = {
 	  "unload a model (--force: even while clients hold leases)" },
 	{ "verify", cmd_verify, "NAME [--json]",
 	  "re-read a loaded model and check every tensor's CRC-32C (exit 1: corrupt)" },
+	{ "tune", cmd_tune, "[NAME] [--force] [--wait] [--json]",
+	  "time the GPU matmul kernels for a model's shapes and cache the fastest" },
 	{ "stats", cmd_stats, "[NAME] [--json]",
 	  "the daemon's statistics: devices, models, uptime" },
 	{ "list", cmd_list, "[--json]",

@@ -75,6 +75,9 @@ struct backend_ops {
 			  const void *raw, size_t raw_bytes, encode_place_fn place, void *ctx,
 			  struct uw_layout *l, uint64_t *off, struct uwerr *e);
 	void (*enc_free)(struct benc *enc);   /* NULL is fine */
+	/* The daemon's own device address of a finished buffer, for kernels it
+	 * runs itself (the tuner); NULL where the buffers are not on a GPU. */
+	uint64_t (*buf_dev_addr)(const struct bbuf *buf);
 };
 
 struct backend {

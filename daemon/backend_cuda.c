@@ -573,6 +573,11 @@ static int cuda_enc_tensor(struct benc *b, int dtype, int ndim, const uint64_t *
 				 (void *)(uintptr_t)b->buf->ptr, enc_place_checked, &p, l, off, e);
 }
 
+static uint64_t cuda_buf_dev_addr(const struct bbuf *buf)
+{
+	return buf->ptr;
+}
+
 const struct backend_ops backend_cuda_ops = {
 	.name = "cuda",
 	.id = UW_BACKEND_CUDA,
@@ -589,4 +594,5 @@ const struct backend_ops backend_cuda_ops = {
 	.enc_new = cuda_enc_new,
 	.enc_tensor = cuda_enc_tensor,
 	.enc_free = cuda_enc_free,
+	.buf_dev_addr = cuda_buf_dev_addr,
 };

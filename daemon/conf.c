@@ -183,6 +183,21 @@ static int config_set(struct uwd_config *c, const char *key, const char *v,
 			snprintf(why, whylen, "%s: %s", key, sub);
 		return rc;
 	}
+	if (strcmp(key, "tune") == 0) {
+		if (strcmp(v, "off") && strcmp(v, "on-load")) {
+			snprintf(why, whylen, "tune: '%s' is not off or on-load", v);
+			return -EINVAL;
+		}
+		c->tune_on_load = strcmp(v, "on-load") == 0;
+		return 0;
+	}
+	if (strcmp(key, "tune_dir") == 0) {
+		if (v[0] != '/') {
+			snprintf(why, whylen, "tune_dir: '%s' is not an absolute path", v);
+			return -EINVAL;
+		}
+		return set_str(&c->tune_dir, v, why, whylen);
+	}
 	if (strcmp(key, "socket_owner") == 0)
 		return set_str(&c->socket_owner, v, why, whylen);
 	if (strcmp(key, "socket_group") == 0)
@@ -325,7 +340,7 @@ static void usage(FILE *f)
 		"      --socket-owner NAME owner of the socket (needs privilege)\n"
 		"      --socket-group NAME group of the socket\n"
 		"      --socket-mode MODE  permissions of the socket (default 0660)\n"
-		"      --admin LIST        who may load and evict (default: root and the\n"
+		"      --admin LIST        who may load, evict and tune (default: root and the\n"
 		"                          daemon's own uid); LIST: users, @groups, *\n"
 		"      --attach [MODEL=]LIST  who may attach (every model, or MODEL;\n"
 		"                          default *)\n"
@@ -344,6 +359,9 @@ static void usage(FILE *f)
 		"      --load-queue N      loads waiting for a turn (default 16)\n"
 		"      --verify-interval S check every model's checksums every S seconds\n"
 		"                          (default 0: only on request)\n"
+		"      --tune MODE         off, or on-load: tune a model's matmuls once loaded\n"
+		"      --tune-dir DIR      the tune cache's directory (default $UW_TUNE_DIR,\n"
+		"                          else /var/cache/unweight)\n"
 		"  -f, --foreground        stay in the foreground (it always does)\n"
 		"  -h, --help              show this help\n"
 		"  -V, --version           show the version\n\n"
@@ -373,6 +391,8 @@ static const struct option longopts[] = {
 	{"max-loads", required_argument, NULL, 'D'},
 	{"load-queue", required_argument, NULL, 'Q'},
 	{"verify-interval", required_argument, NULL, 'Y'},
+	{"tune", required_argument, NULL, 'Z'},
+	{"tune-dir", required_argument, NULL, 'W'},
 	{"foreground", no_argument, NULL, 'f'},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
@@ -403,6 +423,8 @@ static const char *flag_key(int opt)
 	case 'D': return "max_loads";
 	case 'Q': return "load_queue";
 	case 'Y': return "verify_interval";
+	case 'Z': return "tune";
+	case 'W': return "tune_dir";
 	default: return NULL;
 	}
 }
@@ -500,6 +522,7 @@ void config_free(struct uwd_config *c)
 	free(c->socket_path);
 	free(c->socket_owner);
 	free(c->socket_group);
+	free(c->tune_dir);
 	for (size_t i = 0; i < c->nbudgets; i++)
 		free(c->budgets[i].device);
 	for (size_t i = 0; i < c->nallow; i++)

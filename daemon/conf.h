@@ -42,7 +42,7 @@ struct uwd_config {
 	char *socket_owner;        /* NULL: leave the owner as created */
 	char *socket_group;        /* NULL: leave the group as created */
 	unsigned socket_mode;      /* permission bits of a socket unweightd binds */
-	struct acl admin;          /* may load and evict */
+	struct acl admin;          /* may load, evict and tune */
 	struct acl attach;         /* may attach a model with no attach.NAME of its own */
 	struct uwd_model_acl *attach_models;
 	size_t nattach_models;
@@ -58,6 +58,8 @@ struct uwd_config {
 	int encode;                /* enum uwd_encode: where loads encode */
 	unsigned io_timeout_ms;    /* a message once begun must complete within this */
 	unsigned verify_interval;  /* seconds between verifies of every model; 0 never */
+	int tune_on_load;          /* tune = on-load: tune a model's shapes once it is loaded */
+	char *tune_dir;            /* the tune cache's directory; NULL: tunecache.h's tune_dir */
 	int foreground;            /* accepted; unweightd never forks anyway */
 };
 

@@ -16,6 +16,7 @@
 #include "daemon/log.h"
 #include "daemon/registry.h"
 #include "daemon/stats.h"
+#include "daemon/tune.h"
 #include "daemon/uwd.h"
 #include "daemon/verify.h"
 #include "proto/proto.h"
@@ -103,6 +104,19 @@ static int do_evict(struct conn *c, struct rbuf *rb, struct uwerr *e)
 			   c->peer.who);
 	}
 	msg_evict_free(&q);
+	return rc;
+}
+
+static int do_tune(struct conn *c, struct rbuf *rb, struct body *b, struct uwerr *e)
+{
+	struct msg_tune q = {0};
+	struct msg_tune_reply r = {0};
+	int rc = dec_tune(rb, &q, e);
+	if (!rc)
+		rc = admin_only(c, "tune", q.name[0] ? q.name : "(every model)", e);
+	if (!rc && !(rc = tuner_request(c->d->tune, q.name, q.flags, c->peer.who, &r.job, e)))
+		enc_tune_reply(&b->w, &r);
+	msg_tune_free(&q);
 	return rc;
 }
 
@@ -255,6 +269,7 @@ static int dispatch(struct conn *c, struct proto_msg *m)
 		case OP_ATTACH: rc = do_attach(c, &rb, &b, fds, &e); break;
 		case OP_DETACH: rc = do_detach(c, &rb, &e); break;
 		case OP_VERIFY: rc = do_verify(c, &rb, &b, &e); break;
+		case OP_TUNE: rc = do_tune(c, &rb, &b, &e); break;
 		default:
 			rc = uwerr_set(&e, EOPNOTSUPP, "opcode %u is no request unweightd knows", op);
 		}

@@ -15,10 +15,12 @@ unweightd_SOURCES = \
 	daemon/fdstore.c daemon/fdstore.h \
 	daemon/stats.c daemon/stats.h \
 	daemon/verify.c daemon/verify.h \
+	daemon/tune.c daemon/tune.h daemon/tune_cuda.c \
 	daemon/backend.c daemon/backend.h daemon/backend_host.c daemon/encode_gpu.h
 unweightd_CFLAGS = $(AM_CFLAGS) $(SYSTEMD_CFLAGS)
 unweightd_LDADD = libuwcore.la $(SYSTEMD_LIBS)
 unweightd_LDFLAGS = $(AM_LDFLAGS)
+EXTRA_unweightd_DEPENDENCIES =
 
 dist_man_MANS += man/unweightd.8 man/unweightd.conf.5
 uwdexampledir = $(docdir)/examples
@@ -34,13 +36,14 @@ EXTRA_tests_check_daemon_DEPENDENCIES = unweightd
 
 if HAVE_CUDA
 # VMM buffers exported as fds; the driver itself is loaded at run time.
-# Loads encode on the GPU with the kernels of kernels/cuda (cudart loads
+# Loads encode on the GPU and the tuner times kernels, both with the
+# kernels of kernels/cuda (libuwcore after them: they use it; cudart loads
 # the driver lazily too, so a host without one still starts).
 unweightd_SOURCES += daemon/backend_cuda.c daemon/encode_gpu.c
 unweightd_CFLAGS += $(CUDA_CFLAGS)
-unweightd_LDADD += $(UWCUDA_LIBS)
+unweightd_LDADD += $(UWCUDA_LIBS) libuwcore.la
 unweightd_LDFLAGS += $(UWCUDA_RPATH)
-EXTRA_unweightd_DEPENDENCIES = kernels/libuwcuda.a
+EXTRA_unweightd_DEPENDENCIES += kernels/libuwcuda.a
 endif
 EXTRA_DIST += daemon/backend_cuda.c daemon/encode_gpu.c
 
@@ -86,6 +89,7 @@ tests_unweightd_faults_SOURCES = $(unweightd_SOURCES) format/uring_read.c
 tests_unweightd_faults_CFLAGS = $(unweightd_CFLAGS) $(URING_CFLAGS) -DUW_READ_FAULTS -DUW_ALLOC_FAULTS
 tests_unweightd_faults_LDADD = $(unweightd_LDADD)
 tests_unweightd_faults_LDFLAGS = $(unweightd_LDFLAGS)
+EXTRA_tests_unweightd_faults_DEPENDENCIES = $(EXTRA_unweightd_DEPENDENCIES)
 EXTRA_tests_check_daemon_DEPENDENCIES += tests/unweightd-faults ctl/unweightctl
 
 # Verify: a good model, one corrupted as it was written, the periodic verify.

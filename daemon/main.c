@@ -19,6 +19,7 @@
 #include "daemon/registry.h"
 #include "daemon/server.h"
 #include "daemon/verify.h"
+#include "daemon/tune.h"
 #include "daemon/uwd.h"
 
 static void log_settings(const struct uwd *d)
@@ -32,7 +33,7 @@ static void log_settings(const struct uwd *d)
 			 (double)d->be->dev[i].budget / (1u << 30));
 	for (size_t i = 0; i < c->nallow; i++)
 		log_info("allow_dir %s", c->allow_dirs[i]);
-	log_info("admin (load, evict, verify): %s; attach: %s", c->admin.text, c->attach.text);
+	log_info("admin (load, evict, verify, tune): %s; attach: %s", c->admin.text, c->attach.text);
 	for (size_t i = 0; i < c->nattach_models; i++)
 		log_info("attach.%s: %s", c->attach_models[i].model, c->attach_models[i].acl.text);
 	if (!c->nallow)
@@ -63,7 +64,7 @@ int main(int argc, char **argv)
 
 	if ((rc = allow_new(&cfg, &d.allow, &e)) || (rc = backend_open(&cfg, &d.be, &e)) ||
 	    (rc = registry_new(d.be, &d.reg, &e)) || (rc = loader_new(&d, &d.ld, &e)) ||
-	    (rc = verifier_new(&d, &d.vf, &e)))
+	    (rc = verifier_new(&d, &d.vf, &e)) || (rc = tuner_new(&d, &d.tune, &e)))
 		goto out;
 	if ((d.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
 		rc = uwerr_set(&e, errno, "eventfd: %s", strerror(errno));
@@ -75,12 +76,15 @@ int main(int argc, char **argv)
 	if ((rc = fdstore_adopt(&d, &e)))
 		goto out;
 	rc = server_run(&d, &e);
-	/* Connections are gone: now the loads (canceled) and the periodic
-	 * verify can be joined. */
+	/* Connections are gone: now the loads (canceled), the periodic verify
+	 * and the tuner can be joined; the tuner's references go before the
+	 * registry. */
 	loader_free(d.ld);
 	d.ld = NULL;
 	verifier_free(d.vf);
 	d.vf = NULL;
+	tuner_free(d.tune);
+	d.tune = NULL;
 	if (!rc)
 		log_notice("stopped");
 out:
@@ -90,6 +94,7 @@ out:
 	}
 	loader_free(d.ld);
 	verifier_free(d.vf);
+	tuner_free(d.tune);
 	registry_free(d.reg);
 	backend_close(d.be);
 	allow_free(d.allow);

@@ -177,7 +177,7 @@ int policy_admin(const struct uwd_config *c, const struct peer *p, const char *w
 {
 	if (acl_allows(&c->admin, p))
 		return 0;
-	return uwerr_set(e, EPERM, "%s: permission denied: %s may not load or evict models "
+	return uwerr_set(e, EPERM, "%s: permission denied: %s may not load, evict, verify or tune models "
 			 "(admin = %s; see unweightd.conf(5))", what, p->who, c->admin.text);
 }
 

@@ -1,6 +1,6 @@
 /* policy: who may do what. Every peer is identified when it connects, by
  * the kernel (SO_PEERCRED: uid, gid, pid; SO_PEERGROUPS: its supplementary
- * groups), never by anything it says. Admin requests (load, evict, verify) need the
+ * groups), never by anything it says. Admin requests (load, evict, verify, tune) need the
  * `admin` list; attach needs the model's `attach.NAME` list, else the
  * default `attach` list. unweightd.conf(5) gives the syntax and defaults. */
 #ifndef UWD_POLICY_H
@@ -51,8 +51,8 @@ void acl_free(struct acl *a);
 
 struct uwd_config;
 
-/* 0 when p may load, evict and verify, else -EPERM naming the peer, what
- * it asked (like "load llama") and the list that refused it. */
+/* 0 when p may load, evict, verify and tune, else -EPERM naming the peer,
+ * what it asked (like "load llama") and the list that refused it. */
 int policy_admin(const struct uwd_config *c, const struct peer *p, const char *what,
 		 struct uwerr *e);
 /* 0 when p may attach model, else -EPERM as above. */

@@ -33,6 +33,8 @@ struct registry {
 	struct failure *failures;   /* newest first */
 	uint64_t used[BACKEND_MAX_DEVICES];
 	uint64_t next_lease;
+	void (*on_ready)(void *arg, const char *name);
+	void *on_ready_arg;
 };
 
 static void model_destroy(struct registry *r, struct model *m)
@@ -250,6 +252,35 @@ int registry_loaded(struct registry *r, struct model *m, uint64_t resident_bytes
 		/* From the worst case down to what it really takes. */
 		r->used[m->dev] -= m->charged - m->resident_bytes;
 		m->charged = m->resident_bytes;
+	}
+	void (*fn)(void *, const char *) = r->on_ready;
+	void *arg = r->on_ready_arg;
+	pthread_mutex_unlock(&r->lock);
+	if (!rc && fn)
+		fn(arg, m->name);   /* the loader's reference keeps m */
+	return rc;
+}
+
+void registry_on_ready(struct registry *r, void (*fn)(void *arg, const char *name), void *arg)
+{
+	pthread_mutex_lock(&r->lock);
+	r->on_ready = fn;
+	r->on_ready_arg = arg;
+	pthread_mutex_unlock(&r->lock);
+}
+
+int registry_get(struct registry *r, const char *name, struct model **out, struct uwerr *e)
+{
+	int rc = 0;
+	pthread_mutex_lock(&r->lock);
+	struct model *m = find_listed(r, name);
+	if (!m)
+		rc = uwerr_set(e, ENOENT, "no model %s", name);
+	else if (m->state != MODEL_READY)
+		rc = uwerr_set(e, EAGAIN, "%s is still loading (%u%%)", name, pct(m));
+	else {
+		m->refs++;
+		*out = m;
 	}
 	pthread_mutex_unlock(&r->lock);
 	return rc;

@@ -90,6 +90,13 @@ int registry_loaded(struct registry *r, struct model *m, uint64_t resident_bytes
  * NULL) is kept for `stats NAME` until the name is loaded again or evicted. */
 void registry_remove(struct registry *r, struct model *m, const char *error);
 void registry_unref(struct registry *r, struct model *m);
+/* A reference on the ready model name (the tuner's, which is no lease: an
+ * evict goes ahead and sets m->cancel), released with registry_unref.
+ * -ENOENT, or -EAGAIN while it loads. */
+int registry_get(struct registry *r, const char *name, struct model **m, struct uwerr *e);
+/* Call fn(arg, name) when a load has made a model ready, on the loader's
+ * thread, outside the lock (tune = on-load). One hook; NULL removes it. */
+void registry_on_ready(struct registry *r, void (*fn)(void *arg, const char *name), void *arg);
 
 /* A lease on a ready model for owner (a connection); *m is valid until the
  * lease ends. */

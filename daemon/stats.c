@@ -13,6 +13,7 @@
 #include "daemon/conf.h"
 #include "daemon/loader.h"
 #include "daemon/registry.h"
+#include "daemon/tune.h"
 #include "daemon/uwd.h"
 
 /* JSON has no NaN or infinity. */
@@ -94,6 +95,7 @@ int stats_json(struct uwd *d, const char *name, char **out, struct uwerr *e)
 	loader_counts(d->ld, &running, &queued);
 	sb_printf(&b, ",\"loads_running\":%u,\"loads_queued\":%u,\"verify_interval_s\":%u",
 		  running, queued, d->cfg->verify_interval);
+	tuner_stats(d->tune, &b);
 	sb_append(&b, ",\"devices\":[", 12);
 	for (int i = 0; i < d->be->ndev; i++) {
 		const struct backend_device *dev = &d->be->dev[i];

@@ -11,12 +11,14 @@ struct registry;
 struct loader;
 struct allow;
 struct verifier;
+struct tuner;
 
 struct uwd {
 	const struct uwd_config *cfg;
 	struct backend *be;
 	struct registry *reg;
 	struct loader *ld;
+	struct tuner *tune;       /* the matmul tuner (tune.h) */
 	struct allow *allow;      /* opens the files loads read */
 	struct verifier *vf;      /* verify requests and verify_interval */
 	double started;           /* uwd_now() at start-up */

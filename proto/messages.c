@@ -531,6 +531,51 @@ int dec_detach(struct rbuf *r, struct msg_detach *m, struct uwerr *e)
 	return finish(r, "detach", e);
 }
 
+/* ---- tune -------------------------------------------------------------- */
+
+int enc_tune(struct wbuf *w, const struct msg_tune *m)
+{
+	wb_str(w, m->name);
+	wb_u32(w, m->flags);
+	return enc_end(w);
+}
+
+int dec_tune(struct rbuf *r, struct msg_tune *m, struct uwerr *e)
+{
+	memset(m, 0, sizeof(*m));
+	m->name = name_field(r, 1, e);
+	need(r, 4, "flags", e);
+	m->flags = rb_u32(r);
+	if (m->flags & ~UW_TUNE_FORCE)
+		bad(r, e, "flags 0x%x: unknown bits 0x%x", m->flags, m->flags & ~UW_TUNE_FORCE);
+	int rc = finish(r, "tune", e);
+	if (rc)
+		msg_tune_free(m);
+	return rc;
+}
+
+void msg_tune_free(struct msg_tune *m)
+{
+	free(m->name);
+	m->name = NULL;
+}
+
+int enc_tune_reply(struct wbuf *w, const struct msg_tune_reply *m)
+{
+	wb_u64(w, m->job);
+	return enc_end(w);
+}
+
+int dec_tune_reply(struct rbuf *r, struct msg_tune_reply *m, struct uwerr *e)
+{
+	memset(m, 0, sizeof(*m));
+	need(r, 8, "job", e);
+	m->job = rb_u64(r);
+	if (m->job == 0)
+		bad(r, e, "job 0 (jobs start at 1)");
+	return finish(r, "tune reply", e);
+}
+
 /* ---- attach ------------------------------------------------------------ */
 
 int enc_attach(struct wbuf *w, const struct msg_attach *m)

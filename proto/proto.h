@@ -46,6 +46,7 @@ enum proto_op {
 	OP_STATS = 4,
 	OP_ATTACH = 5,
 	OP_DETACH = 6,
+	OP_TUNE = 7,        /* a daemon that predates it answers -EOPNOTSUPP */
 	OP_VERIFY = 8,      /* a daemon that predates it answers -EOPNOTSUPP */
 	OP_REPLY = 0x8000,  /* a reply's opcode is its request's | OP_REPLY */
 };
@@ -211,6 +212,13 @@ struct msg_verify_reply {
 	uint32_t nnames;          /* min(nbad, PROTO_MAX_BAD_NAMES) */
 	char **bad;               /* [nnames]: the first bad tensors' names */
 };
+struct msg_tune {
+	char *name;               /* "" = every ready model */
+	uint32_t flags;           /* UW_TUNE_FORCE */
+};
+struct msg_tune_reply {
+	uint64_t job;             /* >= 1; the stats document's tune.done reaches it when done */
+};
 
 int enc_hello(struct wbuf *w, const struct msg_hello *m);
 int dec_hello(struct rbuf *r, struct msg_hello *m, struct uwerr *e);
@@ -239,6 +247,10 @@ int enc_verify(struct wbuf *w, const struct msg_verify *m);
 int dec_verify(struct rbuf *r, struct msg_verify *m, struct uwerr *e);
 int enc_verify_reply(struct wbuf *w, const struct msg_verify_reply *m);
 int dec_verify_reply(struct rbuf *r, struct msg_verify_reply *m, struct uwerr *e);
+int enc_tune(struct wbuf *w, const struct msg_tune *m);
+int dec_tune(struct rbuf *r, struct msg_tune *m, struct uwerr *e);
+int enc_tune_reply(struct wbuf *w, const struct msg_tune_reply *m);
+int dec_tune_reply(struct rbuf *r, struct msg_tune_reply *m, struct uwerr *e);
 
 /* Free what a dec_* allocated (NULL-safe fields). */
 void msg_hello_free(struct msg_hello *m);
@@ -252,6 +264,7 @@ void msg_attach_free(struct msg_attach *m);
 void msg_attach_reply_free(struct msg_attach_reply *m);
 void msg_verify_free(struct msg_verify *m);
 void msg_verify_reply_free(struct msg_verify_reply *m);
+void msg_tune_free(struct msg_tune *m);
 
 /* Model names: 1..PROTO_MAX_NAME bytes of [A-Za-z0-9._-], not "." or "..".
  * Returns 1 when name is one, else 0. */

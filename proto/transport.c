@@ -36,6 +36,7 @@ const char *proto_op_name(uint16_t op)
 	static const char *const names[] = {
 		[OP_HELLO] = "hello", [OP_LOAD] = "load", [OP_EVICT] = "evict",
 		[OP_STATS] = "stats", [OP_ATTACH] = "attach", [OP_DETACH] = "detach",
+		[OP_TUNE] = "tune",
 		[OP_VERIFY] = "verify",
 	};
 	uint16_t req = op & (uint16_t)~OP_REPLY;

@@ -735,6 +735,59 @@ START_TEST(t_bad_activation)
 }
 END_TEST
 
+/* The host backend runs no kernels: TUNE says so plainly, through the
+ * protocol and through unweightctl, and writes nothing; tune = on-load
+ * leaves its loads alone; stats describe the tuner with its directory. */
+START_TEST(t_tune_host)
+{
+	char conf[600], cmd[2048], out[4096] = "", line[1024], *tdir = tu_tmpdir();
+	snprintf(conf, sizeof(conf), "tune = on-load\ntune_dir = %s\n", tdir);
+	struct daemon d;
+	struct start_opts o = {.conf = conf};
+	daemon_start(&d, &o);
+	int fd = connect_hello(&d);
+	load_ready(&d, fd, "stories");
+	uint64_t job = 0;
+	ck_assert_int_eq(req_tune(fd, "stories", 0, &job), -EOPNOTSUPP);
+	ck_assert_msg(strstr(last_msg, "tune stories: nothing to tune: the host backend runs no "
+			     "GPU kernels"), "\"%s\"", last_msg);
+	ck_assert_int_eq(req_tune(fd, "", UW_TUNE_FORCE, &job), -EOPNOTSUPP);
+	ck_assert_msg(strstr(last_msg, "nothing to tune"), "\"%s\"", last_msg);
+	ck_assert_int_eq(req_tune(fd, "stories", 4, &job), -EBADMSG);
+	ck_assert_msg(strstr(last_msg, "unknown bits 0x4"), "\"%s\"", last_msg);
+	ck_assert_uint_eq(job, 0);
+
+	struct json_value *doc = req_stats(fd, "");
+	const struct json_value *t = doc ? json_get(doc, "tune") : NULL, *v;
+	ck_assert_msg(t && t->type == JSON_OBJ, "stats without a tune object");
+	ck_assert((v = json_get(t, "state")) && v->type == JSON_STR &&
+		  !strcmp(v->u.str.s, "unavailable"));
+	ck_assert((v = json_get(t, "dir")) && v->type == JSON_STR && !strcmp(v->u.str.s, tdir));
+	ck_assert((v = json_get(t, "on_load")) && v->type == JSON_BOOL && v->u.b);
+	json_free(doc);
+
+	snprintf(cmd, sizeof(cmd), "'%s/ctl/unweightctl' --socket '%s' tune stories 2>&1",
+		 tu_builddir(), d.sock);
+	FILE *p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	while (fgets(line, sizeof(line), p))
+		strncat(out, line, sizeof(out) - strlen(out) - 1);
+	int st = pclose(p);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "unweightctl tune: status %d", st);
+	ck_assert_msg(strstr(out, "unweightctl: tune stories: nothing to tune: the host backend"),
+		      "\"%s\"", out);
+
+	char file[600];
+	snprintf(file, sizeof(file), "%s/matmul.tune", tdir);
+	ck_assert_int_eq(access(file, F_OK), -1);
+	stats_ok(fd);
+	close(fd);
+	daemon_stop(&d);
+	tu_rmtree(tdir);
+	free(tdir);
+}
+END_TEST
+
 /* Config and flag errors name what is wrong, and where. */
 static int run_daemon(const char *conf_text, const char *flag, char *err, size_t errlen)
 {
@@ -801,6 +854,12 @@ START_TEST(t_config_errors)
 	ck_assert_msg(strstr(err, "not a model name"), "%s", err);
 	ck_assert_int_eq(run_daemon("", "--attach=m=@no-such-group-here", err, sizeof(err)), 2);
 	ck_assert_msg(strstr(err, "--attach") && strstr(err, "no such group"), "%s", err);
+	ck_assert_int_eq(run_daemon("tune = always\n", NULL, err, sizeof(err)), 2);
+	ck_assert_msg(strstr(err, "u.conf:1: tune: 'always' is not off or on-load"), "%s", err);
+	ck_assert_int_eq(run_daemon("", "--tune=sometimes", err, sizeof(err)), 2);
+	ck_assert_msg(strstr(err, "--tune") && strstr(err, "sometimes"), "%s", err);
+	ck_assert_int_eq(run_daemon("tune_dir = cache\n", NULL, err, sizeof(err)), 2);
+	ck_assert_msg(strstr(err, "tune_dir: 'cache' is not an absolute path"), "%s", err);
 	ck_assert_int_eq(run_daemon("allow_dir = /nonexistent/models\n", NULL, err, sizeof(err)), 1);
 	ck_assert_msg(strstr(err, "/nonexistent/models"), "%s", err);
 }
@@ -1092,6 +1151,7 @@ int main(void)
 	tcase_add_test(tc, t_socket_activation);
 	tcase_add_test(tc, t_bad_activation);
 	tcase_add_test(tc, t_config_errors);
+	tcase_add_test(tc, t_tune_host);
 	tcase_add_test(tc, t_stale_socket);
 	tc = tu_tcase(s, "load faults", 300);
 	tcase_add_test(tc, t_load_short_reads);

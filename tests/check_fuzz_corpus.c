@@ -66,6 +66,8 @@ START_TEST(resident) { replay("resident", fuzz_resident); }
 END_TEST
 START_TEST(proto) { replay("proto", fuzz_proto); }
 END_TEST
+START_TEST(tune) { replay("tune", fuzz_tune); }
+END_TEST
 
 int main(void)
 {
@@ -77,5 +79,6 @@ int main(void)
 	tcase_add_test(tu_tcase(s, "restcodec", 0), restcodec);
 	tcase_add_test(tu_tcase(s, "resident", 0), resident);
 	tcase_add_test(tu_tcase(s, "proto", 0), proto);
+	tcase_add_test(tu_tcase(s, "tune", 0), tune);
 	return tu_run(s);
 }

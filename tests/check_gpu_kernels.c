@@ -16,6 +16,7 @@
 #include "format/safetensors.h"
 #include "kernels/cuda/uwk.h"
 #include "kernels/resident.h"
+#include "kernels/tunecache.h"
 #include "tests/bf16cases.h"
 #include "tests/testutil.h"
 
@@ -504,6 +505,332 @@ START_TEST(test_bad_args)
 }
 END_TEST
 
+/* y of one launch, copied to the host (malloc'd); ctx c, the pipeline or
+ * the fused cfg as run_matmul takes them. */
+static uint16_t *matmul_bits(const struct tensor *t, const void *dx, size_t batch,
+			     struct uwk_ctx *c, enum uwk_pipe pipe, const struct uwk_cfg *cfg)
+{
+	const size_t ny = batch * t->l.rows;
+	struct uwerr e = {0};
+	void *dy;
+	uint16_t *y = malloc(2 * ny);
+	CK(cudaMalloc(&dy, 2 * ny));
+	CK(cudaMemset(dy, 0xff, 2 * ny));
+	int rc = cfg ? uwk_matmul_fused_cfg(&t->l, t->dev, dx, batch, dy, cfg, 0, c, &e)
+		     : uwk_matmul_pipe(&t->l, t->dev, dx, batch, dy, pipe, 0, c, &e);
+	ck_assert_msg(rc == 0, "matmul: %s", e.msg);
+	CK(cudaDeviceSynchronize());
+	CK(cudaMemcpy(y, dy, 2 * ny, cudaMemcpyDeviceToHost));
+	cudaFree(dy);
+	return y;
+}
+
+static void *random_x(size_t batch, size_t cols)
+{
+	uint16_t *x = malloc(2 * batch * cols);
+	void *dx;
+	bf16_gauss(&rng, 1.0, x, batch * cols);
+	CK(cudaMalloc(&dx, 2 * batch * cols));
+	CK(cudaMemcpy(dx, x, 2 * batch * cols, cudaMemcpyHostToDevice));
+	free(x);
+	return dx;
+}
+
+/* The tuner: each shape and bucket gets an entry of this device's key
+ * whose choice runs, with no candidate rejected; a context given the
+ * entries runs exactly that choice in AUTO (the same bits as the choice
+ * named explicitly) within the float64 bound, for every batch of the
+ * bucket. */
+START_TEST(test_tune_shape)
+{
+	static const uint64_t shapes[][2] = {{256, 4096}, {300, 1001}};
+	static const size_t batches[] = {1, 8, 16, 64};
+	struct tune_set set = {0};
+	struct tune_key key;
+	struct uwerr e = {0};
+	ck_assert(uwk_tune_key(ctx, &key, &e) == 0);
+	ck_assert_msg(key.cc >= 10 && key.sms > 0 && strstr(key.lib, "+" UWK_KERNELS), "key %s sm_%u %u %s",
+		      key.device, key.cc, key.sms, key.lib);
+	struct tensor ts[2];
+	for (size_t s = 0; s < 2; s++) {
+		uint16_t *w = weights(shapes[s][0] * shapes[s][1], 300, 90, 135);
+		tensor_2d(&ts[s], shapes[s][0], shapes[s][1], w, "tune");
+		free(w);
+		ck_assert(ts[s].l.format == UW_FORMAT_R12);
+		for (size_t b = 0; b < 4; b++) {
+			struct tune_entry en;
+			struct uwk_tune_info info;
+			int rc = uwk_tune_shape(&ts[s].l, ts[s].dev, batches[b], 3, NULL, 0, ctx, &en,
+						&info, &e);
+			ck_assert_msg(rc == 0, "uwk_tune_shape: %s", e.msg);
+			ck_assert_msg(info.rejected == 0, "%d rejected: %s", info.rejected, info.why);
+			ck_assert_msg(info.tried >= 3, "only %d candidates", info.tried);
+			ck_assert(tune_key_eq(&en.key, &key));
+			ck_assert(en.rows == shapes[s][0] && en.cols == shapes[s][1]);
+			ck_assert_uint_eq(en.bucket, tune_bucket(batches[b]));
+			ck_assert(en.us > 0 && en.default_us > 0 && en.us <= en.default_us);
+			ck_assert(tune_set_put(&set, &en, &e) == 0);
+		}
+	}
+	struct uwk_ctx *tuned;
+	ck_assert(uwk_ctx_new(&tuned, &e) == 0);
+	ck_assert_msg(uwk_ctx_use_tune(tuned, &set, &e) == 0, "%s", e.msg);
+	for (size_t s = 0; s < 2; s++)
+		for (size_t b = 0; b < 4; b++) {
+			const struct tune_entry *en = tune_set_find(&set, &key, (uint32_t)shapes[s][0],
+								    (uint32_t)shapes[s][1],
+								    tune_bucket(batches[b]));
+			ck_assert_ptr_nonnull(en);
+			/* the bucket's largest batch and one below it */
+			for (size_t n = batches[b]; n >= 1 && n + 2 > batches[b]; n--) {
+				void *dx = random_x(n, shapes[s][1]);
+				struct uwk_cfg cfg = {en->c.wm, en->c.wk, en->c.ks, en->c.pf};
+				uint16_t *got = matmul_bits(&ts[s], dx, n, tuned, UWK_PIPE_AUTO, NULL);
+				uint16_t *want = en->c.pipe == TUNE_PIPE_GEMM ?
+						 matmul_bits(&ts[s], dx, n, ctx, UWK_PIPE_DECODE_GEMM, NULL) :
+						 matmul_bits(&ts[s], dx, n, ctx, UWK_PIPE_AUTO, &cfg);
+				ck_assert_msg(!memcmp(got, want, 2 * n * shapes[s][0]),
+					      "%llux%llu batch %zu: AUTO did not run the tuned %s %dx%d/%d/%d",
+					      (unsigned long long)shapes[s][0],
+					      (unsigned long long)shapes[s][1], n,
+					      en->c.pipe == TUNE_PIPE_GEMM ? "gemm" : "fused", cfg.wm,
+					      cfg.wk, cfg.ks, cfg.pf);
+				free(got);
+				free(want);
+				cudaFree(dx);
+				struct uwk_ctx *saved = ctx;
+				ctx = tuned;
+				check_matmul(&ts[s], n, UWK_PIPE_AUTO, NULL, 0, "tuned AUTO");
+				ctx = saved;
+			}
+		}
+	uwk_ctx_free(tuned);
+	for (size_t s = 0; s < 2; s++)
+		tensor_free(&ts[s]);
+	tune_set_free(&set);
+}
+END_TEST
+
+/* AUTO follows a table it is given, whatever the tuner would pick: a gemm
+ * entry runs decode + cuBLAS, a fused one its shape; entries of another
+ * device key, another shape or another bucket leave the defaults; the
+ * file path (uwk_ctx_load_tune) reads the same entries, keeps them when
+ * a later file does not parse, and drops them for no cache at all. */
+START_TEST(test_tune_table)
+{
+	uint16_t *w = weights(256 * 4096, 200, 100, 130);
+	struct tensor t;
+	tensor_2d(&t, 256, 4096, w, "table");
+	free(w);
+	struct tune_key key, other;
+	struct uwerr e = {0};
+	ck_assert(uwk_tune_key(ctx, &key, &e) == 0);
+	other = key;
+	snprintf(other.lib, sizeof(other.lib), "0.0.0+uwk0");
+	struct tune_set set = {0};
+	const struct tune_entry en[] = {
+		{key, 256, 4096, 4, {TUNE_PIPE_GEMM, 0, 0, 0, 0}, 1, 1},
+		{key, 256, 4096, 16, {TUNE_PIPE_FUSED, 1, 8, 3, 1}, 1, 1},
+		{other, 256, 4096, 2, {TUNE_PIPE_GEMM, 0, 0, 0, 0}, 1, 1},
+		{key, 4096, 256, 2, {TUNE_PIPE_GEMM, 0, 0, 0, 0}, 1, 1},
+		{key, 256, 4096, 32, {TUNE_PIPE_FUSED, 3, 3, 1, 1}, 1, 1},   /* not built: dropped */
+	};
+	for (size_t i = 0; i < sizeof(en) / sizeof(en[0]); i++)
+		ck_assert(tune_set_put(&set, &en[i], &e) == 0);
+	struct uwk_ctx *tuned;
+	ck_assert(uwk_ctx_new(&tuned, &e) == 0);
+	ck_assert(uwk_ctx_use_tune(tuned, &set, &e) == 0);
+	static const struct {
+		size_t batch;
+		int gemm;                /* what AUTO must run on tuned */
+		struct uwk_cfg cfg;      /* wm 0: AUTO's defaults */
+	} cases[] = {
+		{4, 1, {0, 0, 0, 0}}, {3, 1, {0, 0, 0, 0}}, {16, 0, {1, 8, 3, 1}},
+		{9, 0, {1, 8, 3, 1}}, {2, 0, {0, 0, 0, 0}}, {32, 0, {0, 0, 0, 0}},
+		{1, 0, {0, 0, 0, 0}},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const size_t n = cases[i].batch;
+		void *dx = random_x(n, 4096);
+		uint16_t *got = matmul_bits(&t, dx, n, tuned, UWK_PIPE_AUTO, NULL);
+		uint16_t *want = cases[i].gemm ? matmul_bits(&t, dx, n, ctx, UWK_PIPE_DECODE_GEMM, NULL)
+			       : cases[i].cfg.wm ? matmul_bits(&t, dx, n, ctx, UWK_PIPE_AUTO, &cases[i].cfg)
+			       : matmul_bits(&t, dx, n, ctx, UWK_PIPE_AUTO, NULL);
+		ck_assert_msg(!memcmp(got, want, 2 * n * 256), "case %zu (batch %zu)", i, n);
+		if (cases[i].gemm || cases[i].cfg.wm) {
+			/* and the table made a difference: the defaults give other bits */
+			uint16_t *dflt = matmul_bits(&t, dx, n, ctx, UWK_PIPE_AUTO, NULL);
+			ck_assert_msg(memcmp(got, dflt, 2 * n * 256), "case %zu: same bits as the defaults", i);
+			free(dflt);
+		}
+		free(got);
+		free(want);
+		cudaFree(dx);
+	}
+
+	/* through a file */
+	char *dir = tu_tmpdir(), file[600];
+	struct uwerr note;
+	size_t n = 0;
+	ck_assert(tune_merge_write(dir, &set, &note, &e) == 0);
+	struct uwk_ctx *loaded;
+	ck_assert(uwk_ctx_new(&loaded, &e) == 0);
+	ck_assert_msg(uwk_ctx_load_tune(loaded, dir, &n, &e) == 0, "%s", e.msg);
+	ck_assert_uint_eq(n, 3);    /* key's entries, less the one not built */
+	void *dx = random_x(4, 4096);
+	uint16_t *a = matmul_bits(&t, dx, 4, loaded, UWK_PIPE_AUTO, NULL);
+	uint16_t *b = matmul_bits(&t, dx, 4, ctx, UWK_PIPE_DECODE_GEMM, NULL);
+	ck_assert(!memcmp(a, b, 2 * 4 * 256));
+	free(a);
+	snprintf(file, sizeof(file), "%s/%s", dir, TUNE_FILE_NAME);
+	ck_assert(tu_write_file(file, "unweight-tune 1\nbroken\n", 23) == 0);
+	ck_assert_int_eq(uwk_ctx_load_tune(loaded, dir, &n, &e), -EINVAL);
+	ck_assert_msg(strstr(e.msg, file), "%s", e.msg);
+	ck_assert_uint_eq(n, 3);
+	a = matmul_bits(&t, dx, 4, loaded, UWK_PIPE_AUTO, NULL);
+	ck_assert(!memcmp(a, b, 2 * 4 * 256));
+	free(a);
+	setenv("UW_TUNE_DIR", "", 1);
+	ck_assert(uwk_ctx_load_tune(loaded, NULL, &n, &e) == 0 && n == 0);
+	unsetenv("UW_TUNE_DIR");
+	a = matmul_bits(&t, dx, 4, loaded, UWK_PIPE_AUTO, NULL);
+	uint16_t *d = matmul_bits(&t, dx, 4, ctx, UWK_PIPE_AUTO, NULL);
+	ck_assert(!memcmp(a, d, 2 * 4 * 256));
+	free(a);
+	free(b);
+	free(d);
+	cudaFree(dx);
+	uwk_ctx_free(loaded);
+	uwk_ctx_free(tuned);
+	tu_rmtree(dir);
+	free(dir);
+	tune_set_free(&set);
+	tensor_free(&t);
+}
+END_TEST
+
+/* uwk_matmul2: two tensors of the same cols in one launch give, each, the
+ * very bits of the fused kernel run alone with the cfg the pair used, for
+ * equal and unequal row counts, with and without split-K, and are right
+ * against float64; where no two-tensor kernel applies (x unaligned, a RAW
+ * tensor, batch over 64) it is two uwk_matmul calls; W0 and W1 of other
+ * cols are refused, and a cfg with no two-tensor kernel is -ENOTSUP. */
+START_TEST(test_matmul2)
+{
+	static const uint64_t shapes[][3] = {{256, 256, 4096}, {300, 200, 4096}, {64, 130, 1024}};
+	static const size_t batches[] = {1, 7, 16, 40, 64};
+	struct uwerr e = {0};
+	for (size_t s = 0; s < 3; s++) {
+		struct tensor t0, t1;
+		uint16_t *w0 = weights(shapes[s][0] * shapes[s][2], 300, 90, 135);
+		uint16_t *w1 = weights(shapes[s][1] * shapes[s][2], 300, 90, 135);
+		tensor_2d(&t0, shapes[s][0], shapes[s][2], w0, "pair W0");
+		tensor_2d(&t1, shapes[s][1], shapes[s][2], w1, "pair W1");
+		free(w0);
+		free(w1);
+		for (size_t b = 0; b < 5; b++)
+			for (int ks = 0; ks <= 3; ks += 3) {
+				const size_t n = batches[b], r0 = shapes[s][0], r1 = shapes[s][1];
+				void *dx = random_x(n, shapes[s][2]), *d0, *d1;
+				CK(cudaMalloc(&d0, 2 * n * r0));
+				CK(cudaMalloc(&d1, 2 * n * r1));
+				CK(cudaMemset(d0, 0xff, 2 * n * r0));
+				CK(cudaMemset(d1, 0xff, 2 * n * r1));
+				struct uwk_cfg want = {0, 0, ks, 0}, used;
+				int rc = uwk_matmul2(&t0.l, t0.dev, &t1.l, t1.dev, dx, n, d0, d1,
+						     ks ? &want : NULL, &used, 0, ctx, &e);
+				/* ks without a shape names no two-tensor kernel: AUTO's is taken */
+				ck_assert_msg(rc == 0, "uwk_matmul2: %s", e.msg);
+				ck_assert_msg(used.wm != 0 && used.pf == 2 && (!ks || used.ks == ks),
+					      "%llu+%llux%llu batch %zu: no two-tensor launch (%dx%d/%d/%d)",
+					      (unsigned long long)r0, (unsigned long long)r1,
+					      (unsigned long long)shapes[s][2], n, used.wm, used.wk, used.ks,
+					      used.pf);
+				CK(cudaDeviceSynchronize());
+				uint16_t *g0 = malloc(2 * n * r0), *g1 = malloc(2 * n * r1);
+				CK(cudaMemcpy(g0, d0, 2 * n * r0, cudaMemcpyDeviceToHost));
+				CK(cudaMemcpy(g1, d1, 2 * n * r1, cudaMemcpyDeviceToHost));
+				uint16_t *a0 = matmul_bits(&t0, dx, n, ctx, UWK_PIPE_AUTO, &used);
+				uint16_t *a1 = matmul_bits(&t1, dx, n, ctx, UWK_PIPE_AUTO, &used);
+				ck_assert_msg(!memcmp(g0, a0, 2 * n * r0) && !memcmp(g1, a1, 2 * n * r1),
+					      "%llu+%llux%llu batch %zu %dx%d/%d/%d: the pair's bits are not "
+					      "those of each tensor alone", (unsigned long long)r0,
+					      (unsigned long long)r1, (unsigned long long)shapes[s][2], n,
+					      used.wm, used.wk, used.ks, used.pf);
+				free(g0);
+				free(g1);
+				free(a0);
+				free(a1);
+				cudaFree(dx);
+				cudaFree(d0);
+				cudaFree(d1);
+				/* and what each equals is right, against float64 */
+				if (b == 1) {
+					check_matmul(&t0, n, UWK_PIPE_FUSED, &used, 0, "the pair's cfg, W0");
+					check_matmul(&t1, n, UWK_PIPE_FUSED, &used, 0, "the pair's cfg, W1");
+				}
+			}
+		void *d0, *d1;
+		CK(cudaMalloc(&d0, 2 * 65 * shapes[s][0]));
+		CK(cudaMalloc(&d1, 2 * 65 * shapes[s][1]));
+		void *dx = random_x(65, shapes[s][2]);
+		struct uwk_cfg used;
+		/* x unaligned: no two-tensor kernel, two calls */
+		ck_assert(uwk_matmul2(&t0.l, t0.dev, &t1.l, t1.dev, (uint16_t *)dx + 1, 3, d0, d1, NULL,
+				      &used, 0, ctx, &e) == 0 && used.wm == 0);
+		/* batch 65: two calls (decode + cuBLAS) */
+		ck_assert_msg(uwk_matmul2(&t0.l, t0.dev, &t1.l, t1.dev, dx, 65, d0, d1, NULL, &used, 0,
+					  ctx, &e) == 0 && used.wm == 0, "%s", e.msg);
+		struct uwk_cfg bad = {2, 2, 1, 1};
+		ck_assert_int_eq(uwk_matmul2(&t0.l, t0.dev, &t1.l, t1.dev, dx, 4, d0, d1, &bad, &used, 0,
+					     ctx, &e), -ENOTSUP);
+		ck_assert_msg(strstr(e.msg, "no two-tensor kernel"), "%s", e.msg);
+		CK(cudaDeviceSynchronize());
+		cudaFree(d0);
+		cudaFree(d1);
+		cudaFree(dx);
+		tensor_free(&t0);
+		tensor_free(&t1);
+	}
+	/* other cols: refused; a RAW W1: two calls */
+	uint16_t *w = weights(64 * 1024, 0, 0, 0);
+	struct tensor a, b, raw;
+	tensor_2d(&a, 64, 1024, w, "cols a");
+	tensor_2d(&b, 32, 2048, w, "cols b");
+	uint16_t *r = malloc(2 * 64 * 1024);
+	for (size_t i = 0; i < 64 * 1024; i++)
+		r[i] = (uint16_t)((tu_rand(&rng) & 0x807f) | (100 + tu_rand(&rng) % 41) << 7);
+	tensor_2d(&raw, 64, 1024, r, "RAW");
+	ck_assert(raw.l.format == UW_FORMAT_RAW);
+	void *dx = random_x(4, 2048), *d0, *d1;
+	struct uwk_cfg used;
+	CK(cudaMalloc(&d0, 2 * 4 * 64));
+	CK(cudaMalloc(&d1, 2 * 4 * 64));
+	ck_assert_int_eq(uwk_matmul2(&a.l, a.dev, &b.l, b.dev, dx, 4, d0, d1, NULL, &used, 0, ctx, &e),
+			 -EINVAL);
+	ck_assert_msg(strstr(e.msg, "columns"), "%s", e.msg);
+	ck_assert(uwk_matmul2(&a.l, a.dev, &raw.l, raw.dev, dx, 4, d0, d1, NULL, &used, 0, ctx, &e) == 0);
+	ck_assert_int_eq(used.wm, 0);
+	CK(cudaMemset(d1, 0, 2 * 4 * 64));
+	CK(cudaDeviceSynchronize());
+	uint16_t *g = malloc(2 * 4 * 64), *want = matmul_bits(&raw, dx, 4, ctx, UWK_PIPE_AUTO, NULL);
+	ck_assert(uwk_matmul2(&a.l, a.dev, &raw.l, raw.dev, dx, 4, d0, d1, NULL, &used, 0, ctx, &e) == 0);
+	CK(cudaDeviceSynchronize());
+	CK(cudaMemcpy(g, d1, 2 * 4 * 64, cudaMemcpyDeviceToHost));
+	ck_assert(!memcmp(g, want, 2 * 4 * 64));
+	free(g);
+	free(want);
+	free(w);
+	free(r);
+	cudaFree(dx);
+	cudaFree(d0);
+	cudaFree(d1);
+	tensor_free(&a);
+	tensor_free(&b);
+	tensor_free(&raw);
+}
+END_TEST
+
 /* Data with more exponents outside the palette than its layout planned is
  * refused, and nothing is written past the layout's bytes. */
 START_TEST(test_encode_mismatch)
@@ -567,6 +894,9 @@ int main(void)
 	tcase_add_test(tc, test_matmul_pipes);
 	tcase_add_test(tc, test_bad_args);
 	tcase_add_test(tc, test_encode_mismatch);
+	tcase_add_test(tc, test_tune_shape);
+	tcase_add_test(tc, test_tune_table);
+	tcase_add_test(tc, test_matmul2);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	/* one process: a CUDA context does not survive fork */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@
 #include "common/json.h"
 #include "format/safetensors.h"
 #include "kernels/resident.h"
+#include "kernels/tunecache.h"
 #include "tests/clientutil.h"
 #include "tests/testutil.h"
 #include "unweight.h"
@@ -36,7 +38,11 @@
 struct daemon {
 	pid_t pid;
 	char *dir, *sock, *model_path;
+	char *tune_dir;           /* its tune cache: DIR/tune */
 };
+
+/* The daemon's tune setting (unweightd.conf(5)), for the next start. */
+static const char *tune_mode = "off";
 
 /* The fixture's tensors as stored in the safetensors file. */
 struct source {
@@ -82,6 +88,8 @@ static void daemon_start(struct daemon *d)
 	ck_assert_ptr_nonnull(d->dir);
 	ck_assert_int_ge(asprintf(&d->sock, "%s/uwd.sock", d->dir), 0);
 	ck_assert_int_ge(asprintf(&d->model_path, "%s/" FIXTURE, d->dir), 0);
+	ck_assert_int_ge(asprintf(&d->tune_dir, "%s/tune", d->dir), 0);
+	ck_assert_int_eq(mkdir(d->tune_dir, 0755), 0);
 	ck_assert_int_ge(asprintf(&src, "%s/data/" FIXTURE, tu_srcdir()), 0);
 	void *bytes = tu_read_file(src, &len);
 	ck_assert_msg(bytes, "cannot read %s", src);
@@ -96,7 +104,8 @@ static void daemon_start(struct daemon *d)
 	if (d->pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		execl(bin, "unweightd", "--socket", d->sock, "--backend", backend(),
-		      "--allow-dir", d->dir, "--foreground", (char *)NULL);
+		      "--allow-dir", d->dir, "--tune", tune_mode, "--tune-dir", d->tune_dir,
+		      "--foreground", (char *)NULL);
 		_exit(127);
 	}
 	free(bin);
@@ -127,6 +136,7 @@ static void daemon_stop(struct daemon *d)
 	free(d->dir);
 	free(d->sock);
 	free(d->model_path);
+	free(d->tune_dir);
 }
 
 static void source_load(struct source *s, const char *path)
@@ -365,6 +375,22 @@ static int verify_model(const uw_model *m, const struct source *src, uint64_t se
 			bad += cu_check_matmul(t, (const uint16_t *)src->raw[i], 3, 1, &rng, crc) < 0;
 		}
 	}
+	/* uw_matmul2 on pairs of matrices that could share x (the same cols) */
+	for (size_t i = 0, pairs = 0; i < src->f->ntensors && pairs < 4; i++) {
+		const struct st_tensor *a = &src->f->tensors[i];
+		for (size_t j = i + 1; a->dtype == UW_DTYPE_BF16 && a->ndim == 2 &&
+				       j < src->f->ntensors; j++) {
+			const struct st_tensor *b = &src->f->tensors[j];
+			if (b->dtype != UW_DTYPE_BF16 || b->ndim != 2 || b->shape[1] != a->shape[1])
+				continue;
+			const uw_tensor *ta = uw_model_find(m, a->name), *tb = uw_model_find(m, b->name);
+			for (size_t batch = 1; batch <= 9 && ta && tb; batch += 8)
+				bad += cu_check_matmul2(ta, (const uint16_t *)src->raw[i], tb,
+							(const uint16_t *)src->raw[j], batch, &rng) < 0;
+			pairs++;
+			break;
+		}
+	}
 	return bad;
 }
 
@@ -510,6 +536,106 @@ START_TEST(test_load_list_stats_clients)
 	/* Down: the library and unweightctl both say so. */
 	ck_assert_int_lt(uw_connect(sock, &c), 0);
 	free(sock);
+}
+END_TEST
+
+/* The tuner's view in stats. */
+static uint64_t tune_u64(uw_client *c, const char *key)
+{
+	struct stats s;
+	stats_get(c, NULL, &s);
+	const struct json_value *t = json_get(s.doc, "tune");
+	ck_assert_msg(t && t->type == JSON_OBJ, "stats: no tune object: %s", s.text);
+	uint64_t v = key_u64(t, key);
+	stats_free(&s);
+	return v;
+}
+
+/* Entries of the cache in dir per shape, for the key of its first entry. */
+static size_t cached_buckets(const char *dir, uint64_t rows, uint64_t cols)
+{
+	struct tune_set set = {0};
+	struct uwerr e = {0};
+	ck_assert_msg(tune_read(dir, &set, NULL, &e) == 0, "%s", e.msg);
+	size_t n = 0;
+	for (unsigned b = 1; set.n && b <= TUNE_MAX_BUCKET; b *= 2)
+		n += tune_set_find(&set, &set.e[0].key, (uint32_t)rows, (uint32_t)cols, b) != NULL;
+	tune_set_free(&set);
+	return n;
+}
+
+/* tune = on-load: once the model is loaded, the cuda backend's tuner has
+ * written an entry for each of its R12 matrix shapes at every batch bucket;
+ * `unweightctl tune` then finds them all cached (0 written), --force times
+ * them again; workers attached after it compute within the float64 bound
+ * with the choices. The host backend says plainly there is nothing to tune. */
+START_TEST(test_tune)
+{
+	struct daemon d;
+	struct source src;
+	uw_client *c;
+	uw_model *m;
+	char *out;
+	uint64_t job = 0;
+	tune_mode = "on-load";
+	daemon_start(&d);
+	tune_mode = "off";
+	source_load(&src, d.model_path);
+	ck_assert_int_eq(uw_connect(d.sock, &c), 0);
+	load_and_wait(c, &d, MODEL);
+	if (strcmp(backend(), "cuda")) {
+		ck_assert_int_eq(uw_tune(c, MODEL, 0, &job), -EOPNOTSUPP);
+		ck_assert_msg(strstr(uw_errmsg(), "nothing to tune"), "errmsg: %s", uw_errmsg());
+		ck_assert_int_eq(run_ctl(&d, "tune", &out), 1);
+		ck_assert_msg(strstr(out, "nothing to tune"), "tune: %s", out);
+		free(out);
+		goto done;
+	}
+	/* the load queued job 1 */
+	for (int ms = 0; tune_u64(c, "done") < 1; ms += 100) {
+		ck_assert_msg(ms < 240000, "tune on load: not done after 240 s");
+		sleep_ms(100);
+	}
+	ck_assert_uint_eq(tune_u64(c, "job"), 1);
+	ck_assert_int_eq(uw_attach(c, MODEL, &m), 0);
+	size_t shapes = 0;
+	for (size_t i = 0; i < uw_model_tensor_count(m); i++) {
+		struct uw_tensor_info ti;
+		ck_assert_int_eq(uw_tensor_info(uw_model_tensor(m, i), &ti), 0);
+		if (ti.ndim != 2 || ti.layout.format != UW_FORMAT_R12)
+			continue;
+		ck_assert_msg(cached_buckets(d.tune_dir, ti.layout.rows, ti.layout.cols) == 7,
+			      "%s (%llux%llu): not every bucket tuned", ti.name,
+			      (unsigned long long)ti.layout.rows, (unsigned long long)ti.layout.cols);
+		shapes++;
+	}
+	ck_assert_uint_gt(shapes, 0);
+	ck_assert_int_eq(uw_detach(m), 0);
+
+	ck_assert_int_eq(run_ctl(&d, "tune " MODEL " --wait", &out), 0);
+	ck_assert_msg(strstr(out, "tune " MODEL ": 1 model, 0 entries written to "), "tune: %s", out);
+	free(out);
+	ck_assert_int_eq(run_ctl(&d, "tune --force --wait --json", &out), 0);
+	struct json_value *v;
+	struct uwerr e = {0};
+	ck_assert_msg(json_parse(out, strlen(out), &v, &e) == 0, "tune --json: %s: %s", e.msg, out);
+	ck_assert_uint_eq(key_u64(v, "job"), 3);
+	ck_assert_uint_eq(key_u64(v, "models"), 1);
+	ck_assert_uint_eq(key_u64(v, "rejected"), 0);
+	ck_assert_str_eq(key_str(v, "error"), "");
+	json_free(v);
+	free(out);
+
+	/* a worker reads the cache at its attach */
+	setenv("UW_TUNE_DIR", d.tune_dir, 1);
+	ck_assert_int_eq(uw_attach(c, MODEL, &m), 0);
+	ck_assert_int_eq(verify_model(m, &src, tu_seed(), NULL), 0);
+	ck_assert_int_eq(uw_detach(m), 0);
+	unsetenv("UW_TUNE_DIR");
+done:
+	uw_disconnect(c);
+	source_free(&src);
+	daemon_stop(&d);
 }
 END_TEST
 
@@ -852,6 +978,10 @@ static Suite *integration_suite(void)
 	if (strcmp(backend(), "cuda") == 0)
 		tcase_add_test(tc, test_gpu_memory_and_readonly);
 #endif
+	suite_add_tcase(s, tc);
+	tc = tcase_create("tune");
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, test_tune);
 	suite_add_tcase(s, tc);
 	return s;
 }

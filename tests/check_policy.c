@@ -1,6 +1,6 @@
 /* check_policy: the real ./unweightd enforcing unweightd.conf's policy on
  * the peer the kernel names (SO_PEERCRED): a config whose admin list leaves
- * out this test's uid refuses its load, evict and verify with -EPERM and a message
+ * out this test's uid refuses its load, evict, verify and tune with -EPERM and a message
  * naming it, and logs the refusal with its uid and pid; a group in the list
  * lets it in; attach follows the default list unless the model has an
  * attach.NAME list of its own. No privilege is needed: the lists name other
@@ -67,6 +67,12 @@ START_TEST(t_admin_refused)
 	ck_assert_int_eq(req_verify(fd, "stories", &vr), -EPERM);
 	ck_assert_msg(strstr(last_msg, "verify stories: permission denied") && strstr(last_msg, want),
 		      "\"%s\"", last_msg);
+	uint64_t job = 0;
+	ck_assert_int_eq(req_tune(fd, "stories", 0, &job), -EPERM);
+	ck_assert_msg(strstr(last_msg, "tune stories: permission denied") &&
+		      strstr(last_msg, "may not load, evict, verify or tune"), "\"%s\"", last_msg);
+	ck_assert_int_eq(req_tune(fd, "", 0, &job), -EPERM);
+	ck_assert_msg(strstr(last_msg, "tune (every model): permission denied"), "\"%s\"", last_msg);
 	ck_assert(!model_stat(fd, "stories").found);   /* stats stays open to all */
 
 	/* The log names the peer by uid and pid, as the kernel gave them. */

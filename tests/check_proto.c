@@ -112,11 +112,11 @@ static char *rand_path(void)
 
 enum kind {
 	K_HELLO, K_STATUS, K_HELLO_REPLY, K_LOAD, K_EVICT, K_STATS, K_STATS_REPLY,
-	K_ATTACH, K_ATTACH_REPLY, K_DETACH, K_VERIFY, K_VERIFY_REPLY, K_COUNT
+	K_ATTACH, K_ATTACH_REPLY, K_DETACH, K_VERIFY, K_VERIFY_REPLY, K_TUNE, K_TUNE_REPLY, K_COUNT
 };
 static const char *const kind_name[K_COUNT] = {
 	"hello", "status", "hello reply", "load", "evict", "stats", "stats reply",
-	"attach", "attach reply", "detach", "verify", "verify reply",
+	"attach", "attach reply", "detach", "verify", "verify reply", "tune", "tune reply",
 };
 
 union anymsg {
@@ -132,6 +132,8 @@ union anymsg {
 	struct msg_detach detach;
 	struct msg_verify verify;
 	struct msg_verify_reply verify_reply;
+	struct msg_tune tune;
+	struct msg_tune_reply tune_reply;
 };
 
 /* One tensor with a real layout (res_plan), placed in buffer buf. */
@@ -268,6 +270,13 @@ static void rand_msg(enum kind k, union anymsg *u)
 			v->bad[i] = rand_text(1, 60);
 		break;
 	}
+	case K_TUNE:
+		u->tune.name = rnd(3) ? rand_name() : strdup("");
+		u->tune.flags = rnd(2) ? UW_TUNE_FORCE : 0;
+		break;
+	case K_TUNE_REPLY:
+		u->tune_reply.job = 1 + tu_rand(&rng) % UINT64_MAX;
+		break;
 	case K_COUNT:
 		break;
 	}
@@ -288,6 +297,8 @@ static int enc_any(enum kind k, struct wbuf *w, const union anymsg *u)
 	case K_DETACH: return enc_detach(w, &u->detach);
 	case K_VERIFY: return enc_verify(w, &u->verify);
 	case K_VERIFY_REPLY: return enc_verify_reply(w, &u->verify_reply);
+	case K_TUNE: return enc_tune(w, &u->tune);
+	case K_TUNE_REPLY: return enc_tune_reply(w, &u->tune_reply);
 	case K_COUNT: break;
 	}
 	return -EINVAL;
@@ -308,6 +319,8 @@ static int dec_any(enum kind k, struct rbuf *r, int nfds, union anymsg *u, struc
 	case K_DETACH: return dec_detach(r, &u->detach, e);
 	case K_VERIFY: return dec_verify(r, &u->verify, e);
 	case K_VERIFY_REPLY: return dec_verify_reply(r, &u->verify_reply, e);
+	case K_TUNE: return dec_tune(r, &u->tune, e);
+	case K_TUNE_REPLY: return dec_tune_reply(r, &u->tune_reply, e);
 	case K_COUNT: break;
 	}
 	return -EINVAL;
@@ -327,7 +340,8 @@ static void free_any(enum kind k, union anymsg *u)
 	case K_ATTACH_REPLY: msg_attach_reply_free(&u->attach_reply); break;
 	case K_VERIFY: msg_verify_free(&u->verify); break;
 	case K_VERIFY_REPLY: msg_verify_reply_free(&u->verify_reply); break;
-	case K_DETACH: case K_COUNT: break;
+	case K_TUNE: msg_tune_free(&u->tune); break;
+	case K_DETACH: case K_TUNE_REPLY: case K_COUNT: break;
 	}
 }
 
@@ -354,7 +368,8 @@ static void assert_empty(enum kind k, const union anymsg *u)
 		break;
 	case K_VERIFY: ck_assert_ptr_null(u->verify.name); break;
 	case K_VERIFY_REPLY: ck_assert_ptr_null(u->verify_reply.bad); break;
-	case K_DETACH: case K_COUNT: break;
+	case K_TUNE: ck_assert_ptr_null(u->tune.name); break;
+	case K_DETACH: case K_TUNE_REPLY: case K_COUNT: break;
 	}
 }
 
@@ -453,6 +468,13 @@ static void eq_any(enum kind k, const union anymsg *a, const union anymsg *b)
 			ck_assert_str_eq(x->bad[i], y->bad[i]);
 		break;
 	}
+	case K_TUNE:
+		ck_assert_str_eq(a->tune.name, b->tune.name);
+		ck_assert_uint_eq(a->tune.flags, b->tune.flags);
+		break;
+	case K_TUNE_REPLY:
+		ck_assert_uint_eq(a->tune_reply.job, b->tune_reply.job);
+		break;
 	case K_COUNT:
 		break;
 	}
@@ -461,7 +483,7 @@ static void eq_any(enum kind k, const union anymsg *a, const union anymsg *b)
 static int is_reply_body(enum kind k)
 {
 	return k == K_HELLO_REPLY || k == K_STATS_REPLY || k == K_ATTACH_REPLY ||
-	       k == K_VERIFY_REPLY;
+	       k == K_VERIFY_REPLY || k == K_TUNE_REPLY;
 }
 
 static const uint16_t kind_op[K_COUNT] = {
@@ -470,6 +492,7 @@ static const uint16_t kind_op[K_COUNT] = {
 	[K_STATS] = OP_STATS, [K_STATS_REPLY] = OP_STATS | OP_REPLY, [K_ATTACH] = OP_ATTACH,
 	[K_ATTACH_REPLY] = OP_ATTACH | OP_REPLY, [K_DETACH] = OP_DETACH,
 	[K_VERIFY] = OP_VERIFY, [K_VERIFY_REPLY] = OP_VERIFY | OP_REPLY,
+	[K_TUNE] = OP_TUNE, [K_TUNE_REPLY] = OP_TUNE | OP_REPLY,
 };
 
 /* ---- framing ------------------------------------------------------------ */
@@ -1281,6 +1304,27 @@ START_TEST(test_field_checks)
 	enc_detach(&w, &(struct msg_detach){ 0 });
 	ck_assert_int_eq(dec_detach(&(struct rbuf){ w.p, w.len, 0, 0 }, &d, &e), -EBADMSG);
 	ck_assert_msg_has(&e, "detach: lease 0");
+	wb_free(&w);
+
+	struct msg_tune tq;
+	struct msg_tune_reply tr;
+	enc_tune(&w, &(struct msg_tune){ "m", 2 });
+	ck_assert_int_eq(dec_tune(&(struct rbuf){ w.p, w.len, 0, 0 }, &tq, &e), -EBADMSG);
+	ck_assert_msg_has(&e, "tune: flags 0x2: unknown bits 0x2");
+	ck_assert_ptr_null(tq.name);
+	wb_free(&w);
+	enc_tune(&w, &(struct msg_tune){ "a/b", 0 });
+	ck_assert_int_eq(dec_tune(&(struct rbuf){ w.p, w.len, 0, 0 }, &tq, &e), -EBADMSG);
+	ck_assert_msg_has(&e, "not a model name");
+	wb_free(&w);
+	enc_tune(&w, &(struct msg_tune){ "", UW_TUNE_FORCE });   /* "": every model */
+	ck_assert_int_eq(dec_tune(&(struct rbuf){ w.p, w.len, 0, 0 }, &tq, &e), 0);
+	ck_assert(tq.name && !tq.name[0] && tq.flags == UW_TUNE_FORCE);
+	msg_tune_free(&tq);
+	wb_free(&w);
+	enc_tune_reply(&w, &(struct msg_tune_reply){ 0 });
+	ck_assert_int_eq(dec_tune_reply(&(struct rbuf){ w.p, w.len, 0, 0 }, &tr, &e), -EBADMSG);
+	ck_assert_msg_has(&e, "tune reply: job 0");
 	wb_free(&w);
 }
 END_TEST

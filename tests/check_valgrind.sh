@@ -24,7 +24,8 @@ stories=$build/uw-stories
 daemon=$build/unweightd
 [ -x "$build/.libs/unweightd" ] && daemon=$build/.libs/unweightd
 
-valgrind --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect \
+valgrind --error-exitcode=99 --suppressions="$src/tests/valgrind.supp" \
+	--leak-check=full --show-leak-kinds=definite,indirect \
 	--errors-for-leak-kinds=definite,indirect --track-fds=yes --log-file="$tmp/vg.log" \
 	"$daemon" --socket "$sock" --backend host --allow-dir "$src/data" --foreground \
 	2>"$tmp/daemon.log" &

@@ -21,4 +21,10 @@ int cu_check_decode(const uw_tensor *t, const void *raw, size_t raw_bytes);
 int cu_check_matmul(const uw_tensor *t, const uint16_t *w, size_t batch, int y_f32,
 		    uint64_t *rng, uint32_t *crc);
 
+/* uw_matmul2 of t0 and t1 (2-D BF16 of the same cols, original bytes w0
+ * and w1) on random BF16 x of batch rows: both outputs against the float64
+ * reference as cu_check_matmul does. 0 or -1, with the worst on stderr. */
+int cu_check_matmul2(const uw_tensor *t0, const uint16_t *w0, const uw_tensor *t1,
+		     const uint16_t *w1, size_t batch, uint64_t *rng);
+
 #endif

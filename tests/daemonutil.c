@@ -514,6 +514,24 @@ int req_evict(int fd, const char *name, unsigned flags)
 	return call_nobody(fd, OP_EVICT, &w);
 }
 
+int req_tune(int fd, const char *name, unsigned flags, uint64_t *job)
+{
+	struct wbuf w = {0};
+	struct msg_tune q = {.name = (char *)name, .flags = flags};
+	struct msg_tune_reply r;
+	struct proto_msg m;
+	struct rbuf rb;
+	struct uwerr e = {0};
+	enc_tune(&w, &q);
+	int st = call(fd, OP_TUNE, &w, &m, &rb);
+	if (st == 0) {
+		ck_assert_msg(dec_tune_reply(&rb, &r, &e) == 0, "tune reply: %s", e.msg);
+		*job = r.job;
+	}
+	proto_msg_free(&m);
+	return st;
+}
+
 int req_detach(int fd, uint64_t lease)
 {
 	struct wbuf w = {0};

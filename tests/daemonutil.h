@@ -158,6 +158,8 @@ int call_nobody(int fd, uint16_t op, struct wbuf *w);
 int req_load(int fd, const char *name, const char *path);
 int req_evict(int fd, const char *name, unsigned flags);
 int req_detach(int fd, uint64_t lease);
+/* TUNE: the status; *job on success. */
+int req_tune(int fd, const char *name, unsigned flags, uint64_t *job);
 int req_attach(int fd, const char *name, struct attached *a);
 /* VERIFY: the reply's status; on 0, *r holds the body (msg_verify_reply_free it). */
 int req_verify(int fd, const char *name, struct msg_verify_reply *r);

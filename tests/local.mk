@@ -11,4 +11,4 @@ TEST_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 
 # unweightd under valgrind for one whole run (issue 3's leak check).
 TESTS += tests/check_valgrind.sh
-EXTRA_DIST += tests/check_valgrind.sh
+EXTRA_DIST += tests/check_valgrind.sh tests/valgrind.supp

@@ -107,6 +107,8 @@ int uwk_ctx_new(struct uwk_ctx **out, struct uwerr *e)
 		rc = uwk_cuda_fail(e, err, "uwk context: cudaGetDevice", __FILE__, __LINE__);
 		goto fail;
 	}
+	if ((rc = uwk_tune_key_make(c, e)) < 0)
+		goto fail;
 	if (cublasCreate(&c->blas) != CUBLAS_STATUS_SUCCESS) {
 		c->blas = NULL;
 		rc = uwerr_set(e, EIO, "uwk context: cublasCreate failed on device %d", c->device);
@@ -127,5 +129,6 @@ void uwk_ctx_free(struct uwk_ctx *c)
 		cublasDestroy(c->blas);
 	cudaFree(c->scratch);
 	cudaFree(c->part);
+	tune_table_free(c->tune);
 	free(c);
 }

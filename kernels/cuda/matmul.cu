@@ -24,6 +24,9 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
+#include <string.h>
+
+#include <algorithm>
 
 #include <cuda_bf16.h>
 
@@ -32,6 +35,7 @@
 extern "C" {
 #include "format/dtype.h"
 #include "kernels/resident.h"
+#include "kernels/tunecache.h"
 }
 
 #define KC 128                 /* columns of one warp chunk: 4 lanes x 32 */
@@ -142,17 +146,19 @@ __device__ __forceinline__ void patch_rows(const r12_args &a, uint32_t grp, uint
 	p1[1] = g0 + hi1;
 }
 
-/* NT n-tiles of 8 batch rows; WM warps side by side over rows, WK over
- * columns; XVEC: x rows are 16-byte aligned (cp.async) and W's rows too
- * (16-byte loads), else element copies and byte loads; PD: chunks of W in
- * flight ahead of the one decoded (registers: 24 a chunk); XALL: the block's
- * whole slice of x is staged once before the K loop, which then has no
- * barrier: each warp streams W on its own (else x is staged a step ahead,
- * two buffers, two barriers a step). */
+/* One block of the fused kernel (the body of r12_fused_kernel and
+ * r12_fused2_kernel). NT n-tiles of 8 batch rows; WM warps side by side
+ * over rows, WK over columns; XVEC: x rows are 16-byte aligned (cp.async)
+ * and W's rows too (16-byte loads), else element copies and byte loads; PD:
+ * chunks of W in flight ahead of the one decoded (registers: 24 a chunk);
+ * XALL: the block's whole slice of x is staged once before the K loop,
+ * which then has no barrier: each warp streams W on its own (else x is
+ * staged a step ahead, two buffers, two barriers a step). part: split-K
+ * partial sums, or NULL to write y. */
 template <int NT, int WM, int WK, bool XVEC, int PD, bool XALL>
-__global__ void __launch_bounds__(32 * WM * WK)
-r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batch,
-		 uint16_t *__restrict__ y, float *__restrict__ part, uint32_t cps)
+__device__ __forceinline__ void
+r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
+	  uint16_t *__restrict__ y, float *__restrict__ part, uint32_t cps)
 {
 	constexpr int XS = xrow<WK>::bytes, SEG = xrow<WK>::seg;
 	extern __shared__ __align__(16) uint8_t smem[];
@@ -350,6 +356,33 @@ r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batc
 		}
 }
 
+template <int NT, int WM, int WK, bool XVEC, int PD, bool XALL>
+__global__ void __launch_bounds__(32 * WM * WK)
+r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batch,
+		 uint16_t *__restrict__ y, float *__restrict__ part, uint32_t cps)
+{
+	r12_fused<NT, WM, WK, XVEC, PD, XALL>(a, x, batch, y, part, cps);
+}
+
+/* Two tensors that share x (uwk_matmul2), one per blockIdx.z, their grids
+ * side by side; part[z]: split-K partial sums or NULL. */
+struct r12_two {
+	r12_args a[2];
+	uint16_t *y[2];
+	float *part[2];
+};
+
+template <int NT, int WM, int WK, bool XALL>
+__global__ void __launch_bounds__(32 * WM * WK)
+r12_fused2_kernel(const __grid_constant__ r12_two m, const uint16_t *__restrict__ x,
+		  uint32_t batch, uint32_t cps)
+{
+	const unsigned z = blockIdx.z;
+	if (blockIdx.x * WM * 16 >= m.a[z].rows)
+		return;                 /* the other tensor has more row tiles */
+	r12_fused<NT, WM, WK, true, 2, XALL>(m.a[z], x, batch, m.y[z], m.part[z], cps);
+}
+
 /* y = the ks partial sums, added in split order. */
 __global__ void __launch_bounds__(256)
 splitk_sum_kernel(const float *__restrict__ part, uint32_t ks, uint64_t n,
@@ -368,8 +401,6 @@ splitk_sum_kernel(const float *__restrict__ part, uint32_t ks, uint64_t n,
 
 typedef void (*fused_fn)(const r12_args, const uint16_t *, uint32_t, uint16_t *, float *,
 			 uint32_t);
-
-#define UWK_NPF 2           /* prefetch depths built: pf = PD = 1, 2 (3 never won, v6) */
 
 struct fused_kind {
 	int wm, wk;
@@ -423,6 +454,50 @@ static int default_pf(size_t batch)
 	return 2;
 }
 
+/* The two-tensor kernels (uwk_matmul2): AUTO's shape at each n-tile count
+ * (default_kind), pf 2, 16-byte rows and x only; XALL at NT = 1, as AUTO. */
+static const struct pair_kind {
+	int wm, wk, ntl;
+	const void *fn, *xall;
+} pair_kinds[] = {
+	{ 4, 2, 0, (const void *)r12_fused2_kernel<1, 4, 2, false>,
+	  (const void *)r12_fused2_kernel<1, 4, 2, true> },
+	{ 4, 1, 1, (const void *)r12_fused2_kernel<2, 4, 1, false>, NULL },
+	{ 8, 1, 2, (const void *)r12_fused2_kernel<4, 8, 1, false>, NULL },
+	{ 8, 1, 3, (const void *)r12_fused2_kernel<8, 8, 1, false>, NULL },
+};
+
+/* The kernels one launch may take: fn, and xall (NULL: not built) for the
+ * barrier-free loop where the block's x fits; a kernel of fused_fn's
+ * arguments, or (pair) r12_fused2_kernel's. */
+struct fused_variant {
+	int wm, wk, pair;
+	const void *fn, *xall;
+};
+
+static struct fused_variant kind_variant(const struct fused_kind *k, size_t batch, bool xvec,
+					 int pf)
+{
+	const int ntl = nt_log2(batch), d = (pf < 1 ? default_pf(batch) : pf) - 1;
+	return { k->wm, k->wk, 0, (const void *)k->fn[ntl][xvec][d],
+		 (const void *)k->xall[xvec][d] };
+}
+
+/* The two-tensor kernel of (wm, wk) at this batch and pf, if built. */
+static bool pair_variant(int wm, int wk, size_t batch, bool xvec, int pf,
+			 struct fused_variant *v)
+{
+	const int ntl = nt_log2(batch);
+	if ((pf != 0 && pf != 2) || !xvec)
+		return false;
+	for (const struct pair_kind &k : pair_kinds)
+		if (k.wm == wm && k.wk == wk && k.ntl == ntl) {
+			*v = { wm, wk, 1, k.fn, k.xall };
+			return true;
+		}
+	return false;
+}
+
 /* x staged once for the whole K loop (XALL) up to this many bytes a block:
  * batch 1 of every MLP shape here, and four blocks still fit an SM. */
 #define XALL_MAX (46u << 10)   /* + 1 KB static: under the 48 KB default */
@@ -444,49 +519,48 @@ static size_t fused_smem(int nt, int wm, int wk, size_t batch, size_t nbuf)
 
 /* One launch of the fused kernel, resolved. */
 struct fused_plan {
-	fused_fn fn;
+	const void *fn;
 	size_t smem;
 	int threads, ks;
 	uint32_t cps;             /* chunks of 128 columns a split */
 };
 
-/* Resolve kernel, shared memory and split-K for a shape (ks, pf <= 0: the
- * defaults). The default ks fills one wave: the blocks the device holds at
- * once (registers and shared memory of this very kernel) over the row
- * tiles, rounded, at most a split per two steps of each warp; at batch
- * <= 8, at least the splits that make the block's x fit XALL_MAX (v8: the
- * barrier-free loop is worth more than the wave). Batch <= 8 takes the
- * XALL variant wherever the block's x fits. */
-static int fused_plan_make(const struct fused_kind *k, uint32_t rows, uint32_t cols, size_t batch,
-			   bool xvec, int ks, int pf, struct uwk_ctx *ctx, struct fused_plan *p,
+/* Resolve shared memory and split-K for a launch of v over tiles row tiles
+ * (ks <= 0: the default). The default ks fills one wave: the blocks the
+ * device holds at once (registers and shared memory of this very kernel)
+ * over the row tiles, rounded, at most a split per two steps of each warp;
+ * at batch <= 8, at least the splits that make the block's x fit XALL_MAX
+ * (v8: the barrier-free loop is worth more than the wave). Batch <= 8 takes
+ * the XALL variant wherever the block's x fits. */
+static int fused_plan_make(const struct fused_variant *v, uint64_t tiles, uint32_t cols,
+			   size_t batch, int ks, struct uwk_ctx *ctx, struct fused_plan *p,
 			   struct uwerr *e)
 {
 	const int ntl = nt_log2(batch), nt = 1 << ntl;
 	const uint32_t nch = (cols + KC - 1) / KC;
-	p->threads = 32 * k->wm * k->wk;
-	p->fn = k->fn[ntl][xvec][(pf < 1 ? default_pf(batch) : pf) - 1];
-	p->smem = fused_smem(nt, k->wm, k->wk, batch, 2);
+	p->threads = 32 * v->wm * v->wk;
+	p->fn = v->fn;
+	p->smem = fused_smem(nt, v->wm, v->wk, batch, 2);
 	if (p->smem > 48 * 1024) {
 		int optin = 0;
 		UWK_CK(e, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
 						 ctx->device));
 		if (p->smem + 1024 > (size_t)optin)      /* + the static exponent table */
 			return uwerr_set(e, ENOTSUP, "fused shape %dx%d at batch %zu: %zu bytes of shared memory (device: %d)",
-					 k->wm, k->wk, batch, p->smem + 1024, optin);
-		UWK_CK(e, cudaFuncSetAttribute((const void *)p->fn,
+					 v->wm, v->wk, batch, p->smem + 1024, optin);
+		UWK_CK(e, cudaFuncSetAttribute(p->fn,
 					       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)p->smem));
 	}
 	if (ks < 1) {
 		int per_sm = 0;
 		UWK_CK(e, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, p->fn, p->threads,
 									 p->smem));
-		const uint64_t tiles = (rows + 16 * k->wm - 1) / (16 * k->wm);
 		const uint64_t wave = (uint64_t)(per_sm > 0 ? per_sm : 1) * ctx->sms;
-		const uint64_t most = nch / (2 * k->wk);
+		const uint64_t most = nch / (2 * v->wk);
 		uint64_t want = (wave + tiles / 2) / tiles;
 		if (nt == 1) {
 			/* at least the splits that let XALL hold the block's x */
-			const uint64_t cps_max = (XALL_MAX / x_step_bytes(nt, k->wk, batch)) * k->wk;
+			const uint64_t cps_max = (XALL_MAX / x_step_bytes(nt, v->wk, batch)) * v->wk;
 			const uint64_t need = cps_max ? (nch + cps_max - 1) / cps_max : most;
 			if (want < need)
 				want = need;
@@ -501,10 +575,56 @@ static int fused_plan_make(const struct fused_kind *k, uint32_t rows, uint32_t c
 		ks = 65535;
 	p->cps = (nch + ks - 1) / ks;
 	p->ks = (int)((nch + p->cps - 1) / p->cps);   /* no empty split */
-	const size_t all = fused_smem(nt, k->wm, k->wk, batch, (p->cps + k->wk - 1) / k->wk);
-	if (nt == 1 && all <= XALL_MAX) {
-		p->fn = k->xall[xvec][(pf < 1 ? default_pf(batch) : pf) - 1];
+	const size_t all = fused_smem(nt, v->wm, v->wk, batch, (p->cps + v->wk - 1) / v->wk);
+	if (nt == 1 && all <= XALL_MAX && v->xall) {
+		p->fn = v->xall;
 		p->smem = all;
+	}
+	return 0;
+}
+
+static uint64_t row_tiles(uint32_t rows, int wm)
+{
+	return (rows + 16 * (uint64_t)wm - 1) / (16 * (uint64_t)wm);
+}
+
+/* Launch m's tensors (ntens of them, the same cols) with plan p (of a
+ * two-tensor kernel when ntens is 2), then add the split-K partial sums,
+ * tensor by tensor. */
+static int fused_launch(struct r12_two *m, int ntens, const struct fused_plan *p, int wm,
+			const void *x, size_t batch, cudaStream_t s, struct uwk_ctx *ctx,
+			struct uwerr *e)
+{
+	uint64_t tiles = 0, rows = 0;
+	for (int i = 0; i < ntens; i++) {
+		tiles = std::max(tiles, row_tiles(m->a[i].rows, wm));
+		rows += m->a[i].rows;
+		m->part[i] = NULL;
+	}
+	if (p->ks > 1) {
+		size_t bytes = (size_t)p->ks * batch * rows * sizeof(float);
+		int rc = uwk_ctx_reserve((void **)&ctx->part, &ctx->part_bytes, bytes,
+					 "split-K partial sums", e);
+		if (rc < 0)
+			return rc;
+		m->part[0] = ctx->part;
+		if (ntens > 1)
+			m->part[1] = ctx->part + (size_t)p->ks * batch * m->a[0].rows;
+	}
+	const uint16_t *xp = (const uint16_t *)x;
+	uint32_t nb = (uint32_t)batch, cps = p->cps;
+	void *one[] = { &m->a[0], &xp, &nb, &m->y[0], &m->part[0], &cps };
+	void *two[] = { m, &xp, &nb, &cps };
+	dim3 grid((unsigned)tiles, (unsigned)p->ks, (unsigned)ntens);
+	UWK_CK(e, cudaLaunchKernel(p->fn, grid, dim3(p->threads), ntens == 1 ? one : two, p->smem, s));
+	for (int i = 0; i < ntens && p->ks > 1; i++) {
+		const uint64_t n = (uint64_t)batch * m->a[i].rows;
+		uint64_t blocks = (n + 255) / 256;
+		if (blocks > (uint64_t)ctx->sms * 8)
+			blocks = (uint64_t)ctx->sms * 8;
+		splitk_sum_kernel<<<(unsigned)blocks, 256, 0, s>>>(m->part[i], (uint32_t)p->ks, n,
+								   m->y[i]);
+		UWK_CK(e, cudaGetLastError());
 	}
 	return 0;
 }
@@ -514,33 +634,15 @@ static int fused_run(const struct r12_args *a, const struct fused_kind *k, int k
 		     struct uwk_ctx *ctx, struct uwerr *e)
 {
 	const bool xvec = a->cols % 8 == 0 && (uintptr_t)x % 16 == 0 && a->aligned;
+	const struct fused_variant v = kind_variant(k, batch, xvec, pf);
 	struct fused_plan p;
-	int rc = fused_plan_make(k, a->rows, a->cols, batch, xvec, ks, pf, ctx, &p, e);
+	int rc = fused_plan_make(&v, row_tiles(a->rows, k->wm), a->cols, batch, ks, ctx, &p, e);
 	if (rc < 0)
 		return rc;
-	float *part = NULL;
-	if (p.ks > 1) {
-		size_t bytes = (size_t)p.ks * batch * a->rows * sizeof(float);
-		rc = uwk_ctx_reserve((void **)&ctx->part, &ctx->part_bytes, bytes,
-				     "split-K partial sums", e);
-		if (rc < 0)
-			return rc;
-		part = ctx->part;
-	}
-	dim3 grid((a->rows + 16 * k->wm - 1) / (16 * k->wm), (unsigned)p.ks);
-	p.fn<<<grid, p.threads, p.smem, s>>>(*a, (const uint16_t *)x, (uint32_t)batch, (uint16_t *)y,
-					      part, p.cps);
-	UWK_CK(e, cudaGetLastError());
-	if (part) {
-		const uint64_t n = (uint64_t)batch * a->rows;
-		uint64_t blocks = (n + 255) / 256;
-		if (blocks > (uint64_t)ctx->sms * 8)
-			blocks = (uint64_t)ctx->sms * 8;
-		splitk_sum_kernel<<<(unsigned)blocks, 256, 0, s>>>(part, (uint32_t)p.ks, n,
-								   (uint16_t *)y);
-		UWK_CK(e, cudaGetLastError());
-	}
-	return 0;
+	struct r12_two m = {};
+	m.a[0] = *a;
+	m.y[0] = (uint16_t *)y;
+	return fused_launch(&m, 1, &p, k->wm, x, batch, s, ctx, e);
 }
 
 /* y[batch][rows] = x . W^T with W BF16 [rows][cols] row-major in w; y of
@@ -608,9 +710,17 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 	int rc = matmul_args(l, dev_base, x, batch, y, ctx, e);
 	if (rc < 0)
 		return l ? matmul_fail(e, rc, l, batch) : rc;
+	/* AUTO: the tuned choice for this shape and batch bucket, if any (its
+	 * table keeps only kinds built here), else the rule of thumb. */
+	const struct tune_choice *tuned = NULL;
+	if (pipe == UWK_PIPE_AUTO && l->format == UW_FORMAT_R12 &&
+	    (tuned = tune_table_find(ctx->tune, l->rows, l->cols, batch)))
+		pipe = tuned->pipe == TUNE_PIPE_GEMM ? UWK_PIPE_DECODE_GEMM : UWK_PIPE_FUSED;
 	if (pipe == UWK_PIPE_AUTO)
 		pipe = l->format == UW_FORMAT_R12 && batch <= UWK_AUTO_FUSED_MAX_BATCH ?
 		       UWK_PIPE_FUSED : UWK_PIPE_DECODE_GEMM;
+	if (pipe != UWK_PIPE_FUSED)
+		tuned = NULL;
 	if (l->format == UW_FORMAT_RAW) {
 		if (pipe == UWK_PIPE_FUSED)
 			return uwerr_set(e, EINVAL, "uwk_matmul: fused pipeline of a RAW tensor (R12 only)");
@@ -621,12 +731,19 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 	if ((rc = uwk_args_make(l, dev_base, &a, e)) < 0)
 		return matmul_fail(e, rc, l, batch);
 	switch (pipe) {
-	case UWK_PIPE_FUSED:
+	case UWK_PIPE_FUSED: {
 		if (batch > UWK_FUSED_MAX_BATCH)
 			return uwerr_set(e, EINVAL, "uwk_matmul: fused pipeline at batch %zu (max %d)",
 					 batch, UWK_FUSED_MAX_BATCH);
-		rc = fused_run(&a, default_kind(batch), 0, 0, x, batch, y, s, ctx, e);
+		const struct fused_kind *k = tuned && tuned->pf >= 1 && tuned->pf <= UWK_NPF ?
+					     find_kind(tuned->wm, tuned->wk) : NULL;
+		rc = k ? fused_run(&a, k, tuned->ks, tuned->pf, x, batch, y, s, ctx, e) : -ENOTSUP;
+		/* a tuned choice this launch cannot take (not built here, x too
+		 * large for its shape): the defaults */
+		if (rc == -ENOTSUP)
+			rc = fused_run(&a, default_kind(batch), 0, 0, x, batch, y, s, ctx, e);
 		break;
+	}
 	case UWK_PIPE_DECODE_GEMM:
 		rc = uwk_ctx_reserve(&ctx->scratch, &ctx->scratch_bytes, 2 * l->rows * l->cols,
 				     "decode scratch", e);
@@ -699,6 +816,78 @@ extern "C" int uwk_matmul_fused_cfg(const struct uw_layout *l, const void *dev_b
 	return rc < 0 ? matmul_fail(e, rc, l, batch) : 0;
 }
 
+/* Whether uwk_matmul2 runs W0 and W1 as one launch, and with what: cfg,
+ * else the context's tuned choice for the shape when it is a pair shape
+ * (its split recomputed for both grids), else AUTO's defaults. Anything
+ * else, and a tuned choice that is not a pair shape: two uwk_matmul. */
+static bool pair_choice(const struct uw_layout *l0, const struct uw_layout *l1, const void *x,
+			size_t batch, const struct uwk_cfg *cfg, struct uwk_ctx *ctx,
+			struct fused_variant *v)
+{
+	if (l0->format != UW_FORMAT_R12 || l1->format != UW_FORMAT_R12 ||
+	    batch > UWK_FUSED_MAX_BATCH)
+		return false;
+	/* as uwk_args_make's aligned and fused_run's x test, for both */
+	const bool xvec = l0->cols % 8 == 0 && (uintptr_t)x % 16 == 0 &&
+			  l0->mant_stride % 16 == 0 && l0->nib_stride % 16 == 0 &&
+			  l1->mant_stride % 16 == 0 && l1->nib_stride % 16 == 0;
+	if (cfg && cfg->wm)
+		return pair_variant(cfg->wm, cfg->wk, batch, xvec, cfg->pf, v);
+	const struct tune_choice *t0 = tune_table_find(ctx->tune, l0->rows, l0->cols, batch),
+				 *t1 = tune_table_find(ctx->tune, l1->rows, l1->cols, batch);
+	const struct tune_choice *t = t0 ? t0 : t1;
+	if (t && (t->pipe != TUNE_PIPE_FUSED || (t0 && t1 && memcmp(t0, t1, sizeof(*t0)))))
+		return false;
+	const struct fused_kind *k = t ? find_kind(t->wm, t->wk) : default_kind(batch);
+	return k && pair_variant(k->wm, k->wk, batch, xvec, t ? t->pf : 0, v);
+}
+
+extern "C" int uwk_matmul2(const struct uw_layout *l0, const void *base0,
+			   const struct uw_layout *l1, const void *base1, const void *x,
+			   size_t batch, void *y0, void *y1, const struct uwk_cfg *cfg,
+			   struct uwk_cfg *used, cudaStream_t s, struct uwk_ctx *ctx,
+			   struct uwerr *e)
+{
+	struct fused_variant v;
+	if (used)
+		*used = (struct uwk_cfg){ 0, 0, 0, 0 };
+	int rc = matmul_args(l0, base0, x, batch, y0, ctx, e);
+	if (rc < 0)
+		return l0 ? matmul_fail(e, rc, l0, batch) : rc;
+	if ((rc = matmul_args(l1, base1, x, batch, y1, ctx, e)) < 0)
+		return l1 ? matmul_fail(e, rc, l1, batch) : rc;
+	if (l0->cols != l1->cols)
+		return uwerr_set(e, EINVAL, "uwk_matmul2: W0 has %llu columns and W1 %llu: one x "
+				 "cannot feed both", (unsigned long long)l0->cols,
+				 (unsigned long long)l1->cols);
+	if (!pair_choice(l0, l1, x, batch, cfg, ctx, &v)) {
+		if (cfg && cfg->wm)
+			return uwerr_set(e, ENOTSUP, "uwk_matmul2: no two-tensor kernel of shape "
+					 "%dx%d pf %d at batch %zu", cfg->wm, cfg->wk, cfg->pf, batch);
+		if ((rc = uwk_matmul(l0, base0, x, batch, y0, s, ctx, e)) < 0)
+			return rc;
+		return uwk_matmul(l1, base1, x, batch, y1, s, ctx, e);
+	}
+	struct r12_two m = {};
+	if ((rc = uwk_args_make(l0, base0, &m.a[0], e)) < 0 ||
+	    (rc = uwk_args_make(l1, base1, &m.a[1], e)) < 0)
+		return matmul_fail(e, rc, l0, batch);
+	m.y[0] = (uint16_t *)y0;
+	m.y[1] = (uint16_t *)y1;
+	struct fused_plan p;
+	rc = fused_plan_make(&v, row_tiles(m.a[0].rows, v.wm) + row_tiles(m.a[1].rows, v.wm),
+			     m.a[0].cols, batch, cfg ? cfg->ks : 0, ctx, &p, e);
+	if (rc == 0)
+		rc = fused_launch(&m, 2, &p, v.wm, x, batch, s, ctx, e);
+	if (rc < 0)
+		return uwerr_prefix(e, "uwk_matmul2 %llux%llu and %llux%llu batch %zu",
+				    (unsigned long long)l0->rows, (unsigned long long)l0->cols,
+				    (unsigned long long)l1->rows, (unsigned long long)l1->cols, batch);
+	if (used)
+		*used = (struct uwk_cfg){ v.wm, v.wk, p.ks, 2 };
+	return 0;
+}
+
 extern "C" int uwk_cfg_list(struct uwk_cfg *out, int max)
 {
 	for (int i = 0; i < NKINDS && i < max; i++)
@@ -706,18 +895,33 @@ extern "C" int uwk_cfg_list(struct uwk_cfg *out, int max)
 	return NKINDS;
 }
 
+extern "C" int uwk_cfg_resolve(const struct uw_layout *l, size_t batch, struct uwk_ctx *ctx,
+			       struct uwk_cfg *cfg, struct uwerr *e)
+{
+	if (!l || !ctx || !cfg || batch == 0 || batch > UWK_FUSED_MAX_BATCH || !l->cols ||
+	    l->rows > INT32_MAX / 16 || l->cols > UINT32_MAX)
+		return uwerr_set(e, EINVAL, "uwk_cfg_resolve: bad arguments");
+	const struct fused_kind *k = cfg->wm ? find_kind(cfg->wm, cfg->wk) : default_kind(batch);
+	if (!k)
+		return uwerr_set(e, ENOTSUP, "uwk_matmul: fused shape %dx%d not built", cfg->wm, cfg->wk);
+	if (cfg->pf < 0 || cfg->pf > UWK_NPF || cfg->ks < 0)
+		return uwerr_set(e, ENOTSUP, "uwk_matmul: prefetch variant %d or split %d not built",
+				 cfg->pf, cfg->ks);
+	const struct fused_variant v = kind_variant(k, batch, true, cfg->pf);
+	struct fused_plan p;
+	int rc = fused_plan_make(&v, row_tiles((uint32_t)l->rows, k->wm), (uint32_t)l->cols, batch,
+				 cfg->ks, ctx, &p, e);
+	if (rc < 0)
+		return rc;
+	*cfg = (struct uwk_cfg){ k->wm, k->wk, p.ks, cfg->pf ? cfg->pf : default_pf(batch) };
+	return 0;
+}
+
 extern "C" int uwk_cfg_default(const struct uw_layout *l, size_t batch, struct uwk_ctx *ctx,
 			       struct uwk_cfg *out, struct uwerr *e)
 {
-	if (!l || !ctx || !out || batch == 0 || batch > UWK_FUSED_MAX_BATCH || !l->cols ||
-	    l->rows > INT32_MAX / 16 || l->cols > UINT32_MAX)
+	if (!out)
 		return uwerr_set(e, EINVAL, "uwk_cfg_default: bad arguments");
-	const struct fused_kind *k = default_kind(batch);
-	struct fused_plan p;
-	int rc = fused_plan_make(k, (uint32_t)l->rows, (uint32_t)l->cols, batch, true, 0, 0, ctx,
-				 &p, e);
-	if (rc < 0)
-		return rc;
-	*out = (struct uwk_cfg){ k->wm, k->wk, p.ks, default_pf(batch) };
-	return 0;
+	*out = (struct uwk_cfg){ 0, 0, 0, 0 };
+	return uwk_cfg_resolve(l, batch, ctx, out, e);
 }

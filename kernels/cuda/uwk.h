@@ -23,7 +23,9 @@
  * negative errno and fills *e (may be NULL) with what failed, on what, and why.
  *
  * Results are deterministic: the same inputs give the same bits, run after run
- * (fixed reduction orders, no floating-point atomics). */
+ * (fixed reduction orders, no floating-point atomics), for a given choice of
+ * pipeline: a context that uses tuned choices (uwk_ctx_load_tune) may give
+ * other bits than one that does not, within the same error bound. */
 #ifndef UW_KERNELS_CUDA_UWK_H
 #define UW_KERNELS_CUDA_UWK_H
 
@@ -41,7 +43,7 @@ extern "C" {
 
 /* The pipelines of uwk_matmul. */
 enum uwk_pipe {
-	UWK_PIPE_AUTO = 0,     /* by format and batch (below) */
+	UWK_PIPE_AUTO = 0,     /* the context's tuned choice, else by format and batch (below) */
 	UWK_PIPE_FUSED,        /* R12 read once, BF16 rebuilt in registers; batch <= UWK_FUSED_MAX_BATCH */
 	UWK_PIPE_DECODE_GEMM,  /* uwk_decode into the context's scratch, then cublasGemmEx */
 };
@@ -114,11 +116,78 @@ int uwk_matmul_fused_cfg(const struct uw_layout *l, const void *dev_base,
 			 const void *x, size_t batch, void *y,
 			 const struct uwk_cfg *cfg, cudaStream_t s,
 			 struct uwk_ctx *ctx, struct uwerr *e);
+/* y0 = x . W0^T and y1 = x . W1^T for two BF16 tensors of the same cols
+ * that share x (the gate and up projections of a Llama MLP). Where the
+ * fused kernel takes both (R12, batch <= UWK_FUSED_MAX_BATCH) and a
+ * two-tensor kernel of the chosen shape is built (AUTO's shape at each
+ * batch, pf 2), one launch runs both grids side by side, so that the
+ * second's blocks fill the first's last wave and x is staged from L2 for
+ * the second; each y is bit for bit what uwk_matmul_fused_cfg gives with
+ * *used. The shape: cfg's (wm != 0; -ENOTSUP when no two-tensor kernel of
+ * it is built), else the context's tuned choice where it is such a shape,
+ * else AUTO's; the split is recomputed for both grids unless cfg names one.
+ * Otherwise, two uwk_matmul calls, and *used (may be NULL) is all zeros. */
+int uwk_matmul2(const struct uw_layout *l0, const void *base0, const struct uw_layout *l1,
+		const void *base1, const void *x, size_t batch, void *y0, void *y1,
+		const struct uwk_cfg *cfg, struct uwk_cfg *used, cudaStream_t s,
+		struct uwk_ctx *ctx, struct uwerr *e);
 /* The (wm, wk) pairs built; returns their count, fills up to max. */
 int uwk_cfg_list(struct uwk_cfg *out, int max);
-/* The configuration AUTO would use for this shape (ks resolved). */
+/* The configuration AUTO's defaults give this shape (ks resolved), whatever
+ * the context's tuned choices. */
 int uwk_cfg_default(const struct uw_layout *l, size_t batch, struct uwk_ctx *ctx,
 		    struct uwk_cfg *out, struct uwerr *e);
+/* Fill in what *cfg leaves to the defaults (wm 0: AUTO's shape; ks, pf 0)
+ * and set ks to the splits that run (a ks that leaves a split empty runs as
+ * fewer): the launch uwk_matmul_fused_cfg makes of cfg. -ENOTSUP as there. */
+int uwk_cfg_resolve(const struct uw_layout *l, size_t batch, struct uwk_ctx *ctx,
+		    struct uwk_cfg *cfg, struct uwerr *e);
+
+/* ---- tuning (kernels/cuda/tune.cu; the cache file: kernels/tunecache.h) ---- */
+
+/* The kernels' generation: bump when a change to the kernels or to what a
+ * uwk_cfg means makes the choices of earlier tuning stale. */
+#define UWK_KERNELS "uwk1"
+
+struct tune_key;
+struct tune_set;
+struct tune_entry;
+
+/* The tune cache key of the context's device and this library. */
+int uwk_tune_key(const struct uwk_ctx *c, struct tune_key *k, struct uwerr *e);
+
+/* AUTO's choices from here on: the entries of s for the context's device
+ * (s NULL: none, the defaults). The context keeps its own copy. */
+int uwk_ctx_use_tune(struct uwk_ctx *c, const struct tune_set *s, struct uwerr *e);
+/* The same from the cache file of dir (NULL: $UW_TUNE_DIR, else the default;
+ * tunecache.h's tune_dir). No file, no entry for this device, or no cache
+ * at all: the defaults, 0. A file that does not parse: its error, and the
+ * context keeps the choices it had. *n (may be NULL): entries now in use. */
+int uwk_ctx_load_tune(struct uwk_ctx *c, const char *dir, size_t *n, struct uwerr *e);
+
+/* What uwk_tune_shape tried. */
+struct uwk_tune_info {
+	int tried;                /* candidates that ran, were checked and timed */
+	int rejected;             /* candidates that failed or gave wrong results */
+	char why[UWERR_MSG_MAX];  /* the first rejection's reason, "" if none */
+};
+
+/* Time AUTO's candidates for the R12 tensor at dev_base at this batch
+ * (1 to UWK_FUSED_MAX_BATCH; the entry is for its tune_bucket) and fill
+ * *out with the fastest: every fused (wm, wk) built, each at ks = 1 and at
+ * half, once and twice its default split, with pf 1 and 2, and decode +
+ * cuBLAS. Before it is timed, each candidate's y (poisoned with NaN first)
+ * must be within 1e-2 relative L2 error of decode + cuBLAS in float32, every
+ * output finite, and a second run must give the same bits; a candidate
+ * that fails is rejected and counted in *info. Times: median of reps
+ * (>= 3) launches on stream s, each after a write of twice the L2 cache
+ * so that W comes from memory as in a model's pass. AUTO's default is kept
+ * unless a candidate beats it by more than 1 %. *stop (may be NULL), read
+ * between candidates, cancels: -ECANCELED. Allocates its own buffers (x,
+ * y, the reference, the L2 flush) and uses ctx's scratch. */
+int uwk_tune_shape(const struct uw_layout *l, const void *dev_base, size_t batch, int reps,
+		   const int *stop, cudaStream_t s, struct uwk_ctx *ctx, struct tune_entry *out,
+		   struct uwk_tune_info *info, struct uwerr *e);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,12 @@
 
 #include "kernels/cuda/uwk.h"
 
+extern "C" {
+#include "kernels/tunecache.h"
+}
+
+#define UWK_NPF 2           /* prefetch depths built: pf = PD = 1, 2 (3 never won, v6) */
+
 /* One R12 tensor as the kernels see it (validated by uwk_args_make). */
 struct r12_args {
 	const uint8_t *mant;      /* sign|mantissa plane, row stride mstride */
@@ -30,7 +36,12 @@ struct uwk_ctx {
 	size_t scratch_bytes;
 	float *part;              /* split-K partial sums [ks][batch][rows] */
 	size_t part_bytes;
+	struct tune_table *tune;  /* AUTO's tuned choices for this device, or NULL */
+	struct tune_key key;      /* the device's tune cache key (uwk_tune_key) */
 };
+
+/* Fill c->key (tune.cu), once, at uwk_ctx_new. */
+int uwk_tune_key_make(struct uwk_ctx *c, struct uwerr *e);
 
 /* Record a failed CUDA call: "call: reason (file:line)"; returns -errno. */
 int uwk_cuda_fail(struct uwerr *e, cudaError_t err, const char *call,

@@ -57,5 +57,6 @@ int fuzz_bundle(const uint8_t *data, size_t size);
 int fuzz_restcodec(const uint8_t *data, size_t size);
 int fuzz_resident(const uint8_t *data, size_t size);
 int fuzz_proto(const uint8_t *data, size_t size);
+int fuzz_tune(const uint8_t *data, size_t size);
 
 #endif

@@ -13,6 +13,7 @@
 #include "format/restcodec.h"
 #include "format/safetensors.h"
 #include "kernels/resident.h"
+#include "kernels/tunecache.h"
 #include "proto/proto.h"
 #include "tests/testutil.h"
 
@@ -280,6 +281,10 @@ static void protos(void)
 	frame(&s, OP_DETACH, &w, 0);
 	enc_verify(&w, &(struct msg_verify){ "llama" });
 	frame(&s, OP_VERIFY, &w, 0);
+	enc_tune(&w, &(struct msg_tune){ "llama", UW_TUNE_FORCE });
+	frame(&s, OP_TUNE, &w, 0);
+	enc_tune(&w, &(struct msg_tune){ "", 0 });
+	frame(&s, OP_TUNE, &w, 0);
 	put("proto", "requests", s.b, s.n);
 
 	s.n = 1;
@@ -297,6 +302,11 @@ static void protos(void)
 	status(&w, 0, "");
 	enc_verify_reply(&w, &(struct msg_verify_reply){ 291, 1 << 30, 52000, 2, 2, bad });
 	frame(&s, OP_VERIFY | OP_REPLY, &w, 0);
+	status(&w, 0, "");
+	enc_tune_reply(&w, &(struct msg_tune_reply){ 3 });
+	frame(&s, OP_TUNE | OP_REPLY, &w, 0);
+	status(&w, -EOPNOTSUPP, "tune llama: nothing to tune: the host backend runs no GPU kernels");
+	frame(&s, OP_TUNE | OP_REPLY, &w, 0);
 	put("proto", "replies", s.b, s.n);
 
 	/* an attach reply with two buffers, so two fds ride on its first byte */
@@ -323,6 +333,33 @@ static void protos(void)
 	put("proto", "attach-reply-2-fds", s.b, s.n);
 }
 
+/* ---- tune caches ---- */
+
+static void tunes(void)
+{
+	static const struct tune_key h200 = { "NVIDIA_H200", 90, 132, "0.1.0+uwk1" };
+	static const struct tune_key a100 = { "NVIDIA_A100-SXM4-80GB", 80, 108, "0.1.0+uwk1" };
+	struct tune_set s = {0};
+	struct uwerr e = {0};
+	const struct tune_entry en[] = {
+		{ h200, 14336, 4096, 1, { TUNE_PIPE_FUSED, 4, 2, 1, 2 }, 35.9, 36.1 },
+		{ h200, 14336, 4096, 64, { TUNE_PIPE_GEMM, 0, 0, 0, 0 }, 105.2, 108.3 },
+		{ h200, 4096, 14336, 16, { TUNE_PIPE_FUSED, 4, 1, 8, 1 }, 44.5, 44.5 },
+		{ a100, 64, 172, 2, { TUNE_PIPE_FUSED, 1, 8, 1, 1 }, 3.2, 3.5 },
+	};
+	for (size_t i = 0; i < sizeof(en) / sizeof(en[0]); i++)
+		if (tune_set_put(&s, &en[i], &e) < 0)
+			die("tune seed", &e);
+	char *text = tune_format(&s);
+	if (!text)
+		die("tune seed", NULL);
+	put("tune", "two-devices", text, strlen(text));
+	free(text);
+	static const char other[] = "unweight-tune 2\nwhatever a later version writes\n";
+	put("tune", "other-version", other, strlen(other));
+	tune_set_free(&s);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -337,5 +374,6 @@ int main(int argc, char **argv)
 	restcodec();
 	residents();
 	protos();
+	tunes();
 	return 0;
 }

@@ -73,6 +73,12 @@ static int reply(struct rbuf *r, struct wbuf *w, uint16_t op, int nfds, struct u
 		}
 		break;
 	}
+	case OP_TUNE: {
+		struct msg_tune_reply m;
+		if ((ok = dec_tune_reply(&rr, &m, e) == 0))
+			FUZZ_CHECK(enc_tune_reply(w, &m) == 0);
+		break;
+	}
 	case OP_ATTACH: {
 		struct msg_attach_reply m;
 		if ((ok = dec_attach_reply(&rr, nfds, &m, e) == 0)) {
@@ -118,6 +124,8 @@ static void decode(const struct proto_msg *m)
 			break;
 		case OP_VERIFY:
 			ROUND_TRIP(struct msg_verify, dec_verify, enc_verify, msg_verify_free);
+		case OP_TUNE:
+			ROUND_TRIP(struct msg_tune, dec_tune, enc_tune, msg_tune_free);
 			break;
 		default:
 			wb_free(&w);
