@@ -53,7 +53,8 @@ for be in host cuda; do
 done
 
 # Load throughput of a synthetic 1 GiB checkpoint (8 BF16 tensors of
-# 8192x8192, N(0, 0.02)) on both backends, from the page cache.
+# 8192x8192, N(0, 0.02)) from the page cache: host, and cuda encoding on
+# the CPU and on the GPU.
 if [ "${LOADBENCH:-1}" = 1 ] && python3 -c "import torch, safetensors" 2>/dev/null; then
 	ld=/tmp/uwload; mkdir -p $ld
 	python3 - $ld/synth.safetensors <<'PY'
@@ -64,15 +65,16 @@ save_file({f"model.layers.{i}.mlp.up_proj.weight": (torch.randn(8192, 8192, gene
            for i in range(8)}, sys.argv[1])
 PY
 	cat $ld/synth.safetensors >/dev/null
-	for be in host cuda; do
-		sock=/tmp/uwl-$be.sock
-		"$B/unweightd" --socket $sock --backend $be --allow-dir $ld --foreground \
-			2>"$O/unweightd-load-$be.log" &
+	for be in host:cpu cuda:cpu cuda:gpu; do
+		enc=${be#*:} be=${be%:*}
+		sock=/tmp/uwl-$be-$enc.sock
+		"$B/unweightd" --socket $sock --backend $be --encode $enc --allow-dir $ld \
+			--foreground 2>"$O/unweightd-load-$be-$enc.log" &
 		d=$!
 		for i in $(seq 50); do [ -S $sock ] && break; sleep 0.1; done
-		echo "== load 1 GiB, backend $be"
+		echo "== load 1 GiB, backend $be, encode $enc"
 		"$B/ctl/unweightctl" --socket $sock load synth $ld/synth.safetensors --wait --json |
-			tee "$O/load-$be.json" | tr ',' '\n' | grep -E "load_seconds|load_mb_per_s|ratio|resident_bytes"
+			tee "$O/load-$be-$enc.json" | tr ',' '\n' | grep -E "load_seconds|load_mb_per_s|ratio|resident_bytes"
 		kill -TERM $d
 		wait $d
 	done
