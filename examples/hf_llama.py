@@ -4,8 +4,8 @@ by unweightd, checked against the same model unpatched.
 
 It builds the model from a config (default: a 1.1B-parameter shape, hidden
 2048, intermediate 5632, 22 layers, 32 heads and 4 KV heads, vocabulary
-32000) with synthetic N(0, 0.02) BF16 weights (norms 1), writes them to a
-safetensors file in --dir, has the daemon at --socket load it, and then:
+32000) with synthetic BF16 weights, writes them to a safetensors file in
+--dir, has the daemon at --socket load it, and then:
 
 1. runs the unpatched model: greedy generation of --tokens tokens at batch 1
    (keeping each step's logits) and timed generations at each --batch;
@@ -15,6 +15,17 @@ safetensors file in --dir, has the daemon at --socket load it, and then:
 3. runs the same generations patched, once free-running and once fed the
    unpatched model's tokens (so that every step sees the same prefix), and
    compares the tokens and the logits.
+
+The weights (--weights): "decisive" (the default) has every layer N(0, 0.02)
+(norms 1), but plants a next-token rule the way a trained model has one:
+the embedding is N(0, --embed-std) and the lm_head row of token j is the
+unit direction of the embedding of token perm[j] (a random permutation), so
+the token after t is the j with perm[j] = t, unless the layers say
+otherwise (the run prints how far they turn the final hidden state from
+the token's own embedding). Its top logit stands
+clear of the next, as a trained model's mostly does, so greedy generation is
+a fair test of the served weights. "random" makes every weight N(0, --std):
+its logits are noise, and near-ties come every few steps.
 
 Tokens must be the same, except where the unpatched model's top two logits
 are a near-tie: within one BF16 step, or within twice the largest logit
@@ -67,7 +78,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8],
                    help="batch sizes to time")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--weights", choices=("decisive", "random"), default="decisive",
+                   help="random: every weight N(0, std); decisive: the same, but a "
+                        "next-token rule planted in the embedding and lm_head")
     p.add_argument("--std", type=float, default=0.02, help="weights are N(0, std)")
+    p.add_argument("--embed-std", type=float, default=10.0,
+                   help="decisive: the embedding is N(0, embed-std)")
     p.add_argument("--err-ratio", type=float, default=1.5,
                    help="largest ratio allowed of the patched model's mean |logit error| "
                         "to the unpatched model's, both against the float32 model")
@@ -86,8 +102,9 @@ def llama_config(path: Optional[str]):
                        max_position_embeddings=2048, tie_word_embeddings=False)
 
 
-def build_model(config, seed: int, std: float) -> nn.Module:
-    """The model on the GPU in BF16, with synthetic weights."""
+def build_model(config, args: argparse.Namespace) -> nn.Module:
+    """The model on the GPU in BF16, with synthetic weights (--weights)."""
+    seed, std = args.seed, args.std
     from transformers import LlamaForCausalLM
     prev = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
@@ -106,7 +123,22 @@ def build_model(config, seed: int, std: float) -> nn.Module:
                 p.fill_(1.0)
             else:
                 p.normal_(0.0, std, generator=g)
+        if args.weights == "decisive":
+            plant_successors(model, seed, args.embed_std)
     return model
+
+
+def plant_successors(model: nn.Module, seed: int, embed_std: float) -> None:
+    """lm_head[j] = the unit direction of embedding[perm[j]]: after token t
+    the top logit is that of the j with perm[j] = t (module docstring)."""
+    emb, head = model.model.embed_tokens.weight, model.lm_head.weight
+    if emb.data_ptr() == head.data_ptr():
+        raise RuntimeError("--weights decisive needs an lm_head of its own "
+                           "(tie_word_embeddings false); use --weights random")
+    g = torch.Generator(device="cuda").manual_seed(seed + 1)
+    emb.normal_(0.0, embed_std, generator=g)
+    perm = torch.randperm(emb.shape[0], generator=g, device="cuda")
+    head.copy_(nn.functional.normalize(emb[perm].float(), dim=1).to(head.dtype))
 
 
 def unique_tensors(model: nn.Module) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
@@ -228,12 +260,12 @@ def main() -> int:
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
           f"{torch.cuda.get_device_name()}, library {unweight.lib()._name}")
     config = llama_config(args.config)
-    model = build_model(config, args.seed, args.std)
+    model = build_model(config, args)
     nparams = sum(p.numel() for p in model.parameters())
     kept, alias = unique_tensors(model)
     mapping = linear_targets(model, kept, alias)
-    print(f"model: {nparams / 1e9:.3f} B parameters, {len(mapping)} linear layers"
-          + (f", tied: {alias}" if alias else ""))
+    print(f"model: {nparams / 1e9:.3f} B parameters, {len(mapping)} linear layers, "
+          f"{args.weights} weights" + (f", tied: {alias}" if alias else ""))
 
     os.makedirs(args.dir, exist_ok=True)
     path = os.path.join(os.path.abspath(args.dir), f"{args.model_name}.safetensors")
@@ -259,6 +291,16 @@ def main() -> int:
 
     g = torch.Generator().manual_seed(args.seed)
     prompt = torch.randint(0, config.vocab_size, (1, args.prompt_len), generator=g).cuda()
+
+    # How much the layers move each position's final hidden state away from
+    # its token's own embedding: the planted rule holds only while they do
+    # not move it too far, and they must move it for the test to mean much.
+    with torch.no_grad():
+        hs = model(prompt, output_hidden_states=True).hidden_states
+        cos = nn.functional.cosine_similarity(hs[0].float(), hs[-1].float(), dim=-1)
+    print(f"final hidden state against the token's embedding: cosine {cos.mean().item():.3f} "
+          f"(min {cos.min().item():.3f}) over the prompt")
+    del hs
 
     # Unpatched.
     ref_tok, ref_logits, ref_prefill, _ = greedy(model, prompt, args.tokens, True)
