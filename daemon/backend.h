@@ -65,14 +65,15 @@ struct backend_ops {
 	int (*buf_crc32c)(const struct bbuf *buf, struct bspan *spans, size_t n,
 			  struct uwerr *e);
 	/* Encoding on the device (NULL where the backend has none): one
-	 * encoder per loader thread, writing into buf. enc_tensor plans the
-	 * raw bytes of a tensor (host memory), asks place for the offset of
-	 * its l->nbytes (into *off), and writes them there; 1, with nothing placed or
-	 * written, when the device has no room for the encoder's scratch now
-	 * (the caller encodes that tensor on the CPU). */
+	 * encoder per loader thread, writing into buf. enc_tensor plans a
+	 * tensor (raw bytes or an exphuf payload in host memory, encode_gpu.h),
+	 * asks place for the offset of its l->nbytes (into *off), and writes
+	 * them there; 1, with nothing placed or written, when the device has no
+	 * room for the encoder's scratch now (the caller decodes and encodes
+	 * that tensor on the CPU). */
 	int (*enc_new)(struct bbuf *buf, struct benc **out, struct uwerr *e);
 	int (*enc_tensor)(struct benc *enc, int dtype, int ndim, const uint64_t *shape,
-			  const void *raw, size_t raw_bytes, encode_place_fn place, void *ctx,
+			  const struct encode_input *in, encode_place_fn place, void *ctx,
 			  struct uw_layout *l, uint64_t *off, struct uwerr *e);
 	void (*enc_free)(struct benc *enc);   /* NULL is fine */
 	/* The daemon's own device address of a finished buffer, for kernels it

@@ -564,13 +564,13 @@ static int enc_place_checked(void *ctx, uint64_t nbytes, uint64_t *off, struct u
 }
 
 static int cuda_enc_tensor(struct benc *b, int dtype, int ndim, const uint64_t *shape,
-			   const void *raw, size_t raw_bytes, encode_place_fn place, void *ctx,
+			   const struct encode_input *in, encode_place_fn place, void *ctx,
 			   struct uw_layout *l, uint64_t *off, struct uwerr *e)
 {
 	CU_TRY(cu->cuCtxSetCurrent(b->buf->cd->ctx), e, "buffer %s", b->buf->label);
 	struct enc_place p = {place, ctx, b->buf};
-	return encode_gpu_tensor(b->g, dtype, ndim, shape, raw, raw_bytes,
-				 (void *)(uintptr_t)b->buf->ptr, enc_place_checked, &p, l, off, e);
+	return encode_gpu_tensor(b->g, dtype, ndim, shape, in, (void *)(uintptr_t)b->buf->ptr,
+				 enc_place_checked, &p, l, off, e);
 }
 
 static uint64_t cuda_buf_dev_addr(const struct bbuf *buf)

@@ -9,6 +9,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "format/restcodec.h"
 #include "kernels/cuda/uwk.h"
 
 /* Two stages: one filling while the other crosses PCIe. */
@@ -95,17 +96,18 @@ static int scratch(struct encode_gpu *g, size_t n, struct uwerr *e)
 	return 0;
 }
 
-/* raw into the scratch: a stage is refilled once its last copy is done. */
-static int upload(struct encode_gpu *g, const void *raw, size_t n, struct uwerr *e)
+/* n bytes of host memory to dev: a stage is refilled once its last copy
+ * is done. */
+static int upload(struct encode_gpu *g, void *dev, const void *src, size_t n, struct uwerr *e)
 {
-	const char *p = raw;
+	const char *p = src;
 	for (size_t off = 0; off < n; ) {
 		size_t k = n - off < STAGE_BYTES ? n - off : STAGE_BYTES;
 		int i = g->next;
 		cudaError_t err = cudaEventSynchronize(g->done[i]);
 		if (err == cudaSuccess) {
 			memcpy(g->host[i], p + off, k);
-			err = cudaMemcpyAsync((char *)g->dev + off, g->host[i], k,
+			err = cudaMemcpyAsync((char *)dev + off, g->host[i], k,
 					      cudaMemcpyHostToDevice, g->s);
 		}
 		if (err == cudaSuccess)
@@ -118,19 +120,58 @@ static int upload(struct encode_gpu *g, const void *raw, size_t n, struct uwerr 
 	return 0;
 }
 
+static size_t align256(size_t n)
+{
+	return (n + 255) & ~(size_t)255;
+}
+
+/* The payload, its chunk starts and code table after the raw bytes in the
+ * scratch; decoded into the scratch's start and checked there. */
+static int exphuf_to_raw(struct encode_gpu *g, const struct encode_input *in, struct uwerr *e)
+{
+	const struct rest_exphuf *x = in->x;
+	char *payload = (char *)g->dev + align256(in->raw_bytes);
+	char *start = payload + align256(in->len);
+	char *dec = start + align256((x->nchunks + 1) * sizeof(*x->start));
+	int rc;
+	if (!x->n)
+		return 0;
+	if ((rc = upload(g, payload, in->data, in->len, e)) ||
+	    (rc = upload(g, start, x->start, (x->nchunks + 1) * sizeof(*x->start), e)) ||
+	    (rc = upload(g, dec, x->dec->entry, sizeof(x->dec->entry), e)))
+		return rc;
+	if ((rc = uwk_exphuf_decode((const uint8_t *)payload + x->sm_off,
+				    (const uint8_t *)payload + x->bits_off, (const uint64_t *)start,
+				    (const uint16_t *)dec, x->n, g->dev, g->s, e)))
+		return rc;
+	uint32_t crc;
+	if ((rc = uwk_crc32c(g->dev, in->raw_bytes, &crc, g->s, e)))
+		return rc;
+	if (crc != in->raw_crc)
+		return uwerr_set(e, EBADMSG, "decoded bytes CRC-32C mismatch (stored 0x%08x, computed "
+				 "0x%08x on the GPU)", in->raw_crc, crc);
+	return 0;
+}
+
 int encode_gpu_tensor(struct encode_gpu *g, int dtype, int ndim, const uint64_t *shape,
-		      const void *raw, size_t raw_bytes, void *dst, encode_place_fn place,
+		      const struct encode_input *in, void *dst, encode_place_fn place,
 		      void *ctx, struct uw_layout *l, uint64_t *off, struct uwerr *e)
 {
-	int rc = scratch(g, raw_bytes, e);
+	size_t need = in->raw_bytes;
+	if (in->x)
+		need = align256(in->raw_bytes) + align256(in->len) +
+		       align256((in->x->nchunks + 1) * sizeof(*in->x->start)) +
+		       sizeof(in->x->dec->entry);
+	int rc = scratch(g, need, e);
 	if (rc)
 		return rc;
-	if ((rc = upload(g, raw, raw_bytes, e)))
+	rc = in->x ? exphuf_to_raw(g, in, e) : upload(g, g->dev, in->data, in->raw_bytes, e);
+	if (rc)
 		return rc;
 	/* plan syncs the stream: the staging is free again after it */
-	if ((rc = uwk_encode_plan(dtype, ndim, shape, g->dev, raw_bytes, l, g->s, e)))
+	if ((rc = uwk_encode_plan(dtype, ndim, shape, g->dev, in->raw_bytes, l, g->s, e)))
 		return rc;
 	if ((rc = place(ctx, l->nbytes, off, e)))
 		return rc;
-	return uwk_encode(l, g->dev, raw_bytes, (char *)dst + *off, g->s, e);
+	return uwk_encode(l, g->dev, in->raw_bytes, (char *)dst + *off, g->s, e);
 }

@@ -1,6 +1,7 @@
 /* encode_gpu: a loader worker's GPU-side encoding for the cuda backend.
- * A tensor's stored BF16 bytes cross PCIe through pinned staging into a
- * device scratch; uwk_encode_plan counts its exponents there and plans
+ * A tensor's stored bytes cross PCIe through pinned staging into a device
+ * scratch (a bundle's exphuf payload is decoded there by uwk_exphuf_decode
+ * and its CRC-32C checked against the bundle's); uwk_encode_plan counts its exponents there and plans
  * with res_plan's own code; the caller places it; uwk_encode writes the
  * resident bytes and their CRC-32C straight into the model's buffer. The
  * CPU encoder (kernels/resident.c) stays the reference and the host
@@ -26,12 +27,24 @@ typedef int (*encode_place_fn)(void *ctx, uint64_t nbytes, uint64_t *off, struct
 int encode_gpu_new(struct encode_gpu **out, struct uwerr *e);
 void encode_gpu_free(struct encode_gpu *g);   /* NULL is fine */
 
-/* Plan and encode the raw_bytes at raw (host memory) into dst + the offset
- * place gives (*off), and fill *l (crc32c included). Returns 1, having placed and
- * written nothing, when the device has no room for the scratch now: the
- * caller encodes this one on the CPU. */
+/* A tensor as the loader has it, in host memory: its raw bytes, or (x set)
+ * a bundle's REST_EXPHUF payload, checked and parsed by rest_exphuf_parse,
+ * with the CRC-32C its decoded bytes must have. */
+struct rest_exphuf;
+struct encode_input {
+	const void *data;
+	size_t len;                    /* bytes at data */
+	size_t raw_bytes;              /* the tensor's */
+	const struct rest_exphuf *x;   /* NULL: data is the raw bytes */
+	uint32_t raw_crc;              /* x: the decoded bytes' CRC-32C */
+};
+
+/* Plan and encode the tensor into dst + the offset place gives (*off), and
+ * fill *l (crc32c included). Returns 1, having placed and written nothing,
+ * when the device has no room for the scratch now: the caller encodes this
+ * one on the CPU. */
 int encode_gpu_tensor(struct encode_gpu *g, int dtype, int ndim, const uint64_t *shape,
-		      const void *raw, size_t raw_bytes, void *dst, encode_place_fn place,
+		      const struct encode_input *in, void *dst, encode_place_fn place,
 		      void *ctx, struct uw_layout *l, uint64_t *off, struct uwerr *e);
 
 #endif

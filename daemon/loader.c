@@ -19,12 +19,13 @@
 #include "daemon/log.h"
 #include "daemon/registry.h"
 #include "daemon/uwd.h"
+#include "format/restcodec.h"
 #include "format/source.h"
 #include "format/uring_read.h"
 #include "kernels/resident.h"
 
 #define MAX_LOAD_THREADS 8
-#define MAX_READERS 4                   /* shards read at once */
+#define MAX_READERS 4                   /* parts of files read at once */
 #define READ_WINDOW (1ull << 30)        /* bytes read ahead of the encoders */
 #define UNIT_MIN UR_CHUNK               /* small tensors are read together up to this */
 #define UNIT_GAP (1u << 20)             /* and across gaps this small between them */
@@ -51,6 +52,11 @@ struct item {
 	const unsigned char *stored;
 };
 
+/* A reader's share: tensors order[first .. end) of one file. */
+struct part {
+	size_t file, first, end;
+};
+
 /* One load in progress. */
 struct job {
 	struct job *next;
@@ -72,7 +78,9 @@ struct job {
 	struct src_extent *ext;       /* per tensor */
 	size_t *order;                /* tensor indices by (file, offset) */
 	size_t *file_first;           /* file f's tensors: order[file_first[f] .. file_first[f+1]) */
-	atomic_size_t next_file;
+	struct part *parts;           /* what one reader takes at a time */
+	size_t nparts;
+	atomic_size_t next_part;
 	int nreaders;
 
 	/* Between the readers and the encoders, under qlock. */
@@ -245,16 +253,38 @@ struct worker {
 	struct benc *gpu;
 };
 
-/* Decode (bundles), plan and encode one tensor, on the device where the
- * worker has an encoder, and write it at the next free offset. */
-static int encode_one(struct job *j, const struct item *it, struct worker *w, struct uwerr *e)
+/* On the worker's GPU encoder: the stored bytes when they are raw or a
+ * bundle's exphuf payload (decoded on the device); 1 for the CPU to do it
+ * (other payloads, or no room on the device now). Errors name the tensor. */
+static int encode_gpu_one(struct job *j, const struct item *it, struct worker *w,
+			  struct uw_layout *l, uint64_t *off, struct uwerr *e)
 {
-	struct model *m = j->m;
 	const struct backend *be = j->ld->d->be;
-	struct proto_tensor *t = &m->t[it->tensor];
+	const struct proto_tensor *t = &j->m->t[it->tensor];
+	struct encode_input in = {it->stored, t->raw_bytes, t->raw_bytes, NULL, 0};
+	struct rest_exphuf x;
+	if (!source_stored_is_raw(j->src)) {
+		int rc = source_stored_exphuf(j->src, it->tensor, it->stored, &x, &in.raw_crc, e);
+		if (rc)
+			return rc;   /* 1: not exphuf; else its message names the tensor */
+		struct src_extent ext;
+		source_extent(j->src, it->tensor, &ext);
+		in.len = ext.len;
+		in.x = &x;
+	}
+	int rc = be->ops->enc_tensor(w->gpu, (int)t->dtype, (int)t->ndim, t->shape, &in, place, j,
+				     l, off, e);
+	if (in.x)
+		rest_exphuf_free(&x);
+	return rc < 0 ? uwerr_prefix(e, "tensor %s", t->name) : rc;
+}
+
+/* The same on the CPU (the reference encoder), writing through buf_write. */
+static int encode_cpu_one(struct job *j, const struct item *it, struct worker *w,
+			  struct uw_layout *l, uint64_t *off, struct uwerr *e)
+{
+	const struct proto_tensor *t = &j->m->t[it->tensor];
 	const void *data = it->stored;
-	struct uw_layout l;
-	uint64_t off = 0;
 	int rc;
 	if (!source_stored_is_raw(j->src)) {
 		if (grow(&w->raw, &w->raw_cap, t->raw_bytes))
@@ -264,24 +294,31 @@ static int encode_one(struct job *j, const struct item *it, struct worker *w, st
 			return rc;   /* its message names the tensor */
 		data = w->raw;
 	}
-	rc = 1;
-	if (w->gpu)
-		rc = be->ops->enc_tensor(w->gpu, (int)t->dtype, (int)t->ndim, t->shape, data,
-					 t->raw_bytes, place, j, &l, &off, e);
-	if (rc == 1) {   /* on the CPU */
-		rc = res_plan((int)t->dtype, (int)t->ndim, t->shape, data, t->raw_bytes, &l, e);
-		if (!rc && grow(&w->enc, &w->enc_cap, l.nbytes))
-			rc = uwerr_set(e, ENOMEM, "%llu bytes: out of memory",
-				       (unsigned long long)l.nbytes);
-		if (!rc)
-			rc = res_encode(&l, data, t->raw_bytes, w->enc, e);
-		if (!rc)
-			rc = place(j, l.nbytes, &off, e);
-		if (!rc && l.nbytes)
-			rc = be->ops->buf_write(m->bufs[0], off, w->enc, l.nbytes, e);
-	}
+	rc = res_plan((int)t->dtype, (int)t->ndim, t->shape, data, t->raw_bytes, l, e);
+	if (!rc && grow(&w->enc, &w->enc_cap, l->nbytes))
+		rc = uwerr_set(e, ENOMEM, "%llu bytes: out of memory", (unsigned long long)l->nbytes);
+	if (!rc)
+		rc = res_encode(l, data, t->raw_bytes, w->enc, e);
+	if (!rc)
+		rc = place(j, l->nbytes, off, e);
+	if (!rc && l->nbytes)
+		rc = j->ld->d->be->ops->buf_write(j->m->bufs[0], *off, w->enc, l->nbytes, e);
+	return rc ? uwerr_prefix(e, "tensor %s", t->name) : 0;
+}
+
+/* Decode (bundles), plan and encode one tensor, on the device where the
+ * worker has an encoder, and write it at the next free offset. */
+static int encode_one(struct job *j, const struct item *it, struct worker *w, struct uwerr *e)
+{
+	struct model *m = j->m;
+	struct proto_tensor *t = &m->t[it->tensor];
+	struct uw_layout l;
+	uint64_t off = 0;
+	int rc = w->gpu ? encode_gpu_one(j, it, w, &l, &off, e) : 1;
+	if (rc == 1)
+		rc = encode_cpu_one(j, it, w, &l, &off, e);
 	if (rc)
-		return uwerr_prefix(e, "tensor %s", t->name);
+		return rc;
 	t->buf = 0;
 	t->offset = off;
 	t->layout = l;
@@ -394,18 +431,20 @@ static void unit_deliver(struct job *j, struct unit *u)
 	pthread_mutex_unlock(&j->qlock);
 }
 
-/* Read every tensor of file f, a window's worth ahead of the encoders. */
-static int read_file(struct job *j, struct ur_ring *r, size_t f, struct uwerr *e)
+/* Read every tensor of a part, a window's worth ahead of the encoders. */
+static int read_part(struct job *j, struct ur_ring *r, const struct part *p, struct uwerr *e)
 {
 	struct ur_file *uf;
+	size_t f = p->file;
 	int rc = ur_file_open(source_file_fd(j->src, f), source_file_size(j->src, f),
 			      source_file_path(j->src, f), j->io, &uf, e);
 	if (rc)
 		return rc;
-	log_info("load %s: reading %s %s, through %s", j->m->name, source_file_path(j->src, f),
-		 ur_file_direct(uf) ? "with O_DIRECT" : "buffered",
-		 ur_ring_uring(r) ? "io_uring" : "pread");
-	size_t k = j->file_first[f], end = j->file_first[f + 1];
+	if (p->first == j->file_first[f])
+		log_info("load %s: reading %s %s, through %s", j->m->name,
+			 source_file_path(j->src, f), ur_file_direct(uf) ? "with O_DIRECT" : "buffered",
+			 ur_ring_uring(r) ? "io_uring" : "pread");
+	size_t k = p->first, end = p->end;
 	struct unit *next = NULL;   /* planned, waiting for window */
 	while ((k < end || ur_pending(r)) && !par_failed(&j->err) && !canceled(j)) {
 		if (k < end && !next && !(next = unit_plan(j, uf, k, end))) {
@@ -453,10 +492,10 @@ static void *reader_main(void *arg)
 	if (ur_ring_new(0, &r, &e)) {
 		fail(j, &e);
 	} else {
-		size_t f;
-		while ((f = atomic_fetch_add(&j->next_file, 1)) < source_file_count(j->src) &&
+		size_t i;
+		while ((i = atomic_fetch_add(&j->next_part, 1)) < j->nparts &&
 		       !par_failed(&j->err) && !canceled(j))
-			if (read_file(j, r, f, &e)) {
+			if (read_part(j, r, &j->parts[i], &e)) {
 				fail(j, &e);
 				break;
 			}
@@ -476,6 +515,30 @@ static int by_file_offset(const void *a, const void *b, void *ctx)
 	if (x->file != y->file)
 		return x->file < y->file ? -1 : 1;
 	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Each file in parts of about equal bytes, so that a bundle (one file), or
+ * a checkpoint of fewer shards than readers, keeps every reader busy: one
+ * reader copies from the page cache at a few GB/s. */
+static int plan_parts(struct job *j, size_t nf)
+{
+	size_t per = nf && nf < MAX_READERS ? MAX_READERS / nf : 1;
+	if (!(j->parts = calloc(nf * per, sizeof(*j->parts))))
+		return -1;
+	for (size_t f = 0; f < nf; f++) {
+		size_t k = j->file_first[f], end = j->file_first[f + 1];
+		uint64_t total = 0, acc = 0;
+		for (size_t i = k; i < end; i++)
+			total += j->ext[j->order[i]].len;
+		for (size_t p = 0; p < per && k < end; p++) {
+			size_t first = k;
+			uint64_t goal = p + 1 == per ? UINT64_MAX : total / per * (p + 1);
+			while (k < end && (k == first || acc < goal))
+				acc += j->ext[j->order[k++]].len;
+			j->parts[j->nparts++] = (struct part){f, first, k};
+		}
+	}
+	return 0;
 }
 
 /* The tensor table and the buffer, before the workers fill them, and the
@@ -513,6 +576,8 @@ static int job_prepare(struct job *j, struct uwerr *e)
 	qsort_r(j->order, m->ntensors, sizeof(*j->order), by_file_offset, j->ext);
 	for (size_t f = 0; f < nf; f++)
 		j->file_first[f + 1] += j->file_first[f];
+	if (plan_parts(j, nf))
+		return uwerr_set(e, ENOMEM, "%zu files: out of memory", nf);
 	int rc = be->ops->buf_create(j->ld->d->be, m->dev, m->name, j->cap, &m->bufs[0], e);
 	if (!rc)
 		m->nbufs = 1;
@@ -560,10 +625,9 @@ static void end_turn(struct job *j)
 /* Readers and encoders, all at once; returns when both are done. */
 static void job_run(struct job *j)
 {
-	size_t nf = source_file_count(j->src);
 	pthread_t th[MAX_READERS];
 	int started = 0;
-	j->nreaders = nf < MAX_READERS ? (int)nf : MAX_READERS;
+	j->nreaders = j->nparts < MAX_READERS ? (int)j->nparts : MAX_READERS;
 	j->readers_left = j->nreaders;
 	for (int i = 0; i < j->nreaders; i++) {
 		int rc = pthread_create(&th[i], NULL, reader_main, j);
@@ -674,6 +738,7 @@ static void job_free(struct job *j)
 	free(j->ext);
 	free(j->order);
 	free(j->file_first);
+	free(j->parts);
 	free(j->items);
 	pthread_mutex_destroy(&j->qlock);
 	pthread_cond_destroy(&j->qcond);

@@ -483,15 +483,22 @@ static int check_crc(const char *what, const struct bundle_tensor *t, uint32_t s
 	return 0;
 }
 
-int bundle_decode_tensor(const struct bundle *b, size_t i, const void *payload, void *raw,
-			 int nthreads, struct uwerr *e)
+int bundle_check_payload(const struct bundle *b, size_t i, const void *payload,
+			 struct uwerr *e)
 {
 	if (i >= b->ntensors)
 		return uwerr_set(e, EINVAL, "tensor %zu of %zu", i, b->ntensors);
 	const struct bundle_tensor *t = &b->tensors[i];
-	int rc;
-	if ((rc = check_crc("payload", t, t->payload_crc, payload, t->length, e)))
+	return check_crc("payload", t, t->payload_crc, payload, t->length, e);
+}
+
+int bundle_decode_tensor(const struct bundle *b, size_t i, const void *payload, void *raw,
+			 int nthreads, struct uwerr *e)
+{
+	int rc = bundle_check_payload(b, i, payload, e);
+	if (rc)
 		return rc;
+	const struct bundle_tensor *t = &b->tensors[i];
 	if (t->enc == REST_RAW) {
 		if (payload != raw)
 			memcpy(raw, payload, t->raw_bytes);

@@ -90,6 +90,11 @@ int bundle_read_tensor(const struct bundle *b, size_t i, void *raw, int nthreads
 int bundle_decode_tensor(const struct bundle *b, size_t i, const void *payload, void *raw,
 			 int nthreads, struct uwerr *e);
 
+/* The first half of that: the payload's CRC, for a decoder elsewhere (the
+ * GPU), which checks the decoded bytes against the tensor's raw_crc. */
+int bundle_check_payload(const struct bundle *b, size_t i, const void *payload,
+			 struct uwerr *e);
+
 /* Streaming writer: payloads go out one by one as they are put; the
  * directory is written at the end and the header rewritten to point at it.
  * Writes PATH.tmp, renamed to PATH on commit. Not thread-safe: callers

@@ -15,7 +15,7 @@
 
 #define EXPHUF_VERSION 1
 #define EXPHUF_HDR 12                   /* version, flags, nsym, n */
-#define EXPHUF_CHUNK 65536              /* elements per independently coded chunk */
+#define EXPHUF_CHUNK EXPHUF_CHUNK_ELEMS /* elements per independently coded chunk */
 #define REST_ZSTD_LEVEL 3
 #define REST_ZSTD_MT_MIN (4u << 20)     /* zstd workers only pay above this */
 
@@ -274,16 +274,20 @@ static void exphuf_get_chunks(void *ctx, size_t c0, size_t c1)
 			par_fail(&j->err, &e);
 }
 
-static int exphuf_decode(const uint8_t *p, size_t len, void *raw, size_t nbytes,
-			 int nthreads, struct uwerr *e)
+void rest_exphuf_free(struct rest_exphuf *x)
 {
-	struct exphuf_job j = {.out = raw};
-	struct huf_code code;
-	struct huf_dec *dec = NULL;
-	uint32_t *pair = NULL;
-	uint64_t *start = NULL;
-	int rc;
+	free(x->start);
+	free(x->dec);
+	x->start = NULL;
+	x->dec = NULL;
+}
 
+int rest_exphuf_parse(const void *data, size_t len, size_t nbytes, struct rest_exphuf *x,
+		      struct uwerr *e)
+{
+	const uint8_t *p = data;
+	struct huf_code code;
+	*x = (struct rest_exphuf){0};
 	if (len < EXPHUF_HDR)
 		return uwerr_set(e, EBADMSG, "exphuf: %zu-byte payload is shorter than its %d-byte header",
 				 len, EXPHUF_HDR);
@@ -291,72 +295,87 @@ static int exphuf_decode(const uint8_t *p, size_t len, void *raw, size_t nbytes,
 		return uwerr_set(e, EBADMSG, "exphuf: version %u flags %u (want %d and 0)",
 				 p[0], p[1], EXPHUF_VERSION);
 	code.nsym = le16_get(p + 2);
-	j.n = le64_get(p + 4);
-	if (nbytes % 2 || j.n != nbytes / 2)
+	x->n = le64_get(p + 4);
+	if (nbytes % 2 || x->n != nbytes / 2)
 		return uwerr_set(e, EBADMSG, "exphuf: %llu elements stored, but the tensor has %zu bytes",
-				 (unsigned long long)j.n, nbytes);
-	if (code.nsym > HUF_SYMS || (code.nsym == 0) != (j.n == 0))
+				 (unsigned long long)le64_get(p + 4), nbytes);
+	if (code.nsym > HUF_SYMS || (code.nsym == 0) != (x->n == 0))
 		return uwerr_set(e, EBADMSG, "exphuf: %d code symbols for %zu elements",
-				 code.nsym, j.n);
-	j.nchunks = j.n / EXPHUF_CHUNK + (j.n % EXPHUF_CHUNK != 0);
-	/* j.n <= nbytes / 2, so none of these sums can overflow size_t */
+				 code.nsym, x->n);
+	x->nchunks = x->n / EXPHUF_CHUNK + (x->n % EXPHUF_CHUNK != 0);
+	/* x->n <= nbytes / 2, so none of these sums can overflow size_t */
 	size_t table = EXPHUF_HDR + 2 * (size_t)code.nsym;
-	size_t sm_off = table + 8 * j.nchunks;
-	size_t bits_off = sm_off + j.n;
-	if (bits_off > len)
+	x->sm_off = table + 8 * x->nchunks;
+	x->bits_off = x->sm_off + x->n;
+	if (x->bits_off > len)
 		return uwerr_set(e, EBADMSG, "exphuf: payload of %zu bytes ends inside its tables and sign|mantissa bytes (%zu)",
-				 len, bits_off);
+				 len, x->bits_off);
 	for (int i = 0; i < code.nsym; i++) {
 		code.sym[i] = p[EXPHUF_HDR + 2 * i];
 		code.len[i] = p[EXPHUF_HDR + 2 * i + 1];
 	}
-	if (j.n == 0) {
+	if (x->n == 0) {
 		if (len != EXPHUF_HDR)
 			return uwerr_set(e, EBADMSG, "exphuf: %zu bytes after an empty tensor's header",
 					 len - EXPHUF_HDR);
 		return 0;
 	}
-	dec = malloc(sizeof(*dec));
-	pair = malloc(HUF_TABLE_SIZE * sizeof(*pair));
-	start = malloc((j.nchunks + 1) * sizeof(*start));
-	if (!dec || !pair || !start) {
-		rc = uwerr_set(e, ENOMEM, "exphuf: decode tables for %zu chunks", j.nchunks);
+	int rc;
+	x->dec = malloc(sizeof(*x->dec));
+	x->start = malloc((x->nchunks + 1) * sizeof(*x->start));
+	if (!x->dec || !x->start) {
+		rc = uwerr_set(e, ENOMEM, "exphuf: decode tables for %zu chunks", x->nchunks);
 		goto fail;
 	}
-	if ((rc = huf_build_dec(&code, dec, e)) < 0) {
+	if ((rc = huf_build_dec(&code, x->dec, e)) < 0) {
 		uwerr_prefix(e, "exphuf");
 		goto fail;
 	}
-	decode_pairs(dec, pair);
-	start[0] = 0;
-	for (size_t c = 0; c < j.nchunks; c++) {
+	x->start[0] = 0;
+	for (size_t c = 0; c < x->nchunks; c++) {
 		uint64_t end = le64_get(p + table + 8 * c);
+		size_t cnt = x->n - c * EXPHUF_CHUNK < EXPHUF_CHUNK ? x->n - c * EXPHUF_CHUNK
+								   : EXPHUF_CHUNK;
 		/* a code is at most HUF_MAX_LEN bits */
-		uint64_t most = ((uint64_t)chunk_count(&j, c) * HUF_MAX_LEN + 7) / 8;
-		if (end < start[c] || end - start[c] > most) {
+		uint64_t most = ((uint64_t)cnt * HUF_MAX_LEN + 7) / 8;
+		if (end < x->start[c] || end - x->start[c] > most) {
 			rc = uwerr_set(e, EBADMSG, "exphuf chunk %zu: ends at %llu after starting at %llu (at most %llu bytes)",
-				       c, (unsigned long long)end, (unsigned long long)start[c],
+				       c, (unsigned long long)end, (unsigned long long)x->start[c],
 				       (unsigned long long)most);
 			goto fail;
 		}
-		start[c + 1] = end;
+		x->start[c + 1] = end;
 	}
-	if (start[j.nchunks] != len - bits_off) {
+	if (x->start[x->nchunks] != len - x->bits_off) {
 		rc = uwerr_set(e, EBADMSG, "exphuf: bitstreams take %llu bytes, but %zu follow the tables",
-			       (unsigned long long)start[j.nchunks], len - bits_off);
+			       (unsigned long long)x->start[x->nchunks], len - x->bits_off);
 		goto fail;
 	}
-	j.sm = p + sm_off;
-	j.bits = p + bits_off;
-	j.start = start;
-	j.dec = dec;
-	j.pair = pair;
+	return 0;
+fail:
+	rest_exphuf_free(x);
+	return rc;
+}
+
+static int exphuf_decode(const uint8_t *p, size_t len, void *raw, size_t nbytes,
+			 int nthreads, struct uwerr *e)
+{
+	struct rest_exphuf x;
+	int rc = rest_exphuf_parse(p, len, nbytes, &x, e);
+	if (rc || x.n == 0)
+		return rc;
+	uint32_t *pair = malloc(HUF_TABLE_SIZE * sizeof(*pair));
+	if (!pair) {
+		rest_exphuf_free(&x);
+		return uwerr_set(e, ENOMEM, "exphuf: decode tables for %zu chunks", x.nchunks);
+	}
+	decode_pairs(x.dec, pair);
+	struct exphuf_job j = {.out = raw, .n = x.n, .nchunks = x.nchunks, .sm = p + x.sm_off,
+			       .bits = p + x.bits_off, .start = x.start, .dec = x.dec, .pair = pair};
 	par_for(j.nchunks, nthreads, exphuf_get_chunks, &j);
 	rc = par_err_take(&j.err, e);
-fail:
-	free(start);
 	free(pair);
-	free(dec);
+	rest_exphuf_free(&x);
 	return rc;
 }
 

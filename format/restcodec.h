@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "format/huffman.h"
 
 /* Stored in bundles: never renumber. */
 enum rest_enc {
@@ -37,6 +38,24 @@ int rest_encode_with(int enc, int dtype, const void *raw, size_t nbytes,
  * checked before use: corrupt input gives -EBADMSG, never a fault. */
 int rest_decode(int enc, int dtype, const void *data, size_t len,
 		void *raw, size_t nbytes, int nthreads, struct uwerr *e);
+
+/* A REST_EXPHUF payload checked (header, code table, every chunk end, the
+ * lengths) and ready to decode, here (rest_decode) or on a GPU, which needs
+ * only the chunks' bitstreams to decode exactly as their ends say. */
+struct rest_exphuf {
+	size_t n, nchunks;          /* elements; chunks of EXPHUF_CHUNK_ELEMS */
+	size_t sm_off, bits_off;    /* where the sign|mantissa bytes and the bitstreams begin */
+	uint64_t *start;            /* [nchunks + 1]: each chunk's bitstream, from bits_off */
+	struct huf_dec *dec;        /* the code's lookup table */
+};
+#define EXPHUF_CHUNK_ELEMS 65536
+
+/* Parse len bytes of payload for a tensor of nbytes; *x is the caller's to
+ * free (rest_exphuf_free) on success, left empty on failure (-EBADMSG
+ * naming the field, -ENOMEM). */
+int rest_exphuf_parse(const void *data, size_t len, size_t nbytes, struct rest_exphuf *x,
+		      struct uwerr *e);
+void rest_exphuf_free(struct rest_exphuf *x);
 
 /* Exponent statistics of BF16 data, for inspect and the bench. */
 struct exp_stats {

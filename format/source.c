@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "format/bundle.h"
+#include "format/restcodec.h"
 
 struct source {
 	struct bundle *b;            /* exactly one of b and c */
@@ -213,6 +214,22 @@ uint64_t source_file_size(const struct source *s, size_t file)
 int source_stored_is_raw(const struct source *s)
 {
 	return s->b == NULL;
+}
+
+int source_stored_exphuf(const struct source *s, size_t i, const void *stored,
+			 struct rest_exphuf *x, uint32_t *raw_crc, struct uwerr *e)
+{
+	if (i >= s->n)
+		return uwerr_set(e, EINVAL, "tensor %zu of %zu", i, s->n);
+	if (!s->b || s->b->tensors[i].enc != REST_EXPHUF)
+		return 1;
+	const struct bundle_tensor *t = &s->b->tensors[i];
+	int rc = bundle_check_payload(s->b, i, stored, e);
+	if (!rc && (rc = rest_exphuf_parse(stored, t->length, t->raw_bytes, x, e)))
+		uwerr_prefix(e, "tensor '%s'", t->name);
+	if (!rc)
+		*raw_crc = t->raw_crc;
+	return rc;
 }
 
 int source_decode(const struct source *s, size_t i, const void *stored, void *raw,

@@ -65,4 +65,12 @@ int source_stored_is_raw(const struct source *s);
 int source_decode(const struct source *s, size_t i, const void *stored, void *raw,
 		  struct uwerr *e);
 
+/* For a decoder elsewhere (the GPU): when tensor i's stored bytes are a
+ * bundle's REST_EXPHUF payload, check their checksum, parse them into *x
+ * (rest_exphuf_free it) and give the CRC-32C the decoded bytes must have;
+ * 1, doing nothing, for any other tensor. */
+struct rest_exphuf;
+int source_stored_exphuf(const struct source *s, size_t i, const void *stored,
+			 struct rest_exphuf *x, uint32_t *raw_crc, struct uwerr *e);
+
 #endif

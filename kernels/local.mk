@@ -27,7 +27,7 @@ NVCCFLAGS = -std=c++17 -O3 -lineinfo \
 	-I$(srcdir) -I$(srcdir)/client -I$(builddir)
 UWCUDA_HDRS = kernels/cuda/uwk.h kernels/cuda/uwk_int.h kernels/resident.h kernels/tunecache.h
 UWCUDA_OBJS = kernels/cuda/ctx.o kernels/cuda/decode.o kernels/cuda/encode.o \
-	kernels/cuda/matmul.o kernels/cuda/tune.o
+	kernels/cuda/matmul.o kernels/cuda/tune.o kernels/cuda/exphuf.o
 # Link with gcc: the C++ runtime and cudart (dynamic, found through the rpath;
 # libcuda is loaded by cudart, so a host without a driver still starts).
 UWCUDA_LIBS = kernels/libuwcuda.a -L$(CUDA_DIR)/lib64 -lcublas -lcudart -lstdc++ -lm
@@ -39,6 +39,8 @@ kernels/cuda/decode.o: kernels/cuda/decode.cu $(UWCUDA_HDRS)
 	$(AM_V_GEN)$(MKDIR_P) kernels/cuda && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/kernels/cuda/decode.cu
 kernels/cuda/encode.o: kernels/cuda/encode.cu $(UWCUDA_HDRS)
 	$(AM_V_GEN)$(MKDIR_P) kernels/cuda && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/kernels/cuda/encode.cu
+kernels/cuda/exphuf.o: kernels/cuda/exphuf.cu $(UWCUDA_HDRS) format/restcodec.h format/huffman.h
+	$(AM_V_GEN)$(MKDIR_P) kernels/cuda && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/kernels/cuda/exphuf.cu
 kernels/cuda/matmul.o: kernels/cuda/matmul.cu $(UWCUDA_HDRS)
 	$(AM_V_GEN)$(MKDIR_P) kernels/cuda && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/kernels/cuda/matmul.cu
 kernels/cuda/tune.o: kernels/cuda/tune.cu $(UWCUDA_HDRS)
@@ -59,4 +61,5 @@ tests_check_gpu_kernels_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
 EXTRA_tests_check_gpu_kernels_DEPENDENCIES = kernels/libuwcuda.a
 endif
 EXTRA_DIST += kernels/cuda/uwk.h kernels/cuda/uwk_int.h kernels/cuda/ctx.cu \
-	kernels/cuda/decode.cu kernels/cuda/encode.cu kernels/cuda/matmul.cu kernels/cuda/tune.cu
+	kernels/cuda/decode.cu kernels/cuda/encode.cu kernels/cuda/matmul.cu kernels/cuda/tune.cu \
+	kernels/cuda/exphuf.cu

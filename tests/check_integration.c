@@ -890,6 +890,15 @@ START_TEST(test_load_device)
 	ctl_json_check(out, "load --device 0 --wait --json", JSON_OBJ, "byctl", "ready");
 	free(out);
 	free(args);
+	/* The bundle's tensors (exphuf payloads decoded on the GPU with the
+	 * cuda backend) encode as the checkpoint's do on the CPU. */
+	struct source src;
+	uw_model *m;
+	source_load(&src, d.model_path);
+	ck_assert_int_eq(uw_attach(c, "byctl", &m), 0);
+	ck_assert_int_eq(verify_model(m, &src, tu_seed(), NULL), 0);
+	ck_assert_int_eq(uw_detach(m), 0);
+	source_free(&src);
 
 	stats_get(c, NULL, &s);
 	ck_assert_ptr_null(stats_model(&s, "bad"));

@@ -392,3 +392,10 @@ extern "C" int uwk_encode(struct uw_layout *l, const void *dev_raw, size_t raw_b
 	l->crc32c = crc;
 	return 0;
 }
+
+extern "C" int uwk_crc32c(const void *dev, uint64_t n, uint32_t *crc, cudaStream_t s,
+			  struct uwerr *e)
+{
+	struct enc_scratch sc = {NULL, s};
+	return scratch_done(&sc, crc_run(dev, n, crc, &sc, e), e);
+}

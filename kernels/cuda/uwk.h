@@ -77,6 +77,20 @@ int uwk_encode_plan(int dtype, int ndim, const uint64_t *shape, const void *dev_
 int uwk_encode(struct uw_layout *l, const void *dev_raw, size_t raw_bytes,
 	       void *dev_dst, cudaStream_t s, struct uwerr *e);
 
+/* Decode a REST_EXPHUF payload (docs/FORMAT.md) of n BF16 elements whose
+ * parts are in device memory: the sign|mantissa bytes (dev_sm), the
+ * bitstreams (dev_bits), the chunk starts and the code table as
+ * rest_exphuf_parse checked them on the host (dev_start, nchunks + 1
+ * entries; dev_dec, 4096) into dev_out (8-byte aligned). A chunk whose
+ * bitstream does not decode to exactly its bytes with zero padding is
+ * -EBADMSG naming it. Waits for stream s. */
+int uwk_exphuf_decode(const uint8_t *dev_sm, const uint8_t *dev_bits, const uint64_t *dev_start,
+		      const uint16_t *dev_dec, uint64_t n, void *dev_out, cudaStream_t s,
+		      struct uwerr *e);
+
+/* CRC-32C of n bytes of device memory (common/crc32c.h's). Waits for s. */
+int uwk_crc32c(const void *dev, uint64_t n, uint32_t *crc, cudaStream_t s, struct uwerr *e);
+
 /* Decode the resident tensor at dev_base into dev_out (bit-exact BF16, or the
  * raw bytes for RAW), on stream s. */
 int uwk_decode(const struct uw_layout *l, const void *dev_base, void *dev_out,
