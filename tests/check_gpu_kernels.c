@@ -915,9 +915,10 @@ static void check_exphuf(const uint16_t *raw, size_t n, const char *what)
 	ck_assert_msg(uwk_crc32c(dout, 2 * n, &crc, 0, &e) == 0, "%s: uwk_crc32c: %s", what, e.msg);
 	ck_assert_msg(crc == crc32c(0, raw, 2 * n), "%s: GPU CRC-32C %08x, CPU %08x", what, crc,
 		      crc32c(0, raw, 2 * n));
-	if (x.nchunks >= 2) {
-		/* chunk 0 claims a byte of chunk 1: both no longer decode to
-		 * exactly their bytes; the first is named */
+	if (x.nchunks >= 2 && x.start[2] > x.start[1]) {
+		/* chunk 0 claims the first byte of chunk 1 (the starts still
+		 * ascend inside the bitstreams, as the parser checks): neither
+		 * decodes to exactly its bytes now; the first is named */
 		uint64_t moved = x.start[1] + 1;
 		CK(cudaMemcpy((uint64_t *)dstart + 1, &moved, 8, cudaMemcpyHostToDevice));
 		ck_assert_int_eq(uwk_exphuf_decode((const uint8_t *)dpay + x.sm_off,
@@ -1000,11 +1001,15 @@ int main(void)
 	tcase_add_test(tc, test_matmul_pipes);
 	tcase_add_test(tc, test_bad_args);
 	tcase_add_test(tc, test_encode_mismatch);
-	tcase_add_test(tc, test_exphuf);
 	tcase_add_test(tc, test_tune_shape);
 	tcase_add_test(tc, test_tune_table);
 	tcase_add_test(tc, test_matmul2);
 	suite_add_tcase(s, tc);
+	/* a case of its own: CK_RUN_CASE=exphuf runs it alone (compute-sanitizer) */
+	TCase *tx = tcase_create("exphuf");
+	tcase_set_timeout(tx, 600);
+	tcase_add_test(tx, test_exphuf);
+	suite_add_tcase(s, tx);
 	SRunner *sr = srunner_create(s);
 	/* one process: a CUDA context does not survive fork */
 	srunner_set_fork_status(sr, CK_NOFORK);

@@ -842,6 +842,7 @@ START_TEST(test_daemon_killed)
 	free(d.dir);
 	free(d.sock);
 	free(d.model_path);
+	free(d.tune_dir);
 }
 END_TEST
 
