@@ -248,6 +248,24 @@ class TestBinding(unittest.TestCase):
             unweight.connect(os.path.join(D.dir, "no.sock"))
         self.assertIn(cm.exception.errno, (errno.ENOENT, errno.ECONNREFUSED))
 
+    def test_verify_and_tune(self):
+        r = self.c.verify(MODEL)
+        self.assertEqual(r["bad_tensors"], 0)
+        self.assertEqual(r["bad"], [])
+        st = self.c.model_stats(MODEL)
+        self.assertEqual(r["tensors"], st["tensors"])
+        # every tensor's bytes, without the alignment between them
+        self.assertEqual(r["bytes"], sum(self.m[n].info.resident_bytes for n in self.m))
+        self.assertEqual(st["verify_state"], "ok")
+        with self.assertRaises(unweight.UnweightError) as cm:
+            self.c.verify("no-such-model")
+        self.assertEqual(cm.exception.errno, errno.ENOENT)
+        # the host backend runs no GPU kernels: nothing to tune
+        with self.assertRaises(unweight.UnweightError) as cm:
+            self.c.tune(MODEL)
+        self.assertEqual(cm.exception.errno, errno.EOPNOTSUPP)
+        self.assertIn("nothing to tune", str(cm.exception))
+
     def test_stats(self):
         st = self.c.stats()
         self.assertEqual(st["backend"], "host")

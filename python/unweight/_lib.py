@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-from ctypes import (POINTER, Structure, c_char_p, c_int, c_size_t, c_uint,
+from ctypes import (POINTER, Structure, c_char_p, c_double, c_int, c_size_t, c_uint,
                     c_uint8, c_uint32, c_uint64, c_void_p)
 from pathlib import Path
 from typing import List
@@ -20,6 +20,7 @@ MAX_DIMS = 8       # UW_MAX_DIMS
 PALETTE_SIZE = 16  # UW_PALETTE_SIZE
 BACKEND_HOST, BACKEND_CUDA = 0, 1
 EVICT_FORCE = 1
+TUNE_FORCE = 1
 
 
 class Layout(Structure):
@@ -39,6 +40,14 @@ class TensorInfoC(Structure):
     _fields_ = [
         ("name", c_char_p), ("dtype", c_uint32), ("ndim", c_uint32),
         ("shape", c_uint64 * MAX_DIMS), ("raw_bytes", c_uint64), ("layout", Layout),
+    ]
+
+
+class VerifyResult(Structure):
+    """struct uw_verify_result."""
+    _fields_ = [
+        ("tensors", c_uint64), ("bytes", c_uint64), ("seconds", c_double),
+        ("nbad", c_uint64), ("nnames", c_size_t), ("bad", POINTER(c_char_p)),
     ]
 
 
@@ -76,6 +85,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         "uw_load_device": (c_int, [c_void_p, c_char_p, c_char_p, POINTER(c_char_p), c_size_t]),
         "uw_evict": (c_int, [c_void_p, c_char_p, c_uint]),
         "uw_stats_json": (c_int, [c_void_p, c_char_p, POINTER(c_void_p)]),
+        "uw_verify": (c_int, [c_void_p, c_char_p, POINTER(POINTER(VerifyResult))]),
+        "uw_verify_free": (None, [POINTER(VerifyResult)]),
+        "uw_tune": (c_int, [c_void_p, c_char_p, c_uint, POINTER(c_uint64)]),
         "uw_strerror": (c_char_p, [c_int]),
         "uw_errmsg": (c_char_p, []),
     }

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import weakref
-from ctypes import byref, c_char_p, c_void_p
+from ctypes import POINTER, byref, c_char_p, c_uint64, c_void_p
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -155,6 +155,31 @@ class Client:
         """Unload model (uw_evict); force: even while clients hold leases."""
         _check(lib().uw_evict(self._live(), _name(model, "evict"),
                               _lib.EVICT_FORCE if force else 0), "uw_evict")
+
+    def verify(self, model: str) -> Dict[str, Any]:
+        """Have the daemon read model's resident bytes back and check every
+        tensor's CRC-32C (uw_verify; an admin request). Returns {"tensors",
+        "bytes", "seconds", "bad_tensors", "bad" (the first names)}: a
+        corrupt model is a result with bad_tensors > 0, not an exception."""
+        p = POINTER(_lib.VerifyResult)()
+        _check(lib().uw_verify(self._live(), _name(model, "verify"), byref(p)), "uw_verify")
+        try:
+            r = p.contents
+            return {"tensors": r.tensors, "bytes": r.bytes, "seconds": r.seconds,
+                    "bad_tensors": r.nbad,
+                    "bad": [r.bad[i].decode() for i in range(r.nnames)]}
+        finally:
+            lib().uw_verify_free(p)
+
+    def tune(self, model: Optional[str] = None, force: bool = False) -> int:
+        """Queue the daemon's matmul tuner for model (None: every ready model;
+        uw_tune, an admin request; the cuda backend only). Returns the job
+        number, which stats()["tune"]["done"] reaches when the work is done."""
+        job = c_uint64()
+        name = None if model is None else _name(model, "tune")
+        _check(lib().uw_tune(self._live(), name, _lib.TUNE_FORCE if force else 0, byref(job)),
+               "uw_tune")
+        return job.value
 
     def stats(self, model: Optional[str] = None) -> Dict[str, Any]:
         """The daemon's statistics (uw_stats_json), parsed: unweightd(8),
