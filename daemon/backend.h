@@ -59,8 +59,8 @@ struct backend_ops {
 	int (*buf_adopt)(struct backend *b, int dev, int fd, uint64_t size,
 			 struct bbuf **out, struct uwerr *e);
 	/* Read a finished buffer back: the CRC-32C of each of n spans (each
-	 * inside its final size) into the span's crc. The fd store sums whole
-	 * buffers, verify (verify.c) every tensor. Callable from any thread,
+	 * inside its final size) into the span's crc: every tensor, for the fd
+	 * store's adoption and for verify (verify.c). Callable from any thread,
 	 * also while clients use the buffer. */
 	int (*buf_crc32c)(const struct bbuf *buf, struct bspan *spans, size_t n,
 			  struct uwerr *e);

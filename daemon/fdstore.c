@@ -5,7 +5,9 @@
  *
  *   u64 magic "UWFDSTOR", u32 version,
  *   str model name, str device name, u64 raw_bytes,
- *   u32 nbufs, then per buffer: u64 inode, u32 CRC-32C of its bytes,
+ *   u32 nbufs, then per buffer: u64 inode, u32 CRC-32C of its tensors'
+ *     bytes one after another in directory order (joined from the
+ *     layouts' CRCs, so storing a model reads none of it back),
  *   the model's attach reply (lease 1: backend, device uuid, buffer sizes,
  *     the tensor directory) exactly as proto.h encodes it,
  *   u32 CRC-32C of everything before it.
@@ -38,7 +40,7 @@
 #include "proto/proto.h"
 
 #define MANIFEST_MAGIC 0x524f545344465755ull   /* "UWFDSTOR" little-endian */
-#define MANIFEST_VERSION 1u
+#define MANIFEST_VERSION 2u   /* 1: a buffer's CRC was of all its bytes, gaps too */
 #define MANIFEST_MAX (64u << 20)
 #define NAME_PREFIX "uw."
 
@@ -46,6 +48,21 @@ static int store_wanted(const struct backend *be)
 {
 	const char *ns = getenv("NOTIFY_SOCKET");
 	return ns && *ns && be->ops->buf_adopt && be->ops->buf_crc32c;
+}
+
+/* Buffer b's tensors' CRCs joined (common/crc32c.h) in directory order:
+ * the CRC-32C of their bytes one after another. crc[i] is tensor i's. */
+static uint32_t join_tensor_crcs(const struct proto_tensor *t, size_t nt, uint32_t b,
+				 const uint32_t *crc)
+{
+	uint32_t all = 0, op[32];
+	for (size_t i = 0; i < nt; i++) {
+		if (t[i].buf != b || !t[i].layout.nbytes)
+			continue;
+		crc32c_zeros_op(t[i].layout.nbytes, op);
+		all = crc32c_shift(op, all) ^ crc[i];
+	}
+	return all;
 }
 
 static int manifest_build(const struct uwd *d, const struct model *m, struct wbuf *w,
@@ -58,17 +75,21 @@ static int manifest_build(const struct uwd *d, const struct model *m, struct wbu
 	wb_str(w, be->dev[m->dev].name);
 	wb_u64(w, m->raw_bytes);
 	wb_u32(w, (uint32_t)m->nbufs);
+	uint32_t *crc = malloc((m->ntensors ? m->ntensors : 1) * sizeof(*crc));
+	if (!crc)
+		return uwerr_set(e, ENOMEM, "out of memory");
+	for (size_t i = 0; i < m->ntensors; i++)
+		crc[i] = m->t[i].layout.crc32c;
 	for (size_t i = 0; i < m->nbufs; i++) {
 		struct stat st;
-		struct bspan all = {.len = m->buf_size[i]};
-		if (fstat(be->ops->buf_fd(m->bufs[i]), &st) < 0)
+		if (fstat(be->ops->buf_fd(m->bufs[i]), &st) < 0) {
+			free(crc);
 			return uwerr_set(e, errno, "buffer %zu: fstat: %s", i, strerror(errno));
-		int rc = be->ops->buf_crc32c(m->bufs[i], &all, 1, e);
-		if (rc)
-			return uwerr_prefix(e, "buffer %zu: checksum", i);
+		}
 		wb_u64(w, (uint64_t)st.st_ino);
-		wb_u32(w, all.crc);
+		wb_u32(w, join_tensor_crcs(m->t, m->ntensors, (uint32_t)i, crc));
 	}
+	free(crc);
 	struct msg_attach_reply r = {
 		.lease = 1, .backend = (uint32_t)be->ops->id,
 		.device_uuid = (char *)be->dev[m->dev].uuid,
@@ -190,6 +211,42 @@ static int is_manifest(int fd)
 
 /* Verify group g against its manifest and build its model; the fds taken
  * are set to -1 in g. */
+/* Read every tensor of the adopted buffers back (one pass, no gaps) and
+ * join their CRCs as manifest_build did: each buffer's must be the
+ * manifest's. */
+static int check_tensors(const struct backend *be, const struct model *m,
+			 const struct msg_attach_reply *ar, const uint32_t *want, struct uwerr *e)
+{
+	size_t nt = ar->ntensors;
+	struct bspan *sp = calloc(nt ? nt : 1, sizeof(*sp));
+	uint32_t *crc = calloc(nt ? nt : 1, sizeof(*crc));
+	int rc = 0;
+	if (!sp || !crc)
+		rc = uwerr_set(e, ENOMEM, "out of memory");
+	for (uint32_t b = 0; b < m->nbufs && !rc; b++) {
+		size_t n = 0;
+		for (size_t i = 0; i < nt; i++)
+			if (ar->tensors[i].buf == b && ar->tensors[i].layout.nbytes)
+				sp[n++] = (struct bspan){.off = ar->tensors[i].offset,
+							 .len = ar->tensors[i].layout.nbytes};
+		if ((rc = be->ops->buf_crc32c(m->bufs[b], sp, n, e))) {
+			uwerr_prefix(e, "buffer %u", b);
+			break;
+		}
+		n = 0;
+		for (size_t i = 0; i < nt; i++)
+			if (ar->tensors[i].buf == b && ar->tensors[i].layout.nbytes)
+				crc[i] = sp[n++].crc;
+		uint32_t all = join_tensor_crcs(ar->tensors, nt, b, crc);
+		if (all != want[b])
+			rc = uwerr_set(e, EBADMSG, "buffer %u: CRC-32C %08x of its tensors, the "
+				       "manifest says %08x", b, all, want[b]);
+	}
+	free(sp);
+	free(crc);
+	return rc;
+}
+
 static int adopt_group(struct uwd *d, struct group *g, struct model **out, struct uwerr *e)
 {
 	const struct backend *be = d->be;
@@ -280,7 +337,6 @@ static int adopt_group(struct uwd *d, struct group *g, struct model **out, struc
 				       (unsigned long long)ino[i]);
 			goto out;
 		}
-		struct bspan all = {.len = ar.buf_size[i]};
 		if ((rc = be->ops->buf_adopt(d->be, m->dev, g->fd[k], ar.buf_size[i], &m->bufs[i], e))) {
 			uwerr_prefix(e, "buffer %u", i);
 			goto out;
@@ -288,16 +344,9 @@ static int adopt_group(struct uwd *d, struct group *g, struct model **out, struc
 		g->fd[k] = -1;
 		m->nbufs++;
 		m->resident_bytes += ar.buf_size[i];
-		if ((rc = be->ops->buf_crc32c(m->bufs[i], &all, 1, e))) {
-			uwerr_prefix(e, "buffer %u", i);
-			goto out;
-		}
-		if (all.crc != crc[i]) {
-			rc = uwerr_set(e, EBADMSG, "buffer %u: CRC-32C %08x, the manifest says %08x",
-				       i, all.crc, crc[i]);
-			goto out;
-		}
 	}
+	if ((rc = check_tensors(be, m, &ar, crc, e)))
+		goto out;
 	/* The directory moves to the model: the attach reply is built from it. */
 	m->t = ar.tensors;
 	m->ntensors = ar.ntensors;
