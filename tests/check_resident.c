@@ -430,6 +430,41 @@ START_TEST(test_crc32c_join)
 }
 END_TEST
 
+/* The bit-at-a-time definition, to hold the fast paths to. */
+static uint32_t crc32c_bitwise(const uint8_t *p, size_t n)
+{
+	uint32_t c = 0xffffffffu;
+	while (n--) {
+		c ^= *p++;
+		for (int k = 0; k < 8; k++)
+			c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1)));
+	}
+	return ~c;
+}
+
+/* crc32c (three interleaved streams of the instruction past 24 KiB, one
+ * below, a table where the CPU lacks it) against the definition: lengths
+ * around the stream blocks, odd offsets, and continuing a CRC. */
+START_TEST(test_crc32c_paths)
+{
+	uint64_t rng = seed;
+	const size_t cap = 200000;
+	uint8_t *b = malloc(cap);
+	for (size_t i = 0; i < cap; i++)
+		b[i] = (uint8_t)tu_rand(&rng);
+	static const size_t lens[] = {0, 1, 7, 8, 9, 24575, 24576, 24577, 49152, 49159, 73735, 199990};
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
+		for (size_t off = 0; off < 4; off += 3) {
+			const size_t n = lens[i];
+			uint32_t want = crc32c_bitwise(b + off, n);
+			ck_assert_msg(crc32c(0, b + off, n) == want, "length %zu at offset %zu", n, off);
+			size_t cut = n / 3;   /* in two calls, the CRC carried on */
+			ck_assert_uint_eq(crc32c(crc32c(0, b + off, cut), b + off + cut, n - cut), want);
+		}
+	free(b);
+}
+END_TEST
+
 int main(void)
 {
 	seed = tu_seed();
@@ -437,6 +472,7 @@ int main(void)
 	TCase *tc = tu_tcase(s, "core", 300);
 	tcase_add_test(tc, test_cases_roundtrip);
 	tcase_add_test(tc, test_choice);
+	tcase_add_test(tc, test_crc32c_paths);
 	tcase_add_test(tc, test_validate);
 	tcase_add_test(tc, test_matmul);
 	tcase_add_test(tc, test_bf16_rounding);
