@@ -17,7 +17,7 @@
 #include "ctl/commands.h"
 #include "unweight.h"
 
-#define POLL_NS 100000000L   /* --wait asks the daemon ten times a second */
+#define POLL_NS 20000000L    /* --wait asks the daemon fifty times a second */
 
 static const char *socket_path(const struct ctl_global *g)
 {

@@ -4,11 +4,14 @@
 #include "daemon/encode_gpu.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cuda_runtime_api.h>
 
+#include "daemon/filemap.h"
 #include "format/restcodec.h"
 #include "kernels/cuda/uwk.h"
 
@@ -18,6 +21,9 @@
 /* The scratch grows in steps this large, so a model's tensors of a few
  * sizes do not reallocate it at every new size. */
 #define SCRATCH_STEP (64u << 20)
+/* Mapped tensors with fewer whole pages than this are pread instead:
+ * registering pages costs a system call and the driver's bookkeeping. */
+#define REGISTER_MIN (1u << 20)
 
 struct encode_gpu {
 	cudaStream_t s;
@@ -26,6 +32,8 @@ struct encode_gpu {
 	int next;
 	void *dev;                /* the raw tensor on the device */
 	size_t cap;
+	void *reg;                /* host pages registered for the copy in flight */
+	int noreg;                /* registering failed once: pread from then on */
 };
 
 static int cuda_fail(struct uwerr *e, cudaError_t err, const char *what)
@@ -34,12 +42,21 @@ static int cuda_fail(struct uwerr *e, cudaError_t err, const char *what)
 			 what, cudaGetErrorName(err), cudaGetErrorString(err));
 }
 
+/* After the stream is done with them: unregister the pages copied from. */
+static void unregister(struct encode_gpu *g)
+{
+	if (g->reg)
+		cudaHostUnregister(g->reg);
+	g->reg = NULL;
+}
+
 void encode_gpu_free(struct encode_gpu *g)
 {
 	if (!g)
 		return;
 	if (g->s)
 		cudaStreamSynchronize(g->s);
+	unregister(g);
 	for (int i = 0; i < NSTAGES; i++) {
 		if (g->done[i])
 			cudaEventDestroy(g->done[i]);
@@ -120,6 +137,58 @@ static int upload(struct encode_gpu *g, void *dev, const void *src, size_t n, st
 	return 0;
 }
 
+/* n bytes of fd at off to dev, pread into the stages. */
+static int upload_file(struct encode_gpu *g, void *dev, const struct encode_input *in,
+		       uint64_t off, size_t n, struct uwerr *e)
+{
+	for (size_t done = 0; done < n; ) {
+		size_t k = n - done < STAGE_BYTES ? n - done : STAGE_BYTES;
+		int i = g->next, rc;
+		cudaError_t err = cudaEventSynchronize(g->done[i]);
+		if (err != cudaSuccess)
+			return cuda_fail(e, err, "upload");
+		if ((rc = filemap_pread(in->fd, in->path, g->host[i], k, off + done, e)))
+			return rc;
+		err = cudaMemcpyAsync((char *)dev + done, g->host[i], k, cudaMemcpyHostToDevice, g->s);
+		if (err == cudaSuccess)
+			err = cudaEventRecord(g->done[i], g->s);
+		if (err != cudaSuccess)
+			return cuda_fail(e, err, "upload");
+		g->next = (i + 1) % NSTAGES;
+		done += k;
+	}
+	return 0;
+}
+
+/* A mapped tensor's raw bytes to the scratch: its whole pages copied by
+ * the device from the page cache (registered read-only: the driver pins
+ * them, and a page past the file's end fails here, not in the CPU), the
+ * partial pages at either end pread. Where the driver will not register
+ * them (once), everything is pread. */
+static int upload_mapped(struct encode_gpu *g, const struct encode_input *in, struct uwerr *e)
+{
+	const size_t psz = (size_t)sysconf(_SC_PAGESIZE);
+	const uintptr_t a = (uintptr_t)in->data, end = a + in->raw_bytes;
+	const uintptr_t lo = (a + psz - 1) / psz * psz, hi = end / psz * psz;
+	if (g->noreg || hi < lo + REGISTER_MIN)
+		return upload_file(g, g->dev, in, in->file_off, in->raw_bytes, e);
+	cudaError_t err = cudaHostRegister((void *)lo, hi - lo, cudaHostRegisterReadOnly);
+	if (err != cudaSuccess) {
+		cudaGetLastError();   /* not sticky: clear it */
+		g->noreg = 1;
+		return upload_file(g, g->dev, in, in->file_off, in->raw_bytes, e);
+	}
+	g->reg = (void *)lo;
+	err = cudaMemcpyAsync((char *)g->dev + (lo - a), (const void *)lo, hi - lo,
+			      cudaMemcpyHostToDevice, g->s);
+	if (err != cudaSuccess)
+		return cuda_fail(e, err, "copy from the page cache");
+	int rc = upload_file(g, g->dev, in, in->file_off, lo - a, e);
+	if (!rc)
+		rc = upload_file(g, (char *)g->dev + (hi - a), in, in->file_off + (hi - a), end - hi, e);
+	return rc;
+}
+
 static size_t align256(size_t n)
 {
 	return (n + 255) & ~(size_t)255;
@@ -165,11 +234,17 @@ int encode_gpu_tensor(struct encode_gpu *g, int dtype, int ndim, const uint64_t 
 	int rc = scratch(g, need, e);
 	if (rc)
 		return rc;
-	rc = in->x ? exphuf_to_raw(g, in, e) : upload(g, g->dev, in->data, in->raw_bytes, e);
+	rc = in->x ? exphuf_to_raw(g, in, e) : in->fd >= 0 ? upload_mapped(g, in, e)
+	     : upload(g, g->dev, in->data, in->raw_bytes, e);
+	/* plan syncs the stream: the staging is free again after it, and the
+	 * registered pages are done with */
+	if (!rc)
+		rc = uwk_encode_plan(dtype, ndim, shape, g->dev, in->raw_bytes, l, g->s, e);
+	if (g->reg) {
+		cudaStreamSynchronize(g->s);
+		unregister(g);
+	}
 	if (rc)
-		return rc;
-	/* plan syncs the stream: the staging is free again after it */
-	if ((rc = uwk_encode_plan(dtype, ndim, shape, g->dev, in->raw_bytes, l, g->s, e)))
 		return rc;
 	if ((rc = place(ctx, l->nbytes, off, e)))
 		return rc;

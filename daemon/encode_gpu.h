@@ -29,7 +29,11 @@ void encode_gpu_free(struct encode_gpu *g);   /* NULL is fine */
 
 /* A tensor as the loader has it, in host memory: its raw bytes, or (x set)
  * a bundle's REST_EXPHUF payload, checked and parsed by rest_exphuf_parse,
- * with the CRC-32C its decoded bytes must have. */
+ * with the CRC-32C its decoded bytes must have. Or (fd >= 0) raw bytes that
+ * data points to inside a filemap (filemap.h) of fd, at file_off: the
+ * device copies their whole pages from there (registered for the copy,
+ * unregistered when it is done), and the bytes of the first and last
+ * partial pages, or of a small tensor, are pread into pinned staging. */
 struct rest_exphuf;
 struct encode_input {
 	const void *data;
@@ -37,6 +41,9 @@ struct encode_input {
 	size_t raw_bytes;              /* the tensor's */
 	const struct rest_exphuf *x;   /* NULL: data is the raw bytes */
 	uint32_t raw_crc;              /* x: the decoded bytes' CRC-32C */
+	int fd;                        /* -1, or data is mapped from fd: never read it */
+	const char *path;              /* fd's, for messages */
+	uint64_t file_off;
 };
 
 /* Plan and encode the tensor into dst + the offset place gives (*off), and

@@ -16,6 +16,7 @@
 #include "daemon/backend.h"
 #include "daemon/conf.h"
 #include "daemon/fdstore.h"
+#include "daemon/filemap.h"
 #include "daemon/log.h"
 #include "daemon/registry.h"
 #include "daemon/uwd.h"
@@ -45,7 +46,8 @@ struct unit {
 	atomic_size_t left;           /* tensors not encoded yet */
 };
 
-/* A tensor read and waiting for an encoder: its stored bytes inside u. */
+/* A tensor read and waiting for an encoder: its stored bytes inside u (or,
+ * the files mapped, u and stored NULL: the encoder takes it from there). */
 struct item {
 	struct unit *u;
 	size_t tensor;
@@ -73,6 +75,7 @@ struct job {
 	atomic_int gpu_warned;        /* that they could not, logged once */
 	uint64_t cap;                 /* the buffer's capacity: the worst case */
 	enum ur_mode io;
+	const void **map;             /* per file: its filemap, when all are mapped */
 
 	/* The reading plan: tensors in file order, and each file's share. */
 	struct src_extent *ext;       /* per tensor */
@@ -224,7 +227,7 @@ static void pool_take(struct job *j, struct unit *u, size_t span)
 
 static void unit_put(struct unit *u)
 {
-	if (atomic_fetch_sub(&u->left, 1) == 1)
+	if (u && atomic_fetch_sub(&u->left, 1) == 1)
 		unit_free(u);
 }
 
@@ -261,9 +264,15 @@ static int encode_gpu_one(struct job *j, const struct item *it, struct worker *w
 {
 	const struct backend *be = j->ld->d->be;
 	const struct proto_tensor *t = &j->m->t[it->tensor];
-	struct encode_input in = {it->stored, t->raw_bytes, t->raw_bytes, NULL, 0};
+	struct encode_input in = {it->stored, t->raw_bytes, t->raw_bytes, NULL, 0, -1, NULL, 0};
 	struct rest_exphuf x;
-	if (!source_stored_is_raw(j->src)) {
+	if (j->map) {
+		const struct src_extent *at = &j->ext[it->tensor];
+		in.data = (const char *)j->map[at->file] + at->off;
+		in.fd = source_file_fd(j->src, at->file);
+		in.path = source_file_path(j->src, at->file);
+		in.file_off = at->off;
+	} else if (!source_stored_is_raw(j->src)) {
 		int rc = source_stored_exphuf(j->src, it->tensor, it->stored, &x, &in.raw_crc, e);
 		if (rc)
 			return rc;   /* 1: not exphuf; else its message names the tensor */
@@ -286,12 +295,18 @@ static int encode_cpu_one(struct job *j, const struct item *it, struct worker *w
 	const struct proto_tensor *t = &j->m->t[it->tensor];
 	const void *data = it->stored;
 	int rc;
-	if (!source_stored_is_raw(j->src)) {
+	if (j->map || !source_stored_is_raw(j->src)) {
 		if (grow(&w->raw, &w->raw_cap, t->raw_bytes))
 			return uwerr_set(e, ENOMEM, "tensor %s: %llu bytes: out of memory", t->name,
 					 (unsigned long long)t->raw_bytes);
-		if ((rc = source_decode(j->src, it->tensor, it->stored, w->raw, e)))
-			return rc;   /* its message names the tensor */
+		const struct src_extent *x = &j->ext[it->tensor];
+		rc = j->map ? filemap_pread(source_file_fd(j->src, x->file),
+					    source_file_path(j->src, x->file), w->raw,
+					    t->raw_bytes, x->off, e)
+			    : source_decode(j->src, it->tensor, it->stored, w->raw, e);
+		if (rc)
+			return j->map ? uwerr_prefix(e, "tensor %s", t->name) : rc;
+		/* source_decode's message names the tensor */
 		data = w->raw;
 	}
 	rc = res_plan((int)t->dtype, (int)t->ndim, t->shape, data, t->raw_bytes, l, e);
@@ -517,6 +532,14 @@ static int by_file_offset(const void *a, const void *b, void *ctx)
 	return x->off < y->off ? -1 : x->off > y->off;
 }
 
+static int by_size_desc(const void *a, const void *b, void *ctx)
+{
+	const struct src_extent *ext = ctx;
+	uint64_t x = ext[((const struct item *)a)->tensor].len;
+	uint64_t y = ext[((const struct item *)b)->tensor].len;
+	return x > y ? -1 : x < y;
+}
+
 /* Each file in parts of about equal bytes, so that a bundle (one file), or
  * a checkpoint of fewer shards than readers, keeps every reader busy: one
  * reader copies from the page cache at a few GB/s. */
@@ -539,6 +562,40 @@ static int plan_parts(struct job *j, size_t nf)
 		}
 	}
 	return 0;
+}
+
+static void unmap_files(struct job *j)
+{
+	for (size_t f = 0; j->map && f < source_file_count(j->src); f++)
+		filemap_unmap(j->map[f], source_file_size(j->src, f));
+	free(j->map);
+	j->map = NULL;
+}
+
+/* On the GPU, raw tensors of files that are wholly in the page cache need
+ * no reading: the device copies them from there (filemap.h), 2x the rate
+ * of reading them into pinned staging on the H200 host (bench/NOTES.md,
+ * 2026-11-29). Every file or none: otherwise the readers read. */
+static void map_files(struct job *j)
+{
+	const size_t nf = source_file_count(j->src);
+	if (!j->gpu || j->io != UR_AUTO || !source_stored_is_raw(j->src) ||
+	    !(j->map = calloc(nf, sizeof(*j->map))))
+		return;
+	for (size_t f = 0; f < nf; f++) {
+		struct uwerr e = {0};
+		int rc = filemap_cached(source_file_fd(j->src, f), source_file_size(j->src, f),
+					&j->map[f], &e);
+		if (rc < 0)
+			log_info("load %s: %s: not mapped (%s): read instead", j->m->name,
+				 source_file_path(j->src, f), e.msg);
+		if (rc <= 0) {
+			unmap_files(j);
+			return;
+		}
+	}
+	log_info("load %s: %zu file%s wholly in the page cache: the GPU copies from there",
+		 j->m->name, nf, nf == 1 ? "" : "s");
 }
 
 /* The tensor table and the buffer, before the workers fill them, and the
@@ -579,8 +636,10 @@ static int job_prepare(struct job *j, struct uwerr *e)
 	if (plan_parts(j, nf))
 		return uwerr_set(e, ENOMEM, "%zu files: out of memory", nf);
 	int rc = be->ops->buf_create(j->ld->d->be, m->dev, m->name, j->cap, &m->bufs[0], e);
-	if (!rc)
+	if (!rc) {
 		m->nbufs = 1;
+		map_files(j);   /* undone at the end of job_run */
+	}
 	return rc;
 }
 
@@ -627,8 +686,16 @@ static void job_run(struct job *j)
 {
 	pthread_t th[MAX_READERS];
 	int started = 0;
-	j->nreaders = j->nparts < MAX_READERS ? (int)j->nparts : MAX_READERS;
+	j->nreaders = j->map ? 0 : j->nparts < MAX_READERS ? (int)j->nparts : MAX_READERS;
 	j->readers_left = j->nreaders;
+	if (j->map) {
+		/* nothing to read: every tensor waits for an encoder, the
+		 * largest first, so that no large one starts last */
+		for (size_t i = 0; i < j->m->ntensors; i++)
+			j->items[i] = (struct item){NULL, j->order[i], NULL};
+		qsort_r(j->items, j->m->ntensors, sizeof(*j->items), by_size_desc, j->ext);
+		j->qtail = j->m->ntensors;
+	}
 	for (int i = 0; i < j->nreaders; i++) {
 		int rc = pthread_create(&th[i], NULL, reader_main, j);
 		if (rc) {
@@ -653,6 +720,7 @@ static void job_run(struct job *j)
 		free(j->pool[i]);
 	j->npool = 0;
 	j->pooled = 0;
+	unmap_files(j);
 }
 
 static void *job_main(void *arg)
@@ -664,9 +732,12 @@ static void *job_main(void *arg)
 	wait_turn(j);
 	/* Canceled while queued: nothing to prepare, and the workers find
 	 * nothing to do; the check after them reports it. */
+	double t0 = uwd_now();
 	int rc = j->has_turn ? job_prepare(j, &e) : 0;
+	double t1 = uwd_now(), t2 = t1;
 	if (!rc) {
 		job_run(j);
+		t2 = uwd_now();
 		if (par_failed(&j->err)) {
 			e = j->err.e;
 			rc = -e.code;
@@ -681,12 +752,15 @@ static void *job_main(void *arg)
 	if (!rc)
 		fdstore_save(d, m);
 	if (!rc && registry_loaded(d->reg, m, j->cursor) == 0) {
-		double s = uwd_now() - m->load_start;
+		double now = uwd_now(), s = now - m->load_start;
 		log_notice("load %s: ready: %zu tensors, %llu bytes raw, %llu resident (%.3f), "
 			   "%.3f s, %.1f MB/s", m->name, m->ntensors,
 			   (unsigned long long)m->raw_bytes, (unsigned long long)j->cursor,
 			   m->raw_bytes ? (double)j->cursor / (double)m->raw_bytes : 0.0, s,
 			   s > 0 ? (double)m->raw_bytes / 1e6 / s : 0.0);
+		log_info("load %s: %.3f s queued, %.3f s buffer and plan, %.3f s reading and "
+			 "encoding, %.3f s finishing", m->name, t0 - m->load_start, t1 - t0,
+			 t2 - t1, now - t2);
 		sd_notifyf(0, "STATUS=loaded %s", m->name);
 	} else if (rc) {
 		uwerr_prefix(&e, "load %s", m->name);

@@ -12,6 +12,7 @@ unweightd_SOURCES = \
 	daemon/conn.c daemon/conn.h \
 	daemon/registry.c daemon/registry.h \
 	daemon/loader.c daemon/loader.h \
+	daemon/filemap.c daemon/filemap.h \
 	daemon/fdstore.c daemon/fdstore.h \
 	daemon/stats.c daemon/stats.h \
 	daemon/verify.c daemon/verify.h \
@@ -70,6 +71,13 @@ tests_check_policy_SOURCES = tests/check_policy.c daemon/beneath.c
 tests_check_policy_CFLAGS = $(TEST_CFLAGS)
 tests_check_policy_LDADD = $(TEST_LIBS)
 EXTRA_tests_check_policy_DEPENDENCIES = unweightd
+
+# The cuda loader's file mappings, CPU side.
+check_PROGRAMS += tests/check_filemap
+TESTS += tests/check_filemap
+tests_check_filemap_SOURCES = tests/check_filemap.c daemon/filemap.c
+tests_check_filemap_CFLAGS = $(TEST_CFLAGS)
+tests_check_filemap_LDADD = $(TEST_LIBS)
 
 # Limits: leases, idle and stalled clients, request size, the load queue.
 check_PROGRAMS += tests/check_limits

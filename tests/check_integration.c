@@ -910,6 +910,63 @@ START_TEST(test_load_device)
 }
 END_TEST
 
+/* Tensors of a few MB at offsets that are not page-aligned (a 3-float
+ * tensor ahead of them): with the cuda backend, from the page cache, the
+ * daemon copies their whole pages straight from the file's mapping and
+ * preads the partial pages at either end (daemon/filemap.h); every tensor
+ * must still be the CPU encoder's, and decode to the file's bytes. */
+START_TEST(test_large_tensors)
+{
+	struct daemon d;
+	struct uwerr e = {0};
+	struct st_writer *w;
+	struct st_out_tensor t[] = {
+		{"bias", UW_DTYPE_F32, 1, {3}, 0, 0},
+		{"big.weight", UW_DTYPE_BF16, 2, {1000, 1536}, 0, 0},
+		{"wide.weight", UW_DTYPE_BF16, 2, {600, 2048}, 0, 0},
+		{"norm", UW_DTYPE_BF16, 1, {77}, 0, 0},
+	};
+	uint64_t rng = tu_seed();
+	char *path;
+	daemon_start(&d);
+	ck_assert_int_ge(asprintf(&path, "%s/large.safetensors", d.dir), 0);
+	ck_assert_msg(st_writer_open(path, t, 4, NULL, 0, NULL, 0, &w, &e) == 0, "%s", e.msg);
+	for (size_t i = 0; i < 4; i++) {
+		size_t n = (size_t)(t[i].end - t[i].begin);
+		uint8_t *b = malloc(n);
+		ck_assert_ptr_nonnull(b);
+		/* BF16 of N(0, 0.02)-like magnitudes: exponents 117-122, a few
+		 * outliers the palette leaves to patches */
+		for (size_t k = 0; k + 1 < n; k += 2) {
+			uint64_t r = tu_rand(&rng);
+			unsigned ex = r % 997 == 0 ? 100 + (unsigned)(r >> 40) % 40 : 117 + (r >> 8) % 6;
+			uint16_t v = (uint16_t)((r >> 16 & 1) << 15 | ex << 7 | (r >> 20 & 0x7f));
+			memcpy(b + k, &v, 2);
+		}
+		ck_assert_msg(st_writer_put(w, i, b, &e) == 0, "%s", e.msg);
+		free(b);
+	}
+	ck_assert_msg(st_writer_close(w, 1, &e) == 0, "%s", e.msg);
+	ck_assert_uint_ne(t[1].begin % 4096, 0);
+
+	uw_client *c;
+	uw_model *m;
+	struct source src;
+	const char *paths[] = { path };
+	ck_assert_int_eq(uw_connect(d.sock, &c), 0);
+	ck_assert_msg(uw_load(c, "large", paths, 1) == 0, "load: %s", uw_errmsg());
+	wait_ready(c, "large");
+	source_load(&src, path);
+	ck_assert_int_eq(uw_attach(c, "large", &m), 0);
+	ck_assert_int_eq(verify_model(m, &src, tu_seed(), NULL), 0);
+	ck_assert_int_eq(uw_detach(m), 0);
+	source_free(&src);
+	uw_disconnect(c);
+	free(path);
+	daemon_stop(&d);
+}
+END_TEST
+
 #ifdef HAVE_CUDA
 /* The GPU's free memory, seen from this process. */
 static size_t gpu_free(const struct cudrv *cu)
@@ -984,6 +1041,7 @@ static Suite *integration_suite(void)
 	tcase_add_test(tc, test_disconnect_keeps_mapping);
 	tcase_add_test(tc, test_daemon_killed);
 	tcase_add_test(tc, test_load_device);
+	tcase_add_test(tc, test_large_tensors);
 #ifdef HAVE_CUDA
 	if (strcmp(backend(), "cuda") == 0)
 		tcase_add_test(tc, test_gpu_memory_and_readonly);

@@ -1,0 +1,62 @@
+/* filemap: see filemap.h. */
+#include "config.h"
+
+#include "daemon/filemap.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+int filemap_cached(int fd, uint64_t size, const void **map, struct uwerr *e)
+{
+	long psz = sysconf(_SC_PAGESIZE);
+	*map = NULL;
+	if (size == 0 || psz <= 0 || size > SIZE_MAX)
+		return 0;
+	void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		return uwerr_set(e, errno, "mmap: %s", strerror(errno));
+	size_t pages = (size_t)((size + (uint64_t)psz - 1) / (uint64_t)psz);
+	unsigned char *v = malloc(pages);
+	if (!v) {
+		munmap(m, (size_t)size);
+		return uwerr_set(e, ENOMEM, "out of memory");
+	}
+	int all = mincore(m, (size_t)size, v) == 0;
+	for (size_t i = 0; all && i < pages; i++)
+		all = v[i] & 1;
+	free(v);
+	if (!all) {
+		munmap(m, (size_t)size);
+		return 0;
+	}
+	*map = m;
+	return 1;
+}
+
+void filemap_unmap(const void *map, uint64_t size)
+{
+	if (map)
+		munmap((void *)map, (size_t)size);
+}
+
+int filemap_pread(int fd, const char *path, void *buf, size_t n, uint64_t off,
+		  struct uwerr *e)
+{
+	for (size_t got = 0; got < n; ) {
+		ssize_t r = pread(fd, (char *)buf + got, n - got, (off_t)(off + got));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return uwerr_set(e, errno, "%s: read at %llu: %s", path,
+					 (unsigned long long)(off + got), strerror(errno));
+		if (r == 0)
+			return uwerr_set(e, EIO, "%s: ends at %llu, inside a tensor (%zu bytes at "
+					 "%llu): was it truncated?", path,
+					 (unsigned long long)(off + got), n, (unsigned long long)off);
+		got += (size_t)r;
+	}
+	return 0;
+}
