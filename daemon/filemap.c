@@ -4,10 +4,11 @@
 #include "daemon/filemap.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+#define FILEMAP_SAMPLES 4096    /* pages mincore looks at in a file */
 
 int filemap_cached(int fd, uint64_t size, const void **map, struct uwerr *e)
 {
@@ -18,16 +19,17 @@ int filemap_cached(int fd, uint64_t size, const void **map, struct uwerr *e)
 	void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
 	if (m == MAP_FAILED)
 		return uwerr_set(e, errno, "mmap: %s", strerror(errno));
-	size_t pages = (size_t)((size + (uint64_t)psz - 1) / (uint64_t)psz);
-	unsigned char *v = malloc(pages);
-	if (!v) {
-		munmap(m, (size_t)size);
-		return uwerr_set(e, ENOMEM, "out of memory");
+	/* Sampled: mincore over every page of 16 GB costs 0.15 s (an H200
+	 * host), a fifth of such a load; a page the samples miss is read from
+	 * disk when the driver registers it: slower, not wrong. */
+	uint64_t pages = (size + (uint64_t)psz - 1) / (uint64_t)psz;
+	uint64_t n = pages < FILEMAP_SAMPLES ? pages : FILEMAP_SAMPLES;
+	int all = 1;
+	for (uint64_t i = 0; all && i < n; i++) {
+		unsigned char v = 0;
+		uint64_t p = n > 1 ? i * (pages - 1) / (n - 1) : 0;   /* first and last too */
+		all = mincore((char *)m + p * (uint64_t)psz, (size_t)psz, &v) == 0 && (v & 1);
 	}
-	int all = mincore(m, (size_t)size, v) == 0;
-	for (size_t i = 0; all && i < pages; i++)
-		all = v[i] & 1;
-	free(v);
 	if (!all) {
 		munmap(m, (size_t)size);
 		return 0;

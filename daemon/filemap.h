@@ -13,8 +13,9 @@
 
 #include "common/err.h"
 
-/* Map fd's size bytes when every page is in the page cache: 1 and *map
- * set, 0 when some page is not (nothing mapped), or -errno. */
+/* Map fd's size bytes when its pages are in the page cache (4096 of them
+ * sampled evenly, the first and last among them): 1 and *map set, 0 when
+ * a sampled page is not (nothing mapped), or -errno. */
 int filemap_cached(int fd, uint64_t size, const void **map, struct uwerr *e);
 void filemap_unmap(const void *map, uint64_t size);   /* NULL is fine */
 
