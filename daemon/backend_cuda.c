@@ -14,9 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/crc32c.h"
 #include "common/cudrv.h"
 #include "daemon/encode_gpu.h"
+#include "kernels/cuda/uwk.h"
 #include "unweight.h"
 
 /* The driver, loaded by probe (cudrv.h says why it is not linked). */
@@ -394,27 +394,9 @@ static int cuda_buf_fd(const struct bbuf *buf)
 
 /* ---- reading back: checksums, and buffers a previous daemon stored ---- */
 
-/* Which span a stage's piece belongs to, and its length. */
-struct piece {
-	size_t span;
-	size_t len;
-};
-
-/* Wait for the piece in stage i and add it to its span's CRC. */
-static int sum_piece(struct stager *rd, int i, const struct piece *pc, struct bspan *spans,
-		     const struct bbuf *buf, struct uwerr *e)
-{
-	CUresult r = cu->cuEventSynchronize(rd->done[i]);
-	if (r != CUDA_SUCCESS)
-		return cu_fail(r, "cuEventSynchronize", __FILE__, __LINE__, e,
-			       "buffer %s: reading back", buf->label);
-	spans[pc->span].crc = crc32c(spans[pc->span].crc, rd->host[i], pc->len);
-	return 0;
-}
-
-/* The spans are copied to the host in STAGE_BYTES pieces through pinned
- * stages of a stager of its own (the uploads' kind): while the CPU sums one
- * piece, the next ones cross PCIe. */
+/* Each span summed on the device by the encoder's checksum kernel
+ * (uwk_crc32c): only the per-chunk CRCs cross PCIe, and the host joins
+ * them; on its own stream, so a load's encoders run on beside it. */
 static int cuda_buf_crc32c(const struct bbuf *buf, struct bspan *spans, size_t n,
 			   struct uwerr *e)
 {
@@ -426,37 +408,17 @@ static int cuda_buf_crc32c(const struct bbuf *buf, struct bspan *spans, size_t n
 		spans[i].crc = 0;
 	}
 	CU_TRY(cu->cuCtxSetCurrent(buf->cd->ctx), e, "buffer %s", buf->label);
-	struct stager rd = {0};
-	struct piece pc[NSTAGES];
-	int busy[NSTAGES] = {0}, s = 0;
-	int rc = stager_init(&rd, buf->label, e);
-	for (size_t i = 0; i < n && !rc; i++) {
-		for (uint64_t pos = 0; pos < spans[i].len && !rc; pos += pc[s].len, s = (s + 1) % NSTAGES) {
-			/* Round robin: stage s holds the oldest piece not summed yet. */
-			if (busy[s] && (rc = sum_piece(&rd, s, &pc[s], spans, buf, e)))
-				break;
-			busy[s] = 0;
-			uint64_t left = spans[i].len - pos;
-			pc[s] = (struct piece){.span = i, .len = left < STAGE_BYTES ? (size_t)left
-									   : STAGE_BYTES};
-			CUresult r = cu->cuMemcpyDtoHAsync(rd.host[s], buf->ptr + spans[i].off + pos,
-							   pc[s].len, rd.stream);
-			if (r == CUDA_SUCCESS)
-				r = cu->cuEventRecord(rd.done[s], rd.stream);
-			if (r != CUDA_SUCCESS) {
-				rc = cu_fail(r, "cuMemcpyDtoHAsync", __FILE__, __LINE__, e,
-					     "buffer %s: reading back %zu bytes at %llu", buf->label,
-					     pc[s].len, (unsigned long long)(spans[i].off + pos));
-				break;
-			}
-			busy[s] = 1;
-		}
-	}
-	for (int k = 0; k < NSTAGES && !rc; k++, s = (s + 1) % NSTAGES)
-		if (busy[s])
-			rc = sum_piece(&rd, s, &pc[s], spans, buf, e);
-	stager_free(&rd);   /* after the stream is idle: no copy lands in freed memory */
-	return rc;
+	cudaStream_t s;
+	cudaError_t err = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+	if (err != cudaSuccess)
+		return uwerr_set(e, EIO, "buffer %s: checksum stream: %s", buf->label,
+				 cudaGetErrorString(err));
+	int rc = 0;
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = uwk_crc32c((const void *)(uintptr_t)(buf->ptr + spans[i].off), spans[i].len,
+				&spans[i].crc, s, e);
+	cudaStreamDestroy(s);
+	return rc ? uwerr_prefix(e, "buffer %s: checksum", buf->label) : 0;
 }
 
 /* Import a stored fd and map all of it, read-only, for the daemon's reads.
