@@ -113,33 +113,11 @@ static int scratch(struct encode_gpu *g, size_t n, struct uwerr *e)
 	return 0;
 }
 
-/* n bytes of host memory to dev: a stage is refilled once its last copy
- * is done. */
-static int upload(struct encode_gpu *g, void *dev, const void *src, size_t n, struct uwerr *e)
-{
-	const char *p = src;
-	for (size_t off = 0; off < n; ) {
-		size_t k = n - off < STAGE_BYTES ? n - off : STAGE_BYTES;
-		int i = g->next;
-		cudaError_t err = cudaEventSynchronize(g->done[i]);
-		if (err == cudaSuccess) {
-			memcpy(g->host[i], p + off, k);
-			err = cudaMemcpyAsync((char *)dev + off, g->host[i], k,
-					      cudaMemcpyHostToDevice, g->s);
-		}
-		if (err == cudaSuccess)
-			err = cudaEventRecord(g->done[i], g->s);
-		if (err != cudaSuccess)
-			return cuda_fail(e, err, "upload");
-		g->next = (i + 1) % NSTAGES;
-		off += k;
-	}
-	return 0;
-}
-
-/* n bytes of fd at off to dev, pread into the stages. */
-static int upload_file(struct encode_gpu *g, void *dev, const struct encode_input *in,
-		       uint64_t off, size_t n, struct uwerr *e)
+/* n bytes to dev through the stages, from host memory src, or (src NULL)
+ * pread from in's file at off: a stage is refilled once its last copy is
+ * done. */
+static int upload(struct encode_gpu *g, void *dev, const void *src, const struct encode_input *in,
+		  uint64_t off, size_t n, struct uwerr *e)
 {
 	for (size_t done = 0; done < n; ) {
 		size_t k = n - done < STAGE_BYTES ? n - done : STAGE_BYTES;
@@ -147,7 +125,9 @@ static int upload_file(struct encode_gpu *g, void *dev, const struct encode_inpu
 		cudaError_t err = cudaEventSynchronize(g->done[i]);
 		if (err != cudaSuccess)
 			return cuda_fail(e, err, "upload");
-		if ((rc = filemap_pread(in->fd, in->path, g->host[i], k, off + done, e)))
+		if (src)
+			memcpy(g->host[i], (const char *)src + done, k);
+		else if ((rc = filemap_pread(in->fd, in->path, g->host[i], k, off + done, e)))
 			return rc;
 		err = cudaMemcpyAsync((char *)dev + done, g->host[i], k, cudaMemcpyHostToDevice, g->s);
 		if (err == cudaSuccess)
@@ -171,21 +151,21 @@ static int upload_mapped(struct encode_gpu *g, const struct encode_input *in, st
 	const uintptr_t a = (uintptr_t)in->data, end = a + in->raw_bytes;
 	const uintptr_t lo = (a + psz - 1) / psz * psz, hi = end / psz * psz;
 	if (g->noreg || hi < lo + REGISTER_MIN)
-		return upload_file(g, g->dev, in, in->file_off, in->raw_bytes, e);
+		return upload(g, g->dev, NULL, in, in->file_off, in->raw_bytes, e);
 	cudaError_t err = cudaHostRegister((void *)lo, hi - lo, cudaHostRegisterReadOnly);
 	if (err != cudaSuccess) {
 		cudaGetLastError();   /* not sticky: clear it */
 		g->noreg = 1;
-		return upload_file(g, g->dev, in, in->file_off, in->raw_bytes, e);
+		return upload(g, g->dev, NULL, in, in->file_off, in->raw_bytes, e);
 	}
 	g->reg = (void *)lo;
 	err = cudaMemcpyAsync((char *)g->dev + (lo - a), (const void *)lo, hi - lo,
 			      cudaMemcpyHostToDevice, g->s);
 	if (err != cudaSuccess)
 		return cuda_fail(e, err, "copy from the page cache");
-	int rc = upload_file(g, g->dev, in, in->file_off, lo - a, e);
+	int rc = upload(g, g->dev, NULL, in, in->file_off, lo - a, e);
 	if (!rc)
-		rc = upload_file(g, (char *)g->dev + (hi - a), in, in->file_off + (hi - a), end - hi, e);
+		rc = upload(g, (char *)g->dev + (hi - a), NULL, in, in->file_off + (hi - a), end - hi, e);
 	return rc;
 }
 
@@ -205,9 +185,9 @@ static int exphuf_to_raw(struct encode_gpu *g, const struct encode_input *in, st
 	int rc;
 	if (!x->n)
 		return 0;
-	if ((rc = upload(g, payload, in->data, in->len, e)) ||
-	    (rc = upload(g, start, x->start, (x->nchunks + 1) * sizeof(*x->start), e)) ||
-	    (rc = upload(g, dec, x->dec->entry, sizeof(x->dec->entry), e)))
+	if ((rc = upload(g, payload, in->data, NULL, 0, in->len, e)) ||
+	    (rc = upload(g, start, x->start, NULL, 0, (x->nchunks + 1) * sizeof(*x->start), e)) ||
+	    (rc = upload(g, dec, x->dec->entry, NULL, 0, sizeof(x->dec->entry), e)))
 		return rc;
 	if ((rc = uwk_exphuf_decode((const uint8_t *)payload + x->sm_off,
 				    (const uint8_t *)payload + x->bits_off, (const uint64_t *)start,
@@ -235,7 +215,7 @@ int encode_gpu_tensor(struct encode_gpu *g, int dtype, int ndim, const uint64_t 
 	if (rc)
 		return rc;
 	rc = in->x ? exphuf_to_raw(g, in, e) : in->fd >= 0 ? upload_mapped(g, in, e)
-	     : upload(g, g->dev, in->data, in->raw_bytes, e);
+	     : upload(g, g->dev, in->data, NULL, 0, in->raw_bytes, e);
 	/* plan syncs the stream: the staging is free again after it, and the
 	 * registered pages are done with */
 	if (!rc)
