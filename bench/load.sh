@@ -77,7 +77,15 @@ for e in $encs; do
 	for i in $(seq 100); do [ -S "/tmp/uwload-$$-$e.sock" ] && break; sleep 0.1; done
 done
 enc=${encs%% *}
-ctl() { "$B/ctl/unweightctl" --socket "/tmp/uwload-$$-$enc.sock" "$@"; }
+# The program itself, not libtool's wrapper script in a shared build tree:
+# the wrapper's start-up (0.15-0.4 s, bench/NOTES.md 2026-11-29) is no part
+# of a load, and an installed unweightctl has none.
+ctlbin=$B/ctl/unweightctl
+if [ -x "$B/ctl/.libs/unweightctl" ]; then
+	ctlbin=$B/ctl/.libs/unweightctl
+	export LD_LIBRARY_PATH="$B/.libs:$LD_LIBRARY_PATH"
+fi
+ctl() { "$ctlbin" --socket "/tmp/uwload-$$-$enc.sock" "$@"; }
 
 # uwload NAME PATH LABEL: wall time of load --wait, and the daemon's own.
 uwload() {
