@@ -7,7 +7,7 @@ bench_uw_bench_compress_LDADD = tests/libtestutil.la libuwcore.la
 if HAVE_CUDA
 noinst_PROGRAMS += bench/uw-bench-matmul
 bench_uw_bench_matmul_SOURCES =
-bench_uw_bench_matmul_LDADD = bench/matmul.o $(UWCUDA_LIBS) libuwcore.la
+bench_uw_bench_matmul_LDADD = bench/matmul.o $(UWCUDA_LIBS) $(CUBLAS_LIBS) libuwcore.la
 bench_uw_bench_matmul_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
 EXTRA_bench_uw_bench_matmul_DEPENDENCIES = bench/matmul.o kernels/libuwcuda.a
 bench/matmul.o: bench/matmul.cu bench/benchutil.h kernels/cuda/uwk.h
@@ -19,7 +19,7 @@ endif
 if HAVE_CUDA
 noinst_PROGRAMS += bench/uw-bench-mlp
 bench_uw_bench_mlp_SOURCES =
-bench_uw_bench_mlp_LDADD = bench/mlp.o $(UWCUDA_LIBS) libuwcore.la
+bench_uw_bench_mlp_LDADD = bench/mlp.o $(UWCUDA_LIBS) $(CUBLAS_LIBS) libuwcore.la
 bench_uw_bench_mlp_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
 EXTRA_bench_uw_bench_mlp_DEPENDENCIES = bench/mlp.o kernels/libuwcuda.a
 bench/mlp.o: bench/mlp.cu bench/benchutil.h kernels/cuda/uwk.h kernels/tunecache.h

@@ -24,15 +24,21 @@ if HAVE_CUDA
 NVCCFLAGS = -std=c++17 -O3 -lineinfo \
 	-gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90,code=compute_90 \
 	-Xcompiler -fPIC,-fvisibility=hidden,-Wall \
-	-I$(srcdir) -I$(srcdir)/client -I$(builddir)
+	-I$(srcdir) -I$(srcdir)/client -I$(builddir) \
+	-DUWK_CUDA_LIBDIR='"$(CUDA_DIR)/lib64"'
 UWCUDA_HDRS = kernels/cuda/uwk.h kernels/cuda/uwk_int.h kernels/resident.h kernels/tunecache.h
 UWCUDA_OBJS = kernels/cuda/ctx.o kernels/cuda/decode.o kernels/cuda/encode.o \
-	kernels/cuda/matmul.o kernels/cuda/tune.o kernels/cuda/exphuf.o
+	kernels/cuda/matmul.o kernels/cuda/tune.o kernels/cuda/exphuf.o kernels/cuda/blas.o
 # Link with gcc: the C++ runtime and cudart (dynamic, found through the rpath;
 # libcuda is loaded by cudart, so a host without a driver still starts).
-UWCUDA_LIBS = kernels/libuwcuda.a -L$(CUDA_DIR)/lib64 -lcublas -lcudart -lstdc++ -lm
+# cuBLAS is not linked: kernels/cuda/blas.cu loads it when first needed.
+# Programs that call it themselves (the benchmarks' peer) add CUBLAS_LIBS.
+UWCUDA_LIBS = kernels/libuwcuda.a -L$(CUDA_DIR)/lib64 -lcudart -lstdc++ -lm
+CUBLAS_LIBS = -L$(CUDA_DIR)/lib64 -lcublas
 UWCUDA_RPATH = -Wl,-rpath,$(CUDA_DIR)/lib64
 
+kernels/cuda/blas.o: kernels/cuda/blas.cu $(UWCUDA_HDRS)
+	$(AM_V_GEN)$(MKDIR_P) kernels/cuda && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/kernels/cuda/blas.cu
 kernels/cuda/ctx.o: kernels/cuda/ctx.cu $(UWCUDA_HDRS)
 	$(AM_V_GEN)$(MKDIR_P) kernels/cuda && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/kernels/cuda/ctx.cu
 kernels/cuda/decode.o: kernels/cuda/decode.cu $(UWCUDA_HDRS)

@@ -109,11 +109,6 @@ int uwk_ctx_new(struct uwk_ctx **out, struct uwerr *e)
 	}
 	if ((rc = uwk_tune_key_make(c, e)) < 0)
 		goto fail;
-	if (cublasCreate(&c->blas) != CUBLAS_STATUS_SUCCESS) {
-		c->blas = NULL;
-		rc = uwerr_set(e, EIO, "uwk context: cublasCreate failed on device %d", c->device);
-		goto fail;
-	}
 	*out = c;
 	return 0;
 fail:
@@ -125,8 +120,7 @@ void uwk_ctx_free(struct uwk_ctx *c)
 {
 	if (!c)
 		return;
-	if (c->blas)
-		cublasDestroy(c->blas);
+	uwk_blas_free(c);
 	cudaFree(c->scratch);
 	cudaFree(c->part);
 	tune_table_free(c->tune);

@@ -645,26 +645,6 @@ static int fused_run(const struct r12_args *a, const struct fused_kind *k, int k
 	return fused_launch(&m, 1, &p, k->wm, x, batch, s, ctx, e);
 }
 
-/* y[batch][rows] = x . W^T with W BF16 [rows][cols] row-major in w; y of
- * type yt (BF16, or float32 for uwk_matmul_f32). */
-static int gemm_bf16(struct uwk_ctx *ctx, const void *w, uint64_t rows, uint64_t cols,
-		     const void *x, size_t batch, void *y, cudaDataType_t yt, cudaStream_t s,
-		     struct uwerr *e)
-{
-	const float one = 1.f, zero = 0.f;
-	if (cublasSetStream(ctx->blas, s) != CUBLAS_STATUS_SUCCESS)
-		return uwerr_set(e, EIO, "cublasSetStream failed");
-	cublasStatus_t st = cublasGemmEx(ctx->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, (int)batch,
-					 (int)cols, &one, w, CUDA_R_16BF, (int)cols, x, CUDA_R_16BF,
-					 (int)cols, &zero, y, yt, (int)rows,
-					 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-	if (st != CUBLAS_STATUS_SUCCESS)
-		return uwerr_set(e, EIO, "cublasGemmEx %llux%llu batch %zu: %s",
-				 (unsigned long long)rows, (unsigned long long)cols, batch,
-				 cublasGetStatusString(st));
-	return 0;
-}
-
 /* The checks every matmul entry shares. */
 static int matmul_args(const struct uw_layout *l, const void *base, const void *x,
 		       size_t batch, void *y, struct uwk_ctx *ctx, struct uwerr *e)
@@ -724,7 +704,7 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 	if (l->format == UW_FORMAT_RAW) {
 		if (pipe == UWK_PIPE_FUSED)
 			return uwerr_set(e, EINVAL, "uwk_matmul: fused pipeline of a RAW tensor (R12 only)");
-		rc = gemm_bf16(ctx, dev_base, l->rows, l->cols, x, batch, y, CUDA_R_16BF, s, e);
+		rc = uwk_blas_gemm(ctx, dev_base, l->rows, l->cols, x, batch, y, CUDA_R_16BF, s, e);
 		return rc < 0 ? matmul_fail(e, rc, l, batch) : 0;
 	}
 	struct r12_args a;
@@ -750,7 +730,7 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 		if (rc == 0)
 			rc = uwk_decode_r12(&a, (uint16_t *)ctx->scratch, s, e);
 		if (rc == 0)
-			rc = gemm_bf16(ctx, ctx->scratch, l->rows, l->cols, x, batch, y,
+			rc = uwk_blas_gemm(ctx, ctx->scratch, l->rows, l->cols, x, batch, y,
 				       CUDA_R_16BF, s, e);
 		break;
 	default:
@@ -787,7 +767,7 @@ extern "C" int uwk_matmul_f32(const struct uw_layout *l, const void *dev_base,
 		w = ctx->scratch;
 	}
 	if (rc == 0)
-		rc = gemm_bf16(ctx, w, l->rows, l->cols, x, batch, y, CUDA_R_32F, s, e);
+		rc = uwk_blas_gemm(ctx, w, l->rows, l->cols, x, batch, y, CUDA_R_32F, s, e);
 	return rc < 0 ? matmul_fail(e, rc, l, batch) : 0;
 }
 

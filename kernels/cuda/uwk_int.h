@@ -31,7 +31,7 @@ struct r12_args {
 
 struct uwk_ctx {
 	int device, sms;
-	cublasHandle_t blas;
+	cublasHandle_t blas;      /* NULL until the first cuBLAS call (blas.cu) */
 	void *scratch;            /* decoded BF16 W for the cuBLAS pipeline */
 	size_t scratch_bytes;
 	float *part;              /* split-K partial sums [ks][batch][rows] */
@@ -39,6 +39,14 @@ struct uwk_ctx {
 	struct tune_table *tune;  /* AUTO's tuned choices for this device, or NULL */
 	struct tune_key key;      /* the device's tune cache key (uwk_tune_key) */
 };
+
+/* y[batch][rows] = x . W^T by cublasGemmEx (blas.cu: cuBLAS loaded, and
+ * c's handle created, at the first call), W BF16 [rows][cols] row-major,
+ * y of type yt; and the handle's end, at uwk_ctx_free. */
+int uwk_blas_gemm(struct uwk_ctx *c, const void *w, uint64_t rows, uint64_t cols,
+		  const void *x, size_t batch, void *y, cudaDataType_t yt, cudaStream_t s,
+		  struct uwerr *e);
+void uwk_blas_free(struct uwk_ctx *c);
 
 /* Fill c->key (tune.cu), once, at uwk_ctx_new. */
 int uwk_tune_key_make(struct uwk_ctx *c, struct uwerr *e);
