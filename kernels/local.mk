@@ -68,4 +68,4 @@ EXTRA_tests_check_gpu_kernels_DEPENDENCIES = kernels/libuwcuda.a
 endif
 EXTRA_DIST += kernels/cuda/uwk.h kernels/cuda/uwk_int.h kernels/cuda/ctx.cu \
 	kernels/cuda/decode.cu kernels/cuda/encode.cu kernels/cuda/matmul.cu kernels/cuda/tune.cu \
-	kernels/cuda/exphuf.cu
+	kernels/cuda/exphuf.cu kernels/cuda/blas.cu
