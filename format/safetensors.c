@@ -533,6 +533,8 @@ static int ckpt_open_index(struct st_checkpoint *c, const struct opener *o, cons
 		return uwerr_set(e, EINVAL, "%s: no \"weight_map\" object", path);
 	if (md && md->type != JSON_OBJ)
 		return uwerr_set(e, EINVAL, "%s: \"metadata\" is not an object", path);
+	if (!wm->u.obj.n)   /* else an index of no shard opens as an empty checkpoint */
+		return uwerr_set(e, EINVAL, "%s: \"weight_map\" names no tensor", path);
 	n = wm->u.obj.n;
 	ent = calloc(n ? n : 1, sizeof(*ent));
 	shards = calloc(n ? n : 1, sizeof(*shards));

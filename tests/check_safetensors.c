@@ -907,6 +907,8 @@ START_TEST(sharded)
 	ckpt_bad(dir, idx, 1, "no \"weight_map\" object");
 	write_text(dir, "i.json", "{\"weight_map\":{}, \"metadata\":[]}");
 	ckpt_bad(dir, idx, 1, "\"metadata\" is not an object");
+	write_text(dir, "i.json", "{\"weight_map\":{}}");
+	ckpt_bad(dir, idx, 1, "\"weight_map\" names no tensor");
 	write_text(dir, "i.json", "{\"weight_map\":{\"y\":\"model-00002-of-00002.safetensors\"");
 	ckpt_bad(dir, idx, 1, "JSON: offset");
 	write_text(dir, "i.json", "[]");
