@@ -150,17 +150,18 @@ static int upload_mapped(struct encode_gpu *g, const struct encode_input *in, st
 	const size_t psz = (size_t)sysconf(_SC_PAGESIZE);
 	const uintptr_t a = (uintptr_t)in->data, end = a + in->raw_bytes;
 	const uintptr_t lo = (a + psz - 1) / psz * psz, hi = end / psz * psz;
-	if (g->noreg || hi < lo + REGISTER_MIN)
-		return upload(g, g->dev, NULL, in, in->file_off, in->raw_bytes, e);
-	cudaError_t err = cudaHostRegister((void *)lo, hi - lo, cudaHostRegisterReadOnly);
-	if (err != cudaSuccess) {
-		cudaGetLastError();   /* not sticky: clear it */
-		g->noreg = 1;
-		return upload(g, g->dev, NULL, in, in->file_off, in->raw_bytes, e);
+	if (!g->noreg && hi >= lo + REGISTER_MIN) {
+		if (cudaHostRegister((void *)lo, hi - lo, cudaHostRegisterReadOnly) == cudaSuccess) {
+			g->reg = (void *)lo;
+		} else {
+			cudaGetLastError();   /* not sticky: clear it */
+			g->noreg = 1;
+		}
 	}
-	g->reg = (void *)lo;
-	err = cudaMemcpyAsync((char *)g->dev + (lo - a), (const void *)lo, hi - lo,
-			      cudaMemcpyHostToDevice, g->s);
+	if (!g->reg)
+		return upload(g, g->dev, NULL, in, in->file_off, in->raw_bytes, e);
+	cudaError_t err = cudaMemcpyAsync((char *)g->dev + (lo - a), (const void *)lo, hi - lo,
+					  cudaMemcpyHostToDevice, g->s);
 	if (err != cudaSuccess)
 		return cuda_fail(e, err, "copy from the page cache");
 	int rc = upload(g, g->dev, NULL, in, in->file_off, lo - a, e);

@@ -8,6 +8,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "format/uring_read.h"
+
 #define FILEMAP_SAMPLES 4096    /* pages mincore looks at in a file */
 
 int filemap_cached(int fd, uint64_t size, const void **map, struct uwerr *e)
@@ -22,15 +24,8 @@ int filemap_cached(int fd, uint64_t size, const void **map, struct uwerr *e)
 	/* Sampled: mincore over every page of 16 GB costs 0.15 s (an H200
 	 * host), a fifth of such a load; a page the samples miss is read from
 	 * disk when the driver registers it: slower, not wrong. */
-	uint64_t pages = (size + (uint64_t)psz - 1) / (uint64_t)psz;
-	uint64_t n = pages < FILEMAP_SAMPLES ? pages : FILEMAP_SAMPLES;
-	int all = 1;
-	for (uint64_t i = 0; all && i < n; i++) {
-		unsigned char v = 0;
-		uint64_t p = n > 1 ? i * (pages - 1) / (n - 1) : 0;   /* first and last too */
-		all = mincore((char *)m + p * (uint64_t)psz, (size_t)psz, &v) == 0 && (v & 1);
-	}
-	if (!all) {
+	unsigned n;
+	if (ur_cached_pages(m, size, FILEMAP_SAMPLES, &n) != n) {
 		munmap(m, (size_t)size);
 		return 0;
 	}

@@ -135,8 +135,22 @@ static int fault_apply(const struct chunk *c, int res)
 }
 #endif
 
-/* Whether most of fd's pages are in the page cache: sampled with mincore
- * over a mapping that is never touched. */
+unsigned ur_cached_pages(const void *map, uint64_t size, unsigned samples, unsigned *looked)
+{
+	const uint64_t psz = (uint64_t)sysconf(_SC_PAGESIZE), pages = (size + psz - 1) / psz;
+	const unsigned n = pages < samples ? (unsigned)pages : samples;
+	unsigned in = 0;
+	for (unsigned i = 0; i < n; i++) {
+		unsigned char v = 0;
+		const uint64_t p = n > 1 ? i * (pages - 1) / (n - 1) : 0;
+		if (mincore((char *)map + p * psz, (size_t)psz, &v) == 0 && (v & 1))
+			in++;
+	}
+	*looked = n;
+	return in;
+}
+
+/* Whether most of fd's pages are in the page cache. */
 static int mostly_cached(int fd, uint64_t size)
 {
 	long psz = sysconf(_SC_PAGESIZE);
@@ -145,14 +159,7 @@ static int mostly_cached(int fd, uint64_t size)
 	void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
 	if (m == MAP_FAILED)
 		return 0;
-	uint64_t pages = (size + (uint64_t)psz - 1) / (uint64_t)psz;
-	unsigned n = pages < CACHE_SAMPLES ? (unsigned)pages : CACHE_SAMPLES, in = 0;
-	for (unsigned i = 0; i < n; i++) {
-		unsigned char v = 0;
-		uint64_t p = pages * i / n;
-		if (mincore((char *)m + p * (uint64_t)psz, (size_t)psz, &v) == 0 && (v & 1))
-			in++;
-	}
+	unsigned n, in = ur_cached_pages(m, size, CACHE_SAMPLES, &n);
 	munmap(m, (size_t)size);
 	return in * 2 > n;
 }

@@ -29,6 +29,11 @@ enum ur_mode {
 
 struct ur_file;
 
+/* Of up to samples pages of a file mapping (never touched) of size bytes,
+ * spread evenly with the first and the last among them, how many are in
+ * the page cache (mincore); *looked: how many were looked at. */
+unsigned ur_cached_pages(const void *map, uint64_t size, unsigned samples, unsigned *looked);
+
 /* Read fd (borrowed: it stays the caller's, and must outlive f) of size
  * bytes; path names it in messages. The O_DIRECT reads go through a second
  * open file description of the same file (/proc/self/fd), never a new path

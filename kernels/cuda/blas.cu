@@ -67,8 +67,8 @@ static int blas_handle(struct uwk_ctx *c, struct uwerr *e)
 }
 
 int uwk_blas_gemm(struct uwk_ctx *c, const void *w, uint64_t rows, uint64_t cols,
-			     const void *x, size_t batch, void *y, cudaDataType_t yt,
-			     cudaStream_t s, struct uwerr *e)
+		  const void *x, size_t batch, void *y, cudaDataType_t yt, cudaStream_t s,
+		  struct uwerr *e)
 {
 	const float one = 1.f, zero = 0.f;
 	int rc = blas_handle(c, e);
