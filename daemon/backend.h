@@ -75,7 +75,14 @@ struct backend_ops {
 	int (*enc_tensor)(struct benc *enc, int dtype, int ndim, const uint64_t *shape,
 			  const struct encode_input *in, encode_place_fn place, void *ctx,
 			  struct uw_layout *l, uint64_t *off, struct uwerr *e);
-	void (*enc_free)(struct benc *enc);   /* NULL is fine */
+	/* NULL is fine; where the encoder's time went is added to *sum
+	 * (NULL: not wanted). */
+	void (*enc_free)(struct benc *enc, struct encode_gpu_stats *sum);
+	/* Beside the encoders: register a read-only file mapping's pages with
+	 * buf's device for its copies, and unregister them once no copy from
+	 * them is in flight (encode_gpu_pin). */
+	int (*pin)(struct bbuf *buf, const void *p, size_t n, struct uwerr *e);
+	void (*unpin)(struct bbuf *buf, const void *p);
 	/* The daemon's own device address of a finished buffer, for kernels it
 	 * runs itself (the tuner); NULL where the buffers are not on a GPU. */
 	uint64_t (*buf_dev_addr)(const struct bbuf *buf);

@@ -482,11 +482,13 @@ struct benc {
 	struct encode_gpu *g;
 };
 
-static void cuda_enc_free(struct benc *b)
+static void cuda_enc_free(struct benc *b, struct encode_gpu_stats *sum)
 {
 	if (!b)
 		return;
 	cu->cuCtxSetCurrent(b->buf->cd->ctx);
+	if (sum)
+		encode_gpu_stats_add(sum, encode_gpu_stats(b->g));
 	encode_gpu_free(b->g);
 	free(b);
 }
@@ -535,6 +537,18 @@ static int cuda_enc_tensor(struct benc *b, int dtype, int ndim, const uint64_t *
 				 enc_place_checked, &p, l, off, e);
 }
 
+static int cuda_pin(struct bbuf *buf, const void *p, size_t n, struct uwerr *e)
+{
+	CU_TRY(cu->cuCtxSetCurrent(buf->cd->ctx), e, "buffer %s", buf->label);
+	return encode_gpu_pin(p, n, e);
+}
+
+static void cuda_unpin(struct bbuf *buf, const void *p)
+{
+	cu->cuCtxSetCurrent(buf->cd->ctx);
+	encode_gpu_unpin(p);
+}
+
 static uint64_t cuda_buf_dev_addr(const struct bbuf *buf)
 {
 	return buf->ptr;
@@ -556,5 +570,7 @@ const struct backend_ops backend_cuda_ops = {
 	.enc_new = cuda_enc_new,
 	.enc_tensor = cuda_enc_tensor,
 	.enc_free = cuda_enc_free,
+	.pin = cuda_pin,
+	.unpin = cuda_unpin,
 	.buf_dev_addr = cuda_buf_dev_addr,
 };

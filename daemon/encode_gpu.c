@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cuda_runtime_api.h>
@@ -21,9 +22,6 @@
 /* The scratch grows in steps this large, so a model's tensors of a few
  * sizes do not reallocate it at every new size. */
 #define SCRATCH_STEP (64u << 20)
-/* Mapped tensors with fewer whole pages than this are pread instead:
- * registering pages costs a system call and the driver's bookkeeping. */
-#define REGISTER_MIN (1u << 20)
 
 struct encode_gpu {
 	cudaStream_t s;
@@ -32,9 +30,15 @@ struct encode_gpu {
 	int next;
 	void *dev;                /* the raw tensor on the device */
 	size_t cap;
-	void *reg;                /* host pages registered for the copy in flight */
-	int noreg;                /* registering failed once: pread from then on */
+	struct encode_gpu_stats st;
 };
+
+static double now_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
 
 static int cuda_fail(struct uwerr *e, cudaError_t err, const char *what)
 {
@@ -42,51 +46,71 @@ static int cuda_fail(struct uwerr *e, cudaError_t err, const char *what)
 			 what, cudaGetErrorName(err), cudaGetErrorString(err));
 }
 
-/* After the stream is done with them: unregister the pages copied from. */
-static void unregister(struct encode_gpu *g)
+const struct encode_gpu_stats *encode_gpu_stats(const struct encode_gpu *g)
 {
-	if (g->reg)
-		cudaHostUnregister(g->reg);
-	g->reg = NULL;
+	return &g->st;
+}
+
+void encode_gpu_stats_add(struct encode_gpu_stats *sum, const struct encode_gpu_stats *x)
+{
+	sum->tensors += x->tensors;
+	sum->put_s += x->put_s;
+	sum->scratch_s += x->scratch_s;
+	sum->crc_s += x->crc_s;
+	sum->decode_s += x->decode_s;
+	sum->plan_s += x->plan_s;
+	sum->encode_s += x->encode_s;
+	sum->staged_s += x->staged_s;
+	sum->direct_bytes += x->direct_bytes;
+	sum->staged_bytes += x->staged_bytes;
 }
 
 void encode_gpu_free(struct encode_gpu *g)
 {
 	if (!g)
 		return;
-	if (g->s)
+	if (g->s) {
+		if (g->dev)
+			cudaFreeAsync(g->dev, g->s);
 		cudaStreamSynchronize(g->s);
-	unregister(g);
+		cudaStreamDestroy(g->s);
+	}
 	for (int i = 0; i < NSTAGES; i++) {
 		if (g->done[i])
 			cudaEventDestroy(g->done[i]);
 		if (g->host[i])
 			cudaFreeHost(g->host[i]);
 	}
-	cudaFree(g->dev);
-	if (g->s)
-		cudaStreamDestroy(g->s);
 	free(g);
 }
 
 int encode_gpu_new(struct encode_gpu **out, struct uwerr *e)
 {
 	struct encode_gpu *g = calloc(1, sizeof(*g));
-	cudaError_t err = cudaSuccess;
 	if (!g)
 		return uwerr_set(e, ENOMEM, "GPU encoder: out of memory");
-	err = cudaStreamCreateWithFlags(&g->s, cudaStreamNonBlocking);
-	for (int i = 0; i < NSTAGES && err == cudaSuccess; i++) {
-		err = cudaHostAlloc(&g->host[i], STAGE_BYTES, cudaHostAllocDefault);
-		if (err == cudaSuccess)
-			err = cudaEventCreateWithFlags(&g->done[i], cudaEventDisableTiming);
-	}
+	cudaError_t err = cudaStreamCreateWithFlags(&g->s, cudaStreamNonBlocking);
 	if (err != cudaSuccess) {
 		encode_gpu_free(g);
-		return cuda_fail(e, err, "stream and pinned staging");
+		return cuda_fail(e, err, "stream");
 	}
 	*out = g;
 	return 0;
+}
+
+/* The pinned stages, at their first use: a load whose bytes the device
+ * copies from pinned pages needs none (and pinning them would contend with
+ * the loader's pinning of the files). */
+static int stages(struct encode_gpu *g, struct uwerr *e)
+{
+	cudaError_t err = cudaSuccess;
+	for (int i = 0; i < NSTAGES && err == cudaSuccess; i++) {
+		if (!g->host[i])
+			err = cudaHostAlloc(&g->host[i], STAGE_BYTES, cudaHostAllocDefault);
+		if (err == cudaSuccess && !g->done[i])
+			err = cudaEventCreateWithFlags(&g->done[i], cudaEventDisableTiming);
+	}
+	return err == cudaSuccess ? 0 : cuda_fail(e, err, "pinned staging");
 }
 
 /* A device scratch of at least n bytes: 1 when the device has no room. */
@@ -94,14 +118,14 @@ static int scratch(struct encode_gpu *g, size_t n, struct uwerr *e)
 {
 	if (n <= g->cap)
 		return 0;
-	cudaError_t err = cudaStreamSynchronize(g->s);
-	if (err != cudaSuccess)
-		return cuda_fail(e, err, "stream");
-	cudaFree(g->dev);
+	/* Stream-ordered: cudaFree would wait for every encoder's copies. */
+	cudaError_t err = g->dev ? cudaFreeAsync(g->dev, g->s) : cudaSuccess;
 	g->dev = NULL;
 	g->cap = 0;
+	if (err != cudaSuccess)
+		return cuda_fail(e, err, "scratch");
 	size_t want = (n + SCRATCH_STEP - 1) / SCRATCH_STEP * SCRATCH_STEP;
-	err = cudaMalloc(&g->dev, want);
+	err = cudaMallocAsync(&g->dev, want, g->s);
 	if (err == cudaErrorMemoryAllocation) {
 		cudaGetLastError();   /* not sticky: clear it */
 		g->dev = NULL;
@@ -119,9 +143,11 @@ static int scratch(struct encode_gpu *g, size_t n, struct uwerr *e)
 static int upload(struct encode_gpu *g, void *dev, const void *src, const struct encode_input *in,
 		  uint64_t off, size_t n, struct uwerr *e)
 {
-	for (size_t done = 0; done < n; ) {
+	int rc = n ? stages(g, e) : 0;
+	for (size_t done = 0; !rc && done < n; ) {
 		size_t k = n - done < STAGE_BYTES ? n - done : STAGE_BYTES;
-		int i = g->next, rc;
+		int i = g->next;
+		double t = now_s();
 		cudaError_t err = cudaEventSynchronize(g->done[i]);
 		if (err != cudaSuccess)
 			return cuda_fail(e, err, "upload");
@@ -129,6 +155,8 @@ static int upload(struct encode_gpu *g, void *dev, const void *src, const struct
 			memcpy(g->host[i], (const char *)src + done, k);
 		else if ((rc = filemap_pread(in->fd, in->path, g->host[i], k, off + done, e)))
 			return rc;
+		g->st.staged_s += now_s() - t;
+		g->st.staged_bytes += k;
 		err = cudaMemcpyAsync((char *)dev + done, g->host[i], k, cudaMemcpyHostToDevice, g->s);
 		if (err == cudaSuccess)
 			err = cudaEventRecord(g->done[i], g->s);
@@ -137,36 +165,56 @@ static int upload(struct encode_gpu *g, void *dev, const void *src, const struct
 		g->next = (i + 1) % NSTAGES;
 		done += k;
 	}
+	return rc;
+}
+
+int encode_gpu_pin(const void *p, size_t n, struct uwerr *e)
+{
+	cudaError_t err = cudaHostRegister((void *)p, n, cudaHostRegisterReadOnly);
+	if (err == cudaSuccess)
+		return 0;
+	cudaGetLastError();   /* not sticky: clear it */
+	return uwerr_set(e, EIO, "registering %zu bytes of a file's mapping with the driver: %s",
+			 n, cudaGetErrorString(err));
+}
+
+void encode_gpu_unpin(const void *p)
+{
+	cudaHostUnregister((void *)p);
+}
+
+/* The stored bytes (in->len of them) to dev: straight from pinned pages
+ * (a copy for each registered piece they touch), else through the stages,
+ * from host memory or pread from the file. */
+static int put(struct encode_gpu *g, void *dev, const struct encode_input *in, struct uwerr *e)
+{
+	if (!in->pin_piece)
+		return in->fd >= 0 ? upload(g, dev, NULL, in, in->file_off, in->len, e)
+				   : upload(g, dev, in->data, NULL, 0, in->len, e);
+	const char *p = in->data, *end = p + in->len;
+	while (p < end) {
+		size_t into = (size_t)(p - in->pin_base) % in->pin_piece;
+		size_t k = in->pin_piece - into < (size_t)(end - p) ? in->pin_piece - into
+								     : (size_t)(end - p);
+		cudaError_t err = cudaMemcpyAsync((char *)dev + (p - (const char *)in->data), p, k,
+						  cudaMemcpyHostToDevice, g->s);
+		if (err != cudaSuccess)
+			return cuda_fail(e, err, "copy from the page cache");
+		p += k;
+	}
+	g->st.direct_bytes += in->len;
 	return 0;
 }
 
-/* A mapped tensor's raw bytes to the scratch: its whole pages copied by
- * the device from the page cache (registered read-only: the driver pins
- * them, and a page past the file's end fails here, not in the CPU), the
- * partial pages at either end pread. Where the driver will not register
- * them (once), everything is pread. */
-static int upload_mapped(struct encode_gpu *g, const struct encode_input *in, struct uwerr *e)
+/* CRC-32C of n bytes on the device against the one they must have. */
+static int check_crc(struct encode_gpu *g, const void *dev, size_t n, uint32_t want,
+		     const char *what, struct uwerr *e)
 {
-	const size_t psz = (size_t)sysconf(_SC_PAGESIZE);
-	const uintptr_t a = (uintptr_t)in->data, end = a + in->raw_bytes;
-	const uintptr_t lo = (a + psz - 1) / psz * psz, hi = end / psz * psz;
-	if (!g->noreg && hi >= lo + REGISTER_MIN) {
-		if (cudaHostRegister((void *)lo, hi - lo, cudaHostRegisterReadOnly) == cudaSuccess) {
-			g->reg = (void *)lo;
-		} else {
-			cudaGetLastError();   /* not sticky: clear it */
-			g->noreg = 1;
-		}
-	}
-	if (!g->reg)
-		return upload(g, g->dev, NULL, in, in->file_off, in->raw_bytes, e);
-	cudaError_t err = cudaMemcpyAsync((char *)g->dev + (lo - a), (const void *)lo, hi - lo,
-					  cudaMemcpyHostToDevice, g->s);
-	if (err != cudaSuccess)
-		return cuda_fail(e, err, "copy from the page cache");
-	int rc = upload(g, g->dev, NULL, in, in->file_off, lo - a, e);
-	if (!rc)
-		rc = upload(g, (char *)g->dev + (hi - a), NULL, in, in->file_off + (hi - a), end - hi, e);
+	uint32_t crc;
+	int rc = uwk_crc32c(dev, n, &crc, g->s, e);
+	if (!rc && crc != want)
+		rc = uwerr_set(e, EBADMSG, "%s CRC-32C mismatch (stored 0x%08x, computed 0x%08x on "
+			       "the GPU)", what, want, crc);
 	return rc;
 }
 
@@ -176,31 +224,36 @@ static size_t align256(size_t n)
 }
 
 /* The payload, its chunk starts and code table after the raw bytes in the
- * scratch; decoded into the scratch's start and checked there. */
+ * scratch; the payload checked there, decoded into the scratch's start and
+ * the decoded bytes checked. */
 static int exphuf_to_raw(struct encode_gpu *g, const struct encode_input *in, struct uwerr *e)
 {
 	const struct rest_exphuf *x = in->x;
 	char *payload = (char *)g->dev + align256(in->raw_bytes);
 	char *start = payload + align256(in->len);
 	char *dec = start + align256((x->nchunks + 1) * sizeof(*x->start));
-	int rc;
-	if (!x->n)
-		return 0;
-	if ((rc = upload(g, payload, in->data, NULL, 0, in->len, e)) ||
-	    (rc = upload(g, start, x->start, NULL, 0, (x->nchunks + 1) * sizeof(*x->start), e)) ||
+	double t = now_s();
+	int rc = put(g, payload, in, e);
+	double t2 = now_s();
+	g->st.put_s += t2 - t;
+	if (!rc)
+		rc = check_crc(g, payload, in->len, in->stored_crc, "payload", e);
+	g->st.crc_s += now_s() - t2;
+	if (rc || !x->n)
+		return rc;
+	if ((rc = upload(g, start, x->start, NULL, 0, (x->nchunks + 1) * sizeof(*x->start), e)) ||
 	    (rc = upload(g, dec, x->dec->entry, NULL, 0, sizeof(x->dec->entry), e)))
 		return rc;
-	if ((rc = uwk_exphuf_decode((const uint8_t *)payload + x->sm_off,
-				    (const uint8_t *)payload + x->bits_off, (const uint64_t *)start,
-				    (const uint16_t *)dec, x->n, g->dev, g->s, e)))
-		return rc;
-	uint32_t crc;
-	if ((rc = uwk_crc32c(g->dev, in->raw_bytes, &crc, g->s, e)))
-		return rc;
-	if (crc != in->raw_crc)
-		return uwerr_set(e, EBADMSG, "decoded bytes CRC-32C mismatch (stored 0x%08x, computed "
-				 "0x%08x on the GPU)", in->raw_crc, crc);
-	return 0;
+	t = now_s();
+	rc = uwk_exphuf_decode((const uint8_t *)payload + x->sm_off,
+			       (const uint8_t *)payload + x->bits_off, (const uint64_t *)start,
+			       (const uint16_t *)dec, x->n, g->dev, g->s, e);
+	t2 = now_s();
+	g->st.decode_s += t2 - t;
+	if (!rc)
+		rc = check_crc(g, g->dev, in->raw_bytes, in->raw_crc, "decoded bytes", e);
+	g->st.crc_s += now_s() - t2;
+	return rc;
 }
 
 int encode_gpu_tensor(struct encode_gpu *g, int dtype, int ndim, const uint64_t *shape,
@@ -212,22 +265,27 @@ int encode_gpu_tensor(struct encode_gpu *g, int dtype, int ndim, const uint64_t 
 		need = align256(in->raw_bytes) + align256(in->len) +
 		       align256((in->x->nchunks + 1) * sizeof(*in->x->start)) +
 		       sizeof(in->x->dec->entry);
+	double t = now_s();
 	int rc = scratch(g, need, e);
+	g->st.scratch_s += now_s() - t;
 	if (rc)
 		return rc;
-	rc = in->x ? exphuf_to_raw(g, in, e) : in->fd >= 0 ? upload_mapped(g, in, e)
-	     : upload(g, g->dev, in->data, NULL, 0, in->raw_bytes, e);
-	/* plan syncs the stream: the staging is free again after it, and the
-	 * registered pages are done with */
+	g->st.tensors++;
+	t = now_s();
+	if (in->x) {
+		rc = exphuf_to_raw(g, in, e);
+	} else {
+		rc = put(g, g->dev, in, e);
+		g->st.put_s += now_s() - t;
+	}
+	/* plan syncs the stream: the staging is free again after it */
+	double t2 = now_s();
 	if (!rc)
 		rc = uwk_encode_plan(dtype, ndim, shape, g->dev, in->raw_bytes, l, g->s, e);
-	if (g->reg) {
-		cudaStreamSynchronize(g->s);
-		unregister(g);
-	}
-	if (rc)
-		return rc;
-	if ((rc = place(ctx, l->nbytes, off, e)))
-		return rc;
-	return uwk_encode(l, g->dev, in->raw_bytes, (char *)dst + *off, g->s, e);
+	double t3 = now_s();
+	g->st.plan_s += t3 - t2;
+	if (!rc && !(rc = place(ctx, l->nbytes, off, e)))
+		rc = uwk_encode(l, g->dev, in->raw_bytes, (char *)dst + *off, g->s, e);
+	g->st.encode_s += now_s() - t3;
+	return rc;
 }

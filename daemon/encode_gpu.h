@@ -1,8 +1,9 @@
 /* encode_gpu: a loader worker's GPU-side encoding for the cuda backend.
  * A tensor's stored bytes cross PCIe through pinned staging into a device
- * scratch (a bundle's exphuf payload is decoded there by uwk_exphuf_decode
- * and its CRC-32C checked against the bundle's); uwk_encode_plan counts its exponents there and plans
- * with res_plan's own code; the caller places it; uwk_encode writes the
+ * scratch (a bundle's exphuf payload is checked there against the
+ * bundle's CRC-32C, decoded by uwk_exphuf_decode and the result checked);
+ * uwk_encode_plan counts its exponents there and plans with res_plan's own
+ * code; the caller places it; uwk_encode writes the
  * resident bytes and their CRC-32C straight into the model's buffer. The
  * CPU encoder (kernels/resident.c) stays the reference and the host
  * backend's path: check_gpu_kernels holds the two byte for byte.
@@ -27,24 +28,51 @@ typedef int (*encode_place_fn)(void *ctx, uint64_t nbytes, uint64_t *off, struct
 int encode_gpu_new(struct encode_gpu **out, struct uwerr *e);
 void encode_gpu_free(struct encode_gpu *g);   /* NULL is fine */
 
-/* A tensor as the loader has it, in host memory: its raw bytes, or (x set)
- * a bundle's REST_EXPHUF payload, checked and parsed by rest_exphuf_parse,
- * with the CRC-32C its decoded bytes must have. Or (fd >= 0) raw bytes that
- * data points to inside a filemap (filemap.h) of fd, at file_off: the
- * device copies their whole pages from there (registered for the copy,
- * unregistered when it is done), and the bytes of the first and last
- * partial pages, or of a small tensor, are pread into pinned staging. */
+/* A tensor as the loader has it: its stored bytes, len of them, at data,
+ * which are its raw bytes, or (x set) a bundle's REST_EXPHUF payload,
+ * parsed by rest_exphuf_parse (from its head alone, when mapped), whose
+ * CRC-32C must be stored_crc and whose decoded bytes' must be raw_crc (both
+ * checked on the device). In host memory; or inside a filemap (filemap.h)
+ * of fd, at file_off, where the CPU never reads them: pinned (pin_piece
+ * set: registered with encode_gpu_pin in pieces of pin_piece bytes from
+ * pin_base), the device copies them from there, else they are pread into
+ * pinned staging. */
 struct rest_exphuf;
 struct encode_input {
 	const void *data;
-	size_t len;                    /* bytes at data */
+	size_t len;                    /* stored bytes at data */
 	size_t raw_bytes;              /* the tensor's */
 	const struct rest_exphuf *x;   /* NULL: data is the raw bytes */
+	uint32_t stored_crc;           /* x: the payload's CRC-32C */
 	uint32_t raw_crc;              /* x: the decoded bytes' CRC-32C */
 	int fd;                        /* -1, or data is mapped from fd: never read it */
 	const char *path;              /* fd's, for messages */
 	uint64_t file_off;
+	const char *pin_base;          /* fd: where the registered pieces start */
+	size_t pin_piece;              /* their size; 0: not registered */
 };
+
+/* Register n bytes of a read-only file mapping at p (page-aligned) with the
+ * driver, so that the device copies from there: it pins the pages (a page
+ * past the file's end fails here, not in the CPU). Unpin when no copy from
+ * them is in flight. */
+int encode_gpu_pin(const void *p, size_t n, struct uwerr *e);
+void encode_gpu_unpin(const void *p);
+
+/* Where an encoder's time went, for the loader's log, in seconds: issuing
+ * the copies of stored bytes (straight from pinned pages: queued, not
+ * waited for), checking CRCs of payloads and decoded bytes, decoding exphuf
+ * payloads, planning (its sync waits for the copies) and encoding, each
+ * with the device's waits; and filling the pinned stages (waiting for one,
+ * pread or memcpy). Bytes copied straight from pinned pages and through
+ * the stages. */
+struct encode_gpu_stats {
+	unsigned long tensors;
+	double scratch_s, put_s, crc_s, decode_s, plan_s, encode_s, staged_s;
+	uint64_t direct_bytes, staged_bytes;
+};
+const struct encode_gpu_stats *encode_gpu_stats(const struct encode_gpu *g);
+void encode_gpu_stats_add(struct encode_gpu_stats *sum, const struct encode_gpu_stats *x);
 
 /* Plan and encode the tensor into dst + the offset place gives (*off), and
  * fill *l (crc32c included). Returns 1, having placed and written nothing,

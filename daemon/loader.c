@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #include <systemd/sd-daemon.h>
 
 #include "common/parallel.h"
@@ -33,6 +34,7 @@
 #define POLL_NS 100000000L              /* waits look at cancel this often */
 #define POOL_MAX 64                     /* read buffers kept for reuse */
 #define HUGE_PAGE (2u << 20)
+#define PIN_PIECE (64u << 20)           /* mapped files are registered in pieces this large */
 
 struct job;
 
@@ -76,6 +78,14 @@ struct job {
 	uint64_t cap;                 /* the buffer's capacity: the worst case */
 	enum ur_mode io;
 	const void **map;             /* per file: its filemap, when all are mapped */
+	/* Mapped: one thread registers the files with the device, a piece at
+	 * a time, in file order, ahead of the encoders. */
+	pthread_t pinner;
+	int pinning;                  /* the pinner was started */
+	uint64_t *pinned;             /* per file: bytes registered from its start (qlock) */
+	int *pin_over;                /* per file: no more will be (qlock) */
+	size_t *pieces;               /* per file: pieces registered, to unregister */
+	double pin_s, unpin_s, pin_wait_s;
 
 	/* The reading plan: tensors in file order, and each file's share. */
 	struct src_extent *ext;       /* per tensor */
@@ -98,8 +108,9 @@ struct job {
 	uint64_t pooled;              /* their bytes */
 
 	/* Shared by the encode workers. */
-	pthread_mutex_t lock;         /* cursor */
+	pthread_mutex_t lock;         /* cursor, gst */
 	uint64_t cursor;              /* where the next tensor goes */
+	struct encode_gpu_stats gst;  /* the GPU encoders' times, summed */
 	struct par_err err;
 	pthread_mutex_t note_lock;    /* the two below */
 	unsigned pct;                 /* the last progress percent announced */
@@ -256,57 +267,103 @@ struct worker {
 	struct benc *gpu;
 };
 
+/* Wait until the pinner has registered x's bytes (1) or never will (0). */
+static int pinned_wait(struct job *j, const struct src_extent *x)
+{
+	double t = uwd_now();
+	pthread_mutex_lock(&j->qlock);
+	while (j->pinned[x->file] < x->off + x->len && !j->pin_over[x->file] &&
+	       !par_failed(&j->err) && !canceled(j))
+		qwait(j);
+	int ok = j->pinned[x->file] >= x->off + x->len;
+	j->pin_wait_s += uwd_now() - t;
+	pthread_mutex_unlock(&j->qlock);
+	return ok;
+}
+
+/* A mapped bundle's exphuf payload: its head pread (the CPU reads no
+ * mapping) into the worker's scratch, and parsed. */
+static int exphuf_head_pread(struct job *j, size_t i, size_t head, struct worker *w,
+			     struct encode_input *in, struct rest_exphuf *x, struct uwerr *e)
+{
+	const struct src_extent *at = &j->ext[i];
+	if (grow(&w->enc, &w->enc_cap, head))
+		return uwerr_set(e, ENOMEM, "out of memory");
+	int rc = filemap_pread(source_file_fd(j->src, at->file), source_file_path(j->src, at->file),
+			       w->enc, head, at->off, e);
+	return rc ? rc : source_exphuf_parse(j->src, i, w->enc, x, &in->stored_crc, &in->raw_crc, e);
+}
+
 /* On the worker's GPU encoder: the stored bytes when they are raw or a
- * bundle's exphuf payload (decoded on the device); 1 for the CPU to do it
- * (other payloads, or no room on the device now). Errors name the tensor. */
+ * bundle's exphuf payload (decoded on the device), from the read buffer or
+ * the files' mapping; 1 for the CPU to do it (other payloads, or no room
+ * on the device now). Errors name the tensor. */
 static int encode_gpu_one(struct job *j, const struct item *it, struct worker *w,
 			  struct uw_layout *l, uint64_t *off, struct uwerr *e)
 {
 	const struct backend *be = j->ld->d->be;
 	const struct proto_tensor *t = &j->m->t[it->tensor];
-	struct encode_input in = {it->stored, t->raw_bytes, t->raw_bytes, NULL, 0, -1, NULL, 0};
+	const struct src_extent *at = &j->ext[it->tensor];
+	struct encode_input in = {.data = it->stored, .len = at->len, .raw_bytes = t->raw_bytes, .fd = -1};
 	struct rest_exphuf x;
+	int rc = 0;
 	if (j->map) {
-		const struct src_extent *at = &j->ext[it->tensor];
 		in.data = (const char *)j->map[at->file] + at->off;
 		in.fd = source_file_fd(j->src, at->file);
 		in.path = source_file_path(j->src, at->file);
 		in.file_off = at->off;
-	} else if (!source_stored_is_raw(j->src)) {
-		int rc = source_stored_exphuf(j->src, it->tensor, it->stored, &x, &in.raw_crc, e);
+		if (pinned_wait(j, at)) {
+			in.pin_base = j->map[at->file];
+			in.pin_piece = PIN_PIECE;
+		}
+	}
+	if (!source_stored_is_raw(j->src)) {
+		size_t head = source_exphuf_head_len(j->src, it->tensor);
+		if (!head)
+			return 1;
+		rc = j->map ? exphuf_head_pread(j, it->tensor, head, w, &in, &x, e)
+			    : source_exphuf_parse(j->src, it->tensor, it->stored, &x,
+						  &in.stored_crc, &in.raw_crc, e);
 		if (rc)
-			return rc;   /* 1: not exphuf; else its message names the tensor */
-		struct src_extent ext;
-		source_extent(j->src, it->tensor, &ext);
-		in.len = ext.len;
+			return uwerr_prefix(e, "tensor %s", t->name);
 		in.x = &x;
 	}
-	int rc = be->ops->enc_tensor(w->gpu, (int)t->dtype, (int)t->ndim, t->shape, &in, place, j,
-				     l, off, e);
+	rc = be->ops->enc_tensor(w->gpu, (int)t->dtype, (int)t->ndim, t->shape, &in, place, j,
+				 l, off, e);
 	if (in.x)
 		rest_exphuf_free(&x);
 	return rc < 0 ? uwerr_prefix(e, "tensor %s", t->name) : rc;
 }
 
-/* The same on the CPU (the reference encoder), writing through buf_write. */
+/* The same on the CPU (the reference encoder), writing through buf_write;
+ * a mapped tensor's stored bytes are pread (into enc, free until the
+ * encoding). */
 static int encode_cpu_one(struct job *j, const struct item *it, struct worker *w,
 			  struct uw_layout *l, uint64_t *off, struct uwerr *e)
 {
 	const struct proto_tensor *t = &j->m->t[it->tensor];
+	const struct src_extent *x = &j->ext[it->tensor];
+	const int raw = source_stored_is_raw(j->src);
 	const void *data = it->stored;
 	int rc;
-	if (j->map || !source_stored_is_raw(j->src)) {
+	if (j->map) {
+		void **buf = raw ? &w->raw : &w->enc;
+		size_t *cap = raw ? &w->raw_cap : &w->enc_cap;
+		if (grow(buf, cap, x->len))
+			return uwerr_set(e, ENOMEM, "tensor %s: %llu bytes: out of memory", t->name,
+					 (unsigned long long)x->len);
+		if ((rc = filemap_pread(source_file_fd(j->src, x->file),
+					source_file_path(j->src, x->file), *buf, x->len, x->off, e)))
+			return uwerr_prefix(e, "tensor %s", t->name);
+		data = *buf;
+	}
+	if (!raw) {
 		if (grow(&w->raw, &w->raw_cap, t->raw_bytes))
 			return uwerr_set(e, ENOMEM, "tensor %s: %llu bytes: out of memory", t->name,
 					 (unsigned long long)t->raw_bytes);
-		const struct src_extent *x = &j->ext[it->tensor];
-		rc = j->map ? filemap_pread(source_file_fd(j->src, x->file),
-					    source_file_path(j->src, x->file), w->raw,
-					    t->raw_bytes, x->off, e)
-			    : source_decode(j->src, it->tensor, it->stored, w->raw, e);
-		if (rc)
-			return j->map ? uwerr_prefix(e, "tensor %s", t->name) : rc;
-		/* source_decode's message names the tensor */
+		/* its message names the tensor */
+		if ((rc = source_decode(j->src, it->tensor, data, w->raw, e)))
+			return rc;
 		data = w->raw;
 	}
 	rc = res_plan((int)t->dtype, (int)t->ndim, t->shape, data, t->raw_bytes, l, e);
@@ -376,8 +433,13 @@ static void encode_worker(void *ctx, size_t begin, size_t end)
 			break;
 		}
 	}
-	if (w.gpu)
-		ops->enc_free(w.gpu);
+	if (w.gpu) {
+		struct encode_gpu_stats st = {0};
+		ops->enc_free(w.gpu, &st);
+		pthread_mutex_lock(&j->lock);
+		encode_gpu_stats_add(&j->gst, &st);
+		pthread_mutex_unlock(&j->lock);
+	}
 	free(w.raw);
 	free(w.enc);
 }
@@ -532,14 +594,6 @@ static int by_file_offset(const void *a, const void *b, void *ctx)
 	return x->off < y->off ? -1 : x->off > y->off;
 }
 
-static int by_size_desc(const void *a, const void *b, void *ctx)
-{
-	const struct src_extent *ext = ctx;
-	uint64_t x = ext[((const struct item *)a)->tensor].len;
-	uint64_t y = ext[((const struct item *)b)->tensor].len;
-	return x > y ? -1 : x < y;
-}
-
 /* Each file in parts of about equal bytes, so that a bundle (one file), or
  * a checkpoint of fewer shards than readers, keeps every reader busy: one
  * reader copies from the page cache at a few GB/s. */
@@ -564,6 +618,54 @@ static int plan_parts(struct job *j, size_t nf)
 	return 0;
 }
 
+/* Register the mapped files with the device, a piece at a time, in file
+ * order: the encoders take tensors in that order and wait for theirs. One
+ * thread: registrations from several at once slow each other down many
+ * times over (bench/NOTES.md, 2026-11-29). Where a piece will not
+ * register, the rest of its file is pread by the encoders. */
+static void *pinner_main(void *arg)
+{
+	struct job *j = arg;
+	const struct backend_ops *ops = j->ld->d->be->ops;
+	const uint64_t psz = (uint64_t)sysconf(_SC_PAGESIZE);
+	double t = uwd_now();
+	for (size_t f = 0; f < source_file_count(j->src); f++) {
+		const uint64_t span = (source_file_size(j->src, f) + psz - 1) / psz * psz;
+		for (uint64_t off = 0; off < span && !par_failed(&j->err) && !canceled(j); ) {
+			uint64_t n = span - off < PIN_PIECE ? span - off : PIN_PIECE;
+			struct uwerr e = {0};
+			if (ops->pin(j->m->bufs[0], (const char *)j->map[f] + off, n, &e)) {
+				log_info("load %s: %s: %s: read instead from byte %llu on", j->m->name,
+					 source_file_path(j->src, f), e.msg, (unsigned long long)off);
+				break;
+			}
+			j->pieces[f]++;
+			off += n;
+			pthread_mutex_lock(&j->qlock);
+			j->pinned[f] = off;
+			pthread_cond_broadcast(&j->qcond);
+			pthread_mutex_unlock(&j->qlock);
+		}
+		pthread_mutex_lock(&j->qlock);
+		j->pin_over[f] = 1;
+		pthread_cond_broadcast(&j->qcond);
+		pthread_mutex_unlock(&j->qlock);
+	}
+	j->pin_s = uwd_now() - t;
+	return NULL;
+}
+
+/* After the encoders (no copy in flight): unregister what the pinner did. */
+static void unpin_files(struct job *j)
+{
+	const struct backend_ops *ops = j->ld->d->be->ops;
+	double t = uwd_now();
+	for (size_t f = 0; j->pieces && f < source_file_count(j->src); f++)
+		for (size_t k = 0; k < j->pieces[f]; k++)
+			ops->unpin(j->m->bufs[0], (const char *)j->map[f] + (uint64_t)k * PIN_PIECE);
+	j->unpin_s = uwd_now() - t;
+}
+
 static void unmap_files(struct job *j)
 {
 	for (size_t f = 0; j->map && f < source_file_count(j->src); f++)
@@ -572,16 +674,23 @@ static void unmap_files(struct job *j)
 	j->map = NULL;
 }
 
-/* On the GPU, raw tensors of files that are wholly in the page cache need
- * no reading: the device copies them from there (filemap.h), 2x the rate
- * of reading them into pinned staging on the H200 host (bench/NOTES.md,
- * 2026-11-29). Every file or none: otherwise the readers read. */
+/* On the GPU, files that are wholly in the page cache need no reading:
+ * the device copies raw tensors and exphuf payloads from there
+ * (filemap.h), 2x the rate of reading them into pinned staging on the H200
+ * host (bench/NOTES.md, 2026-11-29); the CPU preads what it needs (a
+ * payload's head, the tensors it decodes itself). Every file or none:
+ * otherwise the readers read. */
 static void map_files(struct job *j)
 {
 	const size_t nf = source_file_count(j->src);
-	if (!j->gpu || j->io != UR_AUTO || !source_stored_is_raw(j->src) ||
-	    !(j->map = calloc(nf, sizeof(*j->map))))
+	if (!j->gpu || j->io != UR_AUTO || !j->ld->d->be->ops->pin ||
+	    !(j->map = calloc(nf, sizeof(*j->map))) || !(j->pinned = calloc(nf, sizeof(*j->pinned))) ||
+	    !(j->pin_over = calloc(nf, sizeof(*j->pin_over))) ||
+	    !(j->pieces = calloc(nf, sizeof(*j->pieces)))) {
+		free(j->map);   /* the rest job_free frees */
+		j->map = NULL;
 		return;
+	}
 	for (size_t f = 0; f < nf; f++) {
 		struct uwerr e = {0};
 		int rc = filemap_cached(source_file_fd(j->src, f), source_file_size(j->src, f),
@@ -689,12 +798,14 @@ static void job_run(struct job *j)
 	j->nreaders = j->map ? 0 : j->nparts < MAX_READERS ? (int)j->nparts : MAX_READERS;
 	j->readers_left = j->nreaders;
 	if (j->map) {
-		/* nothing to read: every tensor waits for an encoder, the
-		 * largest first, so that no large one starts last */
+		/* nothing to read: every tensor waits for an encoder, in file
+		 * order, the pinner's */
 		for (size_t i = 0; i < j->m->ntensors; i++)
 			j->items[i] = (struct item){NULL, j->order[i], NULL};
-		qsort_r(j->items, j->m->ntensors, sizeof(*j->items), by_size_desc, j->ext);
 		j->qtail = j->m->ntensors;
+		j->pinning = pthread_create(&j->pinner, NULL, pinner_main, j) == 0;
+		for (size_t f = 0; !j->pinning && f < source_file_count(j->src); f++)
+			j->pin_over[f] = 1;
 	}
 	for (int i = 0; i < j->nreaders; i++) {
 		int rc = pthread_create(&th[i], NULL, reader_main, j);
@@ -712,6 +823,8 @@ static void job_run(struct job *j)
 	par_for((size_t)j->nthreads, j->nthreads, encode_worker, j);
 	for (int i = 0; i < started; i++)
 		pthread_join(th[i], NULL);
+	if (j->pinning)
+		pthread_join(j->pinner, NULL);
 	/* A failure leaves tensors read but not encoded. */
 	for (size_t i = j->qhead; i < j->qtail; i++)
 		unit_put(j->items[i].u);
@@ -720,7 +833,6 @@ static void job_run(struct job *j)
 		free(j->pool[i]);
 	j->npool = 0;
 	j->pooled = 0;
-	unmap_files(j);
 }
 
 static void *job_main(void *arg)
@@ -761,6 +873,14 @@ static void *job_main(void *arg)
 		log_info("load %s: %.3f s queued, %.3f s buffer and plan, %.3f s reading and "
 			 "encoding, %.3f s finishing", m->name, t0 - m->load_start, t1 - t0,
 			 t2 - t1, now - t2);
+		const struct encode_gpu_stats *g = &j->gst;
+		if (g->tensors)
+			log_info("load %s: GPU encoders, %lu tensors, seconds summed over %d "
+				 "threads: %.3f scratch, %.3f copying, %.3f checking, %.3f decoding, %.3f planning, "
+				 "%.3f encoding, %.3f filling stages; %.2f GB copied from pinned "
+				 "pages, %.2f GB through stages", m->name, g->tensors, j->nthreads,
+				 g->scratch_s, g->put_s, g->crc_s, g->decode_s, g->plan_s, g->encode_s, g->staged_s,
+				 (double)g->direct_bytes / 1e9, (double)g->staged_bytes / 1e9);
 		sd_notifyf(0, "STATUS=loaded %s", m->name);
 	} else if (rc) {
 		uwerr_prefix(&e, "load %s", m->name);
@@ -770,6 +890,16 @@ static void *job_main(void *arg)
 	} else {
 		log_notice("load %s: evicted while it loaded", m->name);
 		fdstore_forget(d, m->name);
+	}
+	/* After ready: clients need none of it. m is still ours (its buffer
+	 * names the device). */
+	if (j->map) {
+		unpin_files(j);
+		if (j->pinning)
+			log_info("load %s: files registered with the device in %.3f s (the "
+				 "encoders waited %.3f s for them), unregistered in %.3f s",
+				 m->name, j->pin_s, j->pin_wait_s, j->unpin_s);
+		unmap_files(j);
 	}
 	registry_unref(d->reg, m);
 	source_close(j->src);
@@ -814,6 +944,9 @@ static void job_free(struct job *j)
 	free(j->file_first);
 	free(j->parts);
 	free(j->items);
+	free(j->pinned);
+	free(j->pin_over);
+	free(j->pieces);
 	pthread_mutex_destroy(&j->qlock);
 	pthread_cond_destroy(&j->qcond);
 	pthread_mutex_destroy(&j->lock);

@@ -282,6 +282,13 @@ void rest_exphuf_free(struct rest_exphuf *x)
 	x->dec = NULL;
 }
 
+size_t rest_exphuf_head_len(size_t len, size_t nbytes)
+{
+	/* the largest code table, and a chunk end for every chunk */
+	size_t n = nbytes / 2, head = EXPHUF_HDR + 2 * HUF_SYMS + 8 * (n / EXPHUF_CHUNK + 1);
+	return head < len ? head : len;
+}
+
 int rest_exphuf_parse(const void *data, size_t len, size_t nbytes, struct rest_exphuf *x,
 		      struct uwerr *e)
 {

@@ -50,11 +50,14 @@ struct rest_exphuf {
 };
 #define EXPHUF_CHUNK_ELEMS 65536
 
-/* Parse len bytes of payload for a tensor of nbytes; *x is the caller's to
- * free (rest_exphuf_free) on success, left empty on failure (-EBADMSG
- * naming the field, -ENOMEM). */
+/* Parse a payload of len bytes for a tensor of nbytes; *x is the caller's
+ * to free (rest_exphuf_free) on success, left empty on failure (-EBADMSG
+ * naming the field, -ENOMEM). It reads only the payload's head, its first
+ * rest_exphuf_head_len(len, nbytes) bytes: data may hold just those (a
+ * caller that never reads the rest, the GPU's decoder, checks it there). */
 int rest_exphuf_parse(const void *data, size_t len, size_t nbytes, struct rest_exphuf *x,
 		      struct uwerr *e);
+size_t rest_exphuf_head_len(size_t len, size_t nbytes);
 void rest_exphuf_free(struct rest_exphuf *x);
 
 /* Exponent statistics of BF16 data, for inspect and the bench. */

@@ -216,20 +216,27 @@ int source_stored_is_raw(const struct source *s)
 	return s->b == NULL;
 }
 
-int source_stored_exphuf(const struct source *s, size_t i, const void *stored,
-			 struct rest_exphuf *x, uint32_t *raw_crc, struct uwerr *e)
+size_t source_exphuf_head_len(const struct source *s, size_t i)
 {
-	if (i >= s->n)
-		return uwerr_set(e, EINVAL, "tensor %zu of %zu", i, s->n);
-	if (!s->b || s->b->tensors[i].enc != REST_EXPHUF)
-		return 1;
+	if (i >= s->n || !s->b || s->b->tensors[i].enc != REST_EXPHUF)
+		return 0;
 	const struct bundle_tensor *t = &s->b->tensors[i];
-	int rc = bundle_check_payload(s->b, i, stored, e);
-	if (!rc && (rc = rest_exphuf_parse(stored, t->length, t->raw_bytes, x, e)))
-		uwerr_prefix(e, "tensor '%s'", t->name);
-	if (!rc)
-		*raw_crc = t->raw_crc;
-	return rc;
+	return rest_exphuf_head_len(t->length, t->raw_bytes);
+}
+
+int source_exphuf_parse(const struct source *s, size_t i, const void *head,
+			struct rest_exphuf *x, uint32_t *payload_crc, uint32_t *raw_crc,
+			struct uwerr *e)
+{
+	if (!source_exphuf_head_len(s, i))
+		return uwerr_set(e, EINVAL, "tensor %zu: not an exphuf payload", i);
+	const struct bundle_tensor *t = &s->b->tensors[i];
+	int rc = rest_exphuf_parse(head, t->length, t->raw_bytes, x, e);
+	if (rc)
+		return uwerr_prefix(e, "tensor '%s'", t->name);
+	*payload_crc = t->payload_crc;
+	*raw_crc = t->raw_crc;
+	return 0;
 }
 
 int source_decode(const struct source *s, size_t i, const void *stored, void *raw,

@@ -65,12 +65,15 @@ int source_stored_is_raw(const struct source *s);
 int source_decode(const struct source *s, size_t i, const void *stored, void *raw,
 		  struct uwerr *e);
 
-/* For a decoder elsewhere (the GPU): when tensor i's stored bytes are a
- * bundle's REST_EXPHUF payload, check their checksum, parse them into *x
- * (rest_exphuf_free it) and give the CRC-32C the decoded bytes must have;
- * 1, doing nothing, for any other tensor. */
+/* For a decoder elsewhere (the GPU), which checks the checksums itself:
+ * how many bytes at the start of tensor i's stored bytes it must have when
+ * they are a bundle's REST_EXPHUF payload (0 for any other tensor); those
+ * bytes parsed into *x (rest_exphuf_free it), with the CRC-32C the whole
+ * payload and the decoded bytes must have. */
 struct rest_exphuf;
-int source_stored_exphuf(const struct source *s, size_t i, const void *stored,
-			 struct rest_exphuf *x, uint32_t *raw_crc, struct uwerr *e);
+size_t source_exphuf_head_len(const struct source *s, size_t i);
+int source_exphuf_parse(const struct source *s, size_t i, const void *head,
+			struct rest_exphuf *x, uint32_t *payload_crc, uint32_t *raw_crc,
+			struct uwerr *e);
 
 #endif

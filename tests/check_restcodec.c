@@ -509,6 +509,47 @@ START_TEST(test_multichunk_corrupt)
 }
 END_TEST
 
+/* The GPU's decoder is handed what rest_exphuf_parse made of a payload's
+ * head alone (the loader preads just rest_exphuf_head_len bytes of a
+ * mapped bundle): a copy of exactly those bytes, in a buffer of its own
+ * (ASan catches a read past it), parses to the same tables as the whole
+ * payload, for payloads of one chunk and of many. */
+START_TEST(test_head_only)
+{
+	uint64_t rng = seed;
+	const size_t sizes[] = {1000, 7 * 65536 + 5};
+	for (size_t k = 0; k < 2; k++) {
+		size_t n = sizes[k];
+		uint16_t *w = malloc(2 * n);
+		bf16_gauss(&rng, 0.02, w, n);
+		struct rest_blob b;
+		struct rest_exphuf whole, head;
+		struct uwerr e = {0};
+		ck_assert_int_eq(rest_encode_with(REST_EXPHUF, UW_DTYPE_BF16, w, 2 * n, 2, &b, &e), 0);
+		size_t hl = rest_exphuf_head_len(b.len, 2 * n);
+		ck_assert_uint_lt(hl, b.len);
+		uint8_t *h = malloc(hl);
+		memcpy(h, b.data, hl);
+		ck_assert_msg(rest_exphuf_parse(b.data, b.len, 2 * n, &whole, &e) == 0, "%s", e.msg);
+		ck_assert_msg(rest_exphuf_parse(h, b.len, 2 * n, &head, &e) == 0, "%s", e.msg);
+		ck_assert_uint_eq(head.nchunks, whole.nchunks);
+		ck_assert_uint_eq(head.sm_off, whole.sm_off);
+		ck_assert_uint_eq(head.bits_off, whole.bits_off);
+		ck_assert(memcmp(head.start, whole.start, (whole.nchunks + 1) * sizeof(*whole.start)) == 0);
+		ck_assert(memcmp(head.dec, whole.dec, sizeof(*whole.dec)) == 0);
+		ck_assert_uint_le(hl, whole.sm_off + 2 * 256 + 8);
+		ck_assert_uint_ge(hl, whole.sm_off);
+		/* a payload shorter than a head: the head is all of it */
+		ck_assert_uint_eq(rest_exphuf_head_len(20, 2 * n), 20);
+		rest_exphuf_free(&whole);
+		rest_exphuf_free(&head);
+		free(h);
+		free(b.data);
+		free(w);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	seed = tu_seed();
@@ -525,5 +566,6 @@ int main(void)
 	tcase_add_test(tc, test_bad_tables);
 	tcase_add_test(tc, test_mangled);
 	tcase_add_test(tc, test_multichunk_corrupt);
+	tcase_add_test(tc, test_head_only);
 	return tu_run(s);
 }

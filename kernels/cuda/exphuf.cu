@@ -2,8 +2,8 @@
  * GPU, so a .uwb bundle crosses PCIe at its stored size (2/3 of the raw
  * bytes) and the CPU only checks its tables (rest_exphuf_parse).
  * Each 65536-element chunk's bitstream starts on a byte boundary of its
- * own, so a thread decodes one chunk: a 64-bit bit buffer refilled a byte
- * at a time, one lookup in the code's 4096-entry table (shared memory) per
+ * own, so a thread decodes one chunk: a 64-bit bit buffer refilled four
+ * bytes at a time, one lookup in the code's 4096-entry table (shared memory) per
  * element, four elements stored at once. A chunk's latency (about a
  * millisecond) bounds a small tensor; a large one has chunks enough to keep
  * the decode well ahead of the PCIe copy that feeds it. */
@@ -25,16 +25,23 @@ struct bitreader {
 	int have;                  /* valid bits in acc */
 };
 
-/* At least 57 bits in acc; zeros past the stream's end (the count check
- * after the chunk catches a stream that ran out). */
+/* At least 33 bits in acc (a code is at most 12): below that, the next
+ * four bytes at once, loads independent of each other, so a refill costs
+ * one load's latency every ten or so elements. Zeros past the stream's end
+ * (the count check after the chunk catches a stream that ran out). */
 static __device__ __forceinline__ void br_fill(struct bitreader *r)
 {
-	while (r->have <= 56) {
-		uint64_t byte = r->pos < r->len ? r->b[r->pos] : 0;
-		r->acc |= byte << (56 - r->have);
-		r->pos++;
-		r->have += 8;
+	if (r->have > 32)
+		return;
+	uint32_t w = 0;
+#pragma unroll
+	for (int k = 0; k < 4; k++) {
+		const uint64_t p = r->pos + (uint64_t)k;
+		w |= (uint32_t)(p < r->len ? r->b[p] : 0) << (24 - 8 * k);
 	}
+	r->acc |= (uint64_t)w << (32 - r->have);
+	r->pos += 4;
+	r->have += 32;
 }
 
 /* Element i of the chunk: exponent from the code, sign|mantissa byte sm. */
