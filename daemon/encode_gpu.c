@@ -28,7 +28,7 @@ struct encode_gpu {
 	void *host[NSTAGES];
 	cudaEvent_t done[NSTAGES];
 	int next;
-	void *dev;                /* the raw tensor on the device */
+	void *dev;                /* the scratch: the raw tensor (and a payload) on the device */
 	size_t cap;
 	struct encode_gpu_stats st;
 };

@@ -1,10 +1,11 @@
 /* encode_gpu: a loader worker's GPU-side encoding for the cuda backend.
- * A tensor's stored bytes cross PCIe through pinned staging into a device
- * scratch (a bundle's exphuf payload is checked there against the
- * bundle's CRC-32C, decoded by uwk_exphuf_decode and the result checked);
- * uwk_encode_plan counts its exponents there and plans with res_plan's own
- * code; the caller places it; uwk_encode writes the
- * resident bytes and their CRC-32C straight into the model's buffer. The
+ * A tensor's stored bytes cross PCIe into a device scratch, through pinned
+ * staging or straight from pinned page-cache pages (a bundle's exphuf
+ * payload is checked there against the bundle's CRC-32C, decoded by
+ * uwk_exphuf_decode and the result checked); uwk_encode_plan counts its
+ * exponents there and plans with res_plan's own code; the caller places
+ * it; uwk_encode writes the resident bytes and their CRC-32C straight into
+ * the model's buffer. The
  * CPU encoder (kernels/resident.c) stays the reference and the host
  * backend's path: check_gpu_kernels holds the two byte for byte.
  *
