@@ -51,20 +51,6 @@ const struct encode_gpu_stats *encode_gpu_stats(const struct encode_gpu *g)
 	return &g->st;
 }
 
-void encode_gpu_stats_add(struct encode_gpu_stats *sum, const struct encode_gpu_stats *x)
-{
-	sum->tensors += x->tensors;
-	sum->put_s += x->put_s;
-	sum->scratch_s += x->scratch_s;
-	sum->crc_s += x->crc_s;
-	sum->decode_s += x->decode_s;
-	sum->plan_s += x->plan_s;
-	sum->encode_s += x->encode_s;
-	sum->staged_s += x->staged_s;
-	sum->direct_bytes += x->direct_bytes;
-	sum->staged_bytes += x->staged_bytes;
-}
-
 void encode_gpu_free(struct encode_gpu *g)
 {
 	if (!g)

@@ -73,7 +73,22 @@ struct encode_gpu_stats {
 	uint64_t direct_bytes, staged_bytes;
 };
 const struct encode_gpu_stats *encode_gpu_stats(const struct encode_gpu *g);
-void encode_gpu_stats_add(struct encode_gpu_stats *sum, const struct encode_gpu_stats *x);
+
+/* Inline: the loader sums them in builds without the encoder (no CUDA). */
+static inline void encode_gpu_stats_add(struct encode_gpu_stats *sum,
+					const struct encode_gpu_stats *x)
+{
+	sum->tensors += x->tensors;
+	sum->scratch_s += x->scratch_s;
+	sum->put_s += x->put_s;
+	sum->crc_s += x->crc_s;
+	sum->decode_s += x->decode_s;
+	sum->plan_s += x->plan_s;
+	sum->encode_s += x->encode_s;
+	sum->staged_s += x->staged_s;
+	sum->direct_bytes += x->direct_bytes;
+	sum->staged_bytes += x->staged_bytes;
+}
 
 /* Plan and encode the tensor into dst + the offset place gives (*off), and
  * fill *l (crc32c included). Returns 1, having placed and written nothing,
