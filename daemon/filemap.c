@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "common/io.h"
 #include "format/uring_read.h"
 
 #define FILEMAP_SAMPLES 4096    /* pages mincore looks at in a file */
@@ -42,18 +43,14 @@ void filemap_unmap(const void *map, uint64_t size)
 int filemap_pread(int fd, const char *path, void *buf, size_t n, uint64_t off,
 		  struct uwerr *e)
 {
-	for (size_t got = 0; got < n; ) {
-		ssize_t r = pread(fd, (char *)buf + got, n - got, (off_t)(off + got));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return uwerr_set(e, errno, "%s: read at %llu: %s", path,
-					 (unsigned long long)(off + got), strerror(errno));
-		if (r == 0)
-			return uwerr_set(e, EIO, "%s: ends at %llu, inside a tensor (%zu bytes at "
-					 "%llu): was it truncated?", path,
-					 (unsigned long long)(off + got), n, (unsigned long long)off);
-		got += (size_t)r;
-	}
+	size_t got = 0;
+	int rc = io_pread_full(fd, buf, n, off, &got);
+	if (rc == -ENODATA)
+		return uwerr_set(e, EIO, "%s: ends at %llu, inside a tensor (%zu bytes at "
+				 "%llu): was it truncated?", path,
+				 (unsigned long long)(off + got), n, (unsigned long long)off);
+	if (rc)
+		return uwerr_set(e, -rc, "%s: read at %llu: %s", path,
+				 (unsigned long long)(off + got), strerror(-rc));
 	return 0;
 }
