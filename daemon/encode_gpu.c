@@ -7,12 +7,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cuda_runtime_api.h>
 
 #include "daemon/filemap.h"
+#include "daemon/uwd.h"
 #include "format/restcodec.h"
 #include "kernels/cuda/uwk.h"
 
@@ -32,13 +32,6 @@ struct encode_gpu {
 	size_t cap;
 	struct encode_gpu_stats st;
 };
-
-static double now_s(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 static int cuda_fail(struct uwerr *e, cudaError_t err, const char *what)
 {
@@ -133,7 +126,7 @@ static int upload(struct encode_gpu *g, void *dev, const void *src, const struct
 	for (size_t done = 0; !rc && done < n; ) {
 		size_t k = n - done < STAGE_BYTES ? n - done : STAGE_BYTES;
 		int i = g->next;
-		double t = now_s();
+		double t = uwd_now();
 		cudaError_t err = cudaEventSynchronize(g->done[i]);
 		if (err != cudaSuccess)
 			return cuda_fail(e, err, "upload");
@@ -141,7 +134,7 @@ static int upload(struct encode_gpu *g, void *dev, const void *src, const struct
 			memcpy(g->host[i], (const char *)src + done, k);
 		else if ((rc = filemap_pread(in->fd, in->path, g->host[i], k, off + done, e)))
 			return rc;
-		g->st.staged_s += now_s() - t;
+		g->st.staged_s += uwd_now() - t;
 		g->st.staged_bytes += k;
 		err = cudaMemcpyAsync((char *)dev + done, g->host[i], k, cudaMemcpyHostToDevice, g->s);
 		if (err == cudaSuccess)
@@ -218,27 +211,27 @@ static int exphuf_to_raw(struct encode_gpu *g, const struct encode_input *in, st
 	char *payload = (char *)g->dev + align256(in->raw_bytes);
 	char *start = payload + align256(in->len);
 	char *dec = start + align256((x->nchunks + 1) * sizeof(*x->start));
-	double t = now_s();
+	double t = uwd_now();
 	int rc = put(g, payload, in, e);
-	double t2 = now_s();
+	double t2 = uwd_now();
 	g->st.put_s += t2 - t;
 	if (!rc)
 		rc = check_crc(g, payload, in->len, in->stored_crc, "payload", e);
-	g->st.crc_s += now_s() - t2;
+	g->st.crc_s += uwd_now() - t2;
 	if (rc || !x->n)
 		return rc;
 	if ((rc = upload(g, start, x->start, NULL, 0, (x->nchunks + 1) * sizeof(*x->start), e)) ||
 	    (rc = upload(g, dec, x->dec->entry, NULL, 0, sizeof(x->dec->entry), e)))
 		return rc;
-	t = now_s();
+	t = uwd_now();
 	rc = uwk_exphuf_decode((const uint8_t *)payload + x->sm_off,
 			       (const uint8_t *)payload + x->bits_off, (const uint64_t *)start,
 			       (const uint16_t *)dec, x->n, g->dev, g->s, e);
-	t2 = now_s();
+	t2 = uwd_now();
 	g->st.decode_s += t2 - t;
 	if (!rc)
 		rc = check_crc(g, g->dev, in->raw_bytes, in->raw_crc, "decoded bytes", e);
-	g->st.crc_s += now_s() - t2;
+	g->st.crc_s += uwd_now() - t2;
 	return rc;
 }
 
@@ -251,27 +244,27 @@ int encode_gpu_tensor(struct encode_gpu *g, int dtype, int ndim, const uint64_t 
 		need = align256(in->raw_bytes) + align256(in->len) +
 		       align256((in->x->nchunks + 1) * sizeof(*in->x->start)) +
 		       sizeof(in->x->dec->entry);
-	double t = now_s();
+	double t = uwd_now();
 	int rc = scratch(g, need, e);
-	g->st.scratch_s += now_s() - t;
+	g->st.scratch_s += uwd_now() - t;
 	if (rc)
 		return rc;
 	g->st.tensors++;
-	t = now_s();
+	t = uwd_now();
 	if (in->x) {
 		rc = exphuf_to_raw(g, in, e);
 	} else {
 		rc = put(g, g->dev, in, e);
-		g->st.put_s += now_s() - t;
+		g->st.put_s += uwd_now() - t;
 	}
 	/* plan syncs the stream: the staging is free again after it */
-	double t2 = now_s();
+	double t2 = uwd_now();
 	if (!rc)
 		rc = uwk_encode_plan(dtype, ndim, shape, g->dev, in->raw_bytes, l, g->s, e);
-	double t3 = now_s();
+	double t3 = uwd_now();
 	g->st.plan_s += t3 - t2;
 	if (!rc && !(rc = place(ctx, l->nbytes, off, e)))
 		rc = uwk_encode(l, g->dev, in->raw_bytes, (char *)dst + *off, g->s, e);
-	g->st.encode_s += now_s() - t3;
+	g->st.encode_s += uwd_now() - t3;
 	return rc;
 }

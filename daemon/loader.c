@@ -84,7 +84,6 @@ struct job {
 	int pinning;                  /* the pinner was started */
 	uint64_t *pinned;             /* per file: bytes registered from its start (qlock) */
 	int *pin_over;                /* per file: no more will be (qlock) */
-	size_t *pieces;               /* per file: pieces registered, to unregister */
 	double pin_s, unpin_s, pin_wait_s;
 
 	/* The reading plan: tensors in file order, and each file's share. */
@@ -281,16 +280,23 @@ static int pinned_wait(struct job *j, const struct src_extent *x)
 	return ok;
 }
 
-/* A mapped bundle's exphuf payload: its head pread (the CPU reads no
- * mapping) into the worker's scratch, and parsed. */
+/* The first n stored bytes of a mapped tensor, pread: the CPU reads no
+ * mapping. */
+static int extent_pread(struct job *j, const struct src_extent *x, void *buf, size_t n,
+			struct uwerr *e)
+{
+	return filemap_pread(source_file_fd(j->src, x->file), source_file_path(j->src, x->file),
+			     buf, n, x->off, e);
+}
+
+/* A mapped bundle's exphuf payload: its head pread into the worker's
+ * scratch, and parsed. */
 static int exphuf_head_pread(struct job *j, size_t i, size_t head, struct worker *w,
 			     struct encode_input *in, struct rest_exphuf *x, struct uwerr *e)
 {
-	const struct src_extent *at = &j->ext[i];
 	if (grow(&w->enc, &w->enc_cap, head))
 		return uwerr_set(e, ENOMEM, "out of memory");
-	int rc = filemap_pread(source_file_fd(j->src, at->file), source_file_path(j->src, at->file),
-			       w->enc, head, at->off, e);
+	int rc = extent_pread(j, &j->ext[i], w->enc, head, e);
 	return rc ? rc : source_exphuf_parse(j->src, i, w->enc, x, &in->stored_crc, &in->raw_crc, e);
 }
 
@@ -352,8 +358,7 @@ static int encode_cpu_one(struct job *j, const struct item *it, struct worker *w
 		if (grow(buf, cap, x->len))
 			return uwerr_set(e, ENOMEM, "tensor %s: %llu bytes: out of memory", t->name,
 					 (unsigned long long)x->len);
-		if ((rc = filemap_pread(source_file_fd(j->src, x->file),
-					source_file_path(j->src, x->file), *buf, x->len, x->off, e)))
+		if ((rc = extent_pread(j, x, *buf, x->len, e)))
 			return uwerr_prefix(e, "tensor %s", t->name);
 		data = *buf;
 	}
@@ -639,7 +644,6 @@ static void *pinner_main(void *arg)
 					 source_file_path(j->src, f), e.msg, (unsigned long long)off);
 				break;
 			}
-			j->pieces[f]++;
 			off += n;
 			pthread_mutex_lock(&j->qlock);
 			j->pinned[f] = off;
@@ -660,9 +664,10 @@ static void unpin_files(struct job *j)
 {
 	const struct backend_ops *ops = j->ld->d->be->ops;
 	double t = uwd_now();
-	for (size_t f = 0; j->pieces && f < source_file_count(j->src); f++)
-		for (size_t k = 0; k < j->pieces[f]; k++)
-			ops->unpin(j->m->bufs[0], (const char *)j->map[f] + (uint64_t)k * PIN_PIECE);
+	/* the pieces start every PIN_PIECE bytes, up to where the pinner got */
+	for (size_t f = 0; f < source_file_count(j->src); f++)
+		for (uint64_t off = 0; off < j->pinned[f]; off += PIN_PIECE)
+			ops->unpin(j->m->bufs[0], (const char *)j->map[f] + off);
 	j->unpin_s = uwd_now() - t;
 }
 
@@ -685,8 +690,7 @@ static void map_files(struct job *j)
 	const size_t nf = source_file_count(j->src);
 	if (!j->gpu || j->io != UR_AUTO || !j->ld->d->be->ops->pin ||
 	    !(j->map = calloc(nf, sizeof(*j->map))) || !(j->pinned = calloc(nf, sizeof(*j->pinned))) ||
-	    !(j->pin_over = calloc(nf, sizeof(*j->pin_over))) ||
-	    !(j->pieces = calloc(nf, sizeof(*j->pieces)))) {
+	    !(j->pin_over = calloc(nf, sizeof(*j->pin_over)))) {
 		free(j->map);   /* the rest job_free frees */
 		j->map = NULL;
 		return;
@@ -946,7 +950,6 @@ static void job_free(struct job *j)
 	free(j->items);
 	free(j->pinned);
 	free(j->pin_over);
-	free(j->pieces);
 	pthread_mutex_destroy(&j->qlock);
 	pthread_cond_destroy(&j->qcond);
 	pthread_mutex_destroy(&j->lock);
