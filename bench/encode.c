@@ -3,8 +3,11 @@
  * (uwk_encode_plan + uwk_encode, raw already in device memory, and with the
  * H2D copy of the raw from pinned host memory first), in GB/s of raw BF16.
  * Tensors: N(0, 0.02) 14336x4096 and 8192x8192, and the stories260K MLP
- * weights (all 15 as one set). Every GPU result is compared with the CPU's.
- * Best of REPS runs. Usage: uw-bench-encode (GPU host: bench/gpu-run.sh). */
+ * weights (all 15 as one set). Then a bundle's exphuf payload of each
+ * N(0, 0.02) tensor decoded: rest_decode on the CPU (one thread and all)
+ * against uwk_exphuf_decode (payload in device memory). Every GPU result
+ * is compared with the CPU's. Best of REPS runs. Usage: uw-bench-encode
+ * (GPU host: bench/gpu-run.sh). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +16,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "format/restcodec.h"
 #include "kernels/cuda/uwk.h"
 #include "kernels/resident.h"
 #include "tests/bf16cases.h"
@@ -139,6 +143,63 @@ static void bench(const struct set *s, int ncpu)
 		exit(1);
 }
 
+/* One tensor's exphuf payload decoded on the CPU and the GPU: GB/s of raw
+ * BF16, and whether the GPU's bytes are the source's. */
+static void exphuf_bench(const char *name, const uint16_t *w, size_t bytes, int ncpu)
+{
+	struct uwerr e = {0};
+	struct rest_blob b;
+	struct rest_exphuf x;
+	if (rest_encode_with(REST_EXPHUF, UW_DTYPE_BF16, w, bytes, 0, &b, &e) < 0 ||
+	    rest_exphuf_parse(b.data, b.len, bytes, &x, &e) < 0)
+		die("exphuf", e.msg);
+	uint16_t *host = malloc(bytes);
+	void *dbuf, *dstart, *ddec, *dout;
+	const size_t starts = (x.nchunks + 1) * sizeof(uint64_t);
+	/* the sign|mantissa bytes 16-byte aligned, 16 bytes past the end */
+	CU(cudaMalloc(&dbuf, b.len + 32));
+	char *dpay = (char *)dbuf + (16 - x.sm_off % 16) % 16;
+	CU(cudaMalloc(&dstart, starts));
+	CU(cudaMalloc(&ddec, sizeof(x.dec->entry)));
+	CU(cudaMalloc(&dout, bytes));
+	CU(cudaMemcpy(dpay, b.data, b.len, cudaMemcpyHostToDevice));
+	CU(cudaMemcpy(dstart, x.start, starts, cudaMemcpyHostToDevice));
+	CU(cudaMemcpy(ddec, x.dec->entry, sizeof(x.dec->entry), cudaMemcpyHostToDevice));
+	const int threads[2] = {1, ncpu};
+	double best[3] = {1e30, 1e30, 1e30};
+	for (int r = 0; r < REPS; r++) {
+		for (int k = 0; k < 2; k++) {
+			double t = now();
+			if (rest_decode(REST_EXPHUF, UW_DTYPE_BF16, b.data, b.len, host, bytes,
+					threads[k], &e) < 0)
+				die("rest_decode", e.msg);
+			t = now() - t;
+			best[k] = t < best[k] ? t : best[k];
+		}
+		double t = now();
+		if (uwk_exphuf_decode((const uint8_t *)dpay + x.sm_off, (const uint8_t *)dpay + x.bits_off,
+				      dstart, ddec, x.n, dout, 0, &e) < 0)
+			die("uwk_exphuf_decode", e.msg);
+		t = now() - t;
+		best[2] = t < best[2] ? t : best[2];
+	}
+	CU(cudaMemcpy(host, dout, bytes, cudaMemcpyDeviceToHost));
+	const int same = !memcmp(host, w, bytes);
+	printf("%-24s %8.1f %6.3f %9.2f %9.2f %9.2f  %s\n", name, bytes / 1e6,
+	       (double)b.len / (double)bytes, bytes / best[0] / 1e9, bytes / best[1] / 1e9,
+	       bytes / best[2] / 1e9, same ? "yes" : "NO");
+	fflush(stdout);
+	rest_exphuf_free(&x);
+	free(b.data);
+	free(host);
+	cudaFree(dbuf);
+	cudaFree(dstart);
+	cudaFree(ddec);
+	cudaFree(dout);
+	if (!same)
+		exit(1);
+}
+
 int main(void)
 {
 	int ndev = 0;
@@ -153,16 +214,16 @@ int main(void)
 	       "cpu all", "gpu", "gpu+h2d", "same");
 	uint64_t rng = tu_seed();
 	static const uint64_t shapes[][2] = {{14336, 4096}, {8192, 8192}};
+	uint16_t *gauss[2];
+	char names[2][48];
 	for (int k = 0; k < 2; k++) {
-		char name[48];
-		snprintf(name, sizeof(name), "N(0,0.02) %llux%llu", (unsigned long long)shapes[k][0],
-			 (unsigned long long)shapes[k][1]);
-		struct set s = {.name = name, .n = 1, .rows = {shapes[k][0]}, .cols = {shapes[k][1]}};
+		snprintf(names[k], sizeof(names[k]), "N(0,0.02) %llux%llu",
+			 (unsigned long long)shapes[k][0], (unsigned long long)shapes[k][1]);
+		struct set s = {.name = names[k], .n = 1, .rows = {shapes[k][0]}, .cols = {shapes[k][1]}};
 		s.bytes = 2 * shapes[k][0] * shapes[k][1];
-		s.w[0] = pinned(s.bytes);
+		s.w[0] = gauss[k] = pinned(s.bytes);
 		bf16_gauss(&rng, 0.02, s.w[0], s.bytes / 2);
 		bench(&s, ncpu);
-		cudaFreeHost(s.w[0]);
 	}
 	struct bf16_real *real;
 	int n = bf16_real_mlp(&real);
@@ -181,5 +242,12 @@ int main(void)
 	for (int i = 0; i < n; i++)
 		cudaFreeHost(s.w[i]);
 	bf16_real_free(real, n);
+	printf("\nexphuf payload decode, GB/s of raw BF16 (payload already in memory)\n");
+	printf("%-24s %8s %6s %9s %9s %9s  %s\n", "tensor", "raw MB", "ratio", "cpu 1t", "cpu all",
+	       "gpu", "same");
+	for (int k = 0; k < 2; k++) {
+		exphuf_bench(names[k], gauss[k], 2 * shapes[k][0] * shapes[k][1], ncpu);
+		cudaFreeHost(gauss[k]);
+	}
 	return 0;
 }

@@ -12,6 +12,7 @@
 #include <cuda_runtime_api.h>
 
 #include "daemon/filemap.h"
+#include "daemon/log.h"
 #include "daemon/uwd.h"
 #include "format/restcodec.h"
 #include "kernels/cuda/uwk.h"
@@ -202,14 +203,35 @@ static size_t align256(size_t n)
 	return (n + 255) & ~(size_t)255;
 }
 
+/* Where an exphuf payload goes in the scratch, after the raw bytes: its
+ * sign|mantissa bytes 16-byte aligned for the decoder's word loads, and 16
+ * readable bytes past its end (the decoder reads whole aligned words). */
+static size_t payload_off(const struct encode_input *in)
+{
+	return align256(in->raw_bytes) + (16 - in->x->sm_off % 16) % 16;
+}
+
+static size_t payload_span(const struct encode_input *in)
+{
+	return align256(payload_off(in) - align256(in->raw_bytes) + in->len + 16);
+}
+
+/* The tables the CPU checked, to the device: small, copied from pageable
+ * memory (the stages would pin 32 MiB for them). */
+static int tables(struct encode_gpu *g, void *dev, const void *src, size_t n, struct uwerr *e)
+{
+	cudaError_t err = cudaMemcpyAsync(dev, src, n, cudaMemcpyHostToDevice, g->s);
+	return err == cudaSuccess ? 0 : cuda_fail(e, err, "exphuf tables");
+}
+
 /* The payload, its chunk starts and code table after the raw bytes in the
  * scratch; the payload checked there, decoded into the scratch's start and
  * the decoded bytes checked. */
 static int exphuf_to_raw(struct encode_gpu *g, const struct encode_input *in, struct uwerr *e)
 {
 	const struct rest_exphuf *x = in->x;
-	char *payload = (char *)g->dev + align256(in->raw_bytes);
-	char *start = payload + align256(in->len);
+	char *payload = (char *)g->dev + payload_off(in);
+	char *start = (char *)g->dev + align256(in->raw_bytes) + payload_span(in);
 	char *dec = start + align256((x->nchunks + 1) * sizeof(*x->start));
 	double t = uwd_now();
 	int rc = put(g, payload, in, e);
@@ -220,8 +242,8 @@ static int exphuf_to_raw(struct encode_gpu *g, const struct encode_input *in, st
 	g->st.crc_s += uwd_now() - t2;
 	if (rc || !x->n)
 		return rc;
-	if ((rc = upload(g, start, x->start, NULL, 0, (x->nchunks + 1) * sizeof(*x->start), e)) ||
-	    (rc = upload(g, dec, x->dec->entry, NULL, 0, sizeof(x->dec->entry), e)))
+	if ((rc = tables(g, start, x->start, (x->nchunks + 1) * sizeof(*x->start), e)) ||
+	    (rc = tables(g, dec, x->dec->entry, sizeof(x->dec->entry), e)))
 		return rc;
 	t = uwd_now();
 	rc = uwk_exphuf_decode((const uint8_t *)payload + x->sm_off,
@@ -241,16 +263,19 @@ int encode_gpu_tensor(struct encode_gpu *g, int dtype, int ndim, const uint64_t 
 {
 	size_t need = in->raw_bytes;
 	if (in->x)
-		need = align256(in->raw_bytes) + align256(in->len) +
+		need = align256(in->raw_bytes) + payload_span(in) +
 		       align256((in->x->nchunks + 1) * sizeof(*in->x->start)) +
 		       sizeof(in->x->dec->entry);
-	double t = uwd_now();
+	const struct encode_gpu_stats was = g->st;
+	const double t0 = uwd_now();
 	int rc = scratch(g, need, e);
-	g->st.scratch_s += uwd_now() - t;
-	if (rc)
+	double t = uwd_now();
+	g->st.scratch_s += t - t0;
+	if (rc) {
+		g->st.total_s += t - t0;
 		return rc;
+	}
 	g->st.tensors++;
-	t = uwd_now();
 	if (in->x) {
 		rc = exphuf_to_raw(g, in, e);
 	} else {
@@ -265,6 +290,13 @@ int encode_gpu_tensor(struct encode_gpu *g, int dtype, int ndim, const uint64_t 
 	g->st.plan_s += t3 - t2;
 	if (!rc && !(rc = place(ctx, l->nbytes, off, e)))
 		rc = uwk_encode(l, g->dev, in->raw_bytes, (char *)dst + *off, g->s, e);
-	g->st.encode_s += uwd_now() - t3;
+	const double t4 = uwd_now();
+	g->st.encode_s += t4 - t3;
+	g->st.total_s += t4 - t0;
+	log_debug("GPU encoder: %zu stored bytes in %.2f ms: %.2f copying, %.2f checking, "
+		  "%.2f decoding, %.2f planning, %.2f encoding", in->len, 1e3 * (t4 - t0),
+		  1e3 * (g->st.put_s - was.put_s), 1e3 * (g->st.crc_s - was.crc_s),
+		  1e3 * (g->st.decode_s - was.decode_s), 1e3 * (g->st.plan_s - was.plan_s),
+		  1e3 * (g->st.encode_s - was.encode_s));
 	return rc;
 }

@@ -60,7 +60,8 @@ struct encode_input {
 int encode_gpu_pin(const void *p, size_t n, struct uwerr *e);
 void encode_gpu_unpin(const void *p);
 
-/* Where an encoder's time went, for the loader's log, in seconds: issuing
+/* Where an encoder's time went, for the loader's log, in seconds: all of
+ * it, then issuing
  * the copies of stored bytes (straight from pinned pages: queued, not
  * waited for), checking CRCs of payloads and decoded bytes, decoding exphuf
  * payloads, planning (its sync waits for the copies) and encoding, each
@@ -69,6 +70,7 @@ void encode_gpu_unpin(const void *p);
  * the stages. */
 struct encode_gpu_stats {
 	unsigned long tensors;
+	double total_s;   /* in encode_gpu_tensor, all of it */
 	double scratch_s, put_s, crc_s, decode_s, plan_s, encode_s, staged_s;
 	uint64_t direct_bytes, staged_bytes;
 };
@@ -79,6 +81,7 @@ static inline void encode_gpu_stats_add(struct encode_gpu_stats *sum,
 					const struct encode_gpu_stats *x)
 {
 	sum->tensors += x->tensors;
+	sum->total_s += x->total_s;
 	sum->scratch_s += x->scratch_s;
 	sum->put_s += x->put_s;
 	sum->crc_s += x->crc_s;

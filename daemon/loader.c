@@ -74,7 +74,9 @@ struct job {
 	int has_turn;                 /* it holds one of the max_loads turns */
 	int nthreads;
 	int gpu;                      /* the workers encode on the device */
-	atomic_int gpu_warned;        /* that they could not, logged once */
+	struct benc **encs;           /* per worker: its GPU encoder, or NULL (the CPU) */
+	int encs_made;
+	double enc_new_s, enc_free_s; /* making and freeing them */
 	uint64_t cap;                 /* the buffer's capacity: the worst case */
 	enum ur_mode io;
 	const void **map;             /* per file: its filemap, when all are mapped */
@@ -313,6 +315,8 @@ static int encode_gpu_one(struct job *j, const struct item *it, struct worker *w
 	struct encode_input in = {.data = it->stored, .len = at->len, .raw_bytes = t->raw_bytes, .fd = -1};
 	struct rest_exphuf x;
 	int rc = 0;
+	const double t0 = uwd_now();
+	double t1 = t0;
 	if (j->map) {
 		in.data = (const char *)j->map[at->file] + at->off;
 		in.fd = source_file_fd(j->src, at->file);
@@ -322,6 +326,7 @@ static int encode_gpu_one(struct job *j, const struct item *it, struct worker *w
 			in.pin_base = j->map[at->file];
 			in.pin_piece = PIN_PIECE;
 		}
+		t1 = uwd_now();
 	}
 	if (!source_stored_is_raw(j->src)) {
 		size_t head = source_exphuf_head_len(j->src, it->tensor);
@@ -334,8 +339,12 @@ static int encode_gpu_one(struct job *j, const struct item *it, struct worker *w
 			return uwerr_prefix(e, "tensor %s", t->name);
 		in.x = &x;
 	}
+	const double t2 = uwd_now();
 	rc = be->ops->enc_tensor(w->gpu, (int)t->dtype, (int)t->ndim, t->shape, &in, place, j,
 				 l, off, e);
+	log_debug("load %s: tensor %s from %.3f s: %.2f ms waiting for its pages' registration, "
+		  "%.2f ms for its head, %.2f ms on the GPU", j->m->name, t->name,
+		  t0 - j->m->load_start, 1e3 * (t1 - t0), 1e3 * (t2 - t1), 1e3 * (uwd_now() - t2));
 	if (in.x)
 		rest_exphuf_free(&x);
 	return rc < 0 ? uwerr_prefix(e, "tensor %s", t->name) : rc;
@@ -404,23 +413,14 @@ static int encode_one(struct job *j, const struct item *it, struct worker *w, st
 	return 0;
 }
 
-/* A par_for range of one: each worker takes tensors as the readers bring
- * them, until they have brought all. */
+/* A par_for range of one, worker begin: it takes tensors as the readers
+ * bring them, until they have brought all. */
 static void encode_worker(void *ctx, size_t begin, size_t end)
 {
 	struct job *j = ctx;
-	const struct backend_ops *ops = j->ld->d->be->ops;
-	struct worker w = {0};
+	struct worker w = {.gpu = j->encs ? j->encs[begin] : NULL};
 	struct uwerr e = {0};
-	if (j->gpu && ops->enc_new(j->m->bufs[0], &w.gpu, &e)) {
-		if (j->ld->d->cfg->encode == UWD_ENCODE_GPU) {
-			fail(j, &e);
-			return;
-		}
-		if (!atomic_exchange(&j->gpu_warned, 1))
-			log_warning("load %s: encoding on the CPU: %s", j->m->name, e.msg);
-		w.gpu = NULL;
-	}
+	(void)end;
 	for (;;) {
 		pthread_mutex_lock(&j->qlock);
 		while (j->qhead == j->qtail && j->readers_left && !par_failed(&j->err) &&
@@ -438,15 +438,50 @@ static void encode_worker(void *ctx, size_t begin, size_t end)
 			break;
 		}
 	}
-	if (w.gpu) {
-		struct encode_gpu_stats st = {0};
-		ops->enc_free(w.gpu, &st);
-		pthread_mutex_lock(&j->lock);
-		encode_gpu_stats_add(&j->gst, &st);
-		pthread_mutex_unlock(&j->lock);
-	}
 	free(w.raw);
 	free(w.enc);
+}
+
+/* The workers' GPU encoders, made before the pinner starts: made while it
+ * registers, they waited on it for up to half a second each (bench/NOTES.md,
+ * 2026-11-29). A worker whose encoder cannot be made encodes on the CPU,
+ * unless the configuration demands the GPU. */
+static int encoders_new(struct job *j, struct uwerr *e)
+{
+	const struct backend_ops *ops = j->ld->d->be->ops;
+	if (!j->gpu)
+		return 0;
+	if (!(j->encs = calloc((size_t)j->nthreads, sizeof(*j->encs))))
+		return uwerr_set(e, ENOMEM, "%d encoders: out of memory", j->nthreads);
+	const double t = uwd_now();
+	for (int i = 0; i < j->nthreads; i++) {
+		struct uwerr x = {0};
+		if (ops->enc_new(j->m->bufs[0], &j->encs[i], &x) == 0) {
+			j->encs_made++;
+			continue;
+		}
+		j->encs[i] = NULL;
+		if (j->ld->d->cfg->encode == UWD_ENCODE_GPU) {
+			*e = x;
+			return -x.code;
+		}
+		log_warning("load %s: encoding on the CPU: %s", j->m->name, x.msg);
+		break;
+	}
+	j->enc_new_s = uwd_now() - t;
+	return 0;
+}
+
+/* After the workers: their times summed into gst. */
+static void encoders_free(struct job *j)
+{
+	const struct backend_ops *ops = j->ld->d->be->ops;
+	const double t = uwd_now();
+	for (int i = 0; j->encs && i < j->nthreads; i++)
+		ops->enc_free(j->encs[i], &j->gst);
+	free(j->encs);
+	j->encs = NULL;
+	j->enc_free_s = uwd_now() - t;
 }
 
 /* Take bytes of the read-ahead window. A unit larger than the window goes
@@ -649,6 +684,9 @@ static void *pinner_main(void *arg)
 			j->pinned[f] = off;
 			pthread_cond_broadcast(&j->qcond);
 			pthread_mutex_unlock(&j->qlock);
+			log_debug("load %s: %s: %llu bytes registered at %.3f s", j->m->name,
+				  source_file_path(j->src, f), (unsigned long long)off,
+				  uwd_now() - j->m->load_start);
 		}
 		pthread_mutex_lock(&j->qlock);
 		j->pin_over[f] = 1;
@@ -799,6 +837,12 @@ static void job_run(struct job *j)
 {
 	pthread_t th[MAX_READERS];
 	int started = 0;
+	struct uwerr e = {0};
+	if (encoders_new(j, &e)) {
+		fail(j, &e);
+		encoders_free(j);
+		return;
+	}
 	j->nreaders = j->map ? 0 : j->nparts < MAX_READERS ? (int)j->nparts : MAX_READERS;
 	j->readers_left = j->nreaders;
 	if (j->map) {
@@ -814,7 +858,6 @@ static void job_run(struct job *j)
 	for (int i = 0; i < j->nreaders; i++) {
 		int rc = pthread_create(&th[i], NULL, reader_main, j);
 		if (rc) {
-			struct uwerr e = {0};
 			uwerr_set(&e, rc, "reader thread: %s", strerror(rc));
 			fail(j, &e);
 			pthread_mutex_lock(&j->qlock);
@@ -829,6 +872,7 @@ static void job_run(struct job *j)
 		pthread_join(th[i], NULL);
 	if (j->pinning)
 		pthread_join(j->pinner, NULL);
+	encoders_free(j);
 	/* A failure leaves tensors read but not encoded. */
 	for (size_t i = j->qhead; i < j->qtail; i++)
 		unit_put(j->items[i].u);
@@ -880,11 +924,15 @@ static void *job_main(void *arg)
 		const struct encode_gpu_stats *g = &j->gst;
 		if (g->tensors)
 			log_info("load %s: GPU encoders, %lu tensors, seconds summed over %d "
-				 "threads: %.3f scratch, %.3f copying, %.3f checking, %.3f decoding, %.3f planning, "
-				 "%.3f encoding, %.3f filling stages; %.2f GB copied from pinned "
-				 "pages, %.2f GB through stages", m->name, g->tensors, j->nthreads,
-				 g->scratch_s, g->put_s, g->crc_s, g->decode_s, g->plan_s, g->encode_s, g->staged_s,
+				 "threads: %.3f in the encoders: %.3f scratch, %.3f copying, "
+				 "%.3f checking, %.3f decoding, %.3f planning, %.3f encoding, %.3f filling "
+				 "stages; %.2f GB copied from pinned pages, %.2f GB through stages",
+				 m->name, g->tensors, j->nthreads, g->total_s, g->scratch_s,
+				 g->put_s, g->crc_s, g->decode_s, g->plan_s, g->encode_s, g->staged_s,
 				 (double)g->direct_bytes / 1e9, (double)g->staged_bytes / 1e9);
+		if (j->encs_made)
+			log_info("load %s: %d GPU encoders made in %.3f s, freed in %.3f s", m->name,
+				 j->encs_made, j->enc_new_s, j->enc_free_s);
 		sd_notifyf(0, "STATUS=loaded %s", m->name);
 	} else if (rc) {
 		uwerr_prefix(&e, "load %s", m->name);

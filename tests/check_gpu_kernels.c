@@ -888,9 +888,12 @@ static void check_exphuf(const uint16_t *raw, size_t n, const char *what)
 		      "%s: rest_encode_with: %s", what, e.msg);
 	ck_assert_msg(rest_exphuf_parse(b.data, b.len, 2 * n, &x, &e) == 0, "%s: parse: %s", what,
 		      e.msg);
-	void *dpay, *dstart, *ddec, *dout;
+	void *dbuf, *dstart, *ddec, *dout;
 	const size_t starts = (x.nchunks + 1) * sizeof(uint64_t);
-	CK(cudaMalloc(&dpay, b.len));
+	/* as the daemon places it: the sign|mantissa bytes 16-byte aligned,
+	 * 16 bytes readable past the end */
+	CK(cudaMalloc(&dbuf, b.len + 32));
+	char *dpay = (char *)dbuf + (16 - x.sm_off % 16) % 16;
 	CK(cudaMalloc(&dstart, starts + 8));
 	CK(cudaMalloc(&ddec, sizeof(struct huf_dec)));
 	CK(cudaMalloc(&dout, 2 * n + 8));
@@ -903,6 +906,10 @@ static void check_exphuf(const uint16_t *raw, size_t n, const char *what)
 	ck_assert_msg(uwk_exphuf_decode((const uint8_t *)dpay + x.sm_off,
 					(const uint8_t *)dpay + x.bits_off, dstart, ddec, x.n, dout,
 					0, &e) == 0, "%s: uwk_exphuf_decode: %s", what, e.msg);
+	if (n)
+		ck_assert_int_eq(uwk_exphuf_decode((const uint8_t *)dpay + x.sm_off + 1,
+						   (const uint8_t *)dpay + x.bits_off, dstart, ddec,
+						   x.n, dout, 0, &e), -EINVAL);
 	uint8_t *got = malloc(2 * n + 8);
 	CK(cudaMemcpy(got, dout, 2 * n + 8, cudaMemcpyDeviceToHost));
 	size_t i = 0;
@@ -929,11 +936,40 @@ static void check_exphuf(const uint16_t *raw, size_t n, const char *what)
 	free(got);
 	rest_exphuf_free(&x);
 	free(b.data);
-	cudaFree(dpay);
+	cudaFree(dbuf);
 	cudaFree(dstart);
 	cudaFree(ddec);
 	cudaFree(dout);
 }
+
+/* The device's CRC-32C against common/crc32c.c on random bytes: lengths
+ * around its 16-byte steps and 4096-byte chunks, at every start alignment
+ * in a 16-byte word. */
+START_TEST(test_crc32c)
+{
+	static const size_t lens[] = {0, 1, 15, 16, 17, 31, 4095, 4096, 4097, 3 * 4096 + 5,
+				      (1u << 20) + 3};
+	const size_t max = (1u << 20) + 3 + 16;
+	uint8_t *h = malloc(max);
+	for (size_t i = 0; i < max; i++)
+		h[i] = (uint8_t)tu_rand(&rng);
+	void *d;
+	CK(cudaMalloc(&d, max));
+	CK(cudaMemcpy(d, h, max, cudaMemcpyHostToDevice));
+	struct uwerr e = {0};
+	for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
+		for (size_t off = 0; off < 16; off++) {
+			uint32_t got = 0;
+			ck_assert_msg(uwk_crc32c((char *)d + off, lens[k], &got, 0, &e) == 0,
+				      "%zu bytes at +%zu: %s", lens[k], off, e.msg);
+			ck_assert_msg(got == crc32c(0, h + off, lens[k]),
+				      "%zu bytes at +%zu: GPU %08x, CPU %08x", lens[k], off, got,
+				      crc32c(0, h + off, lens[k]));
+		}
+	cudaFree(d);
+	free(h);
+}
+END_TEST
 
 START_TEST(test_exphuf)
 {
@@ -1005,10 +1041,12 @@ int main(void)
 	tcase_add_test(tc, test_tune_table);
 	tcase_add_test(tc, test_matmul2);
 	suite_add_tcase(s, tc);
-	/* a case of its own: CK_RUN_CASE=exphuf runs it alone (compute-sanitizer) */
+	/* a case of its own: CK_RUN_CASE=exphuf runs it alone (compute-sanitizer),
+	 * with the CRC-32C that checks a bundle's payloads */
 	TCase *tx = tcase_create("exphuf");
 	tcase_set_timeout(tx, 600);
 	tcase_add_test(tx, test_exphuf);
+	tcase_add_test(tx, test_crc32c);
 	suite_add_tcase(s, tx);
 	SRunner *sr = srunner_create(s);
 	/* one process: a CUDA context does not survive fork */

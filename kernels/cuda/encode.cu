@@ -164,26 +164,52 @@ enc_write_kernel(const enc_args a)
 /* ---- CRC-32C ---- */
 
 /* Chunk 0 is the first n - (chunks - 1) * CRC_CHUNK bytes, every later chunk
- * CRC_CHUNK bytes, so the host joins them all with one shift operator. */
+ * CRC_CHUNK bytes, so the host joins them all with one shift operator. A
+ * thread a chunk, 16 bytes a step by slicing (tab[k]: a byte followed by k
+ * zero bytes), bytes one at a time only up to 16-byte alignment and after
+ * the last whole word: a byte a step made the CRCs of a bundle's load
+ * about as long as its decoding (bench/NOTES.md, 2026-11-29). */
 __global__ void __launch_bounds__(ENC_THREADS)
 enc_crc_kernel(const uint8_t *__restrict__ p, uint64_t n, uint64_t chunks, uint32_t *out)
 {
-	__shared__ uint32_t tab[256];
+	__shared__ uint32_t tab[16][256];
 	for (int i = threadIdx.x; i < 256; i += blockDim.x) {
 		uint32_t c = (uint32_t)i;
 		for (int k = 0; k < 8; k++)
 			c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1)));
-		tab[i] = c;
+		tab[0][i] = c;
+	}
+	__syncthreads();
+	for (int i = threadIdx.x; i < 256; i += blockDim.x) {
+		uint32_t c = tab[0][i];
+		for (int k = 1; k < 16; k++) {
+			c = (c >> 8) ^ tab[0][c & 0xff];
+			tab[k][i] = c;
+		}
 	}
 	__syncthreads();
 	const uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x;
 	if (i >= chunks)
 		return;
 	const uint64_t head = n - (chunks - 1) * CRC_CHUNK;
-	const uint64_t b = i ? head + (i - 1) * CRC_CHUNK : 0, end = i ? b + CRC_CHUNK : head;
+	uint64_t b = i ? head + (i - 1) * CRC_CHUNK : 0;
+	const uint64_t end = i ? b + CRC_CHUNK : head;
 	uint32_t c = 0xffffffffu;
-	for (uint64_t k = b; k < end; k++)
-		c = tab[(c ^ p[k]) & 0xff] ^ (c >> 8);
+	for (; b < end && ((uintptr_t)(p + b) & 15); b++)
+		c = tab[0][(c ^ p[b]) & 0xff] ^ (c >> 8);
+#pragma unroll 4
+	for (; b + 16 <= end; b += 16) {
+		const uint4 v = *(const uint4 *)(p + b);
+		const uint32_t x = v.x ^ c;
+		c = tab[15][x & 0xff] ^ tab[14][(x >> 8) & 0xff] ^ tab[13][(x >> 16) & 0xff] ^
+		    tab[12][x >> 24] ^ tab[11][v.y & 0xff] ^ tab[10][(v.y >> 8) & 0xff] ^
+		    tab[9][(v.y >> 16) & 0xff] ^ tab[8][v.y >> 24] ^ tab[7][v.z & 0xff] ^
+		    tab[6][(v.z >> 8) & 0xff] ^ tab[5][(v.z >> 16) & 0xff] ^ tab[4][v.z >> 24] ^
+		    tab[3][v.w & 0xff] ^ tab[2][(v.w >> 8) & 0xff] ^ tab[1][(v.w >> 16) & 0xff] ^
+		    tab[0][v.w >> 24];
+	}
+	for (; b < end; b++)
+		c = tab[0][(c ^ p[b]) & 0xff] ^ (c >> 8);
 	out[i] = ~c;
 }
 
