@@ -35,6 +35,10 @@
 #define POOL_MAX 64                     /* read buffers kept for reuse */
 #define HUGE_PAGE (2u << 20)
 #define PIN_PIECE (64u << 20)           /* mapped files are registered in pieces this large */
+#define POPULATORS 4                    /* threads faulting their pages in ahead of it */
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22           /* Linux 5.14; older C libraries lack the name */
+#endif
 
 struct job;
 
@@ -59,6 +63,12 @@ struct item {
 /* A reader's share: tensors order[first .. end) of one file. */
 struct part {
 	size_t file, first, end;
+};
+
+/* A piece of a mapped file, as registered. */
+struct piece {
+	size_t file;
+	uint64_t off, len;
 };
 
 /* One load in progress. */
@@ -87,6 +97,14 @@ struct job {
 	uint64_t *pinned;             /* per file: bytes registered from its start (qlock) */
 	int *pin_over;                /* per file: no more will be (qlock) */
 	double pin_s, unpin_s, pin_wait_s;
+	/* Ahead of the pinner, threads fault the pieces' pages in. */
+	struct piece *pieces;         /* every file's, in file order */
+	size_t npieces;
+	atomic_size_t pop_next;       /* the next piece to fault in */
+	unsigned char *populated;     /* per piece: faulted in, or tried (qlock) */
+	pthread_t populators[POPULATORS];
+	int npopulators;
+	double pop_s, pop_wait_s;     /* the last populator's end; the pinner's wait */
 
 	/* The reading plan: tensors in file order, and each file's share. */
 	struct src_extent *ext;       /* per tensor */
@@ -658,6 +676,30 @@ static int plan_parts(struct job *j, size_t nf)
 	return 0;
 }
 
+/* Fault the pieces' pages into the daemon's page tables, ahead of the
+ * pinner and from several threads: a registration otherwise faults them
+ * in itself, on the pinner's one thread, while every copy waits for it
+ * (bench/NOTES.md, 2026-11-29). A piece that will not fault in is left to
+ * the registration, which reports it. */
+static void *populator_main(void *arg)
+{
+	struct job *j = arg;
+	for (;;) {
+		const size_t p = atomic_fetch_add(&j->pop_next, 1);
+		if (p >= j->npieces || par_failed(&j->err) || canceled(j))
+			break;
+		const struct piece *x = &j->pieces[p];
+		/* an older kernel says EINVAL: the registration faults them */
+		madvise((char *)(uintptr_t)j->map[x->file] + x->off, x->len, MADV_POPULATE_READ);
+		pthread_mutex_lock(&j->qlock);
+		j->populated[p] = 1;
+		j->pop_s = uwd_now() - j->m->load_start;
+		pthread_cond_broadcast(&j->qcond);
+		pthread_mutex_unlock(&j->qlock);
+	}
+	return NULL;
+}
+
 /* Register the mapped files with the device, a piece at a time, in file
  * order: the encoders take tensors in that order and wait for theirs. One
  * thread: registrations from several at once slow each other down many
@@ -667,34 +709,87 @@ static void *pinner_main(void *arg)
 {
 	struct job *j = arg;
 	const struct backend_ops *ops = j->ld->d->be->ops;
-	const uint64_t psz = (uint64_t)sysconf(_SC_PAGESIZE);
 	double t = uwd_now();
-	for (size_t f = 0; f < source_file_count(j->src); f++) {
-		const uint64_t span = (source_file_size(j->src, f) + psz - 1) / psz * psz;
-		for (uint64_t off = 0; off < span && !par_failed(&j->err) && !canceled(j); ) {
-			uint64_t n = span - off < PIN_PIECE ? span - off : PIN_PIECE;
-			struct uwerr e = {0};
-			if (ops->pin(j->m->bufs[0], (const char *)j->map[f] + off, n, &e)) {
-				log_info("load %s: %s: %s: read instead from byte %llu on", j->m->name,
-					 source_file_path(j->src, f), e.msg, (unsigned long long)off);
-				break;
-			}
-			off += n;
-			pthread_mutex_lock(&j->qlock);
-			j->pinned[f] = off;
-			pthread_cond_broadcast(&j->qcond);
-			pthread_mutex_unlock(&j->qlock);
-			log_debug("load %s: %s: %llu bytes registered at %.3f s", j->m->name,
-				  source_file_path(j->src, f), (unsigned long long)off,
-				  uwd_now() - j->m->load_start);
-		}
+	for (size_t p = 0; p < j->npieces && !par_failed(&j->err) && !canceled(j); p++) {
+		const struct piece *x = &j->pieces[p];
+		if (j->pin_over[x->file])
+			continue;   /* a piece before would not register */
+		const double w = uwd_now();
 		pthread_mutex_lock(&j->qlock);
-		j->pin_over[f] = 1;
+		while (!j->populated[p] && !par_failed(&j->err) && !canceled(j))
+			qwait(j);
+		pthread_mutex_unlock(&j->qlock);
+		j->pop_wait_s += uwd_now() - w;
+		struct uwerr e = {0};
+		int rc = ops->pin(j->m->bufs[0], (const char *)j->map[x->file] + x->off, x->len, &e);
+		if (rc)
+			log_info("load %s: %s: %s: read instead from byte %llu on", j->m->name,
+				 source_file_path(j->src, x->file), e.msg, (unsigned long long)x->off);
+		pthread_mutex_lock(&j->qlock);
+		if (rc)
+			j->pin_over[x->file] = 1;
+		else
+			j->pinned[x->file] = x->off + x->len;
 		pthread_cond_broadcast(&j->qcond);
 		pthread_mutex_unlock(&j->qlock);
+		if (!rc)
+			log_debug("load %s: %s: %llu bytes registered at %.3f s", j->m->name,
+				  source_file_path(j->src, x->file), (unsigned long long)(x->off + x->len),
+				  uwd_now() - j->m->load_start);
 	}
+	pthread_mutex_lock(&j->qlock);
+	for (size_t f = 0; f < source_file_count(j->src); f++)
+		j->pin_over[f] = 1;
+	pthread_cond_broadcast(&j->qcond);
+	pthread_mutex_unlock(&j->qlock);
 	j->pin_s = uwd_now() - t;
 	return NULL;
+}
+
+/* The pieces of every mapped file, page-rounded, in file order. */
+static int plan_pieces(struct job *j)
+{
+	const uint64_t psz = (uint64_t)sysconf(_SC_PAGESIZE);
+	const size_t nf = source_file_count(j->src);
+	size_t n = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		n = 0;
+		for (size_t f = 0; f < nf; f++) {
+			const uint64_t span = (source_file_size(j->src, f) + psz - 1) / psz * psz;
+			for (uint64_t off = 0; off < span; off += PIN_PIECE, n++)
+				if (pass)
+					j->pieces[n] = (struct piece){f, off,
+						span - off < PIN_PIECE ? span - off : PIN_PIECE};
+		}
+		if (!pass && (!(j->pieces = calloc(n ? n : 1, sizeof(*j->pieces))) ||
+			      !(j->populated = calloc(n ? n : 1, 1))))
+			return -1;
+	}
+	j->npieces = n;
+	return 0;
+}
+
+/* The populators and the pinner; with none of them, nothing is pinned. */
+static void pinning_start(struct job *j)
+{
+	if (plan_pieces(j) == 0) {
+		for (int i = 0; i < POPULATORS; i++)
+			if (pthread_create(&j->populators[j->npopulators], NULL, populator_main, j) == 0)
+				j->npopulators++;
+		if (!j->npopulators)
+			memset(j->populated, 1, j->npieces);
+		j->pinning = pthread_create(&j->pinner, NULL, pinner_main, j) == 0;
+	}
+	for (size_t f = 0; !j->pinning && f < source_file_count(j->src); f++)
+		j->pin_over[f] = 1;
+}
+
+static void pinning_join(struct job *j)
+{
+	if (j->pinning)
+		pthread_join(j->pinner, NULL);
+	for (int i = 0; i < j->npopulators; i++)
+		pthread_join(j->populators[i], NULL);
 }
 
 /* After the encoders (no copy in flight): unregister what the pinner did. */
@@ -851,9 +946,7 @@ static void job_run(struct job *j)
 		for (size_t i = 0; i < j->m->ntensors; i++)
 			j->items[i] = (struct item){NULL, j->order[i], NULL};
 		j->qtail = j->m->ntensors;
-		j->pinning = pthread_create(&j->pinner, NULL, pinner_main, j) == 0;
-		for (size_t f = 0; !j->pinning && f < source_file_count(j->src); f++)
-			j->pin_over[f] = 1;
+		pinning_start(j);
 	}
 	for (int i = 0; i < j->nreaders; i++) {
 		int rc = pthread_create(&th[i], NULL, reader_main, j);
@@ -870,8 +963,7 @@ static void job_run(struct job *j)
 	par_for((size_t)j->nthreads, j->nthreads, encode_worker, j);
 	for (int i = 0; i < started; i++)
 		pthread_join(th[i], NULL);
-	if (j->pinning)
-		pthread_join(j->pinner, NULL);
+	pinning_join(j);
 	encoders_free(j);
 	/* A failure leaves tensors read but not encoded. */
 	for (size_t i = j->qhead; i < j->qtail; i++)
@@ -948,9 +1040,11 @@ static void *job_main(void *arg)
 	if (j->map) {
 		unpin_files(j);
 		if (j->pinning)
-			log_info("load %s: files registered with the device in %.3f s (the "
+			log_info("load %s: files faulted in by %d threads by %.3f s (the pinner "
+				 "waited %.3f s for them), registered with the device in %.3f s (the "
 				 "encoders waited %.3f s for them), unregistered in %.3f s",
-				 m->name, j->pin_s, j->pin_wait_s, j->unpin_s);
+				 m->name, j->npopulators, j->pop_s, j->pop_wait_s, j->pin_s,
+				 j->pin_wait_s, j->unpin_s);
 		unmap_files(j);
 	}
 	registry_unref(d->reg, m);
@@ -998,6 +1092,8 @@ static void job_free(struct job *j)
 	free(j->items);
 	free(j->pinned);
 	free(j->pin_over);
+	free(j->pieces);
+	free(j->populated);
 	pthread_mutex_destroy(&j->qlock);
 	pthread_cond_destroy(&j->qcond);
 	pthread_mutex_destroy(&j->lock);
