@@ -78,12 +78,15 @@ int uwk_encode(struct uw_layout *l, const void *dev_raw, size_t raw_bytes,
 	       void *dev_dst, cudaStream_t s, struct uwerr *e);
 
 /* Decode a REST_EXPHUF payload (docs/FORMAT.md) of n BF16 elements whose
- * parts are in device memory: the sign|mantissa bytes (dev_sm), the
- * bitstreams (dev_bits), the chunk starts and the code table as
+ * parts are in device memory: the sign|mantissa bytes (dev_sm, 4-byte
+ * aligned), the bitstreams (dev_bits; the 16-byte words holding their
+ * first and last bytes are read whole, so the buffer must reach the next
+ * 16-byte boundary), the chunk starts and the code table as
  * rest_exphuf_parse checked them on the host (dev_start, nchunks + 1
- * entries; dev_dec, 4096) into dev_out (8-byte aligned). A chunk whose
- * bitstream does not decode to exactly its bytes with zero padding is
- * -EBADMSG naming it. Waits for stream s. */
+ * entries; dev_dec, 4096) into dev_out (8-byte aligned). A warp decodes a
+ * chunk (exphuf.cu says how). A chunk whose bitstream does not decode to
+ * exactly its bytes with zero padding is -EBADMSG naming it; misaligned
+ * pointers are -EINVAL. Waits for stream s. */
 int uwk_exphuf_decode(const uint8_t *dev_sm, const uint8_t *dev_bits, const uint64_t *dev_start,
 		      const uint16_t *dev_dec, uint64_t n, void *dev_out, cudaStream_t s,
 		      struct uwerr *e);
