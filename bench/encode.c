@@ -156,9 +156,9 @@ static void exphuf_bench(const char *name, const uint16_t *w, size_t bytes, int 
 	uint16_t *host = malloc(bytes);
 	void *dbuf, *dstart, *ddec, *dout;
 	const size_t starts = (x.nchunks + 1) * sizeof(uint64_t);
-	/* the sign|mantissa bytes 16-byte aligned, 16 bytes past the end */
-	CU(cudaMalloc(&dbuf, b.len + 32));
-	char *dpay = (char *)dbuf + (16 - x.sm_off % 16) % 16;
+	/* placed as the daemon places it */
+	CU(cudaMalloc(&dbuf, 16 + b.len + UWK_EXPHUF_PAD));
+	char *dpay = (char *)dbuf + uwk_exphuf_lead(x.sm_off);
 	CU(cudaMalloc(&dstart, starts));
 	CU(cudaMalloc(&ddec, sizeof(x.dec->entry)));
 	CU(cudaMalloc(&dout, bytes));

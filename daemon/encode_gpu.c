@@ -203,17 +203,16 @@ static size_t align256(size_t n)
 	return (n + 255) & ~(size_t)255;
 }
 
-/* Where an exphuf payload goes in the scratch, after the raw bytes: its
- * sign|mantissa bytes 16-byte aligned for the decoder's word loads, and 16
- * readable bytes past its end (the decoder reads whole aligned words). */
+/* Where an exphuf payload goes in the scratch, after the raw bytes, as
+ * uwk_exphuf_decode needs it placed, and the span it takes there. */
 static size_t payload_off(const struct encode_input *in)
 {
-	return align256(in->raw_bytes) + (16 - in->x->sm_off % 16) % 16;
+	return align256(in->raw_bytes) + uwk_exphuf_lead(in->x->sm_off);
 }
 
 static size_t payload_span(const struct encode_input *in)
 {
-	return align256(payload_off(in) - align256(in->raw_bytes) + in->len + 16);
+	return align256(uwk_exphuf_lead(in->x->sm_off) + in->len + UWK_EXPHUF_PAD);
 }
 
 /* The tables the CPU checked, to the device: small, copied from pageable

@@ -890,10 +890,9 @@ static void check_exphuf(const uint16_t *raw, size_t n, const char *what)
 		      e.msg);
 	void *dbuf, *dstart, *ddec, *dout;
 	const size_t starts = (x.nchunks + 1) * sizeof(uint64_t);
-	/* as the daemon places it: the sign|mantissa bytes 16-byte aligned,
-	 * 16 bytes readable past the end */
-	CK(cudaMalloc(&dbuf, b.len + 32));
-	char *dpay = (char *)dbuf + (16 - x.sm_off % 16) % 16;
+	/* placed as the daemon places it */
+	CK(cudaMalloc(&dbuf, 16 + b.len + UWK_EXPHUF_PAD));
+	char *dpay = (char *)dbuf + uwk_exphuf_lead(x.sm_off);
 	CK(cudaMalloc(&dstart, starts + 8));
 	CK(cudaMalloc(&ddec, sizeof(struct huf_dec)));
 	CK(cudaMalloc(&dout, 2 * n + 8));

@@ -87,6 +87,13 @@ int uwk_encode(struct uw_layout *l, const void *dev_raw, size_t raw_bytes,
  * chunk (exphuf.cu says how). A chunk whose bitstream does not decode to
  * exactly its bytes with zero padding is -EBADMSG naming it; misaligned
  * pointers are -EINVAL. Waits for stream s. */
+#define UWK_EXPHUF_PAD 16   /* readable bytes a payload's buffer needs past its end */
+/* Where a payload whose sign|mantissa bytes start at sm_off goes past a
+ * 16-byte boundary, for those bytes to be 16-byte aligned. */
+static inline size_t uwk_exphuf_lead(size_t sm_off)
+{
+	return (16 - sm_off % 16) % 16;
+}
 int uwk_exphuf_decode(const uint8_t *dev_sm, const uint8_t *dev_bits, const uint64_t *dev_start,
 		      const uint16_t *dev_dec, uint64_t n, void *dev_out, cudaStream_t s,
 		      struct uwerr *e);
