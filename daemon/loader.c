@@ -746,26 +746,29 @@ static void *pinner_main(void *arg)
 	return NULL;
 }
 
-/* The pieces of every mapped file, page-rounded, in file order. */
-static int plan_pieces(struct job *j)
+/* File f's bytes, rounded up to whole pages. */
+static uint64_t page_span(const struct job *j, size_t f)
 {
 	const uint64_t psz = (uint64_t)sysconf(_SC_PAGESIZE);
+	return (source_file_size(j->src, f) + psz - 1) / psz * psz;
+}
+
+/* The pieces of every mapped file, in file order. */
+static int plan_pieces(struct job *j)
+{
 	const size_t nf = source_file_count(j->src);
 	size_t n = 0;
-	for (int pass = 0; pass < 2; pass++) {
-		n = 0;
-		for (size_t f = 0; f < nf; f++) {
-			const uint64_t span = (source_file_size(j->src, f) + psz - 1) / psz * psz;
-			for (uint64_t off = 0; off < span; off += PIN_PIECE, n++)
-				if (pass)
-					j->pieces[n] = (struct piece){f, off,
-						span - off < PIN_PIECE ? span - off : PIN_PIECE};
-		}
-		if (!pass && (!(j->pieces = calloc(n ? n : 1, sizeof(*j->pieces))) ||
-			      !(j->populated = calloc(n ? n : 1, 1))))
-			return -1;
+	for (size_t f = 0; f < nf; f++)
+		n += (page_span(j, f) + PIN_PIECE - 1) / PIN_PIECE;
+	if (!(j->pieces = calloc(n ? n : 1, sizeof(*j->pieces))) ||
+	    !(j->populated = calloc(n ? n : 1, 1)))
+		return -1;
+	for (size_t f = 0; f < nf; f++) {
+		const uint64_t span = page_span(j, f);
+		for (uint64_t off = 0; off < span; off += PIN_PIECE)
+			j->pieces[j->npieces++] = (struct piece){f, off,
+				span - off < PIN_PIECE ? span - off : PIN_PIECE};
 	}
-	j->npieces = n;
 	return 0;
 }
 
@@ -797,10 +800,12 @@ static void unpin_files(struct job *j)
 {
 	const struct backend_ops *ops = j->ld->d->be->ops;
 	double t = uwd_now();
-	/* the pieces start every PIN_PIECE bytes, up to where the pinner got */
-	for (size_t f = 0; f < source_file_count(j->src); f++)
-		for (uint64_t off = 0; off < j->pinned[f]; off += PIN_PIECE)
-			ops->unpin(j->m->bufs[0], (const char *)j->map[f] + off);
+	/* each file's registered pieces end where the pinner got in it */
+	for (size_t p = 0; p < j->npieces; p++) {
+		const struct piece *x = &j->pieces[p];
+		if (x->off + x->len <= j->pinned[x->file])
+			ops->unpin(j->m->bufs[0], (const char *)j->map[x->file] + x->off);
+	}
 	j->unpin_s = uwd_now() - t;
 }
 
