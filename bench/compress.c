@@ -64,14 +64,14 @@ static struct figures measure(const uint16_t *w, uint64_t rows, uint64_t cols, c
 
 	exp_stats_bf16(w, f.n, &s);
 	if (rest_encode_with(REST_EXPHUF, UW_DTYPE_BF16, w, 2 * f.n, 0, &b, &e) < 0 ||
-	    res_plan(UW_DTYPE_BF16, 2, shape, w, 2 * f.n, &l, &e) < 0)
+	    res_plan(UW_DTYPE_BF16, 2, shape, w, 2 * f.n, RES_PREFER_SPEED, &l, &e) < 0)
 		die(name, &e);
 	free(b.data);
 	f.rest_bytes = b.len;
 	f.res_bytes = l.nbytes;
 	f.r12 = l.format == UW_FORMAT_R12;
 	f.bound_bits = (double)f.n * (8.0 + s.entropy_bits);
-	for (int i = 0, k = exp_palette16(s.hist, pal); i < k; i++)
+	for (int i = 0, k = exp_palette(s.hist, UW_PALETTE_SIZE, pal); i < k; i++)
 		f.covered += s.hist[pal[i]];
 	return f;
 }
@@ -164,7 +164,7 @@ static void synthetic(int threads, int reps)
 
 	/* [1 thread, all][encode, decode], at rest and resident */
 	struct best rest[2][2] = {{{0}}}, res[2][2] = {{{0}}};
-	if (res_plan(UW_DTYPE_BF16, 2, shape, w, 2 * n, &l, &e) < 0)
+	if (res_plan(UW_DTYPE_BF16, 2, shape, w, 2 * n, RES_PREFER_SPEED, &l, &e) < 0)
 		die("res_plan", &e);
 	uint8_t *buf = aligned_alloc(RES_ALIGN, (l.nbytes + RES_ALIGN - 1) / RES_ALIGN * RES_ALIGN);
 	for (int r = 0; r < reps; r++)

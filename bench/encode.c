@@ -66,7 +66,7 @@ static double cpu_run(const struct set *s, int threads, struct uw_layout *l, uin
 	for (int i = 0; i < s->n; i++) {
 		uint64_t shape[2] = {s->rows[i], s->cols[i]};
 		size_t rb = 2 * s->rows[i] * s->cols[i];
-		if (res_plan(UW_DTYPE_BF16, 2, shape, s->w[i], rb, &l[i], &e) < 0 ||
+		if (res_plan(UW_DTYPE_BF16, 2, shape, s->w[i], rb, RES_PREFER_SPEED, &l[i], &e) < 0 ||
 		    res_encode_mt(&l[i], s->w[i], rb, dst[i], threads, &e) < 0)
 			die("cpu", e.msg);
 	}

@@ -205,7 +205,7 @@ int main(int argc, char **argv)
 		const uint64_t rows = shapes[s][0], cols = shapes[s][1], n = rows * cols;
 		struct uw_layout l;
 		uint64_t shape[2] = {rows, cols};
-		if (res_plan(UW_DTYPE_BF16, 2, shape, w, 2 * n, &l, &e) < 0)
+		if (res_plan(UW_DTYPE_BF16, 2, shape, w, 2 * n, RES_PREFER_SPEED, &l, &e) < 0)
 			die_uw("res_plan", &e);
 		uint8_t *res = (uint8_t *)aligned_alloc(256, (l.nbytes + 255) / 256 * 256);
 		if (res_encode(&l, w, 2 * n, res, &e) < 0)

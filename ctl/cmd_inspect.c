@@ -38,7 +38,7 @@ static const char *enc_name(int enc)
 
 static const char *res_name(int format)
 {
-	return format == UW_FORMAT_R12 ? "r12" : "raw";
+	return format == UW_FORMAT_R12 ? "r12" : format == UW_FORMAT_R11 ? "r11" : "raw";
 }
 
 static void add(struct figures *sum, const struct figures *f)
@@ -81,7 +81,7 @@ static int measure(const struct bundle *b, size_t i, void *buf, int threads,
 	int rc;
 	if ((rc = bundle_read_tensor(b, i, buf, threads, e)))
 		return rc;
-	if ((rc = res_plan(t->dtype, t->ndim, t->shape, buf, t->raw_bytes, &l, e)))
+	if ((rc = res_plan(t->dtype, t->ndim, t->shape, buf, t->raw_bytes, RES_PREFER_SPEED, &l, e)))
 		return uwerr_prefix(e, "tensor '%s': resident layout", t->name);
 	*f = (struct figures){
 		.ntensors = 1, .weights = t->raw_bytes / dtype_size(t->dtype), .raw = t->raw_bytes,

@@ -398,7 +398,7 @@ static int encode_cpu_one(struct job *j, const struct item *it, struct worker *w
 			return rc;
 		data = w->raw;
 	}
-	rc = res_plan((int)t->dtype, (int)t->ndim, t->shape, data, t->raw_bytes, l, e);
+	rc = res_plan((int)t->dtype, (int)t->ndim, t->shape, data, t->raw_bytes, RES_PREFER_SPEED, l, e);
 	if (!rc && grow(&w->enc, &w->enc_cap, l->nbytes))
 		rc = uwerr_set(e, ENOMEM, "%llu bytes: out of memory", (unsigned long long)l->nbytes);
 	if (!rc)

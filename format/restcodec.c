@@ -564,7 +564,7 @@ int rest_decode(int enc, int dtype, const void *data, size_t len,
 
 /* ---- statistics ---- */
 
-int exp_palette16(const uint64_t hist[256], uint8_t pal[16])
+int exp_palette(const uint64_t hist[256], int size, uint8_t pal[16])
 {
 	uint8_t order[256];
 	int n = 0;
@@ -579,7 +579,7 @@ int exp_palette16(const uint64_t hist[256], uint8_t pal[16])
 			order[j] = order[j - 1];
 		order[j] = s;
 	}
-	int k = n < UW_PALETTE_SIZE ? n : UW_PALETTE_SIZE;
+	int k = n < size ? n : size;
 	uint8_t used[256] = {0};
 	for (int i = 0; i < k; i++)
 		used[order[i]] = 1;
@@ -600,7 +600,7 @@ void exp_stats_bf16(const uint16_t *w, size_t n, struct exp_stats *s)
 		return;
 	uint8_t pal[UW_PALETTE_SIZE];
 	uint64_t covered = 0;
-	for (int i = 0, k = exp_palette16(s->hist, pal); i < k; i++)
+	for (int i = 0, k = exp_palette(s->hist, UW_PALETTE_SIZE, pal); i < k; i++)
 		covered += s->hist[pal[i]];
 	for (int x = 0; x < 256; x++)
 		if (s->hist[x]) {

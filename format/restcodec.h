@@ -69,9 +69,9 @@ struct exp_stats {
 };
 void exp_stats_bf16(const uint16_t *w, size_t n, struct exp_stats *s);
 
-/* The 16 (UW_PALETTE_SIZE) most frequent exponents of hist, ties to the lower
- * exponent, sorted ascending into pal; unused entries 0. Returns how many
- * are used (the distinct exponents, at most 16). */
-int exp_palette16(const uint64_t hist[256], uint8_t pal[16]);
+/* The size (at most 16, UW_PALETTE_SIZE) most frequent exponents of hist, ties
+ * to the lower exponent, sorted ascending into pal; the other entries 0.
+ * Returns how many are used (the distinct exponents, at most size). */
+int exp_palette(const uint64_t hist[256], int size, uint8_t pal[16]);
 
 #endif

@@ -1,6 +1,6 @@
 # kernels: files of this directory, included by ../Makefile.am
 libuwcore_la_SOURCES += \
-	kernels/resident.c kernels/resident.h \
+	kernels/resident.c kernels/resident.h kernels/r11.c kernels/r11.h \
 	kernels/ref_decode.c kernels/ref_matmul.c \
 	kernels/tunecache.c kernels/tunecache.h
 

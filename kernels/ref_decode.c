@@ -7,6 +7,7 @@
 #include "common/le.h"
 #include "common/parallel.h"
 #include "format/bf16.h"
+#include "kernels/r11.h"
 
 /* Write the patches of group g that fall in rows [r0, r1) over the
  * palette guesses in o (row r0 first). The whole list of the group is
@@ -47,6 +48,8 @@ int res_decode_rows(const struct uw_layout *l, const void *base, uint64_t r0,
 		memcpy(o, b + r0 * row, (r1 - r0) * row);
 		return 0;
 	}
+	if (l->format == UW_FORMAT_R11)
+		return r11_decode_rows(l, base, r0, r1, dst, e);
 	for (uint64_t r = r0; r < r1; r++, o += 2 * l->cols) {
 		const uint8_t *mant = b + l->mant_off + r * l->mant_stride;
 		const uint8_t *nib = b + l->nib_off + r * l->nib_stride;

@@ -1,5 +1,5 @@
-/* resident: planning, writing and checking the resident layouts (RAW, R12)
- * of one tensor; docs/FORMAT.md ("Resident formats"). */
+/* resident: planning, writing and checking the resident layouts (RAW, R12;
+ * R11 in r11.c) of one tensor; docs/FORMAT.md ("Resident formats"). */
 #include "kernels/resident.h"
 
 #include <stdlib.h>
@@ -11,6 +11,7 @@
 #include "format/bf16.h"
 #include "format/dtype.h"
 #include "format/restcodec.h"
+#include "kernels/r11.h"
 
 #define R12_MAX_COLS (1ull << 20)       /* a patch holds col in 20 bits */
 
@@ -92,11 +93,11 @@ int res_plan_shape(int dtype, int ndim, const uint64_t *shape, size_t raw_bytes,
 	return dtype == UW_DTYPE_BF16 && ndim >= 2 && rows * cols != 0 && cols < R12_MAX_COLS;
 }
 
-void res_plan_r12(struct uw_layout *l, const uint64_t hist[256])
+void res_plan_hist(struct uw_layout *l, const uint64_t hist[256], int prefer)
 {
 	uint64_t covered = 0;
-	struct uw_layout r = *l;
-	int k = exp_palette16(hist, r.palette);
+	struct uw_layout r = *l, s = *l;
+	int k = exp_palette(hist, UW_PALETTE_SIZE, r.palette);
 	for (int i = 0; i < k; i++)
 		covered += hist[r.palette[i]];
 	r.format = UW_FORMAT_R12;
@@ -104,10 +105,12 @@ void res_plan_r12(struct uw_layout *l, const uint64_t hist[256])
 	/* the group index holds uint32 prefix counts */
 	if (r.npatch <= UINT32_MAX && r12_offsets(&r) == 0 && r.nbytes < l->nbytes)
 		*l = r;
+	if (prefer == RES_PREFER_SIZE && r11_plan(&s, hist) == 0 && s.nbytes < l->nbytes)
+		*l = s;
 }
 
 int res_plan(int dtype, int ndim, const uint64_t *shape, const void *raw,
-	     size_t raw_bytes, struct uw_layout *l, struct uwerr *e)
+	     size_t raw_bytes, int prefer, struct uw_layout *l, struct uwerr *e)
 {
 	int rc = res_plan_shape(dtype, ndim, shape, raw_bytes, l, e);
 	if (rc <= 0)
@@ -116,11 +119,11 @@ int res_plan(int dtype, int ndim, const uint64_t *shape, const void *raw,
 	const uint8_t *p = raw;
 	for (size_t i = 0; i < raw_bytes; i += 2)
 		hist[bf16_exp(p + i)]++;
-	res_plan_r12(l, hist);
+	res_plan_hist(l, hist, prefer);
 	return 0;
 }
 
-void res_r12_index(const uint8_t palette[UW_PALETTE_SIZE], uint8_t idx[256])
+void res_palette_index(const uint8_t palette[UW_PALETTE_SIZE], uint8_t idx[256])
 {
 	memset(idx, 0xff, 256);
 	for (int i = UW_PALETTE_SIZE - 1; i >= 0; i--)
@@ -221,11 +224,13 @@ int res_encode_mt(struct uw_layout *l, const void *raw, size_t raw_bytes,
 		l->crc32c = crc32c(0, dst, raw_bytes);
 		return 0;
 	}
+	if (l->format == UW_FORMAT_R11)
+		return r11_encode(l, raw, raw_bytes, dst, nthreads, e);
 	if (res_r12_check(l, raw_bytes, e) < 0)
 		return uwerr_prefix(e, "res_encode");
 
 	struct r12_job j = {.l = l, .raw = raw, .dst = dst};
-	res_r12_index(l->palette, j.idx);
+	res_palette_index(l->palette, j.idx);
 	const uint64_t ngrp = r12_groups(l->rows);
 	j.grp_patches = malloc((ngrp + 1) * sizeof(uint32_t));
 	if (!j.grp_patches)
@@ -288,6 +293,8 @@ int res_validate(const struct uw_layout *l, size_t avail, struct uwerr *e)
 	}
 	case UW_FORMAT_R12:
 		break;
+	case UW_FORMAT_R11:
+		return r11_validate(l, e);
 	default:
 		return uwerr_set(e, EBADMSG, "layout: unknown format %u", l->format);
 	}

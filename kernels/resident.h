@@ -11,29 +11,35 @@
 #include "unweight.h"
 
 #define RES_ALIGN 256          /* tensor base alignment, bytes */
-#define RES_PLANE_ALIGN 16     /* R12 plane offsets: 16-byte loads */
+#define RES_PLANE_ALIGN 16     /* R12 and R11 plane offsets: 16-byte loads */
 #define RES_ROW_ALIGN 16       /* R12 row strides of padded (wide) rows */
 #define RES_PAD_COLS 4096      /* R12 rows this wide or wider are padded to RES_ROW_ALIGN */
 #define RES_PATCH_GROUP 16     /* R12 rows sharing one patch index entry */
 #define RES_PAR_MIN (1u << 20) /* elements below which threads cost more than they save */
 
-/* Plan the resident layout of one tensor: R12 for BF16 with ndim >= 2 when
- * it is smaller than raw, else RAW. Fills every field of *l except crc32c;
- * l->nbytes is what res_encode will write. */
+/* What a BF16 matrix is kept as: RES_PREFER_SPEED, R12 (the fused
+ * kernels read it); RES_PREFER_SIZE, the smaller of R12 and R11 (about
+ * 0.8 bits a weight less on trained weights; decoded before a GEMM). */
+enum res_prefer { RES_PREFER_SPEED = 0, RES_PREFER_SIZE = 1 };
+
+/* Plan the resident layout of one tensor: for BF16 with ndim >= 2, the
+ * format prefer names (above) when it is smaller than raw, else RAW. Fills
+ * every field of *l except crc32c; l->nbytes is what res_encode will
+ * write. */
 int res_plan(int dtype, int ndim, const uint64_t *shape, const void *raw,
-	     size_t raw_bytes, struct uw_layout *l, struct uwerr *e);
+	     size_t raw_bytes, int prefer, struct uw_layout *l, struct uwerr *e);
 
 /* res_plan in two steps, for a histogram counted elsewhere (the GPU):
- * res_plan_shape fills *l as RAW and returns 1 when R12 may pay (then the
- * exponent histogram is wanted), 0 when RAW is final, or a negative errno;
- * res_plan_r12 turns *l into R12 when the histogram says it is smaller. */
+ * res_plan_shape fills *l as RAW and returns 1 when R12 or R11 may pay
+ * (then the exponent histogram is wanted), 0 when RAW is final, or a
+ * negative errno; res_plan_hist turns *l into what res_plan would. */
 int res_plan_shape(int dtype, int ndim, const uint64_t *shape, size_t raw_bytes,
 		   struct uw_layout *l, struct uwerr *e);
-void res_plan_r12(struct uw_layout *l, const uint64_t hist[256]);
+void res_plan_hist(struct uw_layout *l, const uint64_t hist[256], int prefer);
 
-/* R12 encoding's exponent -> palette index map (0xff: patched); the first of
- * repeated palette entries wins. */
-void res_r12_index(const uint8_t palette[UW_PALETTE_SIZE], uint8_t idx[256]);
+/* The exponent -> palette index map of R12 and R11 encoding (0xff: in no
+ * entry); the first of repeated palette entries wins. */
+void res_palette_index(const uint8_t palette[UW_PALETTE_SIZE], uint8_t idx[256]);
 /* An R12 layout is the one res_plan makes for raw_bytes of data (-EINVAL). */
 int res_r12_check(const struct uw_layout *l, size_t raw_bytes, struct uwerr *e);
 
@@ -60,9 +66,9 @@ int ref_decode(const struct uw_layout *l, const void *base, void *out,
 int ref_decode_mt(const struct uw_layout *l, const void *base, void *out,
 		  size_t out_bytes, int nthreads, struct uwerr *e);
 
-/* Decode rows [r0, r1) of a validated BF16 layout (RAW or R12) into dst:
- * (r1 - r0) * cols little-endian BF16 values. Patch lists are checked
- * (in range, ascending): a bad one is -EBADMSG. */
+/* Decode rows [r0, r1) of a validated BF16 layout (RAW, R12 or R11) into
+ * dst: (r1 - r0) * cols little-endian BF16 values. Patch lists and escape
+ * ranges are checked as read: a bad one is -EBADMSG. */
 int res_decode_rows(const struct uw_layout *l, const void *base, uint64_t r0,
 		    uint64_t r1, void *dst, struct uwerr *e);
 

@@ -72,7 +72,7 @@ static void fx_build(uint64_t seed)
 				memcpy(t->raw + 4 * k, &v, 4);
 			}
 		}
-		ck_assert_int_eq(res_plan(t->dtype, t->ndim, t->shape, t->raw, t->raw_bytes,
+		ck_assert_int_eq(res_plan(t->dtype, t->ndim, t->shape, t->raw, t->raw_bytes, RES_PREFER_SPEED,
 					  &t->l, &e), 0);
 		t->off = (fx_size + RES_ALIGN - 1) / RES_ALIGN * RES_ALIGN;
 		fx_size = t->off + t->l.nbytes;

@@ -105,7 +105,7 @@ static void tensor_make(struct tensor *t, int ndim, const uint64_t *shape, const
 	struct uwerr e = {0};
 	memset(t, 0, sizeof(*t));
 	t->n = n;
-	ck_assert_msg(res_plan(UW_DTYPE_BF16, ndim, shape, raw, 2 * n, &t->l, &e) == 0,
+	ck_assert_msg(res_plan(UW_DTYPE_BF16, ndim, shape, raw, 2 * n, RES_PREFER_SPEED, &t->l, &e) == 0,
 		      "%s: res_plan: %s", what, e.msg);
 	size_t cap = (t->l.nbytes + RES_ALIGN) / RES_ALIGN * RES_ALIGN;
 	t->host = aligned_alloc(RES_ALIGN, cap);

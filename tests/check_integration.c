@@ -327,7 +327,7 @@ static int same_layout(const uw_tensor *t, const struct st_tensor *st, const voi
 	size_t n = st_tensor_bytes(st);
 	void *enc = NULL;
 	int ok = uw_tensor_info(t, &info) == 0 &&
-		 res_plan((int)st->dtype, (int)st->ndim, st->shape, raw, n, &l, &e) == 0 &&
+		 res_plan((int)st->dtype, (int)st->ndim, st->shape, raw, n, RES_PREFER_SPEED, &l, &e) == 0 &&
 		 (enc = malloc(l.nbytes ? l.nbytes : 1)) &&
 		 res_encode(&l, raw, n, enc, &e) == 0;
 	free(enc);

@@ -158,7 +158,7 @@ static void rand_tensor(struct proto_tensor *t, uint32_t buf, uint64_t *cursor)
 		for (size_t i = 0; i < t->raw_bytes; i += 2)
 			raw[i + 1] = (uint8_t)((raw[i + 1] & 0x80) | (0x3c + rnd(3)));
 	struct uwerr e = {0};
-	ck_assert_msg(res_plan((int)t->dtype, (int)t->ndim, t->shape, raw, t->raw_bytes,
+	ck_assert_msg(res_plan((int)t->dtype, (int)t->ndim, t->shape, raw, t->raw_bytes, RES_PREFER_SPEED,
 			       &t->layout, &e) == 0, "res_plan: %s", e.msg);
 	free(raw);
 	t->layout.crc32c = (uint32_t)tu_rand(&rng);

@@ -291,7 +291,7 @@ START_TEST(test_exp_stats)
 	/* the top 16 are exponents 104..119: 5 + ... + 20 = 200 */
 	ck_assert_double_eq_tol(s.palette16_coverage, 200.0 / 210.0, 1e-12);
 	uint8_t pal[16];
-	ck_assert_int_eq(exp_palette16(s.hist, pal), 16);
+	ck_assert_int_eq(exp_palette(s.hist, UW_PALETTE_SIZE, pal), 16);
 	for (int i = 0; i < 16; i++)
 		ck_assert_uint_eq(pal[i], 104 + i);
 	/* ties go to the lower exponent; fewer than 16 leave zeros */
@@ -299,13 +299,13 @@ START_TEST(test_exp_stats)
 	for (int x = 0; x < 18; x++)
 		hist[200 - x] = 5;
 	hist[3] = 9;
-	ck_assert_int_eq(exp_palette16(hist, pal), 16);
+	ck_assert_int_eq(exp_palette(hist, UW_PALETTE_SIZE, pal), 16);
 	ck_assert_uint_eq(pal[0], 3);
 	ck_assert_uint_eq(pal[1], 183);     /* 198..200 lose the tie */
 	ck_assert_uint_eq(pal[15], 197);
 	memset(hist, 0, sizeof(hist));
 	hist[7] = 1, hist[250] = 2;
-	ck_assert_int_eq(exp_palette16(hist, pal), 2);
+	ck_assert_int_eq(exp_palette(hist, UW_PALETTE_SIZE, pal), 2);
 	ck_assert(pal[0] == 7 && pal[1] == 250 && pal[2] == 0 && pal[15] == 0);
 	exp_stats_bf16(w, 0, &s);
 	ck_assert_uint_eq(s.n, 0);

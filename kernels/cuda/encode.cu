@@ -2,7 +2,7 @@
  * resident bytes res_encode writes, bit for bit, on the GPU.
  * Plan: an exponent histogram (shared-memory counts per block, added into
  * 64-bit global counts), copied back; the host plans with res_plan's own
- * code (res_plan_shape, res_plan_r12), so palette and sizes cannot differ.
+ * code (res_plan_shape, res_plan_hist), so palette and sizes cannot differ.
  * Encode (R12): the buffer is zeroed (every padding byte and gap), a block
  * per 16-row group counts its patches, a scan gives the group index, the
  * total is checked against the layout, then a block per group writes its
@@ -51,7 +51,7 @@ struct enc_args {
 	uint8_t *dst;             /* the resident bytes, zeroed */
 	uint64_t rows, mstride, nstride, mant_off, nib_off, grp_off, patch_off;
 	uint32_t cols;
-	uint8_t idx[256];         /* res_r12_index: exponent -> index, 0xff patched */
+	uint8_t idx[256];         /* res_palette_index: exponent -> index, 0xff patched */
 };
 
 /* A group's work is its column pairs in row-major order: slot p is row
@@ -283,7 +283,7 @@ extern "C" int uwk_encode_plan(int dtype, int ndim, const uint64_t *shape,
 	rc = scratch_done(&sc, hist_run((const uint16_t *)dev_raw, raw_bytes / 2, hist, &sc, e), e);
 	if (rc < 0)
 		return uwerr_prefix(e, "uwk_encode_plan");
-	res_plan_r12(l, hist);
+	res_plan_hist(l, hist, RES_PREFER_SPEED);
 	return 0;
 }
 
@@ -305,7 +305,7 @@ static int r12_run(const struct uw_layout *l, const void *raw, void *dst,
 	a.nib_off = l->nib_off;
 	a.grp_off = l->patch_grp_off;
 	a.patch_off = l->patch_off;
-	res_r12_index(l->palette, a.idx);
+	res_palette_index(l->palette, a.idx);
 
 	uint32_t *pgrp = (uint32_t *)(a.dst + a.grp_off);
 	size_t cub_bytes = 0;

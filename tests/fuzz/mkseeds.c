@@ -209,13 +209,13 @@ static size_t put_layout(uint8_t *p, const struct uw_layout *l)
 	return 36 + UW_PALETTE_SIZE + 56;
 }
 
-static void resident(const char *name, int dtype, uint64_t rows, uint64_t cols,
+static void resident(const char *name, int prefer, int dtype, uint64_t rows, uint64_t cols,
 		     const void *raw, size_t raw_bytes)
 {
 	uint64_t shape[2] = { rows, cols };
 	struct uw_layout l;
 	struct uwerr e = {0};
-	if (res_plan(dtype, 2, shape, raw, raw_bytes, &l, &e) < 0)
+	if (res_plan(dtype, 2, shape, raw, raw_bytes, prefer, &l, &e) < 0)
 		die(name, &e);
 	uint8_t *p = calloc(1, 108 + l.nbytes);
 	size_t h = put_layout(p, &l);
@@ -228,15 +228,18 @@ static void resident(const char *name, int dtype, uint64_t rows, uint64_t cols,
 
 static void residents(void)
 {
-	static uint16_t w[24 * 40];
+	static uint16_t w[20 * 150];
 	static float f[6] = { 1, 2, 3, 4, 5, 6 };
 	weights(w, 24 * 40);
-	resident("r12-patches", UW_DTYPE_BF16, 24, 40, w, sizeof(w));
+	resident("r12-patches", RES_PREFER_SPEED, UW_DTYPE_BF16, 24, 40, w, 2 * 24 * 40);
+	weights(w, 20 * 150);
+	resident("r11-escapes", RES_PREFER_SIZE, UW_DTYPE_BF16, 20, 150, w, sizeof(w));
 	for (size_t i = 0; i < 24 * 40; i++)
 		w[i] = (uint16_t)((i % 7 + 120) << 7 | (i & 0x7f));
-	resident("r12-no-patches", UW_DTYPE_BF16, 24, 40, w, sizeof(w));
-	resident("raw-bf16-row", UW_DTYPE_BF16, 1, 8, w, 16);
-	resident("raw-f32", UW_DTYPE_F32, 2, 3, f, sizeof(f));
+	resident("r12-no-patches", RES_PREFER_SPEED, UW_DTYPE_BF16, 24, 40, w, 2 * 24 * 40);
+	resident("r11-no-escapes", RES_PREFER_SIZE, UW_DTYPE_BF16, 24, 40, w, 2 * 24 * 40);
+	resident("raw-bf16-row", RES_PREFER_SPEED, UW_DTYPE_BF16, 1, 8, w, 16);
+	resident("raw-f32", RES_PREFER_SPEED, UW_DTYPE_F32, 2, 3, f, sizeof(f));
 }
 
 /* ---- protocol streams: how many fds ride along, then frames ---- */
@@ -322,8 +325,8 @@ static void protos(void)
 	struct uwerr e = {0};
 	float f[6] = { 0 };
 	uint64_t fshape[2] = { 6, 1 };
-	if (res_plan(UW_DTYPE_BF16, 2, shape, wt, sizeof(wt), &t[0].layout, &e) < 0 ||
-	    res_plan(UW_DTYPE_F32, 1, fshape, f, sizeof(f), &t[1].layout, &e) < 0)
+	if (res_plan(UW_DTYPE_BF16, 2, shape, wt, sizeof(wt), RES_PREFER_SPEED, &t[0].layout, &e) < 0 ||
+	    res_plan(UW_DTYPE_F32, 1, fshape, f, sizeof(f), RES_PREFER_SPEED, &t[1].layout, &e) < 0)
 		die("attach reply", &e);
 	s.b[0] = 2;
 	s.n = 1;

@@ -1,0 +1,43 @@
+/* r11: the R11 resident format (docs/FORMAT.md, "R11"): its geometry and
+ * its CPU reference encoder and decoder, which resident.c and ref_decode.c
+ * dispatch to. 3-bit exponent codes in tiles of 16 rows x 128 columns,
+ * code 7 an escape to an exponent byte kept beside them. */
+#ifndef UW_KERNELS_R11_H
+#define UW_KERNELS_R11_H
+
+#include "kernels/resident.h"
+
+#define R11_TILE_ROWS 16
+#define R11_TILE_COLS 128
+#define R11_CODES 7           /* palette entries; code R11_ESC escapes */
+#define R11_ESC 7
+
+/* One tile: its first row and column, its height and width, its 32-element
+ * code units and where its code words start (from the base). */
+struct r11_tile {
+	uint64_t r0, c0;
+	uint32_t h, w, units;
+	uint64_t code_off;
+};
+
+/* Tiles of a 2-D layout: ceil(rows / 16) groups x ceil(cols / 128). */
+uint64_t r11_tiles(const struct uw_layout *l);
+void r11_tile(const struct uw_layout *l, uint64_t t, struct r11_tile *x);
+
+/* Turn *l (RAW, from res_plan_shape) into R11 for the exponent histogram
+ * hist; 0, or -EOVERFLOW (then *l is unchanged) when it does not fit. */
+int r11_plan(struct uw_layout *l, const uint64_t hist[256]);
+
+/* res_encode_mt's R11 part: *l as r11_plan made it. */
+int r11_encode(struct uw_layout *l, const void *raw, size_t raw_bytes, void *dst,
+	       int nthreads, struct uwerr *e);
+
+/* res_validate's R11 part: geometry and regions against l->nbytes. */
+int r11_validate(const struct uw_layout *l, struct uwerr *e);
+
+/* res_decode_rows' R11 part. Each tile touched is checked: its escape
+ * range inside [0, npatch) and exactly as long as its escape codes. */
+int r11_decode_rows(const struct uw_layout *l, const void *base, uint64_t r0, uint64_t r1,
+		    void *dst, struct uwerr *e);
+
+#endif
