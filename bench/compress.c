@@ -4,7 +4,8 @@
  * for a synthetic Llama-shaped N(0, 0.02) BF16 14336x4096 matrix, prints the
  * exponent entropy bound (8 + H bits/weight: sign|mantissa raw, exponents at
  * their Shannon entropy), what REST_EXPHUF stores at rest, the gap between
- * them, what the R12 resident form takes, and the share of weights whose
+ * them, what the R12 resident form takes (the speed preference), what the
+ * size preference takes (R11 where it is smaller), and the share of weights whose
  * exponent is in the 16-entry palette. Then the MB/s (of BF16 input) of the
  * at-rest encoder and decoder and of the resident encoder and reference
  * decoder, on one thread and on all of them. Targets (issue 2): at rest within
@@ -25,9 +26,10 @@
 #include "tests/bf16cases.h"
 
 struct figures {
-	uint64_t n, rest_bytes, res_bytes, covered;
+	uint64_t n, rest_bytes, res_bytes, size_bytes, covered;
 	double bound_bits;      /* n * (8 + H) */
 	int r12;                /* resident form is R12 (else RAW) */
+	int r11;                /* resident form for size is R11 (else as for speed) */
 };
 
 static void die(const char *what, const struct uwerr *e)
@@ -70,6 +72,10 @@ static struct figures measure(const uint16_t *w, uint64_t rows, uint64_t cols, c
 	f.rest_bytes = b.len;
 	f.res_bytes = l.nbytes;
 	f.r12 = l.format == UW_FORMAT_R12;
+	if (res_plan(UW_DTYPE_BF16, 2, shape, w, 2 * f.n, RES_PREFER_SIZE, &l, &e) < 0)
+		die(name, &e);
+	f.size_bytes = l.nbytes;
+	f.r11 = l.format == UW_FORMAT_R11;
 	f.bound_bits = (double)f.n * (8.0 + s.entropy_bits);
 	for (int i = 0, k = exp_palette(s.hist, UW_PALETTE_SIZE, pal); i < k; i++)
 		f.covered += s.hist[pal[i]];
@@ -78,18 +84,25 @@ static struct figures measure(const uint16_t *w, uint64_t rows, uint64_t cols, c
 
 static void header(void)
 {
-	printf("| %-38s | %-12s | %7s | %7s | %6s | %12s | %10s |\n", "tensor", "shape",
-	       "bound", "at rest", "gap", "resident", "palette");
+	printf("| %-38s | %-12s | %7s | %7s | %6s | %12s | %12s | %10s |\n", "tensor", "shape",
+	       "bound", "at rest", "gap", "resident", "size pref", "palette");
 	printf("|----------------------------------------|--------------|---------|---------|"
-	       "--------|--------------|------------|\n");
+	       "--------|--------------|--------------|------------|\n");
 }
 
-static void row(const char *name, const char *shape, const struct figures *f, const char *fmt)
+/* fmt, sfmt: the resident formats for speed and for size, or "" */
+static void row(const char *name, const char *shape, const struct figures *f, const char *fmt,
+		const char *sfmt)
 {
 	double n = (double)f->n, bound = f->bound_bits / n, rest = 8.0 * (double)f->rest_bytes / n;
-	printf("| %-38s | %-12s | %7.3f | %7.3f | %6.3f | %8.3f %-3s | %9.5f%% |\n", name, shape,
-	       bound, rest, rest - bound, 8.0 * (double)f->res_bytes / n, fmt,
-	       100.0 * (double)f->covered / n);
+	printf("| %-38s | %-12s | %7.3f | %7.3f | %6.3f | %8.3f %-3s | %8.3f %-3s | %9.5f%% |\n",
+	       name, shape, bound, rest, rest - bound, 8.0 * (double)f->res_bytes / n, fmt,
+	       8.0 * (double)f->size_bytes / n, sfmt, 100.0 * (double)f->covered / n);
+}
+
+static const char *size_fmt(const struct figures *f)
+{
+	return f->r11 ? "R11" : f->r12 ? "R12" : "RAW";
 }
 
 static void real_weights(const char *path)
@@ -112,15 +125,16 @@ static void real_weights(const char *path)
 		char shape[32];
 		snprintf(shape, sizeof(shape), "%llux%llu", (unsigned long long)t->shape[0],
 			 (unsigned long long)t->shape[1]);
-		row(t->name, shape, &f, f.r12 ? "R12" : "RAW");
+		row(t->name, shape, &f, f.r12 ? "R12" : "RAW", size_fmt(&f));
 		total.n += f.n;
 		total.rest_bytes += f.rest_bytes;
 		total.res_bytes += f.res_bytes;
+		total.size_bytes += f.size_bytes;
 		total.covered += f.covered;
 		total.bound_bits += f.bound_bits;
 		free(w);
 	}
-	row("all MLP tensors", "", &total, "");
+	row("all MLP tensors", "", &total, "", "");
 	st_close(sf);
 }
 
@@ -160,7 +174,7 @@ static void synthetic(int threads, int reps)
 	printf("\nsynthetic N(0, 0.02) BF16 (bits/weight)\n\n");
 	header();
 	struct figures f = measure(w, rows, cols, "synthetic");
-	row("N(0,0.02)", "14336x4096", &f, f.r12 ? "R12" : "RAW");
+	row("N(0,0.02)", "14336x4096", &f, f.r12 ? "R12" : "RAW", size_fmt(&f));
 
 	/* [1 thread, all][encode, decode], at rest and resident */
 	struct best rest[2][2] = {{{0}}}, res[2][2] = {{{0}}};

@@ -18,7 +18,10 @@
  * is resident bytes / the bandwidth of a device-to-device copy measured in
  * the same run (bytes read + bytes written). cuBLAS is cublasGemmEx on the
  * raw BF16 weights (BF16 in and out, float compute), same card, same run.
- * The last column compares the fused result with cuBLAS's (relative L2). */
+ * The last column compares the fused result with cuBLAS's (relative L2).
+ * A second table does the same for the size preference: the weights as R11
+ * (res_plan with RES_PREFER_SIZE), which uwk_matmul decodes into scratch
+ * before cuBLAS at every batch, with its own byte floor. */
 #include <algorithm>
 #include <errno.h>
 #include <math.h>
@@ -26,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -191,7 +195,9 @@ int main(int argc, char **argv)
 	const int ncfg = uwk_cfg_list(cfgs, 32);
 	static const int kss[] = {1, 2, 3, 4, 6, 8};
 
-	std::vector<double> logsp[6], logsp_fused[6], logsp_tuned[6];
+	std::vector<double> logsp[6], logsp_fused[6], logsp_tuned[6], logsp_r11[6];
+	char r11_rows[4 * 6][160];      /* the size preference's table, printed at the end */
+	int r11_n = 0;
 	double pf_best[6][4][2];        /* [batch][shape][pf - 1]: best over wm x wk and ks */
 	for (auto &a : pf_best)
 		for (auto &b : a)
@@ -322,6 +328,48 @@ int main(int argc, char **argv)
 			fflush(stdout);
 		}
 		free(res);
+
+		/* the size preference: R11, decode + cuBLAS */
+		if (res_plan(UW_DTYPE_BF16, 2, shape, w, 2 * n, RES_PREFER_SIZE, &l, &e) < 0)
+			die_uw("res_plan (size)", &e);
+		res = (uint8_t *)aligned_alloc(256, (l.nbytes + 255) / 256 * 256);
+		if (l.format != UW_FORMAT_R11 || res_encode(&l, w, 2 * n, res, &e) < 0)
+			die_uw("res_encode (R11)", &e);
+		CK(cudaMemcpy(dres, res, l.nbytes, cudaMemcpyHostToDevice));
+		const double r11_floor = l.nbytes / peak * 1e6;
+		const double r11_dec = time_us([&] {
+			if (uwk_decode(&l, dres, dout, 2 * n, 0, &e) < 0)
+				die_uw("uwk_decode (R11)", &e);
+		});
+		printf("%llux%llu: R11 %.3f bits/weight, %llu escapes; floor %.1f us; uwk_decode %.1f us "
+		       "= %.0f GB/s (read + write)\n", (unsigned long long)rows, (unsigned long long)cols,
+		       8.0 * l.nbytes / n, (unsigned long long)l.npatch, r11_floor, r11_dec,
+		       (l.nbytes + 2.0 * n) / (r11_dec * 1e-6) / 1e9);
+		for (size_t bi = 0; bi < 6; bi++) {
+			const size_t b = batches[bi];
+			if (b > maxb)
+				continue;
+			const float one = 1.f, zero = 0.f;
+			const double t_cub = time_us([&] {
+				if (cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, (int)b, (int)cols,
+						 &one, draw, CUDA_R_16BF, (int)cols, dx, CUDA_R_16BF,
+						 (int)cols, &zero, dy2, CUDA_R_16BF, (int)rows,
+						 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
+					exit(1);
+			});
+			CK(cudaMemcpy(hy2, dy2, 2 * b * rows, cudaMemcpyDeviceToHost));
+			const double t_r11 = time_us([&] {
+				if (uwk_matmul(&l, dres, dx, b, dy, 0, ctx, &e) < 0)
+					die_uw("uwk_matmul (R11)", &e);
+			});
+			CK(cudaMemcpy(hy, dy, 2 * b * rows, cudaMemcpyDeviceToHost));
+			logsp_r11[bi].push_back(log(t_cub / t_r11));
+			snprintf(r11_rows[r11_n++], sizeof(r11_rows[0]),
+				 "%-11s %5zu | %8.1f %6.1f | %8.1f %7.2f | %8.1e",
+				 (std::to_string(rows) + "x" + std::to_string(cols)).c_str(), b, t_r11,
+				 100 * r11_floor / t_r11, t_cub, t_cub / t_r11, rel_l2(hy, hy2, b * rows));
+		}
+		free(res);
 	}
 	printf("\ngeomean speedup over cuBLAS BF16 (auto pipeline; best fused shape; tuned):\n");
 	for (size_t bi = 0; bi < 6; bi++) {
@@ -341,6 +389,18 @@ int main(int argc, char **argv)
 		if (!logsp_tuned[bi].empty())
 			printf("  (tuned %.2fx)", exp(g / logsp_tuned[bi].size()));
 		printf("\n");
+	}
+	printf("\nthe size preference (R11; uwk_matmul decodes it into scratch, then cuBLAS):\n"
+	       "%-11s %5s | %8s %6s | %8s %7s | %8s\n", "shape", "batch", "R11 us", "%floor",
+	       "cuBLAS", "speedup", "rel L2");
+	for (int i = 0; i < r11_n; i++)
+		printf("%s\n", r11_rows[i]);
+	for (size_t bi = 0; bi < 6; bi++) {
+		double a = 0;
+		for (double v : logsp_r11[bi])
+			a += v;
+		if (!logsp_r11[bi].empty())
+			printf("  batch %4zu: R11 %.2fx cuBLAS\n", batches[bi], exp(a / logsp_r11[bi].size()));
 	}
 	printf("columns: fused = uwk_matmul's fused pipeline with its default shape (auto above batch %d);"
 	       " best = fastest fused shape wm x wk / ks / pf of the sweep; dflt = the default's;"

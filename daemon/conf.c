@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "daemon/log.h"
+#include "kernels/resident.h"
 #include "proto/proto.h"
 #include "unweight.h"
 
@@ -65,6 +66,23 @@ int config_parse_size(const char *s, uint64_t *out)
 		return -EINVAL;
 	*out = (uint64_t)v << shift;
 	return 0;
+}
+
+/* v as the index of one of n words (an enum's values in order), or
+ * -EINVAL with why naming v and the words. */
+static int parse_word(const char *key, const char *v, const char *const *words, int n,
+		      int *out, char *why, size_t whylen)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(v, words[i]) == 0) {
+			*out = i;
+			return 0;
+		}
+	size_t k = (size_t)snprintf(why, whylen, "%s: '%s' is not ", key, v);
+	for (int i = 0; i < n && k < whylen; i++)
+		k += (size_t)snprintf(why + k, whylen - k, "%s%s",
+				      !i ? "" : i + 1 < n ? ", " : " or ", words[i]);
+	return -EINVAL;
 }
 
 /* attach.MODEL = LIST: a later line for the same model replaces it. */
@@ -184,12 +202,8 @@ static int config_set(struct uwd_config *c, const char *key, const char *v,
 		return rc;
 	}
 	if (strcmp(key, "tune") == 0) {
-		if (strcmp(v, "off") && strcmp(v, "on-load")) {
-			snprintf(why, whylen, "tune: '%s' is not off or on-load", v);
-			return -EINVAL;
-		}
-		c->tune_on_load = strcmp(v, "on-load") == 0;
-		return 0;
+		static const char *const when[] = {"off", "on-load"};
+		return parse_word(key, v, when, 2, &c->tune_on_load, why, whylen);
 	}
 	if (strcmp(key, "tune_dir") == 0) {
 		if (v[0] != '/') {
@@ -223,23 +237,15 @@ static int config_set(struct uwd_config *c, const char *key, const char *v,
 	}
 	if (strcmp(key, "load_io") == 0) {
 		static const char *const modes[] = {"auto", "direct", "buffered"};  /* enum ur_mode */
-		for (int i = 0; i < 3; i++)
-			if (strcmp(v, modes[i]) == 0) {
-				c->load_io = i;
-				return 0;
-			}
-		snprintf(why, whylen, "load_io: '%s' is not auto, direct or buffered", v);
-		return -EINVAL;
+		return parse_word(key, v, modes, 3, &c->load_io, why, whylen);
 	}
 	if (strcmp(key, "encode") == 0) {
 		static const char *const where[] = {"auto", "cpu", "gpu"};  /* enum uwd_encode */
-		for (int i = 0; i < 3; i++)
-			if (strcmp(v, where[i]) == 0) {
-				c->encode = i;
-				return 0;
-			}
-		snprintf(why, whylen, "encode: '%s' is not auto, cpu or gpu", v);
-		return -EINVAL;
+		return parse_word(key, v, where, 3, &c->encode, why, whylen);
+	}
+	if (strcmp(key, "prefer") == 0) {
+		static const char *const what[] = {"speed", "size"};  /* enum res_prefer */
+		return parse_word(key, v, what, 2, &c->prefer, why, whylen);
 	}
 	static const struct {
 		const char *key;
@@ -350,6 +356,9 @@ static void usage(FILE *f)
 		"      --load-io MODE      auto, direct (O_DIRECT) or buffered reads of checkpoints\n"
 		"      --encode WHERE      auto, cpu or gpu: where loads encode (auto: on the\n"
 		"                          GPU with the cuda backend)\n"
+		"      --prefer WHAT       speed or size: BF16 matrices as R12, which the fused\n"
+		"                          matmul reads (default), or the smaller of R12 and\n"
+		"                          R11 (encoded on the CPU)\n"
 		"      --io-timeout-ms N   a message once begun must arrive within N ms\n"
 		"      --idle-timeout-ms N close a connection with no lease silent for N ms\n"
 		"                          (default 0: never)\n"
@@ -384,6 +393,7 @@ static const struct option longopts[] = {
 	{"load-threads", required_argument, NULL, 'T'},
 	{"load-io", required_argument, NULL, 'X'},
 	{"encode", required_argument, NULL, 'E'},
+	{"prefer", required_argument, NULL, 'F'},
 	{"io-timeout-ms", required_argument, NULL, 'O'},
 	{"idle-timeout-ms", required_argument, NULL, 'I'},
 	{"max-leases", required_argument, NULL, 'L'},
@@ -416,6 +426,7 @@ static const char *flag_key(int opt)
 	case 'T': return "load_threads";
 	case 'X': return "load_io";
 	case 'E': return "encode";
+	case 'F': return "prefer";
 	case 'O': return "io_timeout_ms";
 	case 'I': return "idle_timeout_ms";
 	case 'L': return "max_leases";
@@ -512,6 +523,9 @@ int config_load(struct uwd_config *c, int argc, char **argv, struct uwerr *e)
 	}
 	if (optind < argc)
 		return uwerr_set(e, EINVAL, "unexpected argument '%s' (see --help)", argv[optind]);
+	if (c->encode == UWD_ENCODE_GPU && c->prefer == RES_PREFER_SIZE)
+		return uwerr_set(e, EINVAL, "encode = gpu and prefer = size: the GPU encoder writes "
+				 "R12 only, so size encodes on the CPU (encode = auto or cpu)");
 	if (!c->admin.text && acl_default_admin(&c->admin))
 		return uwerr_set(e, ENOMEM, "out of memory");
 	return 0;

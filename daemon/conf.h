@@ -56,6 +56,7 @@ struct uwd_config {
 	unsigned load_threads;     /* encoder threads per load; 0: one per CPU, at most 8 */
 	int load_io;               /* enum ur_mode: how checkpoints are read (0: auto) */
 	int encode;                /* enum uwd_encode: where loads encode */
+	int prefer;                /* enum res_prefer: what loads keep BF16 matrices as */
 	unsigned io_timeout_ms;    /* a message once begun must complete within this */
 	unsigned verify_interval;  /* seconds between verifies of every model; 0 never */
 	int tune_on_load;          /* tune = on-load: tune a model's shapes once it is loaded */

@@ -398,7 +398,8 @@ static int encode_cpu_one(struct job *j, const struct item *it, struct worker *w
 			return rc;
 		data = w->raw;
 	}
-	rc = res_plan((int)t->dtype, (int)t->ndim, t->shape, data, t->raw_bytes, RES_PREFER_SPEED, l, e);
+	rc = res_plan((int)t->dtype, (int)t->ndim, t->shape, data, t->raw_bytes, j->ld->d->cfg->prefer,
+		      l, e);
 	if (!rc && grow(&w->enc, &w->enc_cap, l->nbytes))
 		rc = uwerr_set(e, ENOMEM, "%llu bytes: out of memory", (unsigned long long)l->nbytes);
 	if (!rc)
@@ -1158,7 +1159,9 @@ int loader_start(struct loader *ld, const struct msg_load *q, const char *who,
 	pthread_mutex_init(&j->qlock, NULL);
 	pthread_cond_init(&j->qcond, NULL);
 	j->io = (enum ur_mode)d->cfg->load_io;
-	j->gpu = d->be->ops->enc_new && d->cfg->encode != UWD_ENCODE_CPU;
+	/* The GPU encoder writes R12 only: loads for size encode on the CPU. */
+	j->gpu = d->be->ops->enc_new && d->cfg->encode != UWD_ENCODE_CPU &&
+		 d->cfg->prefer == RES_PREFER_SPEED;
 	j->pct = 101;   /* none announced yet */
 	j->noted = -1e9;
 	j->ld = ld;
@@ -1194,8 +1197,9 @@ int loader_start(struct loader *ld, const struct msg_load *q, const char *who,
 			tail = &(*tail)->qnext;
 		*tail = j;
 		log_notice("load %s: accepted from %s: %zu tensors, %llu bytes, %d threads "
-			   "encoding on the %s", q->name, who, n, (unsigned long long)raw, nth,
-			   j->gpu ? "GPU" : "CPU");
+			   "encoding on the %s, prefer %s", q->name, who, n, (unsigned long long)raw,
+			   nth, j->gpu ? "GPU" : "CPU",
+			   cfg->prefer == RES_PREFER_SIZE ? "size (R12 or R11)" : "speed (R12)");
 		j->next = ld->jobs;
 		ld->jobs = j;
 	}

@@ -28,7 +28,8 @@ NVCCFLAGS = -std=c++17 -O3 -lineinfo \
 	-DUWK_CUDA_LIBDIR='"$(CUDA_DIR)/lib64"'
 UWCUDA_HDRS = kernels/cuda/uwk.h kernels/cuda/uwk_int.h kernels/resident.h kernels/tunecache.h
 UWCUDA_OBJS = kernels/cuda/ctx.o kernels/cuda/decode.o kernels/cuda/encode.o \
-	kernels/cuda/matmul.o kernels/cuda/tune.o kernels/cuda/exphuf.o kernels/cuda/blas.o
+	kernels/cuda/matmul.o kernels/cuda/tune.o kernels/cuda/exphuf.o kernels/cuda/blas.o \
+	kernels/cuda/r11.o
 # Link with gcc: the C++ runtime and cudart (dynamic, found through the rpath;
 # libcuda is loaded by cudart, so a host without a driver still starts).
 # cuBLAS is not linked: kernels/cuda/blas.cu loads it when first needed.
@@ -49,6 +50,8 @@ kernels/cuda/exphuf.o: kernels/cuda/exphuf.cu $(UWCUDA_HDRS) format/restcodec.h 
 	$(AM_V_GEN)$(MKDIR_P) kernels/cuda && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/kernels/cuda/exphuf.cu
 kernels/cuda/matmul.o: kernels/cuda/matmul.cu $(UWCUDA_HDRS)
 	$(AM_V_GEN)$(MKDIR_P) kernels/cuda && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/kernels/cuda/matmul.cu
+kernels/cuda/r11.o: kernels/cuda/r11.cu $(UWCUDA_HDRS)
+	$(AM_V_GEN)$(MKDIR_P) kernels/cuda && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/kernels/cuda/r11.cu
 kernels/cuda/tune.o: kernels/cuda/tune.cu $(UWCUDA_HDRS)
 	$(AM_V_GEN)$(MKDIR_P) kernels/cuda && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/kernels/cuda/tune.cu
 kernels/libuwcuda.a: $(UWCUDA_OBJS)
@@ -68,4 +71,4 @@ EXTRA_tests_check_gpu_kernels_DEPENDENCIES = kernels/libuwcuda.a
 endif
 EXTRA_DIST += kernels/cuda/uwk.h kernels/cuda/uwk_int.h kernels/cuda/ctx.cu \
 	kernels/cuda/decode.cu kernels/cuda/encode.cu kernels/cuda/matmul.cu kernels/cuda/tune.cu \
-	kernels/cuda/exphuf.cu kernels/cuda/blas.cu
+	kernels/cuda/exphuf.cu kernels/cuda/blas.cu kernels/cuda/r11.cu

@@ -4,9 +4,9 @@
  * source), refused loads, shards of an index checked against the
  * allow_dir, failed loads, leases and evict, malformed
  * messages, max_clients, stalled peers, systemd readiness, watchdog and
- * socket activation, and a clean exit on SIGTERM. The "load faults" cases
- * run tests/unweightd-faults (the reader's fault hooks compiled in): short
- * reads and O_DIRECT refused still load every byte; a read error, a file
+ * socket activation, prefer = size, and a clean exit on SIGTERM. The "load
+ * faults" cases run tests/unweightd-faults (the reader's fault hooks compiled
+ * in): short reads and O_DIRECT refused still load every byte; a read error, a file
  * truncated mid-load and a bundle payload changed on disk fail the load
  * cleanly while other models are served; so do a buffer the backend fails
  * to allocate and a write into it that fails (UW_TEST_ALLOC_FAULTS), and
@@ -839,6 +839,17 @@ START_TEST(t_config_errors)
 		      "%s", err);
 	ck_assert_int_eq(run_daemon("backend = host\n", "--encode=gpu", err, sizeof(err)), 1);
 	ck_assert_msg(strstr(err, "encode = gpu: backend host encodes on the CPU only"), "%s", err);
+	ck_assert_int_eq(run_daemon("prefer = smallest\n", NULL, err, sizeof(err)), 2);
+	ck_assert_msg(strstr(err, "u.conf:1: prefer: 'smallest' is not speed or size"), "%s", err);
+	ck_assert_int_eq(run_daemon("", "--prefer=fast", err, sizeof(err)), 2);
+	ck_assert_msg(strstr(err, "--prefer: prefer: 'fast' is not speed or size"), "%s", err);
+	ck_assert_int_eq(run_daemon("encode = gpu\n", "--prefer=size", err, sizeof(err)), 2);
+	ck_assert_msg(strstr(err, "encode = gpu and prefer = size") && strstr(err, "on the CPU"),
+		      "%s", err);
+	/* both words pass, in the file and as a flag: the start fails later, at the allow_dir */
+	ck_assert_int_eq(run_daemon("prefer = size\nprefer = speed\nallow_dir = /nonexistent/models\n",
+				    "--prefer=size", err, sizeof(err)), 1);
+	ck_assert_msg(strstr(err, "/nonexistent/models") && !strstr(err, "prefer"), "%s", err);
 #ifndef HAVE_CUDA
 	/* (Built with CUDA, the cuda backend is tested on a GPU host.) */
 	ck_assert_int_eq(run_daemon("", "--backend=cuda", err, sizeof(err)), 1);
@@ -862,6 +873,39 @@ START_TEST(t_config_errors)
 	ck_assert_msg(strstr(err, "tune_dir: 'cache' is not an absolute path"), "%s", err);
 	ck_assert_int_eq(run_daemon("allow_dir = /nonexistent/models\n", NULL, err, sizeof(err)), 1);
 	ck_assert_msg(strstr(err, "/nonexistent/models"), "%s", err);
+}
+END_TEST
+
+/* prefer = size in the config file reaches the loads: the log names it,
+ * BF16 matrices come as R11 where that is smaller, and every tensor
+ * decodes to its source bytes. */
+START_TEST(t_config_prefer)
+{
+	char *dir = tu_tmpdir(), logf[512];
+	snprintf(logf, sizeof(logf), "%s/unweightd.log", dir);
+	struct daemon d;
+	struct start_opts o = {.conf = "prefer = size\n", .log = logf};
+	daemon_start(&d, &o);
+	int fd = connect_hello(&d);
+	load_ready(&d, fd, "stories");
+	struct attached a;
+	ck_assert_msg(req_attach(fd, "stories", &a) == 0, "attach: %s", last_msg);
+	verify_model(&a, fixture());
+	size_t r11 = 0;
+	for (uint32_t i = 0; i < a.r.ntensors; i++)
+		r11 += a.r.tensors[i].layout.format == UW_FORMAT_R11;
+	ck_assert_uint_gt(r11, 0);
+	attached_free(&a);
+	size_t n;
+	char *log = tu_read_file(logf, &n);
+	const char *want = "encoding on the CPU, prefer size (R12 or R11)\n";
+	ck_assert_msg(log && memmem(log, n, want, strlen(want)), "log: %.*s", log ? (int)n : 0,
+		      log ? log : "");
+	free(log);
+	close(fd);
+	daemon_stop(&d);
+	tu_rmtree(dir);
+	free(dir);
 }
 END_TEST
 
@@ -1151,6 +1195,7 @@ int main(void)
 	tcase_add_test(tc, t_socket_activation);
 	tcase_add_test(tc, t_bad_activation);
 	tcase_add_test(tc, t_config_errors);
+	tcase_add_test(tc, t_config_prefer);
 	tcase_add_test(tc, t_tune_host);
 	tcase_add_test(tc, t_stale_socket);
 	tc = tu_tcase(s, "load faults", 300);

@@ -99,13 +99,15 @@ static void check_encode(const struct tensor *t, int ndim, const uint64_t *shape
 	cudaFree(dout);
 }
 
-static void tensor_make(struct tensor *t, int ndim, const uint64_t *shape, const uint16_t *raw,
-			size_t n, const char *what)
+/* The tensor as res_plan makes it for prefer; the GPU encoder (R12 and
+ * RAW only) is checked against it for speed. */
+static void tensor_make_as(struct tensor *t, int prefer, int ndim, const uint64_t *shape,
+			   const uint16_t *raw, size_t n, const char *what)
 {
 	struct uwerr e = {0};
 	memset(t, 0, sizeof(*t));
 	t->n = n;
-	ck_assert_msg(res_plan(UW_DTYPE_BF16, ndim, shape, raw, 2 * n, RES_PREFER_SPEED, &t->l, &e) == 0,
+	ck_assert_msg(res_plan(UW_DTYPE_BF16, ndim, shape, raw, 2 * n, prefer, &t->l, &e) == 0,
 		      "%s: res_plan: %s", what, e.msg);
 	size_t cap = (t->l.nbytes + RES_ALIGN) / RES_ALIGN * RES_ALIGN;
 	t->host = aligned_alloc(RES_ALIGN, cap);
@@ -115,7 +117,14 @@ static void tensor_make(struct tensor *t, int ndim, const uint64_t *shape, const
 	t->w = malloc(2 * n + 2);
 	ck_assert_msg(ref_decode(&t->l, t->host, t->w, 2 * n, &e) == 0, "%s: ref_decode: %s", what, e.msg);
 	ck_assert_msg(n == 0 || memcmp(t->w, raw, 2 * n) == 0, "%s: the CPU round trip differs", what);
-	check_encode(t, ndim, shape, raw, what);
+	if (prefer == RES_PREFER_SPEED)
+		check_encode(t, ndim, shape, raw, what);
+}
+
+static void tensor_make(struct tensor *t, int ndim, const uint64_t *shape, const uint16_t *raw,
+			size_t n, const char *what)
+{
+	tensor_make_as(t, RES_PREFER_SPEED, ndim, shape, raw, n, what);
 }
 
 static void tensor_free(struct tensor *t)
@@ -166,7 +175,7 @@ static void check_decode(const struct tensor *t, size_t skew, const char *what)
 	for (size_t i = 0; i < raw; i++)
 		ck_assert_msg(got[skew + i] == want[i],
 			      "%s (%s, %llux%llu, skew %zu): byte %zu is %02x, want %02x", what,
-			      t->l.format == UW_FORMAT_R12 ? "R12" : "RAW",
+			      t->l.format == UW_FORMAT_R12 ? "R12" : t->l.format == UW_FORMAT_R11 ? "R11" : "RAW",
 			      (unsigned long long)t->l.rows, (unsigned long long)t->l.cols, skew, i,
 			      got[skew + i], want[i]);
 	cudaFree(d);
@@ -449,6 +458,105 @@ START_TEST(test_matmul_pipes)
 			 -EINVAL);
 	tensor_free(&t);
 	free(w);
+}
+END_TEST
+
+/* R11 (the size preference): uwk_decode bit-exact against the CPU twin on
+ * random, adversarial and real weights, full and partial tiles, aligned
+ * and 2-byte output; matmul through decode + cuBLAS; never fused. */
+START_TEST(test_r11)
+{
+	for (size_t i = 0; i < sizeof(gauss_shapes) / sizeof(gauss_shapes[0]); i++) {
+		const uint64_t rows = gauss_shapes[i][0], cols = gauss_shapes[i][1];
+		uint64_t shape[2] = {rows, cols};
+		char what[64];
+		snprintf(what, sizeof(what), "R11 N(0, 0.02) %llux%llu", (unsigned long long)rows,
+			 (unsigned long long)cols);
+		uint16_t *w = weights(rows * cols, 0, 0, 0);
+		struct tensor t;
+		tensor_make_as(&t, RES_PREFER_SIZE, 2, shape, w, rows * cols, what);
+		if (rows * cols >= 4096)
+			ck_assert_msg(t.l.format == UW_FORMAT_R11, "%s: not R11", what);
+		check_decode(&t, 0, what);
+		check_decode(&t, 2, what);
+		tensor_free(&t);
+		free(w);
+	}
+	struct bf16_case *c;
+	size_t n = bf16_cases(&rng, &c);
+	for (size_t i = 0; i < n; i++) {
+		struct tensor t;
+		tensor_make_as(&t, RES_PREFER_SIZE, c[i].ndim, c[i].shape, c[i].w, c[i].n, c[i].name);
+		check_decode(&t, 0, c[i].name);
+		check_decode(&t, 2, c[i].name);
+		tensor_free(&t);
+	}
+	bf16_cases_free(c, n);
+	/* escapes of any exponent (Inf, NaN, subnormals), 1 in 12 and 1 in 3 */
+	static const uint64_t shapes[][2] = {{300, 1001}, {64, 4096}, {999, 333}, {5, 30000},
+					     {4096, 4096}};
+	for (size_t i = 0; i < 5; i++) {
+		static const unsigned every[] = {12, 3};
+		for (size_t j = 0; j < 2; j++) {
+			const unsigned k = every[j];
+			uint64_t shape[2] = {shapes[i][0], shapes[i][1]};
+			uint16_t *w = weights(shape[0] * shape[1], k, 0, 255);
+			struct tensor t;
+			tensor_make_as(&t, RES_PREFER_SIZE, 2, shape, w, shape[0] * shape[1], "R11 escapes");
+			if (k == 12)
+				ck_assert_msg(t.l.format == UW_FORMAT_R11 && t.l.npatch * 20 > t.n,
+					      "R11 escapes: format %u with %llu escapes of %zu", t.l.format,
+					      (unsigned long long)t.l.npatch, t.n);
+			check_decode(&t, 0, "R11 escapes");
+			check_decode(&t, 2, "R11 escapes");
+			tensor_free(&t);
+			free(w);
+		}
+	}
+	/* matmul: decode + cuBLAS whatever the batch; the fused pipeline refuses */
+	static const uint64_t mshapes[][2] = {{300, 1024}, {33, 4100}, {64, 4096}, {77, 1001}};
+	for (size_t i = 0; i < 4; i++) {
+		uint64_t shape[2] = {mshapes[i][0], mshapes[i][1]};
+		uint16_t *w = weights(shape[0] * shape[1], 200, 100, 130);
+		struct tensor t;
+		tensor_make_as(&t, RES_PREFER_SIZE, 2, shape, w, shape[0] * shape[1], "R11 matmul");
+		ck_assert_int_eq(t.l.format, UW_FORMAT_R11);
+		static const size_t batches[] = {1, 7, 64, 65};
+		for (size_t b = 0; b < 4; b++) {
+			check_matmul(&t, batches[b], UWK_PIPE_AUTO, NULL, 0, "R11 auto");
+			check_matmul(&t, batches[b], UWK_PIPE_DECODE_GEMM, NULL, b == 1, "R11 decode + cuBLAS");
+		}
+		struct uwerr e = {0};
+		ck_assert_int_eq(uwk_matmul_pipe(&t.l, t.dev, t.dev, 1, t.dev, UWK_PIPE_FUSED, 0, ctx,
+						 &e), -EINVAL);
+		ck_assert_ptr_nonnull(strstr(e.msg, "R11"));
+		tensor_free(&t);
+		free(w);
+	}
+	/* stories260K: every 2-D BF16 tensor R11, decoded and multiplied */
+	char path[4096];
+	struct st_file *f;
+	struct uwerr e = {0};
+	snprintf(path, sizeof(path), "%s/data/stories260K.safetensors", tu_srcdir());
+	ck_assert_msg(st_open(path, &f, &e) == 0, "%s", e.msg);
+	int r11 = 0;
+	for (size_t i = 0; i < f->ntensors; i++) {
+		const struct st_tensor *s = &f->tensors[i];
+		if (s->dtype != UW_DTYPE_BF16 || s->ndim != 2)
+			continue;
+		uint16_t *w = malloc(st_tensor_bytes(s) + 2);
+		ck_assert_msg(st_read_tensor(f, s, w, &e) == 0, "%s", e.msg);
+		struct tensor t;
+		tensor_make_as(&t, RES_PREFER_SIZE, s->ndim, s->shape, w, st_tensor_bytes(s) / 2, s->name);
+		r11 += t.l.format == UW_FORMAT_R11;
+		check_decode(&t, 0, s->name);
+		check_matmul(&t, 1, UWK_PIPE_AUTO, NULL, 0, s->name);
+		check_matmul(&t, 64, UWK_PIPE_AUTO, NULL, 0, s->name);
+		tensor_free(&t);
+		free(w);
+	}
+	ck_assert_msg(r11 >= 15, "only %d tensors of stories260K are R11", r11);
+	st_close(f);
 }
 END_TEST
 
@@ -1034,6 +1142,7 @@ int main(void)
 	tcase_add_test(tc, test_matmul_fused);
 	tcase_add_test(tc, test_matmul_cfgs);
 	tcase_add_test(tc, test_matmul_pipes);
+	tcase_add_test(tc, test_r11);
 	tcase_add_test(tc, test_bad_args);
 	tcase_add_test(tc, test_encode_mismatch);
 	tcase_add_test(tc, test_tune_shape);

@@ -2,9 +2,10 @@
  * socket, driven through libunweight-client and unweightctl: load, list,
  * stats, 8 concurrent client processes, evict refused and forced, kill -9 of
  * a client, kill -9 of the daemon under working clients, load --device,
- * SIGTERM, and no fd left behind. $UW_TEST_BACKEND picks the daemon's backend (host when unset;
- * tests/check_gpu_integration.sh runs it again with cuda, where two more
- * tests check the GPU's memory and the read-only mapping). */
+ * --prefer size, SIGTERM, and no fd left behind. $UW_TEST_BACKEND picks the
+ * daemon's backend (host when unset; tests/check_gpu_integration.sh runs it
+ * again with cuda, where two more tests check the GPU's memory and the
+ * read-only mapping). */
 #include "config.h"
 
 #include <check.h>
@@ -43,6 +44,9 @@ struct daemon {
 
 /* The daemon's tune setting (unweightd.conf(5)), for the next start. */
 static const char *tune_mode = "off";
+/* Its prefer setting for the next start (enum res_prefer; speed, the
+ * default, is left unsaid), and what verify_model expects the layouts of. */
+static int prefer = RES_PREFER_SPEED;
 
 /* The fixture's tensors as stored in the safetensors file. */
 struct source {
@@ -103,9 +107,11 @@ static void daemon_start(struct daemon *d)
 	ck_assert_int_ge(d->pid, 0);
 	if (d->pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execl(bin, "unweightd", "--socket", d->sock, "--backend", backend(),
-		      "--allow-dir", d->dir, "--tune", tune_mode, "--tune-dir", d->tune_dir,
-		      "--foreground", (char *)NULL);
+		const char *argv[] = {"unweightd", "--socket", d->sock, "--backend", backend(),
+				      "--allow-dir", d->dir, "--tune", tune_mode, "--tune-dir",
+				      d->tune_dir, "--foreground",
+				      prefer == RES_PREFER_SIZE ? "--prefer=size" : NULL, NULL};
+		execv(bin, (char *const *)argv);
 		_exit(127);
 	}
 	free(bin);
@@ -318,7 +324,7 @@ static void ctl_json_check(const char *out, const char *what, enum json_type wan
 /* ---- a client process -------------------------------------------------- */
 
 /* The daemon's layout of a tensor (encoded on the GPU with the cuda
- * backend) is the CPU encoder's, checksum of the bytes included. */
+ * backend) is the CPU encoder's for prefer, checksum of the bytes included. */
 static int same_layout(const uw_tensor *t, const struct st_tensor *st, const void *raw)
 {
 	struct uw_tensor_info info;
@@ -327,7 +333,7 @@ static int same_layout(const uw_tensor *t, const struct st_tensor *st, const voi
 	size_t n = st_tensor_bytes(st);
 	void *enc = NULL;
 	int ok = uw_tensor_info(t, &info) == 0 &&
-		 res_plan((int)st->dtype, (int)st->ndim, st->shape, raw, n, RES_PREFER_SPEED, &l, &e) == 0 &&
+		 res_plan((int)st->dtype, (int)st->ndim, st->shape, raw, n, prefer, &l, &e) == 0 &&
 		 (enc = malloc(l.nbytes ? l.nbytes : 1)) &&
 		 res_encode(&l, raw, n, enc, &e) == 0;
 	free(enc);
@@ -636,6 +642,51 @@ done:
 	uw_disconnect(c);
 	source_free(&src);
 	daemon_stop(&d);
+}
+END_TEST
+
+/* --prefer size: stories260K's BF16 MLP matrices are R11, at most 11.5 bits
+ * a weight resident, and every tensor is the CPU encoder's for size, decodes
+ * to the file's bytes and multiplies within the float64 bound. A daemon
+ * started without it (speed) keeps the same matrices as R12. */
+START_TEST(test_prefer_size)
+{
+	for (int k = 0; k < 2; k++) {
+		struct daemon d;
+		struct source src;
+		uw_client *c;
+		uw_model *m;
+		prefer = k ? RES_PREFER_SIZE : RES_PREFER_SPEED;
+		const unsigned want = k ? UW_FORMAT_R11 : UW_FORMAT_R12;
+		daemon_start(&d);
+		source_load(&src, d.model_path);
+		ck_assert_int_eq(uw_connect(d.sock, &c), 0);
+		load_and_wait(c, &d, MODEL);
+		ck_assert_int_eq(uw_attach(c, MODEL, &m), 0);
+		ck_assert_int_eq(verify_model(m, &src, tu_seed(), NULL), 0);
+		uint64_t bytes = 0, weights = 0;
+		for (size_t i = 0; i < uw_model_tensor_count(m); i++) {
+			struct uw_tensor_info ti;
+			ck_assert_int_eq(uw_tensor_info(uw_model_tensor(m, i), &ti), 0);
+			if (ti.dtype != UW_DTYPE_BF16 || ti.ndim < 2 || !strstr(ti.name, "mlp"))
+				continue;
+			ck_assert_msg(ti.layout.format == want, "prefer %s: %s is format %u, not %u",
+				      k ? "size" : "speed", ti.name, ti.layout.format, want);
+			bytes += ti.layout.nbytes;
+			weights += ti.layout.rows * ti.layout.cols;
+		}
+		ck_assert_uint_gt(weights, 0);
+		const double bits = (double)bytes * 8 / (double)weights;
+		fprintf(stderr, "prefer %s: MLP matrices %.3f bits a weight resident\n",
+			k ? "size" : "speed", bits);
+		if (k)
+			ck_assert_msg(bits <= 11.5, "prefer size: MLP matrices %.3f bits a weight", bits);
+		ck_assert_int_eq(uw_detach(m), 0);
+		uw_disconnect(c);
+		source_free(&src);
+		daemon_stop(&d);
+	}
+	prefer = RES_PREFER_SPEED;
 }
 END_TEST
 
@@ -1054,6 +1105,7 @@ static Suite *integration_suite(void)
 	tcase_add_test(tc, test_daemon_killed);
 	tcase_add_test(tc, test_load_device);
 	tcase_add_test(tc, test_large_tensors);
+	tcase_add_test(tc, test_prefer_size);
 #ifdef HAVE_CUDA
 	if (strcmp(backend(), "cuda") == 0)
 		tcase_add_test(tc, test_gpu_memory_and_readonly);

@@ -1,5 +1,5 @@
 /* decode: uwk_decode, resident tensor -> BF16 in the caller's device buffer.
- * R12: one kernel rebuilds every element with its palette exponent (a warp
+ * R11: r11.cu. R12: one kernel rebuilds every element with its palette exponent (a warp
  * 512 columns of a row at a time, whole-sector loads and stores), then a
  * second, stream-ordered kernel writes the patched exponents over them.
  * RAW: a device copy. */
@@ -29,7 +29,7 @@ __global__ void __launch_bounds__(DECODE_THREADS)
 r12_decode_kernel(const r12_args a, uint16_t *__restrict__ out)
 {
 	__shared__ uint32_t tab[256];
-	r12_table(tab, a);
+	r12_table(tab, a.pal);
 	__syncthreads();
 	const uint32_t lane = threadIdx.x & 31, upr = (a.cols + 511) / 512;
 	const uint64_t warp = ((uint64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
@@ -168,14 +168,17 @@ extern "C" int uwk_decode(const struct uw_layout *l, const void *dev_base, void 
 		return 0;
 	}
 	struct r12_args a;
-	if (uwk_args_make(l, dev_base, &a, e) < 0 || uwk_check_ptr(dev_out, 2, "output", e) < 0)
+	if (l->format == UW_FORMAT_R11 ? res_validate(l, l->nbytes, e) < 0
+				       : uwk_args_make(l, dev_base, &a, e) < 0)
 		return uwerr_prefix(e, "uwk_decode");
 	const uint64_t raw = 2 * l->rows * l->cols;   /* validated: no overflow */
 	if (out_bytes < raw)
 		return uwerr_set(e, EINVAL, "uwk_decode: %zu-byte buffer for %llu bytes of %llux%llu BF16",
 				 out_bytes, (unsigned long long)raw, (unsigned long long)l->rows,
 				 (unsigned long long)l->cols);
-	if (uwk_decode_r12(&a, (uint16_t *)dev_out, s, e) < 0)
+	if (l->format == UW_FORMAT_R11 ? uwk_decode_r11(l, dev_base, (uint16_t *)dev_out, s, e) < 0
+				       : uwk_check_ptr(dev_out, 2, "output", e) < 0 ||
+					 uwk_decode_r12(&a, (uint16_t *)dev_out, s, e) < 0)
 		return uwerr_prefix(e, "uwk_decode");
 	return 0;
 }

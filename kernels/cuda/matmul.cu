@@ -171,7 +171,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 	const uint32_t cb = blockIdx.y * cps, ce = min(nch, cb + cps);
 	const uint32_t nsteps = (ce - cb + WK - 1) / WK;
 	const uint32_t row0 = (blockIdx.x * WM + wm) * 16 + g;
-	r12_table(tab, a);
+	r12_table(tab, a.pal);
 
 	const uint8_t *mrow[2], *nrow[2];
 	bool rok[2];
@@ -657,7 +657,7 @@ static int matmul_args(const struct uw_layout *l, const void *base, const void *
 	if (l->dtype != UW_DTYPE_BF16)
 		return uwerr_set(e, EINVAL, "W is %s, want BF16", dtype_name((int)l->dtype) ?
 				 dtype_name((int)l->dtype) : "an unknown dtype");
-	if (l->format != UW_FORMAT_RAW && l->format != UW_FORMAT_R12)
+	if (l->format != UW_FORMAT_RAW && l->format != UW_FORMAT_R12 && l->format != UW_FORMAT_R11)
 		return uwerr_set(e, EINVAL, "unknown resident format %u", l->format);
 	if ((rc = res_validate(l, l->nbytes, e)) < 0)
 		return rc;
@@ -675,6 +675,20 @@ static int matmul_args(const struct uw_layout *l, const void *base, const void *
 	if (dev != ctx->device)
 		return uwerr_set(e, EINVAL, "context of device %d used on device %d", ctx->device, dev);
 	return 0;
+}
+
+/* W (R12 or R11) decoded into the context's scratch, on s. */
+static int decode_scratch(const struct uw_layout *l, const void *base, cudaStream_t s,
+			  struct uwk_ctx *ctx, struct uwerr *e)
+{
+	struct r12_args a;
+	int rc = uwk_ctx_reserve(&ctx->scratch, &ctx->scratch_bytes, 2 * l->rows * l->cols,
+				 "decode scratch", e);
+	if (rc == 0 && l->format == UW_FORMAT_R11)
+		return uwk_decode_r11(l, base, (uint16_t *)ctx->scratch, s, e);
+	if (rc == 0)
+		rc = uwk_args_make(l, base, &a, e);
+	return rc == 0 ? uwk_decode_r12(&a, (uint16_t *)ctx->scratch, s, e) : rc;
 }
 
 static int matmul_fail(struct uwerr *e, int rc, const struct uw_layout *l, size_t batch)
@@ -701,17 +715,18 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 		       UWK_PIPE_FUSED : UWK_PIPE_DECODE_GEMM;
 	if (pipe != UWK_PIPE_FUSED)
 		tuned = NULL;
+	if (l->format != UW_FORMAT_R12 && pipe == UWK_PIPE_FUSED)
+		return uwerr_set(e, EINVAL, "uwk_matmul: fused pipeline of a %s tensor (R12 only)",
+				 l->format == UW_FORMAT_RAW ? "RAW" : "R11");
 	if (l->format == UW_FORMAT_RAW) {
-		if (pipe == UWK_PIPE_FUSED)
-			return uwerr_set(e, EINVAL, "uwk_matmul: fused pipeline of a RAW tensor (R12 only)");
 		rc = uwk_blas_gemm(ctx, dev_base, l->rows, l->cols, x, batch, y, CUDA_R_16BF, s, e);
 		return rc < 0 ? matmul_fail(e, rc, l, batch) : 0;
 	}
 	struct r12_args a;
-	if ((rc = uwk_args_make(l, dev_base, &a, e)) < 0)
-		return matmul_fail(e, rc, l, batch);
 	switch (pipe) {
 	case UWK_PIPE_FUSED: {
+		if ((rc = uwk_args_make(l, dev_base, &a, e)) < 0)
+			break;
 		if (batch > UWK_FUSED_MAX_BATCH)
 			return uwerr_set(e, EINVAL, "uwk_matmul: fused pipeline at batch %zu (max %d)",
 					 batch, UWK_FUSED_MAX_BATCH);
@@ -725,10 +740,7 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 		break;
 	}
 	case UWK_PIPE_DECODE_GEMM:
-		rc = uwk_ctx_reserve(&ctx->scratch, &ctx->scratch_bytes, 2 * l->rows * l->cols,
-				     "decode scratch", e);
-		if (rc == 0)
-			rc = uwk_decode_r12(&a, (uint16_t *)ctx->scratch, s, e);
+		rc = decode_scratch(l, dev_base, s, ctx, e);
 		if (rc == 0)
 			rc = uwk_blas_gemm(ctx, ctx->scratch, l->rows, l->cols, x, batch, y,
 				       CUDA_R_16BF, s, e);
@@ -756,14 +768,8 @@ extern "C" int uwk_matmul_f32(const struct uw_layout *l, const void *dev_base,
 	if (rc < 0)
 		return l ? matmul_fail(e, rc, l, batch) : rc;
 	const void *w = dev_base;
-	if (l->format == UW_FORMAT_R12) {
-		struct r12_args a;
-		rc = uwk_args_make(l, dev_base, &a, e);
-		if (rc == 0)
-			rc = uwk_ctx_reserve(&ctx->scratch, &ctx->scratch_bytes,
-					     2 * l->rows * l->cols, "decode scratch", e);
-		if (rc == 0)
-			rc = uwk_decode_r12(&a, (uint16_t *)ctx->scratch, s, e);
+	if (l->format != UW_FORMAT_RAW) {
+		rc = decode_scratch(l, dev_base, s, ctx, e);
 		w = ctx->scratch;
 	}
 	if (rc == 0)

@@ -50,7 +50,8 @@ enum uwk_pipe {
 
 #define UWK_FUSED_MAX_BATCH 64
 /* AUTO uses the fused kernel for R12 up to this batch (bench/NOTES.md has
- * the measurement behind it) and decode + cuBLAS above; RAW goes to cuBLAS. */
+ * the measurement behind it) and decode + cuBLAS above; R11 always decodes
+ * before cuBLAS; RAW goes to cuBLAS. */
 #define UWK_AUTO_FUSED_MAX_BATCH 64
 
 /* Per-stream state of uwk_matmul: a cuBLAS handle, the decode scratch and the
@@ -106,7 +107,7 @@ int uwk_crc32c(const void *dev, uint64_t n, uint32_t *crc, cudaStream_t s, struc
 int uwk_decode(const struct uw_layout *l, const void *dev_base, void *dev_out,
 	       size_t out_bytes, cudaStream_t s, struct uwerr *e);
 
-/* y[batch][rows] = x[batch][cols] . W^T for a BF16 tensor W (R12 or RAW),
+/* y[batch][rows] = x[batch][cols] . W^T for a BF16 tensor W (R12, R11 or RAW),
  * float32 accumulation, y rounded to nearest even. batch >= 1. */
 int uwk_matmul(const struct uw_layout *l, const void *dev_base, const void *x,
 	       size_t batch, void *y, cudaStream_t s, struct uwk_ctx *ctx,

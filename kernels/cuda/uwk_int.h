@@ -71,18 +71,23 @@ int uwk_ctx_reserve(void **buf, size_t *have, size_t bytes, const char *what,
 /* Queue the R12 decode of a (checked) into out, BF16 [rows][cols]. */
 int uwk_decode_r12(const struct r12_args *a, uint16_t *out, cudaStream_t s,
 		   struct uwerr *e);
+/* Check an R11 layout and its base, and queue its decode into out (r11.cu). */
+int uwk_decode_r11(const struct uw_layout *l, const void *dev_base, uint16_t *out,
+		   cudaStream_t s, struct uwerr *e);
 
 /* ---- device helpers ---- */
 
 /* The exponent bits of a column pair from its index byte b: palette[b & 15]
  * for the even column at bit 7, palette[b >> 4] for the odd one at bit 23,
- * so one lookup and one OR give two BF16 values. Block-cooperative. */
-__device__ __forceinline__ void r12_table(uint32_t *tab, const struct r12_args &a)
+ * so one lookup and one OR give two BF16 values. pal: the 16 palette bytes
+ * (R12's, or R11's with 0 for its escape code), little-endian words.
+ * Block-cooperative. */
+__device__ __forceinline__ void r12_table(uint32_t *tab, const uint32_t pal[4])
 {
 	/* the palette as two 64-bit words: no run-time index into the
 	 * parameters, which would copy them to local memory */
-	const uint64_t p0 = a.pal[0] | (uint64_t)a.pal[1] << 32;
-	const uint64_t p1 = a.pal[2] | (uint64_t)a.pal[3] << 32;
+	const uint64_t p0 = pal[0] | (uint64_t)pal[1] << 32;
+	const uint64_t p1 = pal[2] | (uint64_t)pal[3] << 32;
 	for (int i = threadIdx.x; i < 256; i += blockDim.x) {
 		const int l = i & 15, h = i >> 4;
 		const uint32_t lo = (uint32_t)((l < 8 ? p0 : p1) >> (8 * (l & 7))) & 0xff;

@@ -37,7 +37,7 @@ TORCH_DTYPES = {"BOOL": "bool", "U8": "uint8", "I8": "int8", "F8_E5M2": "float8_
                 "F8_E4M3": "float8_e4m3fn", "I16": "int16", "U16": "uint16",
                 "F16": "float16", "BF16": "bfloat16", "I32": "int32", "U32": "uint32",
                 "F32": "float32", "F64": "float64", "I64": "int64", "U64": "uint64"}
-FORMATS = {0: "raw", 1: "r12"}
+FORMATS = {0: "raw", 1: "r12", 2: "r11"}
 
 _lib_lock = threading.Lock()
 _lib_handle: Optional[ctypes.CDLL] = None
@@ -216,7 +216,7 @@ class TensorInfo:
     dtype: str                  # safetensors name: "BF16", "F32", ...
     shape: Tuple[int, ...]
     raw_bytes: int              # bytes of the decoded tensor
-    format: str                 # resident format: "raw" or "r12"
+    format: str                 # resident format: "raw", "r12" or "r11"
     resident_bytes: int
     crc32c: int                 # CRC-32C of the resident bytes
     layout: Dict[str, Any]
