@@ -91,10 +91,17 @@ static int r11_offsets(struct uw_layout *l)
 int r11_plan(struct uw_layout *l, const uint64_t hist[256])
 {
 	struct uw_layout r = *l;
-	uint64_t covered = 0;
+	uint64_t covered = 0, rest[256];
+	uint8_t hint[UW_PALETTE_SIZE];
 	const int k = exp_palette(hist, R11_CODES, r.palette);
-	for (int i = 0; i < k; i++)
+	memcpy(rest, hist, sizeof(rest));
+	for (int i = 0; i < k; i++) {
 		covered += hist[r.palette[i]];
+		rest[r.palette[i]] = 0;
+	}
+	/* the escapes' most frequent exponents, for the fused kernel */
+	exp_palette(rest, R11_HINTS, hint);
+	memcpy(r.palette + R11_ESC + 1, hint, R11_HINTS);
 	r.format = UW_FORMAT_R11;
 	r.npatch = l->rows * l->cols - covered;
 	if (r.npatch > UINT32_MAX || r11_offsets(&r) < 0)

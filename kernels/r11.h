@@ -11,6 +11,7 @@
 #define R11_TILE_COLS 128
 #define R11_CODES 7           /* palette entries; code R11_ESC escapes */
 #define R11_ESC 7
+#define R11_HINTS 8           /* palette[8..15]: the escapes' most frequent exponents */
 
 /* One tile: its first row and column, its height and width, its 32-element
  * code units and where its code words start (from the base). */

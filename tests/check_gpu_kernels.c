@@ -463,7 +463,8 @@ END_TEST
 
 /* R11 (the size preference): uwk_decode bit-exact against the CPU twin on
  * random, adversarial and real weights, full and partial tiles, aligned
- * and 2-byte output; matmul through decode + cuBLAS; never fused. */
+ * and 2-byte output; matmul fused (columns a multiple of 128, 16-byte x;
+ * escapes past the 128-byte window too) and through decode + cuBLAS. */
 START_TEST(test_r11)
 {
 	for (size_t i = 0; i < sizeof(gauss_shapes) / sizeof(gauss_shapes[0]); i++) {
@@ -513,22 +514,49 @@ START_TEST(test_r11)
 			free(w);
 		}
 	}
-	/* matmul: decode + cuBLAS whatever the batch; the fused pipeline refuses */
-	static const uint64_t mshapes[][2] = {{300, 1024}, {33, 4100}, {64, 4096}, {77, 1001}};
-	for (size_t i = 0; i < 4; i++) {
+	/* fused, escapes past the 128-byte window of a tile and past the 8
+	 * hinted exponents: 1 in 5 of 40 finite exponents */
+	for (size_t i = 0; i < 2; i++) {
+		uint64_t shape[2] = {i ? 640 : 64, i ? 1024 : 4096};
+		uint16_t *w = weights(shape[0] * shape[1], 5, 95, 134);
+		struct tensor t;
+		tensor_make_as(&t, RES_PREFER_SIZE, 2, shape, w, shape[0] * shape[1], "R11 many escapes");
+		ck_assert_msg(t.l.format == UW_FORMAT_R11 && t.l.npatch * 12 > t.n,
+			      "R11 many escapes: format %u with %llu escapes of %zu", t.l.format,
+			      (unsigned long long)t.l.npatch, t.n);
+		check_decode(&t, 0, "R11 many escapes");
+		check_matmul(&t, 1, UWK_PIPE_FUSED, NULL, 0, "R11 many escapes, fused");
+		check_matmul(&t, 40, UWK_PIPE_FUSED, NULL, 0, "R11 many escapes, fused");
+		tensor_free(&t);
+		free(w);
+	}
+	/* matmul: fused where every tile is full width, else decode + cuBLAS */
+	static const uint64_t mshapes[][2] = {{300, 1024}, {33, 4100}, {64, 4096}, {77, 1001},
+					      {1000, 256}, {16, 128}};
+	for (size_t i = 0; i < 6; i++) {
 		uint64_t shape[2] = {mshapes[i][0], mshapes[i][1]};
 		uint16_t *w = weights(shape[0] * shape[1], 200, 100, 130);
 		struct tensor t;
-		tensor_make_as(&t, RES_PREFER_SIZE, 2, shape, w, shape[0] * shape[1], "R11 matmul");
-		ck_assert_int_eq(t.l.format, UW_FORMAT_R11);
-		static const size_t batches[] = {1, 7, 64, 65};
-		for (size_t b = 0; b < 4; b++) {
-			check_matmul(&t, batches[b], UWK_PIPE_AUTO, NULL, 0, "R11 auto");
-			check_matmul(&t, batches[b], UWK_PIPE_DECODE_GEMM, NULL, b == 1, "R11 decode + cuBLAS");
+		char what[64];
+		snprintf(what, sizeof(what), "R11 %llux%llu", (unsigned long long)shape[0],
+			 (unsigned long long)shape[1]);
+		tensor_make_as(&t, RES_PREFER_SIZE, 2, shape, w, shape[0] * shape[1], what);
+		ck_assert_msg(t.l.format == UW_FORMAT_R11, "%s: not R11", what);
+		static const size_t batches[] = {1, 2, 7, 8, 9, 16, 24, 33, 64, 65};
+		const int fusable = shape[1] % 128 == 0;
+		for (size_t b = 0; b < 10; b++) {
+			check_matmul(&t, batches[b], UWK_PIPE_AUTO, NULL, 0, what);
+			if (fusable && batches[b] <= UWK_FUSED_MAX_BATCH)
+				check_matmul(&t, batches[b], UWK_PIPE_FUSED, NULL, 0, what);
+			if (b % 3 == 0)
+				check_matmul(&t, batches[b], UWK_PIPE_DECODE_GEMM, NULL, b == 3, what);
 		}
+		check_matmul(&t, 5, UWK_PIPE_AUTO, NULL, 1, "R11, x unaligned");
 		struct uwerr e = {0};
-		ck_assert_int_eq(uwk_matmul_pipe(&t.l, t.dev, t.dev, 1, t.dev, UWK_PIPE_FUSED, 0, ctx,
-						 &e), -EINVAL);
+		const int rc = uwk_matmul_pipe(&t.l, t.dev, (char *)t.dev + (fusable ? 2 : 0), 1,
+					       t.dev, UWK_PIPE_FUSED, 0, ctx, &e);
+		ck_assert_msg(rc == -EINVAL, "%s: fused with %s: %d", what,
+			      fusable ? "x unaligned" : "partial tiles", rc);
 		ck_assert_ptr_nonnull(strstr(e.msg, "R11"));
 		tensor_free(&t);
 		free(w);
@@ -1142,15 +1170,19 @@ int main(void)
 	tcase_add_test(tc, test_matmul_fused);
 	tcase_add_test(tc, test_matmul_cfgs);
 	tcase_add_test(tc, test_matmul_pipes);
-	tcase_add_test(tc, test_r11);
 	tcase_add_test(tc, test_bad_args);
 	tcase_add_test(tc, test_encode_mismatch);
 	tcase_add_test(tc, test_tune_shape);
 	tcase_add_test(tc, test_tune_table);
 	tcase_add_test(tc, test_matmul2);
 	suite_add_tcase(s, tc);
-	/* a case of its own: CK_RUN_CASE=exphuf runs it alone (compute-sanitizer),
-	 * with the CRC-32C that checks a bundle's payloads */
+	/* cases of their own: CK_RUN_CASE=r11 or exphuf runs one alone
+	 * (compute-sanitizer); exphuf with the CRC-32C that checks a bundle's
+	 * payloads */
+	TCase *tr = tcase_create("r11");
+	tcase_set_timeout(tr, 600);
+	tcase_add_test(tr, test_r11);
+	suite_add_tcase(s, tr);
 	TCase *tx = tcase_create("exphuf");
 	tcase_set_timeout(tx, 600);
 	tcase_add_test(tx, test_exphuf);

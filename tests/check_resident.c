@@ -67,8 +67,36 @@ static void check_r11_spec(const struct uw_layout *l, const uint8_t *b, const ui
 	ck_assert_uint_eq(l->nib_stride, 768 * (nk - 1) + 12 * ((l->cols - 128 * (nk - 1) + 1) / 2));
 	ck_assert_uint_eq(l->patch_off, l->patch_grp_off + 4 * (ng * nk + 1));
 	ck_assert_uint_eq(l->nbytes, l->patch_off + l->npatch);
-	for (int i = 7; i < 16; i++)
-		ck_assert_msg(l->palette[i] == 0, "%s: palette[%d] used", what, i);
+	ck_assert_msg(l->palette[7] == 0, "%s: palette[7] used", what);
+	/* palette[8..15]: the escapes' 8 most frequent exponents, ascending */
+	uint64_t esc_hist[256] = {0}, least = UINT64_MAX, most_out = 0;
+	for (uint64_t i = 0; i < l->rows * l->cols; i++) {
+		const uint8_t ex = (uint8_t)(w[i] >> 7);
+		int in = 0;
+		for (int k = 0; k < 7; k++)
+			in |= l->palette[k] == ex;
+		esc_hist[ex] += !in;
+	}
+	int hints = 0;
+	for (int i = 8; i < 16; i++) {
+		if (i > 8 && l->palette[i] && l->palette[i - 1])
+			ck_assert_msg(l->palette[i - 1] < l->palette[i], "%s: hints not ascending", what);
+		if (esc_hist[l->palette[i]] && l->palette[i] != l->palette[i - 1]) {
+			hints++;
+			if (esc_hist[l->palette[i]] < least)
+				least = esc_hist[l->palette[i]];
+		}
+	}
+	for (int x = 0; x < 256; x++) {
+		int hinted = 0;
+		for (int i = 8; i < 16; i++)
+			hinted |= l->palette[i] == x;
+		if (!hinted && esc_hist[x] > most_out)
+			most_out = esc_hist[x];
+	}
+	ck_assert_msg(most_out == 0 || (hints == 8 && most_out <= least),
+		      "%s: an escaped exponent (%llu times) left out of the hints", what,
+		      (unsigned long long)most_out);
 	uint32_t first;
 	memcpy(&first, b + l->patch_grp_off, 4);
 	ck_assert_uint_eq(first, 0);

@@ -59,6 +59,8 @@ int uwk_args_make(const struct uw_layout *l, const void *dev_base,
 	a->nib = b + l->nib_off;
 	a->pgrp = (const uint32_t *)(b + l->patch_grp_off);
 	a->patch = (const uint32_t *)(b + l->patch_off);
+	a->esc = NULL;
+	a->nk = 0;
 	a->mstride = l->mant_stride;
 	a->nstride = l->nib_stride;
 	a->rows = (uint32_t)l->rows;

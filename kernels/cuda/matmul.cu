@@ -146,6 +146,19 @@ __device__ __forceinline__ void patch_rows(const r12_args &a, uint32_t grp, uint
 	p1[1] = g0 + hi1;
 }
 
+/* Write escaped exponent ex over the (zero) exponent bits of column j of
+ * w: one bit a word picks the pair, hidden from the optimizer as in
+ * r12_patch32. */
+__device__ __forceinline__ void r11_escape(uint32_t w[16], uint32_t j, uint32_t ex)
+{
+	const uint32_t bits = ex << ((j & 1) * 16 + 7);
+	uint32_t sel = 1u << (j >> 1);
+	asm("" : "+r"(sel));
+#pragma unroll
+	for (int q = 0; q < 16; q++)
+		w[q] |= sel & (1u << q) ? bits : 0;
+}
+
 /* One block of the fused kernel (the body of r12_fused_kernel and
  * r12_fused2_kernel). NT n-tiles of 8 batch rows; WM warps side by side
  * over rows, WK over columns; XVEC: x rows are 16-byte aligned (cp.async)
@@ -154,8 +167,19 @@ __device__ __forceinline__ void patch_rows(const r12_args &a, uint32_t grp, uint
  * XALL: the block's whole slice of x is staged once before the K loop,
  * which then has no barrier: each warp streams W on its own (else x is
  * staged a step ahead, two buffers, two barriers a step). part: split-K
- * partial sums, or NULL to write y. */
-template <int NT, int WM, int WK, bool XVEC, int PD, bool XALL>
+ * partial sums, or NULL to write y.
+ * R11: W is R11 with cols a multiple of 128 (every tile full width; XVEC).
+ * The warp's 16 rows are one tile row; lane l's 32 columns of its two rows
+ * are code units l and 32 + l of the chunk's tile, read as three words and
+ * turned into R12 nibbles (code 7 decodes with exponent 0). The escapes:
+ * each chunk's tile index entries come with its codes, a warp prefix sum of
+ * the units' escape counts places each lane's, and the first 128 bytes of
+ * the tile's escapes are loaded a step ahead, one word a lane, into a
+ * window in shared memory (past it, global loads). An escape whose exponent
+ * is one of the layout's hints (palette[8..15]) gets that entry's nibble
+ * before the table lookup; the rare others are written into the decoded
+ * pair (r11_escape). */
+template <int NT, int WM, int WK, bool XVEC, int PD, bool XALL, bool R11 = false>
 __device__ __forceinline__ void
 r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 	  uint16_t *__restrict__ y, float *__restrict__ part, uint32_t cps)
@@ -172,6 +196,22 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 	const uint32_t nsteps = (ce - cb + WK - 1) / WK;
 	const uint32_t row0 = (blockIdx.x * WM + wm) * 16 + g;
 	r12_table(tab, a.pal);
+	/* R11: the warp's tile row, its height (units of a tile: 4 gh) */
+	const uint32_t grp = blockIdx.x * WM + wm;
+	const uint32_t gh = R11 && 16 * grp < a.rows ? min(16u, a.rows - 16 * grp) : 0;
+	const uint8_t *gcode = R11 ? a.nib + (uint64_t)grp * a.nstride : NULL;
+	__shared__ uint32_t ewin[R11 ? WM * WK : 1][32];
+	/* R11: exponent -> table index of the hint holding it (8..15), else 7 */
+	__shared__ uint8_t emap[R11 ? 256 : 1];
+	if (R11)
+		for (int v = threadIdx.x; v < 256; v += blockDim.x) {
+			uint32_t code = 7;
+#pragma unroll
+			for (int i = 15; i >= 8; i--)
+				code = ((a.pal[i / 4] >> 8 * (i % 4)) & 0xff) == (uint32_t)v ? i : code;
+			emap[v] = (uint8_t)code;
+		}
+	uint32_t ewv = 0, ewbase = 0;   /* this lane's word of the next window, its base */
 
 	const uint8_t *mrow[2], *nrow[2];
 	bool rok[2];
@@ -185,6 +225,40 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 		pnext[h] = pend[h] = 0;
 		pcol[h] = UINT32_MAX;
 	}
+
+	/* the planes of chunk c for row half h; R11: the sign|mantissa bytes,
+	 * the unit's three code words, and (all lanes) tile index entry c + h */
+	auto load = [&](r12_raw32 &r, int h, uint32_t c, bool ok) {
+		if (!R11) {
+			r12_load32<XVEC>(r, mrow[h], nrow[h], c * KC + 32 * t, a.cols, ok);
+			return;
+		}
+		uint4 s0 = make_uint4(0, 0, 0, 0), s1 = s0;
+		r.ix[0] = r.ix[1] = r.ix[2] = 0;
+		if (ok) {
+			s0 = ld_stream(mrow[h] + c * KC + 32 * t);
+			s1 = ld_stream(mrow[h] + c * KC + 32 * t + 16);
+			const uint32_t *cw = (const uint32_t *)(gcode + (uint64_t)c * 48 * gh) + lane + 32 * h;
+			r.ix[0] = __ldg(cw);
+			r.ix[1] = __ldg(cw + 4 * gh);
+			r.ix[2] = __ldg(cw + 8 * gh);
+		}
+		r.sm[0] = s0.x, r.sm[1] = s0.y, r.sm[2] = s0.z, r.sm[3] = s0.w;
+		r.sm[4] = s1.x, r.sm[5] = s1.y, r.sm[6] = s1.z, r.sm[7] = s1.w;
+		r.ix[3] = gh && c < ce ? __ldg(a.pgrp + (uint64_t)grp * a.nk + c + h) : 0;
+	};
+	/* R11: this lane's word of the escape window of a chunk whose escapes
+	 * start at first (none past the escapes) */
+	auto window = [&](uint32_t first) {
+		ewbase = first & ~3u;
+		const uint32_t at = ewbase + 4 * lane;
+		ewv = 0;
+		if (at + 4 <= a.npatch)
+			ewv = __ldg((const uint32_t *)(a.esc + at));
+		else
+			for (uint32_t i = at; i < a.npatch && i < at + 4; i++)
+				ewv |= (uint32_t)__ldg(a.esc + i) << (8 * (i - at));
+	};
 
 	/* x columns of step st (WK chunks) into buffer buf */
 	auto stage = [&](uint32_t st, uint32_t buf) {
@@ -224,8 +298,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 #pragma unroll
 		for (int h = 0; h < 2; h++) {
 			const uint32_t c = ch + i * WK;
-			r12_load32<XVEC>(q[i][h], mrow[h], nrow[h], c * KC + 32 * t, a.cols,
-					      rok[h] && c < ce);
+			load(q[i][h], h, c, rok[h] && c < ce);
 		}
 	if (XALL)
 		for (uint32_t st = 0; st < nsteps; st++)
@@ -234,7 +307,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 		stage(0, 0);
 	cp_commit();
 	/* with the first loads in flight: this warp's patches */
-	if (a.npatch && row0 - g < a.rows) {
+	if (!R11 && a.npatch && row0 - g < a.rows) {
 		uint32_t p0[2], p1[2];
 		patch_rows(a, row0 / 16, g, p0, p1);
 #pragma unroll
@@ -245,6 +318,8 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 				pcol[h] = (a.patch[p0[h]] >> 8) & 0xfffff;
 			}
 	}
+	if (R11)
+		window(q[0][0].ix[3]);
 	if (XALL) {
 		cp_wait_all();
 		__syncthreads();
@@ -256,8 +331,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 			stage(st + 1, (st + 1) & 1);
 #pragma unroll
 		for (int h = 0; h < 2; h++)
-			r12_load32<XVEC>(q[PD][h], mrow[h], nrow[h], chf * KC + 32 * t, a.cols,
-					      rok[h] && chf < ce);
+			load(q[PD][h], h, chf, rok[h] && chf < ce);
 		r12_raw32 (&cur)[2] = q[0];
 		if (!XALL) {
 			cp_commit();
@@ -267,8 +341,63 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 		if (ch < ce) {
 			const uint32_t c = ch * KC + 32 * t;
 			uint32_t w[2][16];
+			if (R11) {
+				__syncwarp();
+				ewin[warp][lane] = ewv;
+				__syncwarp();
+				const uint32_t wbase = ewbase;
+				if (more)
+					window(q[1][0].ix[3]);  /* the next chunk's, a step ahead */
+				uint32_t m[2], pre[2];
 #pragma unroll
-			for (int h = 0; h < 2; h++) {
+				for (int h = 0; h < 2; h++)
+					m[h] = cur[h].ix[0] & cur[h].ix[1] & cur[h].ix[2];
+				/* escapes before each unit: unit l (row g) before 32 + l */
+				uint32_t n0 = __popc(m[0]), n1 = __popc(m[1]);
+#pragma unroll
+				for (int d = 1; d < 32; d <<= 1) {
+					const uint32_t v0 = __shfl_up_sync(0xffffffffu, n0, d);
+					const uint32_t v1 = __shfl_up_sync(0xffffffffu, n1, d);
+					if (lane >= d) {
+						n0 += v0;
+						n1 += v1;
+					}
+				}
+				const uint32_t first = cur[0].ix[3];
+				const uint32_t lim = min(cur[1].ix[3], a.npatch);
+				pre[0] = first + n0 - __popc(m[0]);
+				pre[1] = first + __shfl_sync(0xffffffffu, n0, 31) + n1 - __popc(m[1]);
+				const uint8_t *win = (const uint8_t *)ewin[warp];
+				auto escaped = [&](uint32_t i) -> uint32_t {
+					const uint32_t off = i - wbase;
+					return off < 128 ? win[off] : i < lim ? __ldg(a.esc + i) : 0;
+				};
+#pragma unroll
+				for (int h = 0; h < 2; h++) {
+					/* an escape whose exponent is a hint becomes its table
+					 * index (8..15); the others are written after decoding */
+					uint32_t ix[4], i = pre[h], slow = 0;
+					r11_nibbles(cur[h].ix, ix);
+					for (uint32_t mm = m[h]; mm; mm &= mm - 1, i++) {
+						const uint32_t j = __ffs(mm) - 1, code = emap[escaped(i)];
+						if (code == 7) {
+							slow |= 1u << j;
+							continue;
+						}
+						const uint32_t d = (code ^ 7) << 4 * (j & 7);
+#pragma unroll
+						for (uint32_t k = 0; k < 4; k++)
+							ix[k] ^= j >> 3 == k ? d : 0;
+					}
+					r12_decode32(tab, cur[h].sm, ix, w[h]);
+					for (; slow; slow &= slow - 1) {
+						const uint32_t j = __ffs(slow) - 1;
+						r11_escape(w[h], j, escaped(pre[h] + __popc(m[h] & ((1u << j) - 1))));
+					}
+				}
+			}
+#pragma unroll
+			for (int h = 0; h < 2 && !R11; h++) {
 				r12_decode32(tab, cur[h].sm, cur[h].ix, w[h]);
 				if (pcol[h] < c + 32)
 					r12_patch32(w[h], pnext[h], pend[h], pcol[h], a.patch, c);
@@ -356,12 +485,12 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 		}
 }
 
-template <int NT, int WM, int WK, bool XVEC, int PD, bool XALL>
+template <int NT, int WM, int WK, bool XVEC, int PD, bool XALL, bool R11 = false>
 __global__ void __launch_bounds__(32 * WM * WK)
 r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batch,
 		 uint16_t *__restrict__ y, float *__restrict__ part, uint32_t cps)
 {
-	r12_fused<NT, WM, WK, XVEC, PD, XALL>(a, x, batch, y, part, cps);
+	r12_fused<NT, WM, WK, XVEC, PD, XALL, R11>(a, x, batch, y, part, cps);
 }
 
 /* Two tensors that share x (uwk_matmul2), one per blockIdx.z, their grids
@@ -467,12 +596,26 @@ static const struct pair_kind {
 	{ 8, 1, 3, (const void *)r12_fused2_kernel<8, 8, 1, false>, NULL },
 };
 
+/* The R11 kernels: AUTO's shape at each n-tile count (default_kind), pf 2,
+ * 16-byte rows and x only. */
+static const struct r11_kind {
+	int wm, wk;
+	const void *fn, *xall;
+} r11_kinds[4] = {
+	{ 4, 2, (const void *)r12_fused_kernel<1, 4, 2, true, 2, false, true>,
+	  (const void *)r12_fused_kernel<1, 4, 2, true, 2, true, true> },
+	{ 4, 1, (const void *)r12_fused_kernel<2, 4, 1, true, 2, false, true>, NULL },
+	{ 8, 1, (const void *)r12_fused_kernel<4, 8, 1, true, 2, false, true>, NULL },
+	{ 8, 1, (const void *)r12_fused_kernel<8, 8, 1, true, 2, false, true>, NULL },
+};
+
 /* The kernels one launch may take: fn, and xall (NULL: not built) for the
  * barrier-free loop where the block's x fits; a kernel of fused_fn's
  * arguments, or (pair) r12_fused2_kernel's. */
 struct fused_variant {
 	int wm, wk, pair;
 	const void *fn, *xall;
+	uint32_t xall_max;        /* x staged once up to this many bytes (0: XALL_MAX) */
 };
 
 static struct fused_variant kind_variant(const struct fused_kind *k, size_t batch, bool xvec,
@@ -537,7 +680,7 @@ static int fused_plan_make(const struct fused_variant *v, uint64_t tiles, uint32
 			   struct uwerr *e)
 {
 	const int ntl = nt_log2(batch), nt = 1 << ntl;
-	const uint32_t nch = (cols + KC - 1) / KC;
+	const uint32_t nch = (cols + KC - 1) / KC, xall_max = v->xall_max ? v->xall_max : XALL_MAX;
 	p->threads = 32 * v->wm * v->wk;
 	p->fn = v->fn;
 	p->smem = fused_smem(nt, v->wm, v->wk, batch, 2);
@@ -560,7 +703,7 @@ static int fused_plan_make(const struct fused_variant *v, uint64_t tiles, uint32
 		uint64_t want = (wave + tiles / 2) / tiles;
 		if (nt == 1) {
 			/* at least the splits that let XALL hold the block's x */
-			const uint64_t cps_max = (XALL_MAX / x_step_bytes(nt, v->wk, batch)) * v->wk;
+			const uint64_t cps_max = (xall_max / x_step_bytes(nt, v->wk, batch)) * v->wk;
 			const uint64_t need = cps_max ? (nch + cps_max - 1) / cps_max : most;
 			if (want < need)
 				want = need;
@@ -576,7 +719,7 @@ static int fused_plan_make(const struct fused_variant *v, uint64_t tiles, uint32
 	p->cps = (nch + ks - 1) / ks;
 	p->ks = (int)((nch + p->cps - 1) / p->cps);   /* no empty split */
 	const size_t all = fused_smem(nt, v->wm, v->wk, batch, (p->cps + v->wk - 1) / v->wk);
-	if (nt == 1 && all <= XALL_MAX && v->xall) {
+	if (nt == 1 && all <= xall_max && v->xall) {
 		p->fn = v->xall;
 		p->smem = all;
 	}
@@ -645,6 +788,32 @@ static int fused_run(const struct r12_args *a, const struct fused_kind *k, int k
 	return fused_launch(&m, 1, &p, k->wm, x, batch, s, ctx, e);
 }
 
+/* Whether the fused kernel reads this R11 tensor with this x: every tile
+ * full width, rows and x on 16 bytes. */
+static bool r11_fusable(const struct r12_args *a, const void *x)
+{
+	return a->cols % KC == 0 && a->aligned && (uintptr_t)x % 16 == 0;
+}
+
+static int r11_fused_run(const struct r12_args *a, const void *x, size_t batch, void *y,
+			 cudaStream_t s, struct uwk_ctx *ctx, struct uwerr *e)
+{
+	const struct r11_kind &k = r11_kinds[nt_log2(batch)];
+	/* R11's static shared memory: the table, the escape windows, the
+	 * exponent map (+ alignment) */
+	const uint32_t stat = 1024 + 128 * k.wm * k.wk + 256 + 64;
+	const struct fused_variant v = { k.wm, k.wk, 0, k.fn, k.xall,
+					 std::min(XALL_MAX, (48u << 10) - stat) };
+	struct fused_plan p;
+	int rc = fused_plan_make(&v, row_tiles(a->rows, k.wm), a->cols, batch, 0, ctx, &p, e);
+	if (rc < 0)
+		return rc;
+	struct r12_two m = {};
+	m.a[0] = *a;
+	m.y[0] = (uint16_t *)y;
+	return fused_launch(&m, 1, &p, k.wm, x, batch, s, ctx, e);
+}
+
 /* The checks every matmul entry shares. */
 static int matmul_args(const struct uw_layout *l, const void *base, const void *x,
 		       size_t batch, void *y, struct uwk_ctx *ctx, struct uwerr *e)
@@ -682,13 +851,15 @@ static int decode_scratch(const struct uw_layout *l, const void *base, cudaStrea
 			  struct uwk_ctx *ctx, struct uwerr *e)
 {
 	struct r12_args a;
-	int rc = uwk_ctx_reserve(&ctx->scratch, &ctx->scratch_bytes, 2 * l->rows * l->cols,
-				 "decode scratch", e);
-	if (rc == 0 && l->format == UW_FORMAT_R11)
-		return uwk_decode_r11(l, base, (uint16_t *)ctx->scratch, s, e);
+	const bool r11 = l->format == UW_FORMAT_R11;
+	int rc = r11 ? uwk_r11_args_make(l, base, &a, e) : uwk_args_make(l, base, &a, e);
 	if (rc == 0)
-		rc = uwk_args_make(l, base, &a, e);
-	return rc == 0 ? uwk_decode_r12(&a, (uint16_t *)ctx->scratch, s, e) : rc;
+		rc = uwk_ctx_reserve(&ctx->scratch, &ctx->scratch_bytes, 2 * l->rows * l->cols,
+				     "decode scratch", e);
+	if (rc < 0)
+		return rc;
+	return r11 ? uwk_decode_r11(&a, (uint16_t *)ctx->scratch, s, e)
+		   : uwk_decode_r12(&a, (uint16_t *)ctx->scratch, s, e);
 }
 
 static int matmul_fail(struct uwerr *e, int rc, const struct uw_layout *l, size_t batch)
@@ -710,26 +881,36 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 	if (pipe == UWK_PIPE_AUTO && l->format == UW_FORMAT_R12 &&
 	    (tuned = tune_table_find(ctx->tune, l->rows, l->cols, batch)))
 		pipe = tuned->pipe == TUNE_PIPE_GEMM ? UWK_PIPE_DECODE_GEMM : UWK_PIPE_FUSED;
+	struct r12_args a;
+	const bool r11 = l->format == UW_FORMAT_R11;
+	if (r11 && (rc = uwk_r11_args_make(l, dev_base, &a, e)) < 0)
+		return matmul_fail(e, rc, l, batch);
 	if (pipe == UWK_PIPE_AUTO)
-		pipe = l->format == UW_FORMAT_R12 && batch <= UWK_AUTO_FUSED_MAX_BATCH ?
-		       UWK_PIPE_FUSED : UWK_PIPE_DECODE_GEMM;
+		pipe = (l->format == UW_FORMAT_R12 || (r11 && r11_fusable(&a, x))) &&
+		       batch <= UWK_AUTO_FUSED_MAX_BATCH ? UWK_PIPE_FUSED : UWK_PIPE_DECODE_GEMM;
 	if (pipe != UWK_PIPE_FUSED)
 		tuned = NULL;
-	if (l->format != UW_FORMAT_R12 && pipe == UWK_PIPE_FUSED)
-		return uwerr_set(e, EINVAL, "uwk_matmul: fused pipeline of a %s tensor (R12 only)",
-				 l->format == UW_FORMAT_RAW ? "RAW" : "R11");
+	if (l->format == UW_FORMAT_RAW && pipe == UWK_PIPE_FUSED)
+		return uwerr_set(e, EINVAL, "uwk_matmul: fused pipeline of a RAW tensor (R12, R11 only)");
+	if (r11 && pipe == UWK_PIPE_FUSED && !r11_fusable(&a, x))
+		return uwerr_set(e, EINVAL, "uwk_matmul: fused pipeline of an R11 tensor of %llu columns "
+				 "with x at %p (it takes multiples of 128 and 16-byte aligned x)",
+				 (unsigned long long)l->cols, x);
 	if (l->format == UW_FORMAT_RAW) {
 		rc = uwk_blas_gemm(ctx, dev_base, l->rows, l->cols, x, batch, y, CUDA_R_16BF, s, e);
 		return rc < 0 ? matmul_fail(e, rc, l, batch) : 0;
 	}
-	struct r12_args a;
 	switch (pipe) {
 	case UWK_PIPE_FUSED: {
-		if ((rc = uwk_args_make(l, dev_base, &a, e)) < 0)
-			break;
 		if (batch > UWK_FUSED_MAX_BATCH)
 			return uwerr_set(e, EINVAL, "uwk_matmul: fused pipeline at batch %zu (max %d)",
 					 batch, UWK_FUSED_MAX_BATCH);
+		if (r11) {
+			rc = r11_fused_run(&a, x, batch, y, s, ctx, e);
+			break;
+		}
+		if ((rc = uwk_args_make(l, dev_base, &a, e)) < 0)
+			break;
 		const struct fused_kind *k = tuned && tuned->pf >= 1 && tuned->pf <= UWK_NPF ?
 					     find_kind(tuned->wm, tuned->wk) : NULL;
 		rc = k ? fused_run(&a, k, tuned->ks, tuned->pf, x, batch, y, s, ctx, e) : -ENOTSUP;

@@ -8,6 +8,7 @@
  * than 128 columns take an element-by-element path. */
 #include <errno.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels/cuda/uwk_int.h"
 
@@ -17,36 +18,6 @@ extern "C" {
 
 #define R11_THREADS 256
 
-struct r11_args {
-	const uint8_t *mant;      /* sign|mantissa plane, row stride mstride */
-	const uint8_t *code;      /* code plane, group stride gstride */
-	const uint32_t *first;    /* [tiles + 1] first escape of each tile */
-	const uint8_t *esc;       /* [npatch] escaped exponents */
-	uint64_t mstride, gstride, tiles;
-	uint32_t rows, cols, nk, npatch;
-	uint32_t vec;             /* rows of the sign|mantissa plane start on 16 bytes */
-	uint32_t pal[4];          /* palette bytes, the escape code's (7) 0 */
-};
-
-/* Bit i of the low byte of x moved to bit 4i. */
-__device__ __forceinline__ uint32_t spread8(uint32_t x)
-{
-	x &= 0xffu;
-	x = (x | x << 12) & 0x000f000fu;
-	x = (x | x << 6) & 0x03030303u;
-	return (x | x << 3) & 0x11111111u;
-}
-
-/* The codes of a unit's 32 elements from its bit words b, as R12 index
- * nibbles: ix[q] holds elements 8q .. 8q + 7, 4 bits each. */
-__device__ __forceinline__ void r11_nibbles(const uint32_t b[3], uint32_t ix[4])
-{
-#pragma unroll
-	for (int q = 0; q < 4; q++)
-		ix[q] = spread8(b[0] >> 8 * q) | spread8(b[1] >> 8 * q) << 1 |
-			spread8(b[2] >> 8 * q) << 2;
-}
-
 __device__ __forceinline__ uint16_t bf16_of(uint32_t ex, uint32_t sm)
 {
 	return (uint16_t)((sm & 0x80u) << 8 | ex << 7 | (sm & 0x7fu));
@@ -55,7 +26,7 @@ __device__ __forceinline__ uint16_t bf16_of(uint32_t ex, uint32_t sm)
 /* The exponent of escape i of a tile whose escapes end at lim: a corrupt
  * index or code plane reads nothing outside the escapes (the element gets
  * exponent 0; the tensor's CRC tells). */
-__device__ __forceinline__ uint32_t esc_at(const r11_args &a, uint32_t i, uint32_t lim)
+__device__ __forceinline__ uint32_t esc_at(const r12_args &a, uint32_t i, uint32_t lim)
 {
 	return i < lim ? a.esc[i] : 0;
 }
@@ -63,21 +34,21 @@ __device__ __forceinline__ uint32_t esc_at(const r11_args &a, uint32_t i, uint32
 /* ST16: cols % 8 == 0 and out 16-byte aligned: 8 elements a store. */
 template <bool ST16>
 __global__ void __launch_bounds__(R11_THREADS)
-r11_decode_kernel(const r11_args a, uint16_t *__restrict__ out)
+r11_decode_kernel(const r12_args a, uint16_t *__restrict__ out)
 {
 	__shared__ uint32_t tab[256];
 	r12_table(tab, a.pal);
 	__syncthreads();
 	const uint32_t lane = threadIdx.x & 31;
 	const uint64_t nwarps = (uint64_t)gridDim.x * blockDim.x / 32;
-	for (uint64_t t = ((uint64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; t < a.tiles;
+	for (uint64_t t = ((uint64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; t < (uint64_t)((a.rows + 15) / 16) * a.nk;
 	     t += nwarps) {
 		const uint32_t g = (uint32_t)(t / a.nk), k = (uint32_t)(t % a.nk);
 		const uint32_t r0 = 16 * g, c0 = 128 * k;
 		const uint32_t h = min(16u, a.rows - r0), w = min(128u, a.cols - c0);
 		const uint32_t units = (h * w + 31) / 32;
-		const uint32_t *code = (const uint32_t *)(a.code + g * a.gstride + (uint64_t)k * 48 * h);
-		const uint32_t lim = min(a.first[t + 1], a.npatch);
+		const uint32_t *code = (const uint32_t *)(a.nib + g * a.nstride + (uint64_t)k * 48 * h);
+		const uint32_t lim = min(a.pgrp[t + 1], a.npatch);
 		uint32_t b[2][3], m[2], pre[2];
 #pragma unroll
 		for (int hh = 0; hh < 2; hh++) {
@@ -99,8 +70,8 @@ r11_decode_kernel(const r11_args a, uint16_t *__restrict__ out)
 			}
 		}
 		const uint32_t tot0 = __shfl_sync(0xffffffffu, c0n, 31);
-		pre[0] = a.first[t] + c0n - __popc(m[0]);
-		pre[1] = a.first[t] + tot0 + c1n - __popc(m[1]);
+		pre[0] = a.pgrp[t] + c0n - __popc(m[0]);
+		pre[1] = a.pgrp[t] + tot0 + c1n - __popc(m[1]);
 #pragma unroll
 		for (int hh = 0; hh < 2; hh++) {
 			const uint32_t u = lane + 32 * hh;
@@ -110,7 +81,7 @@ r11_decode_kernel(const r11_args a, uint16_t *__restrict__ out)
 				const uint32_t row = r0 + u / 4, col = c0 + 32 * (u % 4);
 				const uint8_t *mrow = a.mant + (uint64_t)row * a.mstride + col;
 				uint32_t sm[8], ix[4], v[16];
-				if (a.vec) {
+				if (a.aligned) {
 					const uint4 s0 = ld_stream(mrow), s1 = ld_stream(mrow + 16);
 					sm[0] = s0.x, sm[1] = s0.y, sm[2] = s0.z, sm[3] = s0.w;
 					sm[4] = s1.x, sm[5] = s1.y, sm[6] = s1.z, sm[7] = s1.w;
@@ -153,10 +124,12 @@ r11_decode_kernel(const r11_args a, uint16_t *__restrict__ out)
 	}
 }
 
-int uwk_decode_r11(const struct uw_layout *l, const void *dev_base, uint16_t *out,
-		   cudaStream_t s, struct uwerr *e)
+int uwk_r11_args_make(const struct uw_layout *l, const void *dev_base, struct r12_args *a,
+		      struct uwerr *e)
 {
-	int rc, dev, sms;
+	int rc;
+	if (!l)
+		return uwerr_set(e, EINVAL, "layout: NULL");
 	if ((rc = res_validate(l, l->nbytes, e)) < 0)
 		return rc;
 	if (l->format != UW_FORMAT_R11)
@@ -164,38 +137,45 @@ int uwk_decode_r11(const struct uw_layout *l, const void *dev_base, uint16_t *ou
 	if (l->rows > INT32_MAX || l->cols > INT32_MAX)
 		return uwerr_set(e, EINVAL, "layout: %llux%llu (the kernels take up to %d a side)",
 				 (unsigned long long)l->rows, (unsigned long long)l->cols, INT32_MAX);
-	if ((rc = uwk_check_ptr(dev_base, RES_ALIGN, "tensor base", e)) < 0 ||
-	    (rc = uwk_check_ptr(out, 2, "output", e)) < 0)
+	if ((rc = uwk_check_ptr(dev_base, RES_ALIGN, "tensor base", e)) < 0)
 		return rc;
 	const uint8_t *base = (const uint8_t *)dev_base;
-	struct r11_args a;
-	a.mant = base + l->mant_off;
-	a.code = base + l->nib_off;
-	a.first = (const uint32_t *)(base + l->patch_grp_off);
-	a.esc = base + l->patch_off;
-	a.mstride = l->mant_stride;
-	a.gstride = l->nib_stride;
-	a.rows = (uint32_t)l->rows;
-	a.cols = (uint32_t)l->cols;
-	a.nk = (a.cols + 127) / 128;
-	a.tiles = (uint64_t)((a.rows + 15) / 16) * a.nk;
-	a.npatch = (uint32_t)l->npatch;
-	a.vec = l->mant_stride % 16 == 0;     /* mant_off: a multiple of 16 */
+	memset(a, 0, sizeof(*a));
+	a->mant = base + l->mant_off;
+	a->nib = base + l->nib_off;
+	a->pgrp = (const uint32_t *)(base + l->patch_grp_off);
+	a->esc = base + l->patch_off;
+	a->mstride = l->mant_stride;
+	a->nstride = l->nib_stride;
+	a->rows = (uint32_t)l->rows;
+	a->cols = (uint32_t)l->cols;
+	a->nk = (a->cols + 127) / 128;
+	a->npatch = (uint32_t)l->npatch;
+	a->aligned = l->mant_stride % 16 == 0;     /* mant_off: a multiple of 16 */
 	for (int i = 0; i < 4; i++)
-		a.pal[i] = (uint32_t)l->palette[4 * i] | (uint32_t)l->palette[4 * i + 1] << 8 |
-			   (uint32_t)l->palette[4 * i + 2] << 16 |
-			   (uint32_t)(i == 1 ? 0 : l->palette[4 * i + 3]) << 24;
-	const bool st16 = a.cols % 8 == 0 && (uintptr_t)out % 16 == 0;
+		a->pal[i] = (uint32_t)l->palette[4 * i] | (uint32_t)l->palette[4 * i + 1] << 8 |
+			    (uint32_t)l->palette[4 * i + 2] << 16 |
+			    (uint32_t)(i == 1 ? 0 : l->palette[4 * i + 3]) << 24;
+	return 0;
+}
+
+int uwk_decode_r11(const struct r12_args *a, uint16_t *out, cudaStream_t s, struct uwerr *e)
+{
+	int rc, dev, sms;
+	if ((rc = uwk_check_ptr(out, 2, "output", e)) < 0)
+		return rc;
+	const bool st16 = a->cols % 8 == 0 && (uintptr_t)out % 16 == 0;
 	auto fn = st16 ? r11_decode_kernel<true> : r11_decode_kernel<false>;
 	int per_sm = 0;
 	UWK_CK(e, cudaGetDevice(&dev));
 	UWK_CK(e, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
 	UWK_CK(e, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, R11_THREADS, 0));
-	uint64_t blocks = (a.tiles * 32 + R11_THREADS - 1) / R11_THREADS;
+	const uint64_t tiles = (uint64_t)((a->rows + 15) / 16) * a->nk;
+	uint64_t blocks = (tiles * 32 + R11_THREADS - 1) / R11_THREADS;
 	const uint64_t wave = (uint64_t)sms * (per_sm > 0 ? per_sm : 1);
 	if (blocks > wave)
 		blocks = wave;
-	fn<<<(unsigned)blocks, R11_THREADS, 0, s>>>(a, out);
+	fn<<<(unsigned)blocks, R11_THREADS, 0, s>>>(*a, out);
 	UWK_CK(e, cudaGetLastError());
 	return 0;
 }

@@ -17,16 +17,22 @@ extern "C" {
 
 #define UWK_NPF 2           /* prefetch depths built: pf = PD = 1, 2 (3 never won, v6) */
 
-/* One R12 tensor as the kernels see it (validated by uwk_args_make). */
+/* One R12 or R11 tensor as the kernels see it (validated by uwk_args_make,
+ * uwk_r11_args_make). */
 struct r12_args {
 	const uint8_t *mant;      /* sign|mantissa plane, row stride mstride */
-	const uint8_t *nib;       /* index plane, row stride nstride */
-	const uint32_t *pgrp;     /* [groups + 1] first patch of each 16-row group */
-	const uint32_t *patch;    /* [npatch] (row % 16) << 28 | col << 8 | exponent, ascending */
+	const uint8_t *nib;       /* R12: index plane, row stride nstride;
+				   * R11: code plane, 16-row group stride nstride */
+	const uint32_t *pgrp;     /* R12: [groups + 1] first patch of each 16-row group;
+				   * R11: [tiles + 1] first escape of each tile */
+	const uint32_t *patch;    /* R12: [npatch] (row % 16) << 28 | col << 8 | exponent, ascending */
+	const uint8_t *esc;       /* R11: [npatch] escaped exponents */
 	uint64_t mstride, nstride;
 	uint32_t rows, cols, npatch;
-	uint32_t aligned;         /* both planes' rows start on 16 bytes: vector loads */
-	uint32_t pal[4];          /* the 16 palette bytes, little-endian */
+	uint32_t nk;              /* R11: tiles across, ceil(cols / 128) */
+	uint32_t aligned;         /* R12: both planes' rows start on 16 bytes: vector loads;
+				   * R11: the sign|mantissa plane's do */
+	uint32_t pal[4];          /* the 16 palette bytes, little-endian (R11: 0 for code 7) */
 };
 
 struct uwk_ctx {
@@ -71,9 +77,11 @@ int uwk_ctx_reserve(void **buf, size_t *have, size_t bytes, const char *what,
 /* Queue the R12 decode of a (checked) into out, BF16 [rows][cols]. */
 int uwk_decode_r12(const struct r12_args *a, uint16_t *out, cudaStream_t s,
 		   struct uwerr *e);
-/* Check an R11 layout and its base, and queue its decode into out (r11.cu). */
-int uwk_decode_r11(const struct uw_layout *l, const void *dev_base, uint16_t *out,
-		   cudaStream_t s, struct uwerr *e);
+/* R11 (r11.cu): check a layout and its base and fill *a; queue the decode
+ * of a (checked) into out. */
+int uwk_r11_args_make(const struct uw_layout *l, const void *dev_base, struct r12_args *a,
+		      struct uwerr *e);
+int uwk_decode_r11(const struct r12_args *a, uint16_t *out, cudaStream_t s, struct uwerr *e);
 
 /* ---- device helpers ---- */
 
@@ -125,6 +133,25 @@ __device__ __forceinline__ void r12_decode32(const uint32_t *tab, const uint32_t
 		w[2 * q] = r12_pair<0>(sm[q], tab[b & 0xff]);
 		w[2 * q + 1] = r12_pair<1>(sm[q], tab[(b >> 8) & 0xff]);
 	}
+}
+
+/* Bit i of the low byte of x moved to bit 4i. */
+__device__ __forceinline__ uint32_t spread8(uint32_t x)
+{
+	x &= 0xffu;
+	x = (x | x << 12) & 0x000f000fu;
+	x = (x | x << 6) & 0x03030303u;
+	return (x | x << 3) & 0x11111111u;
+}
+
+/* The R11 codes of a unit's 32 elements from its three bit words b, as
+ * R12 index nibbles: ix[q] holds elements 8q .. 8q + 7, 4 bits each. */
+__device__ __forceinline__ void r11_nibbles(const uint32_t b[3], uint32_t ix[4])
+{
+#pragma unroll
+	for (int q = 0; q < 4; q++)
+		ix[q] = spread8(b[0] >> 8 * q) | spread8(b[1] >> 8 * q) << 1 |
+			spread8(b[2] >> 8 * q) << 2;
 }
 
 /* Read-once 16-byte load that skips L1: the planes are streamed. */
