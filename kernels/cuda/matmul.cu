@@ -201,16 +201,9 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 	const uint32_t gh = R11 && 16 * grp < a.rows ? min(16u, a.rows - 16 * grp) : 0;
 	const uint8_t *gcode = R11 ? a.nib + (uint64_t)grp * a.nstride : NULL;
 	__shared__ uint32_t ewin[R11 ? WM * WK : 1][32];
-	/* R11: exponent -> table index of the hint holding it (8..15), else 7 */
 	__shared__ uint8_t emap[R11 ? 256 : 1];
 	if (R11)
-		for (int v = threadIdx.x; v < 256; v += blockDim.x) {
-			uint32_t code = 7;
-#pragma unroll
-			for (int i = 15; i >= 8; i--)
-				code = ((a.pal[i / 4] >> 8 * (i % 4)) & 0xff) == (uint32_t)v ? i : code;
-			emap[v] = (uint8_t)code;
-		}
+		r11_emap(emap, a.pal);
 	uint32_t ewv = 0, ewbase = 0;   /* this lane's word of the next window, its base */
 
 	const uint8_t *mrow[2], *nrow[2];
@@ -248,16 +241,10 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 		r.ix[3] = gh && c < ce ? __ldg(a.pgrp + (uint64_t)grp * a.nk + c + h) : 0;
 	};
 	/* R11: this lane's word of the escape window of a chunk whose escapes
-	 * start at first (none past the escapes) */
+	 * start at first */
 	auto window = [&](uint32_t first) {
 		ewbase = first & ~3u;
-		const uint32_t at = ewbase + 4 * lane;
-		ewv = 0;
-		if (at + 4 <= a.npatch)
-			ewv = __ldg((const uint32_t *)(a.esc + at));
-		else
-			for (uint32_t i = at; i < a.npatch && i < at + 4; i++)
-				ewv |= (uint32_t)__ldg(a.esc + i) << (8 * (i - at));
+		ewv = r11_window(a, first, lane);
 	};
 
 	/* x columns of step st (WK chunks) into buffer buf */
@@ -353,20 +340,9 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 				for (int h = 0; h < 2; h++)
 					m[h] = cur[h].ix[0] & cur[h].ix[1] & cur[h].ix[2];
 				/* escapes before each unit: unit l (row g) before 32 + l */
-				uint32_t n0 = __popc(m[0]), n1 = __popc(m[1]);
-#pragma unroll
-				for (int d = 1; d < 32; d <<= 1) {
-					const uint32_t v0 = __shfl_up_sync(0xffffffffu, n0, d);
-					const uint32_t v1 = __shfl_up_sync(0xffffffffu, n1, d);
-					if (lane >= d) {
-						n0 += v0;
-						n1 += v1;
-					}
-				}
+				r11_prefix(m, lane, pre);
 				const uint32_t first = cur[0].ix[3];
 				const uint32_t lim = min(cur[1].ix[3], a.npatch);
-				pre[0] = first + n0 - __popc(m[0]);
-				pre[1] = first + __shfl_sync(0xffffffffu, n0, 31) + n1 - __popc(m[1]);
 				const uint8_t *win = (const uint8_t *)ewin[warp];
 				auto escaped = [&](uint32_t i) -> uint32_t {
 					const uint32_t off = i - wbase;
@@ -376,23 +352,14 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 				for (int h = 0; h < 2; h++) {
 					/* an escape whose exponent is a hint becomes its table
 					 * index (8..15); the others are written after decoding */
-					uint32_t ix[4], i = pre[h], slow = 0;
+					uint32_t ix[4];
 					r11_nibbles(cur[h].ix, ix);
-					for (uint32_t mm = m[h]; mm; mm &= mm - 1, i++) {
-						const uint32_t j = __ffs(mm) - 1, code = emap[escaped(i)];
-						if (code == 7) {
-							slow |= 1u << j;
-							continue;
-						}
-						const uint32_t d = (code ^ 7) << 4 * (j & 7);
-#pragma unroll
-						for (uint32_t k = 0; k < 4; k++)
-							ix[k] ^= j >> 3 == k ? d : 0;
-					}
+					const uint32_t i0 = first + pre[h];
+					uint32_t slow = r11_hints(ix, m[h], i0, emap, escaped);
 					r12_decode32(tab, cur[h].sm, ix, w[h]);
 					for (; slow; slow &= slow - 1) {
 						const uint32_t j = __ffs(slow) - 1;
-						r11_escape(w[h], j, escaped(pre[h] + __popc(m[h] & ((1u << j) - 1))));
+						r11_escape(w[h], j, escaped(i0 + __popc(m[h] & ((1u << j) - 1))));
 					}
 				}
 			}

@@ -154,6 +154,73 @@ __device__ __forceinline__ void r11_nibbles(const uint32_t b[3], uint32_t ix[4])
 			spread8(b[2] >> 8 * q) << 2;
 }
 
+/* R11: the escapes before units lane and 32 + lane of a tile (unit l's
+ * before unit 32 + l's), from the units' escape masks m. Warp-collective. */
+__device__ __forceinline__ void r11_prefix(const uint32_t m[2], uint32_t lane, uint32_t pre[2])
+{
+	uint32_t n0 = __popc(m[0]), n1 = __popc(m[1]);
+#pragma unroll
+	for (int d = 1; d < 32; d <<= 1) {
+		const uint32_t v0 = __shfl_up_sync(0xffffffffu, n0, d);
+		const uint32_t v1 = __shfl_up_sync(0xffffffffu, n1, d);
+		if (lane >= (uint32_t)d) {
+			n0 += v0;
+			n1 += v1;
+		}
+	}
+	pre[0] = n0 - __popc(m[0]);
+	pre[1] = __shfl_sync(0xffffffffu, n0, 31) + n1 - __popc(m[1]);
+}
+
+/* R11: emap[exponent] = the table index (8..15) of the layout's hint that
+ * holds it (palette[8..15]), else 7. Block-cooperative. */
+__device__ __forceinline__ void r11_emap(uint8_t *emap, const uint32_t pal[4])
+{
+	for (int v = threadIdx.x; v < 256; v += blockDim.x) {
+		uint32_t code = 7;
+#pragma unroll
+		for (int i = 15; i >= 8; i--)
+			code = ((pal[i / 4] >> 8 * (i % 4)) & 0xff) == (uint32_t)v ? i : code;
+		emap[v] = (uint8_t)code;
+	}
+}
+
+/* R11: lane's word of the 128-byte window of escapes from first & ~3 (0
+ * past the escapes). */
+__device__ __forceinline__ uint32_t r11_window(const struct r12_args &a, uint32_t first,
+					       uint32_t lane)
+{
+	const uint32_t at = (first & ~3u) + 4 * lane;
+	if (at + 4 <= a.npatch)
+		return __ldg((const uint32_t *)(a.esc + at));
+	uint32_t v = 0;
+	for (uint32_t i = at; i < a.npatch && i < at + 4; i++)
+		v |= (uint32_t)__ldg(a.esc + i) << (8 * (i - at));
+	return v;
+}
+
+/* R11: give the escapes of a unit (mask m, the first one escape i) whose
+ * exponent is a hint their table index in the unit's nibbles ix; returns
+ * the mask of the others. esc(i): the exponent of escape i. */
+template <class E>
+__device__ __forceinline__ uint32_t r11_hints(uint32_t ix[4], uint32_t m, uint32_t i,
+					      const uint8_t *emap, E esc)
+{
+	uint32_t slow = 0;
+	for (; m; m &= m - 1, i++) {
+		const uint32_t j = __ffs(m) - 1, code = emap[esc(i)];
+		if (code == 7) {
+			slow |= 1u << j;
+			continue;
+		}
+		const uint32_t d = (code ^ 7) << 4 * (j & 7);
+#pragma unroll
+		for (uint32_t k = 0; k < 4; k++)
+			ix[k] ^= j >> 3 == k ? d : 0;
+	}
+	return slow;
+}
+
 /* Read-once 16-byte load that skips L1: the planes are streamed. */
 __device__ __forceinline__ uint4 ld_stream(const void *p)
 {
