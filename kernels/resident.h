@@ -17,9 +17,9 @@
 #define RES_PATCH_GROUP 16     /* R12 rows sharing one patch index entry */
 #define RES_PAR_MIN (1u << 20) /* elements below which threads cost more than they save */
 
-/* What a BF16 matrix is kept as: RES_PREFER_SPEED, R12 (the fused
+/* What a BF16 matrix is kept as: RES_PREFER_SPEED, R12 (the fastest fused
  * kernels read it); RES_PREFER_SIZE, the smaller of R12 and R11 (about
- * 0.8 bits a weight less on trained weights; decoded before a GEMM). */
+ * 0.8 bits a weight less on trained weights, a slower fused kernel). */
 enum res_prefer { RES_PREFER_SPEED = 0, RES_PREFER_SIZE = 1 };
 
 /* Plan the resident layout of one tensor: for BF16 with ndim >= 2, the

@@ -44,14 +44,16 @@ extern "C" {
 /* The pipelines of uwk_matmul. */
 enum uwk_pipe {
 	UWK_PIPE_AUTO = 0,     /* the context's tuned choice, else by format and batch (below) */
-	UWK_PIPE_FUSED,        /* R12 read once, BF16 rebuilt in registers; batch <= UWK_FUSED_MAX_BATCH */
+	UWK_PIPE_FUSED,        /* R12 (R11: cols % 128 == 0, x 16-byte aligned) read once, BF16
+				* rebuilt in registers; batch <= UWK_FUSED_MAX_BATCH */
 	UWK_PIPE_DECODE_GEMM,  /* uwk_decode into the context's scratch, then cublasGemmEx */
 };
 
 #define UWK_FUSED_MAX_BATCH 64
 /* AUTO uses the fused kernel for R12 up to this batch (bench/NOTES.md has
- * the measurement behind it) and decode + cuBLAS above; R11 always decodes
- * before cuBLAS; RAW goes to cuBLAS. */
+ * the measurement behind it) and decode + cuBLAS above; R11 likewise where
+ * its columns are a multiple of 128 and x is 16-byte aligned, else decode +
+ * cuBLAS; RAW goes to cuBLAS. */
 #define UWK_AUTO_FUSED_MAX_BATCH 64
 
 /* Per-stream state of uwk_matmul: a cuBLAS handle, the decode scratch and the
