@@ -236,25 +236,13 @@ int r11_encode(struct uw_layout *l, const void *raw, size_t raw_bytes, void *dst
 				 (unsigned long long)tiles);
 	const int threads = nthreads > 0 || l->rows * l->cols >= RES_PAR_MIN ? nthreads : 1;
 	par_for(ngrp, threads, count_groups, &j);
-	uint64_t total = 0;
-	j.first[0] = 0;
-	for (uint64_t t = 0; t < tiles; t++) {
-		total += j.first[t + 1];
-		j.first[t + 1] = (uint32_t)(total <= UINT32_MAX ? total : 0);
-	}
-	if (total != l->npatch) {
+	if (res_count_index(j.first, tiles, l->npatch, "R11 palette", e) < 0) {
 		free(j.first);
-		return uwerr_set(e, EINVAL, "res_encode: data has %llu exponents outside the R11 palette, the layout %llu",
-				 (unsigned long long)total, (unsigned long long)l->npatch);
+		return -EINVAL;
 	}
-	uint8_t *d = dst;
-	const uint64_t mant_end = l->mant_off + l->rows * l->mant_stride;
 	const uint64_t hl = l->rows - (ngrp - 1) * R11_TILE_ROWS;
-	const uint64_t code_end = l->nib_off + (ngrp - 1) * l->nib_stride + group_code_bytes(l, hl);
-	memset(d + mant_end, 0, l->nib_off - mant_end);
-	memset(d + code_end, 0, l->patch_grp_off - code_end);
-	for (uint64_t t = 0; t <= tiles; t++)
-		le32_put(d + l->patch_grp_off + 4 * t, j.first[t]);
+	res_put_index(l, dst, l->nib_off + (ngrp - 1) * l->nib_stride + group_code_bytes(l, hl),
+		      j.first, tiles);
 	par_for(ngrp, threads, write_groups, &j);
 	free(j.first);
 	l->crc32c = crc32c(0, dst, l->nbytes);

@@ -123,6 +123,31 @@ int res_plan(int dtype, int ndim, const uint64_t *shape, const void *raw,
 	return 0;
 }
 
+int res_count_index(uint32_t *cnt, uint64_t n, uint64_t want, const char *what,
+		    struct uwerr *e)
+{
+	uint64_t total = 0;
+	cnt[0] = 0;
+	for (uint64_t k = 0; k < n; k++) {
+		total += cnt[k + 1];
+		cnt[k + 1] = (uint32_t)(total <= UINT32_MAX ? total : 0);
+	}
+	if (total != want)
+		return uwerr_set(e, EINVAL, "res_encode: data has %llu exponents outside the %s, the layout %llu",
+				 (unsigned long long)total, what, (unsigned long long)want);
+	return 0;
+}
+
+void res_put_index(const struct uw_layout *l, uint8_t *dst, uint64_t plane_end,
+		   const uint32_t *idx, uint64_t n)
+{
+	const uint64_t mant_end = l->mant_off + l->rows * l->mant_stride;
+	memset(dst + mant_end, 0, l->nib_off - mant_end);
+	memset(dst + plane_end, 0, l->patch_grp_off - plane_end);
+	for (uint64_t k = 0; k <= n; k++)
+		le32_put(dst + l->patch_grp_off + 4 * k, idx[k]);
+}
+
 void res_palette_index(const uint8_t palette[UW_PALETTE_SIZE], uint8_t idx[256])
 {
 	memset(idx, 0xff, 256);
@@ -238,24 +263,11 @@ int res_encode_mt(struct uw_layout *l, const void *raw, size_t raw_bytes,
 				 (unsigned long long)ngrp);
 	int threads = nthreads > 0 || l->rows * l->cols >= RES_PAR_MIN ? nthreads : 1;
 	par_for(ngrp, threads, r12_count, &j);
-	j.grp_patches[0] = 0;
-	uint64_t total = 0;
-	for (uint64_t g = 0; g < ngrp; g++) {
-		total += j.grp_patches[g + 1];
-		j.grp_patches[g + 1] = (uint32_t)(total <= UINT32_MAX ? total : 0);
-	}
-	if (total != l->npatch) {
+	if (res_count_index(j.grp_patches, ngrp, l->npatch, "palette", e) < 0) {
 		free(j.grp_patches);
-		return uwerr_set(e, EINVAL, "res_encode: data has %llu exponents outside the palette, the layout %llu",
-				 (unsigned long long)total, (unsigned long long)l->npatch);
+		return -EINVAL;
 	}
-	uint8_t *d = dst;
-	uint64_t mant_end = l->mant_off + l->rows * l->mant_stride;
-	uint64_t nib_end = l->nib_off + l->rows * l->nib_stride;
-	memset(d + mant_end, 0, l->nib_off - mant_end);
-	memset(d + nib_end, 0, l->patch_grp_off - nib_end);
-	for (uint64_t g = 0; g <= ngrp; g++)
-		le32_put(d + l->patch_grp_off + 4 * g, j.grp_patches[g]);
+	res_put_index(l, dst, l->nib_off + l->rows * l->nib_stride, j.grp_patches, ngrp);
 	par_for(ngrp, threads, r12_rows, &j);
 	free(j.grp_patches);
 	l->crc32c = crc32c(0, dst, l->nbytes);

@@ -37,6 +37,19 @@ int res_plan_shape(int dtype, int ndim, const uint64_t *shape, size_t raw_bytes,
 		   struct uw_layout *l, struct uwerr *e);
 void res_plan_hist(struct uw_layout *l, const uint64_t hist[256], int prefer);
 
+/* The encoders' counts of exponents outside the palette: cnt[1..n] (one
+ * per group of R12 rows or R11 tile) become the index, cnt[k] = the sum of
+ * those before k (cnt[0] = 0), which must total want (else -EINVAL, what
+ * names the palette). */
+int res_count_index(uint32_t *cnt, uint64_t n, uint64_t want, const char *what,
+		    struct uwerr *e);
+
+/* The rest of an R12 or R11 encoding but its planes: zeros in the gaps
+ * after the sign|mantissa plane and after the index (code) plane, which
+ * ends at plane_end, and the index idx[0..n] at patch_grp_off. */
+void res_put_index(const struct uw_layout *l, uint8_t *dst, uint64_t plane_end,
+		   const uint32_t *idx, uint64_t n);
+
 /* The exponent -> palette index map of R12 and R11 encoding (0xff: in no
  * entry); the first of repeated palette entries wins. */
 void res_palette_index(const uint8_t palette[UW_PALETTE_SIZE], uint8_t idx[256]);

@@ -336,7 +336,8 @@ START_TEST(test_decode_adversarial)
 }
 END_TEST
 
-/* Every BF16 tensor of stories260K: decode, and matmul for the 2-D ones. */
+/* Every BF16 tensor of stories260K as the preference _i keeps it (R12,
+ * R11): decode, and matmul for the 2-D ones. */
 START_TEST(test_real_weights)
 {
 	char path[4096];
@@ -344,7 +345,8 @@ START_TEST(test_real_weights)
 	struct uwerr e = {0};
 	snprintf(path, sizeof(path), "%s/data/stories260K.safetensors", tu_srcdir());
 	ck_assert_msg(st_open(path, &f, &e) == 0, "%s", e.msg);
-	int r12 = 0;
+	const unsigned format = _i == RES_PREFER_SIZE ? UW_FORMAT_R11 : UW_FORMAT_R12;
+	int kept = 0;
 	for (size_t i = 0; i < f->ntensors; i++) {
 		const struct st_tensor *s = &f->tensors[i];
 		if (s->dtype != UW_DTYPE_BF16)
@@ -352,8 +354,8 @@ START_TEST(test_real_weights)
 		uint16_t *w = malloc(st_tensor_bytes(s) + 2);
 		ck_assert_msg(st_read_tensor(f, s, w, &e) == 0, "%s", e.msg);
 		struct tensor t;
-		tensor_make(&t, s->ndim, s->shape, w, st_tensor_bytes(s) / 2, s->name);
-		r12 += t.l.format == UW_FORMAT_R12;
+		tensor_make_as(&t, _i, s->ndim, s->shape, w, st_tensor_bytes(s) / 2, s->name);
+		kept += t.l.format == format;
 		check_decode(&t, 0, s->name);
 		if (s->ndim == 2) {
 			check_matmul(&t, 1, UWK_PIPE_AUTO, NULL, 0, s->name);
@@ -363,7 +365,7 @@ START_TEST(test_real_weights)
 		tensor_free(&t);
 		free(w);
 	}
-	ck_assert_msg(r12 >= 15, "only %d tensors of stories260K are R12", r12);
+	ck_assert_msg(kept >= 15, "only %d tensors of stories260K are format %u", kept, format);
 	st_close(f);
 }
 END_TEST
@@ -462,7 +464,7 @@ START_TEST(test_matmul_pipes)
 END_TEST
 
 /* R11 (the size preference): uwk_decode bit-exact against the CPU twin on
- * random, adversarial and real weights, full and partial tiles, aligned
+ * random and adversarial weights (real ones: test_real_weights), full and partial tiles, aligned
  * and 2-byte output; matmul fused (columns a multiple of 128, 16-byte x;
  * escapes past the 128-byte window too) and through decode + cuBLAS. */
 START_TEST(test_r11)
@@ -561,30 +563,6 @@ START_TEST(test_r11)
 		tensor_free(&t);
 		free(w);
 	}
-	/* stories260K: every 2-D BF16 tensor R11, decoded and multiplied */
-	char path[4096];
-	struct st_file *f;
-	struct uwerr e = {0};
-	snprintf(path, sizeof(path), "%s/data/stories260K.safetensors", tu_srcdir());
-	ck_assert_msg(st_open(path, &f, &e) == 0, "%s", e.msg);
-	int r11 = 0;
-	for (size_t i = 0; i < f->ntensors; i++) {
-		const struct st_tensor *s = &f->tensors[i];
-		if (s->dtype != UW_DTYPE_BF16 || s->ndim != 2)
-			continue;
-		uint16_t *w = malloc(st_tensor_bytes(s) + 2);
-		ck_assert_msg(st_read_tensor(f, s, w, &e) == 0, "%s", e.msg);
-		struct tensor t;
-		tensor_make_as(&t, RES_PREFER_SIZE, s->ndim, s->shape, w, st_tensor_bytes(s) / 2, s->name);
-		r11 += t.l.format == UW_FORMAT_R11;
-		check_decode(&t, 0, s->name);
-		check_matmul(&t, 1, UWK_PIPE_AUTO, NULL, 0, s->name);
-		check_matmul(&t, 64, UWK_PIPE_AUTO, NULL, 0, s->name);
-		tensor_free(&t);
-		free(w);
-	}
-	ck_assert_msg(r11 >= 15, "only %d tensors of stories260K are R11", r11);
-	st_close(f);
 }
 END_TEST
 
@@ -1166,7 +1144,7 @@ int main(void)
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, test_decode_gauss);
 	tcase_add_test(tc, test_decode_adversarial);
-	tcase_add_test(tc, test_real_weights);
+	tcase_add_loop_test(tc, test_real_weights, RES_PREFER_SPEED, RES_PREFER_SIZE + 1);
 	tcase_add_test(tc, test_matmul_fused);
 	tcase_add_test(tc, test_matmul_cfgs);
 	tcase_add_test(tc, test_matmul_pipes);

@@ -231,30 +231,27 @@ START_TEST(test_choice)
 	size_t n = 1024 * 1024;
 	uint16_t *w = malloc(2 * n);
 	bf16_gauss(&rng, 0.02, w, n);
+	/* speed: R12, patches exactly the exponents outside the top 16; size:
+	 * R11, escapes exactly those outside the top 7 */
+	static const struct { int prefer, format, top; double most; } want[] = {
+		{RES_PREFER_SPEED, UW_FORMAT_R12, 16, 12.1},
+		{RES_PREFER_SIZE, UW_FORMAT_R11, 7, 11.3},
+	};
 	uint64_t shape[2] = {1024, 1024};
 	struct uw_layout l;
-	uint8_t *buf = make_resident(2, shape, w, 2 * n, &l, "gauss 1024x1024");
-	double bpw = 8.0 * (double)l.nbytes / (double)n;
-	fprintf(stderr, "gauss 1024x1024: R12 %.4f bits/weight, %llu patches\n", bpw,
-		(unsigned long long)l.npatch);
-	ck_assert_int_eq(l.format, UW_FORMAT_R12);
-	ck_assert_msg(bpw <= 12.1, "%.4f bits/weight", bpw);
-	ck_assert_uint_eq(l.npatch, outside_top(w, n, 16));
-	for (int i = 1; i < 16; i++)
-		ck_assert_uint_lt(l.palette[i - 1], l.palette[i]);
-	free(buf);
-
-	/* size: R11, escapes exactly the exponents outside the top 7 */
-	buf = make_resident_as(RES_PREFER_SIZE, 2, shape, w, 2 * n, &l, "gauss 1024x1024 size");
-	bpw = 8.0 * (double)l.nbytes / (double)n;
-	fprintf(stderr, "gauss 1024x1024: R11 %.4f bits/weight, %llu escapes\n", bpw,
-		(unsigned long long)l.npatch);
-	ck_assert_int_eq(l.format, UW_FORMAT_R11);
-	ck_assert_msg(bpw <= 11.3, "%.4f bits/weight", bpw);
-	ck_assert_uint_eq(l.npatch, outside_top(w, n, 7));
-	for (int i = 1; i < 7; i++)
-		ck_assert_uint_lt(l.palette[i - 1], l.palette[i]);
-	free(buf);
+	uint8_t *buf;
+	for (int k = 0; k < 2; k++) {
+		buf = make_resident_as(want[k].prefer, 2, shape, w, 2 * n, &l, "gauss 1024x1024");
+		double bpw = 8.0 * (double)l.nbytes / (double)n;
+		fprintf(stderr, "gauss 1024x1024: format %u %.4f bits/weight, %llu outside the palette\n",
+			l.format, bpw, (unsigned long long)l.npatch);
+		ck_assert_int_eq(l.format, want[k].format);
+		ck_assert_msg(bpw <= want[k].most, "%.4f bits/weight", bpw);
+		ck_assert_uint_eq(l.npatch, outside_top(w, n, want[k].top));
+		for (int i = 1; i < want[k].top; i++)
+			ck_assert_uint_lt(l.palette[i - 1], l.palette[i]);
+		free(buf);
+	}
 
 	/* every bit pattern: 15/16 patched, so RAW */
 	for (size_t i = 0; i < 65536; i++)
