@@ -1,5 +1,6 @@
 /* cmd_inspect: `unweightctl inspect IN.uwb [--json]`: per tensor, how it is
- * stored at rest and resident, beside the exponent entropy bound. */
+ * stored at rest and resident (for both of the daemon's preferences),
+ * beside the exponent entropy bound. */
 #include "config.h"  /* first: _GNU_SOURCE */
 #include <getopt.h>
 #include <math.h>
@@ -19,8 +20,8 @@
 /* The figures of one tensor, or summed over a group of them. */
 struct figures {
 	size_t ntensors;
-	uint64_t weights, raw, stored, resident;
-	int res_format;              /* one tensor: enum uw_format */
+	uint64_t weights, raw, stored, resident, resident_size;
+	int res_format, size_format; /* one tensor: enum uw_format, for speed and size */
 	uint64_t bf16_weights;       /* the weights the entropy figures cover */
 	double entropy_sum;          /* exponent entropy x weights, over BF16 tensors */
 	double coverage_sum;         /* palette-16 coverage x weights, likewise */
@@ -48,6 +49,7 @@ static void add(struct figures *sum, const struct figures *f)
 	sum->raw += f->raw;
 	sum->stored += f->stored;
 	sum->resident += f->resident;
+	sum->resident_size += f->resident_size;
 	sum->bf16_weights += f->bf16_weights;
 	sum->entropy_sum += f->entropy_sum;
 	sum->coverage_sum += f->coverage_sum;
@@ -77,15 +79,17 @@ static int measure(const struct bundle *b, size_t i, void *buf, int threads,
 		   struct figures *f, struct uwerr *e)
 {
 	const struct bundle_tensor *t = &b->tensors[i];
-	struct uw_layout l;
+	struct uw_layout l, ls;
 	int rc;
 	if ((rc = bundle_read_tensor(b, i, buf, threads, e)))
 		return rc;
-	if ((rc = res_plan(t->dtype, t->ndim, t->shape, buf, t->raw_bytes, RES_PREFER_SPEED, &l, e)))
+	if ((rc = res_plan(t->dtype, t->ndim, t->shape, buf, t->raw_bytes, RES_PREFER_SPEED, &l, e)) ||
+	    (rc = res_plan(t->dtype, t->ndim, t->shape, buf, t->raw_bytes, RES_PREFER_SIZE, &ls, e)))
 		return uwerr_prefix(e, "tensor '%s': resident layout", t->name);
 	*f = (struct figures){
 		.ntensors = 1, .weights = t->raw_bytes / dtype_size(t->dtype), .raw = t->raw_bytes,
-		.stored = t->length, .resident = l.nbytes, .res_format = (int)l.format,
+		.stored = t->length, .resident = l.nbytes, .resident_size = ls.nbytes,
+		.res_format = (int)l.format, .size_format = (int)ls.format,
 	};
 	if (t->dtype == UW_DTYPE_BF16 && f->weights) {
 		struct exp_stats s;
@@ -120,11 +124,13 @@ static void json_num(struct strbuf *s, const char *key, double v)
 
 static void json_figures(struct strbuf *s, const struct figures *f)
 {
-	sb_printf(s, "\"raw_bytes\":%llu,\"stored_bytes\":%llu,\"resident_bytes\":%llu",
-		  (unsigned long long)f->raw, (unsigned long long)f->stored,
-		  (unsigned long long)f->resident);
+	sb_printf(s, "\"raw_bytes\":%llu,\"stored_bytes\":%llu,\"resident_bytes\":%llu,"
+		  "\"resident_size_bytes\":%llu", (unsigned long long)f->raw,
+		  (unsigned long long)f->stored, (unsigned long long)f->resident,
+		  (unsigned long long)f->resident_size);
 	json_num(s, "bits_at_rest", bits(f->stored, f->weights));
 	json_num(s, "bits_resident", bits(f->resident, f->weights));
+	json_num(s, "bits_resident_size", bits(f->resident_size, f->weights));
 	json_num(s, "entropy_bound", bound(f));
 	json_num(s, "palette16_coverage", coverage(f));
 }
@@ -163,8 +169,9 @@ static char *report_json(const char *path, const struct bundle *b, const struct 
 		sb_printf(&s, ",\"dtype\":\"%s\",\"shape\":[", dtype_name(t->dtype));
 		for (int d = 0; d < t->ndim; d++)
 			sb_printf(&s, "%s%llu", d ? "," : "", (unsigned long long)t->shape[d]);
-		sb_printf(&s, "],\"shard\":%u,\"encoding\":\"%s\",\"resident_format\":\"%s\",\"weights\":%llu,",
-			  t->shard, enc_name(t->enc), res_name(rows[i].res_format),
+		sb_printf(&s, "],\"shard\":%u,\"encoding\":\"%s\",\"resident_format\":\"%s\","
+			  "\"resident_format_size\":\"%s\",\"weights\":%llu,", t->shard,
+			  enc_name(t->enc), res_name(rows[i].res_format), res_name(rows[i].size_format),
 			  (unsigned long long)rows[i].weights);
 		json_figures(&s, &rows[i]);
 		sb_append(&s, "}", 1);
@@ -189,13 +196,15 @@ static void fmt_num(char *buf, size_t n, double v, int digits, const char *suffi
 static void table_row(int w, const char *name, const char *dtype, const char *shape,
 		      const char *enc, const struct figures *f)
 {
-	char rest[16], res[16], bnd[16], cov[16];
+	char rest[16], res[16], size[16], bnd[16], cov[16];
 	fmt_num(rest, sizeof(rest), bits(f->stored, f->weights), 2, "");
 	fmt_num(res, sizeof(res), bits(f->resident, f->weights), 2, "");
+	fmt_num(size, sizeof(size), bits(f->resident_size, f->weights), 2, "");
 	fmt_num(bnd, sizeof(bnd), bound(f), 2, "");
 	fmt_num(cov, sizeof(cov), 100.0 * coverage(f), 3, "%");
-	printf("%-*s %-5s %-11s %-10s %12llu %12llu %6s %6s %6s %9s\n", w, name, dtype, shape, enc,
-	       (unsigned long long)f->raw, (unsigned long long)f->stored, rest, res, bnd, cov);
+	printf("%-*s %-5s %-11s %-14s %12llu %12llu %6s %6s %6s %6s %9s\n", w, name, dtype, shape,
+	       enc, (unsigned long long)f->raw, (unsigned long long)f->stored, rest, res, size, bnd,
+	       cov);
 }
 
 static void report_table(const struct bundle *b, const struct figures *rows,
@@ -206,15 +215,16 @@ static void report_table(const struct bundle *b, const struct figures *rows,
 		int len = (int)strlen(b->tensors[i].name);
 		w = len > w ? len : w;
 	}
-	printf("%-*s %-5s %-11s %-10s %12s %12s %6s %6s %6s %9s\n", w, "tensor", "dtype", "shape",
-	       "rest/res", "raw bytes", "stored", "b/w", "b/w", "bound", "pal16");
-	printf("%-*s %-5s %-11s %-10s %12s %12s %6s %6s %6s %9s\n", w, "", "", "", "", "", "",
-	       "rest", "res", "", "");
+	printf("%-*s %-5s %-11s %-14s %12s %12s %6s %6s %6s %6s %9s\n", w, "tensor", "dtype",
+	       "shape", "rest/res/size", "raw bytes", "stored", "b/w", "b/w", "b/w", "bound", "pal16");
+	printf("%-*s %-5s %-11s %-14s %12s %12s %6s %6s %6s %6s %9s\n", w, "", "", "", "", "", "",
+	       "rest", "res", "size", "", "");
 	for (size_t i = 0; i < b->ntensors; i++) {
 		const struct bundle_tensor *t = &b->tensors[i];
-		char shape[96], enc[24];
+		char shape[96], enc[32];
 		shape_str(t, shape, sizeof(shape));
-		snprintf(enc, sizeof(enc), "%s/%s", enc_name(t->enc), res_name(rows[i].res_format));
+		snprintf(enc, sizeof(enc), "%s/%s/%s", enc_name(t->enc), res_name(rows[i].res_format),
+			 res_name(rows[i].size_format));
 		table_row(w, t->name, dtype_name(t->dtype), shape, enc, &rows[i]);
 	}
 	char label[48];

@@ -245,6 +245,8 @@ START_TEST(test_inspect)
 			      num(row, "entropy_bound"), h + 8);
 		if (!strstr(t[i].name, "mlp."))
 			continue;
+		ck_assert_str_eq(json_get(row, "resident_format")->u.str.s, "r12");
+		ck_assert_str_eq(json_get(row, "resident_format_size")->u.str.s, "r11");
 		nmlp++;
 		hsum += h * (double)w;
 		weights += w;
@@ -267,8 +269,13 @@ START_TEST(test_inspect)
 		      "mlp at rest %.4f bits/weight, bound %.4f", rest, bound);
 	ck_assert_msg(num(mlp, "bits_resident") > 8 && num(mlp, "bits_resident") <= 16,
 		      "mlp resident %.4f bits/weight", num(mlp, "bits_resident"));
-	fprintf(stderr, "stories260K mlp: %.4f bits/weight at rest, bound %.4f, resident %.4f\n",
-		rest, bound, num(mlp, "bits_resident"));
+	/* issue 5's bound for the size preference */
+	ck_assert_msg(num(mlp, "bits_resident_size") <= 11.5 &&
+		      num(mlp, "bits_resident_size") < num(mlp, "bits_resident"),
+		      "mlp resident for size %.4f bits/weight", num(mlp, "bits_resident_size"));
+	fprintf(stderr, "stories260K mlp: %.4f bits/weight at rest, bound %.4f, resident %.4f, "
+		"for size %.4f\n", rest, bound, num(mlp, "bits_resident"),
+		num(mlp, "bits_resident_size"));
 	json_free(root);
 	result_free(&r);
 
