@@ -1,6 +1,7 @@
 /* matmul: uwk_matmul, y = x . W^T for a resident BF16 tensor W.
  *
- * Fused pipeline (R12, batch <= 64). Each warp owns 16 rows of W and walks
+ * Fused pipeline (R12, and R11 whose tiles are all full width; batch <= 64;
+ * r12_fused says how R11 differs). Each warp owns 16 rows of W and walks
  * their columns in chunks of 128: a lane loads 32 columns of two rows (g and
  * g + 8) with 16-byte loads straight from the planes (read once, L1 skipped)
  * PD chunks ahead of the one it decodes,
