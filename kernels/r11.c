@@ -20,11 +20,6 @@ static inline uint64_t div_up(uint64_t a, uint64_t b)
 	return a / b + (a % b != 0);
 }
 
-static inline uint64_t round_up(uint64_t v, uint64_t a)
-{
-	return div_up(v, a) * a;
-}
-
 static uint64_t groups(const struct uw_layout *l)
 {
 	return div_up(l->rows, R11_TILE_ROWS);
@@ -35,7 +30,8 @@ static uint64_t tiles_across(const struct uw_layout *l)
 	return div_up(l->cols, R11_TILE_COLS);
 }
 
-uint64_t r11_tiles(const struct uw_layout *l)
+/* Tiles of a 2-D layout: ceil(rows / 16) groups x ceil(cols / 128). */
+static uint64_t r11_tiles(const struct uw_layout *l)
 {
 	return groups(l) * tiles_across(l);
 }
@@ -48,7 +44,24 @@ static uint64_t group_code_bytes(const struct uw_layout *l, uint64_t h)
 	return (nk - 1) * TILE_BYTES(h) + 12 * div_up(h * wl, UNIT);
 }
 
-void r11_tile(const struct uw_layout *l, uint64_t t, struct r11_tile *x)
+/* Bytes of the whole code plane (the last group may be short); -EOVERFLOW
+ * if they do not fit. */
+static int code_plane_bytes(const struct uw_layout *l, uint64_t *n)
+{
+	const uint64_t hl = l->rows - (groups(l) - 1) * R11_TILE_ROWS;
+	return __builtin_mul_overflow(groups(l) - 1, l->nib_stride, n) ||
+	       __builtin_add_overflow(*n, group_code_bytes(l, hl), n) ? -EOVERFLOW : 0;
+}
+
+/* One tile: its first row and column, its height and width, its 32-element
+ * code units and where its code words start (from the base). */
+struct r11_tile {
+	uint64_t r0, c0;
+	uint32_t h, w, units;
+	uint64_t code_off;
+};
+
+static void r11_tile(const struct uw_layout *l, uint64_t t, struct r11_tile *x)
 {
 	const uint64_t nk = tiles_across(l), g = t / nk, k = t % nk;
 	x->r0 = g * R11_TILE_ROWS;
@@ -59,26 +72,23 @@ void r11_tile(const struct uw_layout *l, uint64_t t, struct r11_tile *x)
 	x->code_off = l->nib_off + g * l->nib_stride + k * TILE_BYTES(x->h);
 }
 
-/* The offsets of an R11 layout from rows, cols and npatch (-EOVERFLOW).
- * The sign|mantissa plane is R12's; the group stride is that of a full
+/* The sign|mantissa plane is R12's; the group stride is that of a full
  * group of 16 rows. */
-static int r11_offsets(struct uw_layout *l)
+int r11_offsets(struct uw_layout *l)
 {
-	uint64_t a, tiles, last;
-	const int pad = l->cols >= RES_PAD_COLS;
+	uint64_t a, code, tiles;
 	if (l->rows > UINT32_MAX * (uint64_t)R11_TILE_ROWS || l->cols > UINT32_MAX)
 		return -EOVERFLOW;
 	l->mant_off = 0;
-	l->mant_stride = pad ? round_up(l->cols, RES_ROW_ALIGN) : l->cols;
+	l->mant_stride = res_mant_stride(l->cols);
 	l->nib_stride = group_code_bytes(l, R11_TILE_ROWS);
-	last = group_code_bytes(l, l->rows - (groups(l) - 1) * R11_TILE_ROWS);
 	if (__builtin_mul_overflow(l->rows, l->mant_stride, &a))
 		return -EOVERFLOW;
-	l->nib_off = round_up(a, RES_PLANE_ALIGN);
-	if (l->nib_off < a || __builtin_mul_overflow(groups(l) - 1, l->nib_stride, &a) ||
-	    __builtin_add_overflow(a, last, &a) || __builtin_add_overflow(a, l->nib_off, &a))
+	l->nib_off = res_round_up(a, RES_PLANE_ALIGN);
+	if (l->nib_off < a || code_plane_bytes(l, &code) < 0 ||
+	    __builtin_add_overflow(code, l->nib_off, &a))
 		return -EOVERFLOW;
-	l->patch_grp_off = round_up(a, RES_PLANE_ALIGN);
+	l->patch_grp_off = res_round_up(a, RES_PLANE_ALIGN);
 	tiles = r11_tiles(l);
 	if (l->patch_grp_off < a || tiles >= (UINT64_MAX - l->patch_grp_off) / 4)
 		return -EOVERFLOW;
@@ -110,16 +120,9 @@ int r11_plan(struct uw_layout *l, const uint64_t hist[256])
 	return 0;
 }
 
-/* [off, off + len) inside [0, avail). */
-static int inside(uint64_t off, uint64_t len, uint64_t avail)
-{
-	uint64_t end;
-	return !__builtin_add_overflow(off, len, &end) && end <= avail;
-}
-
 int r11_validate(const struct uw_layout *l, struct uwerr *e)
 {
-	uint64_t n = l->rows * l->cols, mant, code;  /* res_validate: no overflow */
+	uint64_t n = l->rows * l->cols, code;  /* res_validate: no overflow */
 	if (l->dtype != UW_DTYPE_BF16)
 		return uwerr_set(e, EBADMSG, "layout: R11 of %s (BF16 only)", dtype_name((int)l->dtype));
 	if (n == 0 || l->rows > UINT32_MAX * (uint64_t)R11_TILE_ROWS || l->cols > UINT32_MAX)
@@ -138,14 +141,11 @@ int r11_validate(const struct uw_layout *l, struct uwerr *e)
 	if (l->npatch > n || l->npatch > UINT32_MAX)
 		return uwerr_set(e, EBADMSG, "layout: %llu escapes for %llu elements",
 				 (unsigned long long)l->npatch, (unsigned long long)n);
-	const uint64_t hl = l->rows - (groups(l) - 1) * R11_TILE_ROWS;
-	const int ok = !__builtin_mul_overflow(l->rows, l->mant_stride, &mant) &&
-		       !__builtin_mul_overflow(groups(l) - 1, l->nib_stride, &code) &&
-		       !__builtin_add_overflow(code, group_code_bytes(l, hl), &code) &&
-		       r11_tiles(l) < UINT64_MAX / 4 &&
-		       inside(l->mant_off, mant, l->nbytes) && inside(l->nib_off, code, l->nbytes) &&
-		       inside(l->patch_grp_off, 4 * (r11_tiles(l) + 1), l->nbytes) &&
-		       inside(l->patch_off, l->npatch, l->nbytes);
+	const int ok = code_plane_bytes(l, &code) == 0 && r11_tiles(l) < UINT64_MAX &&
+		       res_region_ok(l->mant_off, l->rows, l->mant_stride, l->nbytes) &&
+		       res_region_ok(l->nib_off, code, 1, l->nbytes) &&
+		       res_region_ok(l->patch_grp_off, r11_tiles(l) + 1, 4, l->nbytes) &&
+		       res_region_ok(l->patch_off, l->npatch, 1, l->nbytes);
 	if (!ok)
 		return uwerr_set(e, EBADMSG, "layout: a plane of R11 %llux%llu lies past its %llu bytes",
 				 (unsigned long long)l->rows, (unsigned long long)l->cols,
@@ -214,17 +214,8 @@ static void write_groups(void *ctx, size_t g0, size_t g1)
 	}
 }
 
-int r11_encode(struct uw_layout *l, const void *raw, size_t raw_bytes, void *dst,
-	       int nthreads, struct uwerr *e)
+int r11_encode(struct uw_layout *l, const void *raw, void *dst, int nthreads, struct uwerr *e)
 {
-	struct uw_layout want = *l;
-	if (raw_bytes / 2 != l->rows * l->cols || raw_bytes % 2 || r11_offsets(&want) < 0 ||
-	    want.nbytes != l->nbytes || want.mant_off != l->mant_off ||
-	    want.mant_stride != l->mant_stride || want.nib_off != l->nib_off ||
-	    want.nib_stride != l->nib_stride || want.patch_grp_off != l->patch_grp_off ||
-	    want.patch_off != l->patch_off)
-		return uwerr_set(e, EINVAL, "res_encode: R11 layout of %llux%llu for %zu bytes of data is not the one res_plan makes",
-				 (unsigned long long)l->rows, (unsigned long long)l->cols, raw_bytes);
 	struct r11_job j = {.l = l, .raw = raw, .dst = dst};
 	uint8_t idx[256];
 	res_palette_index(l->palette, idx);
@@ -240,9 +231,9 @@ int r11_encode(struct uw_layout *l, const void *raw, size_t raw_bytes, void *dst
 		free(j.first);
 		return -EINVAL;
 	}
-	const uint64_t hl = l->rows - (ngrp - 1) * R11_TILE_ROWS;
-	res_put_index(l, dst, l->nib_off + (ngrp - 1) * l->nib_stride + group_code_bytes(l, hl),
-		      j.first, tiles);
+	uint64_t code;
+	code_plane_bytes(l, &code);     /* res_layout_check: it fits */
+	res_put_index(l, dst, l->nib_off + code, j.first, tiles);
 	par_for(ngrp, threads, write_groups, &j);
 	free(j.first);
 	l->crc32c = crc32c(0, dst, l->nbytes);

@@ -13,25 +13,16 @@
 #define R11_ESC 7
 #define R11_HINTS 8           /* palette[8..15]: the escapes' most frequent exponents */
 
-/* One tile: its first row and column, its height and width, its 32-element
- * code units and where its code words start (from the base). */
-struct r11_tile {
-	uint64_t r0, c0;
-	uint32_t h, w, units;
-	uint64_t code_off;
-};
-
-/* Tiles of a 2-D layout: ceil(rows / 16) groups x ceil(cols / 128). */
-uint64_t r11_tiles(const struct uw_layout *l);
-void r11_tile(const struct uw_layout *l, uint64_t t, struct r11_tile *x);
+/* The offsets, strides and nbytes of an R11 layout from its rows, cols
+ * and npatch; -EOVERFLOW if they do not fit. */
+int r11_offsets(struct uw_layout *l);
 
 /* Turn *l (RAW, from res_plan_shape) into R11 for the exponent histogram
  * hist; 0, or -EOVERFLOW (then *l is unchanged) when it does not fit. */
 int r11_plan(struct uw_layout *l, const uint64_t hist[256]);
 
-/* res_encode_mt's R11 part: *l as r11_plan made it. */
-int r11_encode(struct uw_layout *l, const void *raw, size_t raw_bytes, void *dst,
-	       int nthreads, struct uwerr *e);
+/* res_encode_mt's R11 part: *l as r11_plan made it (res_layout_check). */
+int r11_encode(struct uw_layout *l, const void *raw, void *dst, int nthreads, struct uwerr *e);
 
 /* res_validate's R11 part: geometry and regions against l->nbytes. */
 int r11_validate(const struct uw_layout *l, struct uwerr *e);

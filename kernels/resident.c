@@ -15,11 +15,6 @@
 
 #define R12_MAX_COLS (1ull << 20)       /* a patch holds col in 20 bits */
 
-static inline uint64_t round_up(uint64_t v, uint64_t a)
-{
-	return (v + a - 1) / a * a;
-}
-
 /* rows = shape[0], cols = the product of the rest (a scalar is 1 x 1). */
 static int view_2d(int dtype, int ndim, const uint64_t *shape, size_t raw_bytes,
 		   uint64_t *rows, uint64_t *cols, struct uwerr *e)
@@ -54,20 +49,25 @@ static inline uint64_t r12_groups(uint64_t rows)
  * padded to 16 bytes (at most 0.06 bits a weight) so that every row starts
  * on a 16-byte load; narrower rows are packed, since the padding of a
  * 172-column row alone would cost 0.65 bits a weight. */
+uint64_t res_mant_stride(uint64_t cols)
+{
+	return cols >= RES_PAD_COLS ? res_round_up(cols, RES_ROW_ALIGN) : cols;
+}
+
 static int r12_offsets(struct uw_layout *l)
 {
 	uint64_t a, b;
-	const int pad = l->cols >= RES_PAD_COLS;
-	l->mant_stride = pad ? round_up(l->cols, RES_ROW_ALIGN) : l->cols;
-	l->nib_stride = pad ? round_up((l->cols + 1) / 2, RES_ROW_ALIGN) : (l->cols + 1) / 2;
+	l->mant_stride = res_mant_stride(l->cols);
+	l->nib_stride = l->cols >= RES_PAD_COLS ? res_round_up((l->cols + 1) / 2, RES_ROW_ALIGN)
+						 : (l->cols + 1) / 2;
 	l->mant_off = 0;
 	if (__builtin_mul_overflow(l->rows, l->mant_stride, &a) ||
 	    __builtin_mul_overflow(l->rows, l->nib_stride, &b))
 		return -EOVERFLOW;
-	l->nib_off = round_up(a, RES_PLANE_ALIGN);
+	l->nib_off = res_round_up(a, RES_PLANE_ALIGN);
 	if (l->nib_off < a || __builtin_add_overflow(l->nib_off, b, &a))
 		return -EOVERFLOW;
-	l->patch_grp_off = round_up(a, RES_PLANE_ALIGN);
+	l->patch_grp_off = res_round_up(a, RES_PLANE_ALIGN);
 	if (l->patch_grp_off < a || r12_groups(l->rows) >= (UINT64_MAX - l->patch_grp_off) / 4)
 		return -EOVERFLOW;
 	l->patch_off = l->patch_grp_off + 4 * (r12_groups(l->rows) + 1);
@@ -155,19 +155,23 @@ void res_palette_index(const uint8_t palette[UW_PALETTE_SIZE], uint8_t idx[256])
 		idx[palette[i]] = (uint8_t)i;   /* the first of repeated entries wins */
 }
 
-int res_r12_check(const struct uw_layout *l, size_t raw_bytes, struct uwerr *e)
+int res_layout_check(const struct uw_layout *l, size_t raw_bytes, struct uwerr *e)
 {
+	const int r11 = l->format == UW_FORMAT_R11;
 	if (raw_bytes / 2 != l->rows * l->cols || raw_bytes % 2)
-		return uwerr_set(e, EINVAL, "R12 layout of %llux%llu for %zu bytes of data",
-				 (unsigned long long)l->rows, (unsigned long long)l->cols, raw_bytes);
+		return uwerr_set(e, EINVAL, "%s layout of %llux%llu for %zu bytes of data",
+				 r11 ? "R11" : "R12", (unsigned long long)l->rows,
+				 (unsigned long long)l->cols, raw_bytes);
 	/* Only the planned geometry: then every gap is known. */
 	struct uw_layout want = *l;
-	if (r12_offsets(&want) < 0 || want.nbytes != l->nbytes || want.mant_off != l->mant_off ||
+	const int rc = r11 ? r11_offsets(&want) : r12_offsets(&want);
+	if (rc < 0 || want.nbytes != l->nbytes || want.mant_off != l->mant_off ||
 	    want.mant_stride != l->mant_stride || want.nib_off != l->nib_off ||
 	    want.nib_stride != l->nib_stride || want.patch_grp_off != l->patch_grp_off ||
 	    want.patch_off != l->patch_off)
-		return uwerr_set(e, EINVAL, "R12 layout of %llux%llu is not the one res_plan makes",
-				 (unsigned long long)l->rows, (unsigned long long)l->cols);
+		return uwerr_set(e, EINVAL, "%s layout of %llux%llu is not the one res_plan makes",
+				 r11 ? "R11" : "R12", (unsigned long long)l->rows,
+				 (unsigned long long)l->cols);
 	return 0;
 }
 
@@ -249,10 +253,10 @@ int res_encode_mt(struct uw_layout *l, const void *raw, size_t raw_bytes,
 		l->crc32c = crc32c(0, dst, raw_bytes);
 		return 0;
 	}
-	if (l->format == UW_FORMAT_R11)
-		return r11_encode(l, raw, raw_bytes, dst, nthreads, e);
-	if (res_r12_check(l, raw_bytes, e) < 0)
+	if (res_layout_check(l, raw_bytes, e) < 0)
 		return uwerr_prefix(e, "res_encode");
+	if (l->format == UW_FORMAT_R11)
+		return r11_encode(l, raw, dst, nthreads, e);
 
 	struct r12_job j = {.l = l, .raw = raw, .dst = dst};
 	res_palette_index(l->palette, j.idx);
@@ -274,8 +278,7 @@ int res_encode_mt(struct uw_layout *l, const void *raw, size_t raw_bytes,
 	return 0;
 }
 
-/* [off, off + count * size) inside [0, avail), overflow-checked. */
-static int region_ok(uint64_t off, uint64_t count, uint64_t size, uint64_t avail)
+int res_region_ok(uint64_t off, uint64_t count, uint64_t size, uint64_t avail)
 {
 	uint64_t len, end;
 	return !__builtin_mul_overflow(count, size, &len) &&
@@ -327,10 +330,10 @@ int res_validate(const struct uw_layout *l, size_t avail, struct uwerr *e)
 	if (l->npatch > n || l->npatch > UINT32_MAX)
 		return uwerr_set(e, EBADMSG, "layout: %llu patches for %llu elements",
 				 (unsigned long long)l->npatch, (unsigned long long)n);
-	if (!region_ok(l->mant_off, l->rows, l->mant_stride, l->nbytes) ||
-	    !region_ok(l->nib_off, l->rows, l->nib_stride, l->nbytes) ||
-	    !region_ok(l->patch_grp_off, r12_groups(l->rows) + 1, 4, l->nbytes) ||
-	    !region_ok(l->patch_off, l->npatch, 4, l->nbytes))
+	if (!res_region_ok(l->mant_off, l->rows, l->mant_stride, l->nbytes) ||
+	    !res_region_ok(l->nib_off, l->rows, l->nib_stride, l->nbytes) ||
+	    !res_region_ok(l->patch_grp_off, r12_groups(l->rows) + 1, 4, l->nbytes) ||
+	    !res_region_ok(l->patch_off, l->npatch, 4, l->nbytes))
 		return uwerr_set(e, EBADMSG, "layout: a plane of %llux%llu lies past its %llu bytes",
 				 (unsigned long long)l->rows, (unsigned long long)l->cols,
 				 (unsigned long long)l->nbytes);

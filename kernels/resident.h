@@ -53,8 +53,20 @@ void res_put_index(const struct uw_layout *l, uint8_t *dst, uint64_t plane_end,
 /* The exponent -> palette index map of R12 and R11 encoding (0xff: in no
  * entry); the first of repeated palette entries wins. */
 void res_palette_index(const uint8_t palette[UW_PALETTE_SIZE], uint8_t idx[256]);
-/* An R12 layout is the one res_plan makes for raw_bytes of data (-EINVAL). */
-int res_r12_check(const struct uw_layout *l, size_t raw_bytes, struct uwerr *e);
+/* An R12 or R11 layout is the one res_plan makes for raw_bytes of data
+ * (-EINVAL): then every gap is known. */
+int res_layout_check(const struct uw_layout *l, size_t raw_bytes, struct uwerr *e);
+
+/* What the R12 and R11 geometries share (resident.c, r11.c): rounding up
+ * (wraps on overflow: the callers compare the result), the sign|mantissa
+ * plane's row stride for cols, and [off, off + count * size) inside
+ * [0, avail), overflow-checked. */
+static inline uint64_t res_round_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) / a * a;
+}
+uint64_t res_mant_stride(uint64_t cols);
+int res_region_ok(uint64_t off, uint64_t count, uint64_t size, uint64_t avail);
 
 /* Write the resident bytes of raw into dst (l->nbytes, from res_plan), and
  * set l->crc32c. Padding bytes are zero. */

@@ -388,7 +388,7 @@ extern "C" int uwk_encode(struct uw_layout *l, const void *dev_raw, size_t raw_b
 		if (raw_bytes != l->nbytes)
 			return uwerr_set(e, EINVAL, "uwk_encode: raw layout of %llu bytes for %zu bytes of data",
 					 (unsigned long long)l->nbytes, raw_bytes);
-	} else if (res_r12_check(l, raw_bytes, e) < 0) {
+	} else if (res_layout_check(l, raw_bytes, e) < 0) {
 		return uwerr_prefix(e, "uwk_encode");
 	}
 	if (l->nbytes && (uwk_check_ptr(dev_raw, l->format == UW_FORMAT_RAW ? 1 : 2, "raw", e) < 0 ||
