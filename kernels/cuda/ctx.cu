@@ -47,31 +47,38 @@ int uwk_args_make(const struct uw_layout *l, const void *dev_base,
 		return uwerr_set(e, EINVAL, "layout: NULL");
 	if ((rc = res_validate(l, l->nbytes, e)) < 0)
 		return rc;
-	if (l->format != UW_FORMAT_R12)
-		return uwerr_set(e, EINVAL, "layout: format %u, want R12", l->format);
-	if (l->rows > INT32_MAX / 16)
+	const bool r11 = l->format == UW_FORMAT_R11;
+	if (l->format != UW_FORMAT_R12 && !r11)
+		return uwerr_set(e, EINVAL, "layout: format %u, want R12 or R11", l->format);
+	if (!r11 && l->rows > INT32_MAX / 16)
 		return uwerr_set(e, EINVAL, "layout: %llu rows (the kernels take up to %d)",
 				 (unsigned long long)l->rows, INT32_MAX / 16);
+	if (r11 && (l->rows > INT32_MAX || l->cols > INT32_MAX))
+		return uwerr_set(e, EINVAL, "layout: %llux%llu (the kernels take up to %d a side)",
+				 (unsigned long long)l->rows, (unsigned long long)l->cols, INT32_MAX);
 	if ((rc = uwk_check_ptr(dev_base, RES_ALIGN, "tensor base", e)) < 0)
 		return rc;
 	const uint8_t *b = (const uint8_t *)dev_base;
 	a->mant = b + l->mant_off;
 	a->nib = b + l->nib_off;
 	a->pgrp = (const uint32_t *)(b + l->patch_grp_off);
-	a->patch = (const uint32_t *)(b + l->patch_off);
-	a->esc = NULL;
-	a->nk = 0;
+	a->patch = r11 ? NULL : (const uint32_t *)(b + l->patch_off);
+	a->esc = r11 ? b + l->patch_off : NULL;
+	a->nk = r11 ? (uint32_t)((l->cols + 127) / 128) : 0;
 	a->mstride = l->mant_stride;
 	a->nstride = l->nib_stride;
 	a->rows = (uint32_t)l->rows;
 	a->cols = (uint32_t)l->cols;
 	a->npatch = (uint32_t)l->npatch;
-	/* res_validate: plane offsets are multiples of 16 */
-	a->aligned = l->mant_stride % 16 == 0 && l->nib_stride % 16 == 0;
+	/* res_validate: plane offsets are multiples of 16; R11's code plane
+	 * is read in words */
+	a->aligned = l->mant_stride % 16 == 0 && (r11 || l->nib_stride % 16 == 0);
 	for (int i = 0; i < 4; i++)
 		a->pal[i] = (uint32_t)l->palette[4 * i] | (uint32_t)l->palette[4 * i + 1] << 8 |
 			    (uint32_t)l->palette[4 * i + 2] << 16 |
 			    (uint32_t)l->palette[4 * i + 3] << 24;
+	if (r11)
+		a->pal[1] &= 0x00ffffffu;       /* the escape code decodes with exponent 0 */
 	return 0;
 }
 

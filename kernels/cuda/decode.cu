@@ -168,17 +168,16 @@ extern "C" int uwk_decode(const struct uw_layout *l, const void *dev_base, void 
 		return 0;
 	}
 	struct r12_args a;
-	if (l->format == UW_FORMAT_R11 ? uwk_r11_args_make(l, dev_base, &a, e) < 0
-				       : uwk_args_make(l, dev_base, &a, e) < 0)
+	if (uwk_args_make(l, dev_base, &a, e) < 0)
 		return uwerr_prefix(e, "uwk_decode");
 	const uint64_t raw = 2 * l->rows * l->cols;   /* validated: no overflow */
 	if (out_bytes < raw)
 		return uwerr_set(e, EINVAL, "uwk_decode: %zu-byte buffer for %llu bytes of %llux%llu BF16",
 				 out_bytes, (unsigned long long)raw, (unsigned long long)l->rows,
 				 (unsigned long long)l->cols);
-	if (l->format == UW_FORMAT_R11 ? uwk_decode_r11(&a, (uint16_t *)dev_out, s, e) < 0
-				       : uwk_check_ptr(dev_out, 2, "output", e) < 0 ||
-					 uwk_decode_r12(&a, (uint16_t *)dev_out, s, e) < 0)
+	if (uwk_check_ptr(dev_out, 2, "output", e) < 0 ||
+	    (l->format == UW_FORMAT_R11 ? uwk_decode_r11(&a, (uint16_t *)dev_out, s, e)
+					: uwk_decode_r12(&a, (uint16_t *)dev_out, s, e)) < 0)
 		return uwerr_prefix(e, "uwk_decode");
 	return 0;
 }

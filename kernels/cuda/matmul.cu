@@ -740,20 +740,28 @@ static int fused_launch(struct r12_two *m, int ntens, const struct fused_plan *p
 	return 0;
 }
 
+/* Plan v over a's row tiles (ks <= 0: the default split) and launch it. */
+static int variant_run(const struct r12_args *a, const struct fused_variant *v, int ks,
+		       const void *x, size_t batch, void *y, cudaStream_t s,
+		       struct uwk_ctx *ctx, struct uwerr *e)
+{
+	struct fused_plan p;
+	int rc = fused_plan_make(v, row_tiles(a->rows, v->wm), a->cols, batch, ks, ctx, &p, e);
+	if (rc < 0)
+		return rc;
+	struct r12_two m = {};
+	m.a[0] = *a;
+	m.y[0] = (uint16_t *)y;
+	return fused_launch(&m, 1, &p, v->wm, x, batch, s, ctx, e);
+}
+
 static int fused_run(const struct r12_args *a, const struct fused_kind *k, int ks, int pf,
 		     const void *x, size_t batch, void *y, cudaStream_t s,
 		     struct uwk_ctx *ctx, struct uwerr *e)
 {
 	const bool xvec = a->cols % 8 == 0 && (uintptr_t)x % 16 == 0 && a->aligned;
 	const struct fused_variant v = kind_variant(k, batch, xvec, pf);
-	struct fused_plan p;
-	int rc = fused_plan_make(&v, row_tiles(a->rows, k->wm), a->cols, batch, ks, ctx, &p, e);
-	if (rc < 0)
-		return rc;
-	struct r12_two m = {};
-	m.a[0] = *a;
-	m.y[0] = (uint16_t *)y;
-	return fused_launch(&m, 1, &p, k->wm, x, batch, s, ctx, e);
+	return variant_run(a, &v, ks, x, batch, y, s, ctx, e);
 }
 
 /* Whether the fused kernel reads this R11 tensor with this x: every tile
@@ -772,14 +780,7 @@ static int r11_fused_run(const struct r12_args *a, const void *x, size_t batch, 
 	const uint32_t stat = 1024 + 128 * k.wm * k.wk + 256 + 64;
 	const struct fused_variant v = { k.wm, k.wk, 0, k.fn, k.xall,
 					 std::min(XALL_MAX, (48u << 10) - stat) };
-	struct fused_plan p;
-	int rc = fused_plan_make(&v, row_tiles(a->rows, k.wm), a->cols, batch, 0, ctx, &p, e);
-	if (rc < 0)
-		return rc;
-	struct r12_two m = {};
-	m.a[0] = *a;
-	m.y[0] = (uint16_t *)y;
-	return fused_launch(&m, 1, &p, k.wm, x, batch, s, ctx, e);
+	return variant_run(a, &v, 0, x, batch, y, s, ctx, e);
 }
 
 /* The checks every matmul entry shares. */
@@ -814,20 +815,16 @@ static int matmul_args(const struct uw_layout *l, const void *base, const void *
 	return 0;
 }
 
-/* W (R12 or R11) decoded into the context's scratch, on s. */
-static int decode_scratch(const struct uw_layout *l, const void *base, cudaStream_t s,
+/* W (a, R11 or R12) decoded into the context's scratch, on s. */
+static int decode_scratch(const struct r12_args *a, bool r11, cudaStream_t s,
 			  struct uwk_ctx *ctx, struct uwerr *e)
 {
-	struct r12_args a;
-	const bool r11 = l->format == UW_FORMAT_R11;
-	int rc = r11 ? uwk_r11_args_make(l, base, &a, e) : uwk_args_make(l, base, &a, e);
-	if (rc == 0)
-		rc = uwk_ctx_reserve(&ctx->scratch, &ctx->scratch_bytes, 2 * l->rows * l->cols,
-				     "decode scratch", e);
+	int rc = uwk_ctx_reserve(&ctx->scratch, &ctx->scratch_bytes, 2 * (uint64_t)a->rows * a->cols,
+				 "decode scratch", e);
 	if (rc < 0)
 		return rc;
-	return r11 ? uwk_decode_r11(&a, (uint16_t *)ctx->scratch, s, e)
-		   : uwk_decode_r12(&a, (uint16_t *)ctx->scratch, s, e);
+	return r11 ? uwk_decode_r11(a, (uint16_t *)ctx->scratch, s, e)
+		   : uwk_decode_r12(a, (uint16_t *)ctx->scratch, s, e);
 }
 
 static int matmul_fail(struct uwerr *e, int rc, const struct uw_layout *l, size_t batch)
@@ -851,7 +848,7 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 		pipe = tuned->pipe == TUNE_PIPE_GEMM ? UWK_PIPE_DECODE_GEMM : UWK_PIPE_FUSED;
 	struct r12_args a;
 	const bool r11 = l->format == UW_FORMAT_R11;
-	if (r11 && (rc = uwk_r11_args_make(l, dev_base, &a, e)) < 0)
+	if (l->format != UW_FORMAT_RAW && (rc = uwk_args_make(l, dev_base, &a, e)) < 0)
 		return matmul_fail(e, rc, l, batch);
 	if (pipe == UWK_PIPE_AUTO)
 		pipe = (l->format == UW_FORMAT_R12 || (r11 && r11_fusable(&a, x))) &&
@@ -877,8 +874,6 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 			rc = r11_fused_run(&a, x, batch, y, s, ctx, e);
 			break;
 		}
-		if ((rc = uwk_args_make(l, dev_base, &a, e)) < 0)
-			break;
 		const struct fused_kind *k = tuned && tuned->pf >= 1 && tuned->pf <= UWK_NPF ?
 					     find_kind(tuned->wm, tuned->wk) : NULL;
 		rc = k ? fused_run(&a, k, tuned->ks, tuned->pf, x, batch, y, s, ctx, e) : -ENOTSUP;
@@ -889,7 +884,7 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 		break;
 	}
 	case UWK_PIPE_DECODE_GEMM:
-		rc = decode_scratch(l, dev_base, s, ctx, e);
+		rc = decode_scratch(&a, r11, s, ctx, e);
 		if (rc == 0)
 			rc = uwk_blas_gemm(ctx, ctx->scratch, l->rows, l->cols, x, batch, y,
 				       CUDA_R_16BF, s, e);
@@ -917,8 +912,11 @@ extern "C" int uwk_matmul_f32(const struct uw_layout *l, const void *dev_base,
 	if (rc < 0)
 		return l ? matmul_fail(e, rc, l, batch) : rc;
 	const void *w = dev_base;
+	struct r12_args a;
 	if (l->format != UW_FORMAT_RAW) {
-		rc = decode_scratch(l, dev_base, s, ctx, e);
+		rc = uwk_args_make(l, dev_base, &a, e);
+		if (rc == 0)
+			rc = decode_scratch(&a, l->format == UW_FORMAT_R11, s, ctx, e);
 		w = ctx->scratch;
 	}
 	if (rc == 0)
@@ -935,7 +933,11 @@ extern "C" int uwk_matmul_fused_cfg(const struct uw_layout *l, const void *dev_b
 	if (rc < 0)
 		return l ? matmul_fail(e, rc, l, batch) : rc;
 	struct r12_args a;
-	if ((rc = uwk_args_make(l, dev_base, &a, e)) < 0)
+	if (l->format != UW_FORMAT_R12)
+		rc = uwerr_set(e, EINVAL, "layout: format %u, want R12", l->format);
+	else
+		rc = uwk_args_make(l, dev_base, &a, e);
+	if (rc < 0)
 		return matmul_fail(e, rc, l, batch);
 	if (batch > UWK_FUSED_MAX_BATCH)
 		return uwerr_set(e, EINVAL, "uwk_matmul: fused pipeline at batch %zu (max %d)",

@@ -10,7 +10,6 @@
  * columns take an element-by-element path. */
 #include <errno.h>
 #include <stdint.h>
-#include <string.h>
 
 #include "kernels/cuda/uwk_int.h"
 
@@ -121,46 +120,9 @@ r11_decode_kernel(const r12_args a, uint16_t *__restrict__ out)
 	}
 }
 
-int uwk_r11_args_make(const struct uw_layout *l, const void *dev_base, struct r12_args *a,
-		      struct uwerr *e)
-{
-	int rc;
-	if (!l)
-		return uwerr_set(e, EINVAL, "layout: NULL");
-	if ((rc = res_validate(l, l->nbytes, e)) < 0)
-		return rc;
-	if (l->format != UW_FORMAT_R11)
-		return uwerr_set(e, EINVAL, "layout: format %u, want R11", l->format);
-	if (l->rows > INT32_MAX || l->cols > INT32_MAX)
-		return uwerr_set(e, EINVAL, "layout: %llux%llu (the kernels take up to %d a side)",
-				 (unsigned long long)l->rows, (unsigned long long)l->cols, INT32_MAX);
-	if ((rc = uwk_check_ptr(dev_base, RES_ALIGN, "tensor base", e)) < 0)
-		return rc;
-	const uint8_t *base = (const uint8_t *)dev_base;
-	memset(a, 0, sizeof(*a));
-	a->mant = base + l->mant_off;
-	a->nib = base + l->nib_off;
-	a->pgrp = (const uint32_t *)(base + l->patch_grp_off);
-	a->esc = base + l->patch_off;
-	a->mstride = l->mant_stride;
-	a->nstride = l->nib_stride;
-	a->rows = (uint32_t)l->rows;
-	a->cols = (uint32_t)l->cols;
-	a->nk = (a->cols + 127) / 128;
-	a->npatch = (uint32_t)l->npatch;
-	a->aligned = l->mant_stride % 16 == 0;     /* mant_off: a multiple of 16 */
-	for (int i = 0; i < 4; i++)
-		a->pal[i] = (uint32_t)l->palette[4 * i] | (uint32_t)l->palette[4 * i + 1] << 8 |
-			    (uint32_t)l->palette[4 * i + 2] << 16 |
-			    (uint32_t)(i == 1 ? 0 : l->palette[4 * i + 3]) << 24;
-	return 0;
-}
-
 int uwk_decode_r11(const struct r12_args *a, uint16_t *out, cudaStream_t s, struct uwerr *e)
 {
-	int rc, dev, sms;
-	if ((rc = uwk_check_ptr(out, 2, "output", e)) < 0)
-		return rc;
+	int dev, sms;
 	const bool st16 = a->cols % 8 == 0 && (uintptr_t)out % 16 == 0;
 	auto fn = st16 ? r11_decode_kernel<true> : r11_decode_kernel<false>;
 	int per_sm = 0;

@@ -17,8 +17,7 @@ extern "C" {
 
 #define UWK_NPF 2           /* prefetch depths built: pf = PD = 1, 2 (3 never won, v6) */
 
-/* One R12 or R11 tensor as the kernels see it (validated by uwk_args_make,
- * uwk_r11_args_make). */
+/* One R12 or R11 tensor as the kernels see it (validated by uwk_args_make). */
 struct r12_args {
 	const uint8_t *mant;      /* sign|mantissa plane, row stride mstride */
 	const uint8_t *nib;       /* R12: index plane, row stride nstride;
@@ -66,7 +65,7 @@ int uwk_cuda_fail(struct uwerr *e, cudaError_t err, const char *call,
 		return uwk_cuda_fail((e), ck_, #call, __FILE__, __LINE__); \
 } while (0)
 
-/* Check an R12 BF16 layout and its base for the kernels and fill *a. */
+/* Check an R12 or R11 layout and its base for the kernels and fill *a. */
 int uwk_args_make(const struct uw_layout *l, const void *dev_base,
 		  struct r12_args *a, struct uwerr *e);
 /* Check that p is a device pointer aligned to align bytes; what names it. */
@@ -77,10 +76,7 @@ int uwk_ctx_reserve(void **buf, size_t *have, size_t bytes, const char *what,
 /* Queue the R12 decode of a (checked) into out, BF16 [rows][cols]. */
 int uwk_decode_r12(const struct r12_args *a, uint16_t *out, cudaStream_t s,
 		   struct uwerr *e);
-/* R11 (r11.cu): check a layout and its base and fill *a; queue the decode
- * of a (checked) into out. */
-int uwk_r11_args_make(const struct uw_layout *l, const void *dev_base, struct r12_args *a,
-		      struct uwerr *e);
+/* Queue the R11 decode of a (checked) into out, BF16 [rows][cols] (r11.cu). */
 int uwk_decode_r11(const struct r12_args *a, uint16_t *out, cudaStream_t s, struct uwerr *e);
 
 /* ---- device helpers ---- */
