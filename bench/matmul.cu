@@ -20,8 +20,8 @@
  * raw BF16 weights (BF16 in and out, float compute), same card, same run.
  * The last column compares the fused result with cuBLAS's (relative L2).
  * A second table does the same for the size preference: the weights as R11
- * (res_plan with RES_PREFER_SIZE), which uwk_matmul decodes into scratch
- * before cuBLAS at every batch, with its own byte floor. */
+ * (res_plan with RES_PREFER_SIZE) through uwk_matmul, with its own byte
+ * floor, against the same cuBLAS run as the first table's row. */
 #include <algorithm>
 #include <errno.h>
 #include <math.h>
@@ -29,7 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <string>
 #include <thread>
 #include <vector>
 
@@ -171,7 +170,7 @@ int main(int argc, char **argv)
 	CK(cudaFree(cb));
 
 	uint16_t *w = gauss(maxw, 0.02, 0x5eed), *x = gauss(maxb * 28672, 1.0, 0xbeef);
-	void *dx, *dy, *dy2, *draw, *dres, *dout;
+	void *dx, *dy, *dy2, *draw, *dres, *dres11, *dout;
 	CK(cudaMalloc(&dx, 2 * maxb * 28672));
 	CK(cudaMemcpy(dx, x, 2 * maxb * 28672, cudaMemcpyHostToDevice));
 	CK(cudaMalloc(&dy, 2 * maxb * 28672));
@@ -179,6 +178,7 @@ int main(int argc, char **argv)
 	CK(cudaMalloc(&draw, 2 * maxw));
 	CK(cudaMalloc(&dout, 2 * maxw));
 	CK(cudaMalloc(&dres, 2 * maxw));
+	CK(cudaMalloc(&dres11, 2 * maxw));
 	uint16_t *hy = (uint16_t *)malloc(2 * maxb * 28672), *hy2 = (uint16_t *)malloc(2 * maxb * 28672);
 
 	cublasHandle_t blas;
@@ -232,6 +232,26 @@ int main(int argc, char **argv)
 		       (unsigned long long)rows, (unsigned long long)cols, 8.0 * l.nbytes / n,
 		       (unsigned long long)l.npatch, floor_us, raw_floor_us, dec_us,
 		       (l.nbytes + 2.0 * n) / (dec_us * 1e-6) / 1e9);
+
+		/* the size preference: the same weights as R11, beside R12 at each
+		 * batch against the same cuBLAS run */
+		struct uw_layout l11;
+		if (res_plan(UW_DTYPE_BF16, 2, shape, w, 2 * n, RES_PREFER_SIZE, &l11, &e) < 0)
+			die_uw("res_plan (size)", &e);
+		uint8_t *res11 = (uint8_t *)aligned_alloc(256, (l11.nbytes + 255) / 256 * 256);
+		if (l11.format != UW_FORMAT_R11 || res_encode(&l11, w, 2 * n, res11, &e) < 0)
+			die_uw("res_encode (R11)", &e);
+		CK(cudaMemcpy(dres11, res11, l11.nbytes, cudaMemcpyHostToDevice));
+		free(res11);
+		const double r11_floor = l11.nbytes / peak * 1e6;
+		const double r11_dec = time_us([&] {
+			if (uwk_decode(&l11, dres11, dout, 2 * n, 0, &e) < 0)
+				die_uw("uwk_decode (R11)", &e);
+		});
+		printf("%llux%llu: R11 %.3f bits/weight, %llu escapes; floor %.1f us; uwk_decode %.1f us "
+		       "= %.0f GB/s (read + write)\n", (unsigned long long)rows, (unsigned long long)cols,
+		       8.0 * l11.nbytes / n, (unsigned long long)l11.npatch, r11_floor, r11_dec,
+		       (l11.nbytes + 2.0 * n) / (r11_dec * 1e-6) / 1e9);
 		for (size_t bi = 0; bi < 6; bi++) {
 			const size_t b = batches[bi];
 			if (b > maxb)
@@ -326,47 +346,15 @@ int main(int argc, char **argv)
 			       b <= UWK_FUSED_MAX_BATCH ? bc : "-", b <= UWK_FUSED_MAX_BATCH ? dc : "-",
 			       t_tuned, 100 * floor_us / t_tuned, t_cub / t_tuned, tc, err);
 			fflush(stdout);
-		}
-		free(res);
 
-		/* the size preference: R11, decode + cuBLAS */
-		if (res_plan(UW_DTYPE_BF16, 2, shape, w, 2 * n, RES_PREFER_SIZE, &l, &e) < 0)
-			die_uw("res_plan (size)", &e);
-		res = (uint8_t *)aligned_alloc(256, (l.nbytes + 255) / 256 * 256);
-		if (l.format != UW_FORMAT_R11 || res_encode(&l, w, 2 * n, res, &e) < 0)
-			die_uw("res_encode (R11)", &e);
-		CK(cudaMemcpy(dres, res, l.nbytes, cudaMemcpyHostToDevice));
-		const double r11_floor = l.nbytes / peak * 1e6;
-		const double r11_dec = time_us([&] {
-			if (uwk_decode(&l, dres, dout, 2 * n, 0, &e) < 0)
-				die_uw("uwk_decode (R11)", &e);
-		});
-		printf("%llux%llu: R11 %.3f bits/weight, %llu escapes; floor %.1f us; uwk_decode %.1f us "
-		       "= %.0f GB/s (read + write)\n", (unsigned long long)rows, (unsigned long long)cols,
-		       8.0 * l.nbytes / n, (unsigned long long)l.npatch, r11_floor, r11_dec,
-		       (l.nbytes + 2.0 * n) / (r11_dec * 1e-6) / 1e9);
-		for (size_t bi = 0; bi < 6; bi++) {
-			const size_t b = batches[bi];
-			if (b > maxb)
-				continue;
-			const float one = 1.f, zero = 0.f;
-			const double t_cub = time_us([&] {
-				if (cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, (int)b, (int)cols,
-						 &one, draw, CUDA_R_16BF, (int)cols, dx, CUDA_R_16BF,
-						 (int)cols, &zero, dy2, CUDA_R_16BF, (int)rows,
-						 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
-					exit(1);
-			});
-			CK(cudaMemcpy(hy2, dy2, 2 * b * rows, cudaMemcpyDeviceToHost));
 			const double t_r11 = time_us([&] {
-				if (uwk_matmul(&l, dres, dx, b, dy, 0, ctx, &e) < 0)
+				if (uwk_matmul(&l11, dres11, dx, b, dy, 0, ctx, &e) < 0)
 					die_uw("uwk_matmul (R11)", &e);
 			});
 			CK(cudaMemcpy(hy, dy, 2 * b * rows, cudaMemcpyDeviceToHost));
 			logsp_r11[bi].push_back(log(t_cub / t_r11));
 			snprintf(r11_rows[r11_n++], sizeof(r11_rows[0]),
-				 "%-11s %5zu | %8.1f %6.1f | %8.1f %7.2f | %8.1e",
-				 (std::to_string(rows) + "x" + std::to_string(cols)).c_str(), b, t_r11,
+				 "%-11s %5zu | %8.1f %6.1f | %8.1f %7.2f | %8.1e", shp, b, t_r11,
 				 100 * r11_floor / t_r11, t_cub, t_cub / t_r11, rel_l2(hy, hy2, b * rows));
 		}
 		free(res);
