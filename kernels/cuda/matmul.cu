@@ -4,10 +4,11 @@
  * r12_fused says how R11 differs). Each warp owns 16 rows of W and walks
  * their columns in chunks of 128: a lane loads 32 columns of two rows (g and
  * g + 8) with 16-byte loads straight from the planes (read once, L1 skipped)
- * PD chunks ahead of the one it decodes,
- * rebuilds the BF16 pairs in registers (one shared-memory lookup gives the
- * exponent bits of a column pair, prmt + lop3 the rest), writes the patched
- * exponents of its columns over them, and feeds them to mma.sync m16n8k16
+ * PD chunks ahead of the one it decodes, rebuilds the BF16 pairs in
+ * registers (one shared-memory lookup gives the exponent bits of a column
+ * pair, from the lane's own copy of the table so that a warp's lookups never
+ * share a bank; prmt + lop3 the rest), writes the patched exponents of its
+ * columns over them, and feeds them to mma.sync m16n8k16
  * as the A operand. The K order inside a chunk is permuted so that a lane's
  * 32 contiguous columns are its A fragments: lane (g, t) gives logical
  * k = 2t, 2t+1, 2t+8, 2t+9 of k-step s from columns 32t + 4s .. 32t + 4s + 3,
@@ -186,8 +187,9 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 	  uint16_t *__restrict__ y, float *__restrict__ part, uint32_t cps)
 {
 	constexpr int XS = xrow<WK>::bytes, SEG = xrow<WK>::seg;
+	/* smem: the lanes' tables (R12_LANE_TAB), then x */
 	extern __shared__ __align__(16) uint8_t smem[];
-	__shared__ uint32_t tab[256];
+	uint8_t *const xsm = smem + R12_LANE_TAB;
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 	const int wm = warp % WM, wk = warp / WM, g = lane >> 2, t = lane & 3;
 	const uint32_t nx = min(batch, (uint32_t)(8 * NT));   /* x rows staged */
@@ -196,7 +198,8 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 	const uint32_t cb = blockIdx.y * cps, ce = min(nch, cb + cps);
 	const uint32_t nsteps = (ce - cb + WK - 1) / WK;
 	const uint32_t row0 = (blockIdx.x * WM + wm) * 16 + g;
-	r12_table(tab, a.pal);
+	const uint32_t lane4 = 4 * lane;
+	r12_table_lanes(smem, a.pal);
 	/* R11: the warp's tile row, its height (units of a tile: 4 gh) */
 	const uint32_t grp = blockIdx.x * WM + wm;
 	const uint32_t gh = R11 && 16 * grp < a.rows ? min(16u, a.rows - 16 * grp) : 0;
@@ -251,7 +254,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 	/* x columns of step st (WK chunks) into buffer buf */
 	auto stage = [&](uint32_t st, uint32_t buf) {
 		constexpr uint32_t SEGS = WK * KC / 8;          /* 8-column units a row */
-		uint8_t *xs = smem + buf * xbuf;
+		uint8_t *xs = xsm + buf * xbuf;
 		const uint32_t k0 = (cb + st * WK) * KC;
 		for (uint32_t u = threadIdx.x; u < nx * SEGS; u += blockDim.x) {
 			const uint32_t n = u / SEGS, cc = (u % SEGS) * 8, col = k0 + cc;
@@ -357,7 +360,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 					r11_nibbles(cur[h].ix, ix);
 					const uint32_t i0 = first + pre[h];
 					uint32_t slow = r11_hints(ix, m[h], i0, emap, escaped);
-					r12_decode32(tab, cur[h].sm, ix, w[h]);
+					r12_decode32_lanes(smem, lane4, cur[h].sm, ix, w[h]);
 					for (; slow; slow &= slow - 1) {
 						const uint32_t j = __ffs(slow) - 1;
 						r11_escape(w[h], j, escaped(i0 + __popc(m[h] & ((1u << j) - 1))));
@@ -366,7 +369,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 			}
 #pragma unroll
 			for (int h = 0; h < 2 && !R11; h++) {
-				r12_decode32(tab, cur[h].sm, cur[h].ix, w[h]);
+				r12_decode32_lanes(smem, lane4, cur[h].sm, cur[h].ix, w[h]);
 				if (pcol[h] < c + 32)
 					r12_patch32(w[h], pnext[h], pend[h], pcol[h], a.patch, c);
 				if (c + 32 > a.cols) {
@@ -380,7 +383,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 					}
 				}
 			}
-			const uint8_t *xb = smem + (XALL ? st : st & 1) * xbuf + (wk * 4 + t) * SEG;
+			const uint8_t *xb = xsm + (XALL ? st : st & 1) * xbuf + (wk * 4 + t) * SEG;
 #pragma unroll
 			for (int j = 0; j < NT; j++) {
 				const uint32_t n = 8 * j + g;
@@ -417,7 +420,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 
 	if (WK > 1) {
 		/* [wk][wm][j][e][lane]: the warps of one row tile add in wk order */
-		float *red = (float *)smem;
+		float *red = (float *)xsm;
 		if (XALL)
 			__syncthreads();       /* the others may still read x */
 #pragma unroll
@@ -583,7 +586,6 @@ static const struct r11_kind {
 struct fused_variant {
 	int wm, wk, pair;
 	const void *fn, *xall;
-	uint32_t xall_max;        /* x staged once up to this many bytes (0: XALL_MAX) */
 };
 
 static struct fused_variant kind_variant(const struct fused_kind *k, size_t batch, bool xvec,
@@ -610,8 +612,9 @@ static bool pair_variant(int wm, int wk, size_t batch, bool xvec, int pf,
 }
 
 /* x staged once for the whole K loop (XALL) up to this many bytes a block:
- * batch 1 of every MLP shape here, and four blocks still fit an SM. */
-#define XALL_MAX (46u << 10)   /* + 1 KB static: under the 48 KB default */
+ * batch 1 of every MLP shape here, and two blocks of 8 warps (the
+ * registers' limit) with their tables still fit an SM. */
+#define XALL_MAX (46u << 10)
 
 /* Bytes of one step of staged x (xrow<WK> a batch row). */
 static size_t x_step_bytes(int nt, int wk, size_t batch)
@@ -620,12 +623,31 @@ static size_t x_step_bytes(int nt, int wk, size_t batch)
 	return nx * (size_t)(wk * 4 * 80 + (wk % 2 == 0 ? 64 : 0));
 }
 
-/* Shared memory of a block that stages nbuf steps of x. */
+/* Dynamic shared memory of a block that stages nbuf steps of x: the
+ * lanes' exponent tables, then x (or the split-K sums, after the loop). */
 static size_t fused_smem(int nt, int wm, int wk, size_t batch, size_t nbuf)
 {
 	size_t stage = nbuf * x_step_bytes(nt, wk, batch);
 	size_t red = wk > 1 ? (size_t)wk * wm * nt * 4 * 32 * sizeof(float) : 0;
-	return stage > red ? stage : red;
+	return R12_LANE_TAB + (stage > red ? stage : red);
+}
+
+/* Let fn take smem bytes of dynamic shared memory (past the 48 KB default,
+ * an opt-in the device must allow). */
+static int smem_optin(const void *fn, size_t smem, const struct fused_variant *v, size_t batch,
+		      struct uwk_ctx *ctx, struct uwerr *e)
+{
+	const size_t stat = 2048;                /* at most: R11's escape windows and map */
+	if (smem + stat <= 48 * 1024)
+		return 0;
+	int optin = 0;
+	UWK_CK(e, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
+					 ctx->device));
+	if (smem + stat > (size_t)optin)
+		return uwerr_set(e, ENOTSUP, "fused shape %dx%d at batch %zu: %zu bytes of shared memory (device: %d)",
+				 v->wm, v->wk, batch, smem + stat, optin);
+	UWK_CK(e, cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+	return 0;
 }
 
 /* One launch of the fused kernel, resolved. */
@@ -648,20 +670,13 @@ static int fused_plan_make(const struct fused_variant *v, uint64_t tiles, uint32
 			   struct uwerr *e)
 {
 	const int ntl = nt_log2(batch), nt = 1 << ntl;
-	const uint32_t nch = (cols + KC - 1) / KC, xall_max = v->xall_max ? v->xall_max : XALL_MAX;
+	const uint32_t nch = (cols + KC - 1) / KC;
 	p->threads = 32 * v->wm * v->wk;
 	p->fn = v->fn;
 	p->smem = fused_smem(nt, v->wm, v->wk, batch, 2);
-	if (p->smem > 48 * 1024) {
-		int optin = 0;
-		UWK_CK(e, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
-						 ctx->device));
-		if (p->smem + 1024 > (size_t)optin)      /* + the static exponent table */
-			return uwerr_set(e, ENOTSUP, "fused shape %dx%d at batch %zu: %zu bytes of shared memory (device: %d)",
-					 v->wm, v->wk, batch, p->smem + 1024, optin);
-		UWK_CK(e, cudaFuncSetAttribute(p->fn,
-					       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)p->smem));
-	}
+	int rc = smem_optin(p->fn, p->smem, v, batch, ctx, e);
+	if (rc < 0)
+		return rc;
 	if (ks < 1) {
 		int per_sm = 0;
 		UWK_CK(e, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, p->fn, p->threads,
@@ -671,7 +686,7 @@ static int fused_plan_make(const struct fused_variant *v, uint64_t tiles, uint32
 		uint64_t want = (wave + tiles / 2) / tiles;
 		if (nt == 1) {
 			/* at least the splits that let XALL hold the block's x */
-			const uint64_t cps_max = (xall_max / x_step_bytes(nt, v->wk, batch)) * v->wk;
+			const uint64_t cps_max = (XALL_MAX / x_step_bytes(nt, v->wk, batch)) * v->wk;
 			const uint64_t need = cps_max ? (nch + cps_max - 1) / cps_max : most;
 			if (want < need)
 				want = need;
@@ -687,9 +702,10 @@ static int fused_plan_make(const struct fused_variant *v, uint64_t tiles, uint32
 	p->cps = (nch + ks - 1) / ks;
 	p->ks = (int)((nch + p->cps - 1) / p->cps);   /* no empty split */
 	const size_t all = fused_smem(nt, v->wm, v->wk, batch, (p->cps + v->wk - 1) / v->wk);
-	if (nt == 1 && all <= xall_max && v->xall) {
+	if (nt == 1 && all - R12_LANE_TAB <= XALL_MAX && v->xall) {
 		p->fn = v->xall;
 		p->smem = all;
+		return smem_optin(p->fn, p->smem, v, batch, ctx, e);
 	}
 	return 0;
 }
@@ -775,11 +791,7 @@ static int r11_fused_run(const struct r12_args *a, const void *x, size_t batch, 
 			 cudaStream_t s, struct uwk_ctx *ctx, struct uwerr *e)
 {
 	const struct r11_kind &k = r11_kinds[nt_log2(batch)];
-	/* R11's static shared memory: the table, the escape windows, the
-	 * exponent map (+ alignment) */
-	const uint32_t stat = 1024 + 128 * k.wm * k.wk + 256 + 64;
-	const struct fused_variant v = { k.wm, k.wk, 0, k.fn, k.xall,
-					 std::min(XALL_MAX, (48u << 10) - stat) };
+	const struct fused_variant v = { k.wm, k.wk, 0, k.fn, k.xall };
 	return variant_run(a, &v, 0, x, batch, y, s, ctx, e);
 }
 

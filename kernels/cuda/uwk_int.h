@@ -81,22 +81,42 @@ int uwk_decode_r11(const struct r12_args *a, uint16_t *out, cudaStream_t s, stru
 
 /* ---- device helpers ---- */
 
-/* The exponent bits of a column pair from its index byte b: palette[b & 15]
- * for the even column at bit 7, palette[b >> 4] for the odd one at bit 23,
- * so one lookup and one OR give two BF16 values. pal: the 16 palette bytes
- * (R12's, or R11's with 0 for its escape code), little-endian words.
+/* The exponent bits of a column pair from its index byte i: palette[i & 15]
+ * for the even column at bit 7, palette[i >> 4] for the odd one at bit 23,
+ * so one lookup and one OR give two BF16 values. p0, p1: the 16 palette
+ * bytes (R12's, or R11's with 0 for its escape code) as two little-endian
+ * 64-bit words: no run-time index into the parameters, which would copy
+ * them to local memory. */
+__device__ __forceinline__ uint32_t r12_tab_entry(uint64_t p0, uint64_t p1, int i)
+{
+	const int l = i & 15, h = i >> 4;
+	const uint32_t lo = (uint32_t)((l < 8 ? p0 : p1) >> (8 * (l & 7))) & 0xff;
+	const uint32_t hi = (uint32_t)((h < 8 ? p0 : p1) >> (8 * (h & 7))) & 0xff;
+	return lo << 7 | hi << 23;
+}
+
+/* The 256 entries in tab; pal: the palette as little-endian words.
  * Block-cooperative. */
 __device__ __forceinline__ void r12_table(uint32_t *tab, const uint32_t pal[4])
 {
-	/* the palette as two 64-bit words: no run-time index into the
-	 * parameters, which would copy them to local memory */
 	const uint64_t p0 = pal[0] | (uint64_t)pal[1] << 32;
 	const uint64_t p1 = pal[2] | (uint64_t)pal[3] << 32;
-	for (int i = threadIdx.x; i < 256; i += blockDim.x) {
-		const int l = i & 15, h = i >> 4;
-		const uint32_t lo = (uint32_t)((l < 8 ? p0 : p1) >> (8 * (l & 7))) & 0xff;
-		const uint32_t hi = (uint32_t)((h < 8 ? p0 : p1) >> (8 * (h & 7))) & 0xff;
-		tab[i] = lo << 7 | hi << 23;
+	for (int i = threadIdx.x; i < 256; i += blockDim.x)
+		tab[i] = r12_tab_entry(p0, p1, i);
+}
+
+/* The table once per lane (R12_LANE_TAB bytes, 16-byte aligned): entry i of
+ * lane l at word 32 i + l, so a warp's 32 lookups fall in 32 distinct banks
+ * whatever the indices (one table: about 3 wavefronts a lookup, bench/NOTES.md
+ * v12). Block-cooperative. */
+#define R12_LANE_TAB (256 * 32 * 4)
+__device__ __forceinline__ void r12_table_lanes(uint8_t *rtab, const uint32_t pal[4])
+{
+	const uint64_t p0 = pal[0] | (uint64_t)pal[1] << 32;
+	const uint64_t p1 = pal[2] | (uint64_t)pal[3] << 32;
+	for (int i = threadIdx.x; i < 256 * 8; i += blockDim.x) {
+		const uint32_t v = r12_tab_entry(p0, p1, i >> 3);
+		*(uint4 *)(rtab + 16 * i) = make_uint4(v, v, v, v);
 	}
 }
 
@@ -119,16 +139,36 @@ __device__ __forceinline__ uint32_t r12_pair(uint32_t sm, uint32_t ebits)
 }
 
 /* 32 columns of one row: sm[8] words (32 sign|mantissa bytes) and ix[4]
- * words (16 index bytes) -> w[16] BF16 pairs (pair p = columns 2p, 2p+1). */
-__device__ __forceinline__ void r12_decode32(const uint32_t *tab, const uint32_t sm[8],
-					     const uint32_t ix[4], uint32_t w[16])
+ * words (16 index bytes) -> w[16] BF16 pairs (pair p = columns 2p, 2p+1).
+ * look(b): the table entry of index byte b & 0xff. */
+template <class L>
+__device__ __forceinline__ void r12_decode32_by(L look, const uint32_t sm[8],
+						const uint32_t ix[4], uint32_t w[16])
 {
 #pragma unroll
 	for (int q = 0; q < 8; q++) {
 		uint32_t b = ix[q >> 1] >> (16 * (q & 1));
-		w[2 * q] = r12_pair<0>(sm[q], tab[b & 0xff]);
-		w[2 * q + 1] = r12_pair<1>(sm[q], tab[(b >> 8) & 0xff]);
+		w[2 * q] = r12_pair<0>(sm[q], look(b));
+		w[2 * q + 1] = r12_pair<1>(sm[q], look(b >> 8));
 	}
+}
+
+/* r12_decode32_by with one table (r12_table). */
+__device__ __forceinline__ void r12_decode32(const uint32_t *tab, const uint32_t sm[8],
+					     const uint32_t ix[4], uint32_t w[16])
+{
+	r12_decode32_by([&](uint32_t b) { return tab[b & 0xff]; }, sm, ix, w);
+}
+
+/* r12_decode32_by with the lane's copy of the table (r12_table_lanes):
+ * lane4 = 4 * lane; the address is a shift and one lop3 from b. */
+__device__ __forceinline__ void r12_decode32_lanes(const uint8_t *rtab, uint32_t lane4,
+						   const uint32_t sm[8], const uint32_t ix[4],
+						   uint32_t w[16])
+{
+	r12_decode32_by([&](uint32_t b) {
+		return *(const uint32_t *)(rtab + (((b << 7) & 0x7f80u) | lane4));
+	}, sm, ix, w);
 }
 
 /* Bit i of the low byte of x moved to bit 4i. */
