@@ -199,7 +199,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 	const uint32_t nsteps = (ce - cb + WK - 1) / WK;
 	const uint32_t row0 = (blockIdx.x * WM + wm) * 16 + g;
 	const uint32_t lane4 = 4 * lane;
-	r12_table_lanes(smem, a.pal);
+	r12_table(smem, a.pal);
 	/* R11: the warp's tile row, its height (units of a tile: 4 gh) */
 	const uint32_t grp = blockIdx.x * WM + wm;
 	const uint32_t gh = R11 && 16 * grp < a.rows ? min(16u, a.rows - 16 * grp) : 0;
@@ -360,7 +360,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 					r11_nibbles(cur[h].ix, ix);
 					const uint32_t i0 = first + pre[h];
 					uint32_t slow = r11_hints(ix, m[h], i0, emap, escaped);
-					r12_decode32_lanes(smem, lane4, cur[h].sm, ix, w[h]);
+					r12_decode32(smem, lane4, cur[h].sm, ix, w[h]);
 					for (; slow; slow &= slow - 1) {
 						const uint32_t j = __ffs(slow) - 1;
 						r11_escape(w[h], j, escaped(i0 + __popc(m[h] & ((1u << j) - 1))));
@@ -369,7 +369,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 			}
 #pragma unroll
 			for (int h = 0; h < 2 && !R11; h++) {
-				r12_decode32_lanes(smem, lane4, cur[h].sm, cur[h].ix, w[h]);
+				r12_decode32(smem, lane4, cur[h].sm, cur[h].ix, w[h]);
 				if (pcol[h] < c + 32)
 					r12_patch32(w[h], pnext[h], pend[h], pcol[h], a.patch, c);
 				if (c + 32 > a.cols) {

@@ -87,7 +87,7 @@ int uwk_decode_r11(const struct r12_args *a, uint16_t *out, cudaStream_t s, stru
  * bytes (R12's, or R11's with 0 for its escape code) as two little-endian
  * 64-bit words: no run-time index into the parameters, which would copy
  * them to local memory. */
-__device__ __forceinline__ uint32_t r12_tab_entry(uint64_t p0, uint64_t p1, int i)
+__device__ __forceinline__ uint32_t r12_pal_pair(uint64_t p0, uint64_t p1, int i)
 {
 	const int l = i & 15, h = i >> 4;
 	const uint32_t lo = (uint32_t)((l < 8 ? p0 : p1) >> (8 * (l & 7))) & 0xff;
@@ -95,29 +95,27 @@ __device__ __forceinline__ uint32_t r12_tab_entry(uint64_t p0, uint64_t p1, int 
 	return lo << 7 | hi << 23;
 }
 
-/* The 256 entries in tab; pal: the palette as little-endian words.
- * Block-cooperative. */
-__device__ __forceinline__ void r12_table(uint32_t *tab, const uint32_t pal[4])
-{
-	const uint64_t p0 = pal[0] | (uint64_t)pal[1] << 32;
-	const uint64_t p1 = pal[2] | (uint64_t)pal[3] << 32;
-	for (int i = threadIdx.x; i < 256; i += blockDim.x)
-		tab[i] = r12_tab_entry(p0, p1, i);
-}
-
 /* The table once per lane (R12_LANE_TAB bytes, 16-byte aligned): entry i of
  * lane l at word 32 i + l, so a warp's 32 lookups fall in 32 distinct banks
- * whatever the indices (one table: about 3 wavefronts a lookup, bench/NOTES.md
- * v12). Block-cooperative. */
+ * whatever the indices (with one table, about 3 wavefronts a lookup:
+ * bench/NOTES.md, v12). pal: the palette as little-endian words.
+ * Block-cooperative. */
 #define R12_LANE_TAB (256 * 32 * 4)
-__device__ __forceinline__ void r12_table_lanes(uint8_t *rtab, const uint32_t pal[4])
+__device__ __forceinline__ void r12_table(uint8_t *rtab, const uint32_t pal[4])
 {
 	const uint64_t p0 = pal[0] | (uint64_t)pal[1] << 32;
 	const uint64_t p1 = pal[2] | (uint64_t)pal[3] << 32;
 	for (int i = threadIdx.x; i < 256 * 8; i += blockDim.x) {
-		const uint32_t v = r12_tab_entry(p0, p1, i >> 3);
+		const uint32_t v = r12_pal_pair(p0, p1, i >> 3);
 		*(uint4 *)(rtab + 16 * i) = make_uint4(v, v, v, v);
 	}
+}
+
+/* The entry of index byte b & 0xff in the lane's copy of the table; lane4 =
+ * 4 * lane, so the address is a shift and one lop3. */
+__device__ __forceinline__ uint32_t r12_entry(const uint8_t *rtab, uint32_t lane4, uint32_t b)
+{
+	return *(const uint32_t *)(rtab + (((b << 7) & 0x7f80u) | lane4));
 }
 
 __device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel)
@@ -139,36 +137,18 @@ __device__ __forceinline__ uint32_t r12_pair(uint32_t sm, uint32_t ebits)
 }
 
 /* 32 columns of one row: sm[8] words (32 sign|mantissa bytes) and ix[4]
- * words (16 index bytes) -> w[16] BF16 pairs (pair p = columns 2p, 2p+1).
- * look(b): the table entry of index byte b & 0xff. */
-template <class L>
-__device__ __forceinline__ void r12_decode32_by(L look, const uint32_t sm[8],
-						const uint32_t ix[4], uint32_t w[16])
+ * words (16 index bytes) -> w[16] BF16 pairs (pair p = columns 2p, 2p+1),
+ * with the lane's table (r12_table, r12_entry). */
+__device__ __forceinline__ void r12_decode32(const uint8_t *rtab, uint32_t lane4,
+					     const uint32_t sm[8], const uint32_t ix[4],
+					     uint32_t w[16])
 {
 #pragma unroll
 	for (int q = 0; q < 8; q++) {
 		uint32_t b = ix[q >> 1] >> (16 * (q & 1));
-		w[2 * q] = r12_pair<0>(sm[q], look(b));
-		w[2 * q + 1] = r12_pair<1>(sm[q], look(b >> 8));
+		w[2 * q] = r12_pair<0>(sm[q], r12_entry(rtab, lane4, b));
+		w[2 * q + 1] = r12_pair<1>(sm[q], r12_entry(rtab, lane4, b >> 8));
 	}
-}
-
-/* r12_decode32_by with one table (r12_table). */
-__device__ __forceinline__ void r12_decode32(const uint32_t *tab, const uint32_t sm[8],
-					     const uint32_t ix[4], uint32_t w[16])
-{
-	r12_decode32_by([&](uint32_t b) { return tab[b & 0xff]; }, sm, ix, w);
-}
-
-/* r12_decode32_by with the lane's copy of the table (r12_table_lanes):
- * lane4 = 4 * lane; the address is a shift and one lop3 from b. */
-__device__ __forceinline__ void r12_decode32_lanes(const uint8_t *rtab, uint32_t lane4,
-						   const uint32_t sm[8], const uint32_t ix[4],
-						   uint32_t w[16])
-{
-	r12_decode32_by([&](uint32_t b) {
-		return *(const uint32_t *)(rtab + (((b << 7) & 0x7f80u) | lane4));
-	}, sm, ix, w);
 }
 
 /* Bit i of the low byte of x moved to bit 4i. */
