@@ -5,7 +5,8 @@
 #   bash bench/gpu-run.sh [BUILDDIR] [bench args]    (default .devbuild)
 # Logs go to $OUT (the device tool's folder), else ./gpu-out. Libraries the
 # host may lack (libsubunit of Check) can be put in BUILDDIR/gpulibs.
-# SKIP_MATMUL=1 leaves the matmul benchmark out; SKIP_ENCODE=1 the encode one.
+# SKIP_MATMUL=1 leaves the matmul benchmarks (uw-bench-matmul, -readpat) out;
+# SKIP_ENCODE=1 the encode one.
 # PROFILE=1 also writes the fused kernels' SASS and an Nsight Compute
 # report of the batch-1 fused kernel on 14336x4096.
 set -u
@@ -90,6 +91,7 @@ fi
 if [ "${SKIP_MATMUL:-0}" != 1 ]; then
 	"$B/bench/uw-bench-matmul" "$@" 2>&1 | tee "$O/bench-matmul.log"
 	[ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+	"$B/bench/uw-bench-readpat" >"$O/readpat.log" 2>&1 || rc=1
 fi
 
 if [ "${PROFILE:-0}" = 1 ]; then

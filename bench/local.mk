@@ -15,6 +15,19 @@ bench/matmul.o: bench/matmul.cu bench/benchutil.h kernels/cuda/uwk.h
 CLEANFILES += bench/matmul.o
 endif
 
+# The fused kernel's loads of W alone (no decode), against the copy's rate.
+if HAVE_CUDA
+noinst_PROGRAMS += bench/uw-bench-readpat
+bench_uw_bench_readpat_SOURCES =
+bench_uw_bench_readpat_LDADD = bench/readpat.o -L$(CUDA_DIR)/lib64 -lcudart -lstdc++
+bench_uw_bench_readpat_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
+EXTRA_bench_uw_bench_readpat_DEPENDENCIES = bench/readpat.o
+bench/readpat.o: bench/readpat.cu
+	$(AM_V_GEN)$(MKDIR_P) bench && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/bench/readpat.cu
+CLEANFILES += bench/readpat.o
+endif
+EXTRA_DIST += bench/readpat.cu
+
 # A Llama-3.1-8B-shaped MLP stack against cuBLAS (GPU host: bench/gpu-tune.sh).
 if HAVE_CUDA
 noinst_PROGRAMS += bench/uw-bench-mlp

@@ -363,6 +363,16 @@ START_TEST(test_real_weights)
 			check_matmul(&t, 64, UWK_PIPE_AUTO, NULL, 0, s->name);
 		}
 		tensor_free(&t);
+		/* its values as rows of 256 columns: full chunks, which no matrix
+		 * of stories260K has (the lean loop at batch <= 8) */
+		const size_t n = st_tensor_bytes(s) / 2;
+		if (s->ndim == 2 && n % 256 == 0) {
+			const uint64_t shape[2] = {n / 256, 256};
+			tensor_make_as(&t, _i, 2, shape, w, n, s->name);
+			check_matmul(&t, 1, UWK_PIPE_AUTO, NULL, 0, s->name);
+			check_matmul(&t, 5, UWK_PIPE_AUTO, NULL, 0, s->name);
+			tensor_free(&t);
+		}
 		free(w);
 	}
 	ck_assert_msg(kept >= 15, "only %d tensors of stories260K are format %u", kept, format);
@@ -404,10 +414,12 @@ START_TEST(test_matmul_cfgs)
 	struct uwk_cfg cfgs[32];
 	int ncfg = uwk_cfg_list(cfgs, 32);
 	ck_assert(ncfg > 0 && ncfg <= 32);
-	static const uint64_t shapes[][2] = {{77, 1001}, {256, 3000}, {40, 520}, {50, 4104}};
+	/* 72x2048: full chunks, the lean loop at pf 1 and batch <= 8 */
+	static const uint64_t shapes[][2] = {{77, 1001}, {256, 3000}, {40, 520}, {50, 4104},
+					     {72, 2048}};
 	static const size_t batches[] = {1, 9, 40, 64};
 	static const int ks[] = {1, 2, 5};
-	for (size_t s = 0; s < 4; s++) {
+	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
 		uint16_t *w = weights(shapes[s][0] * shapes[s][1], 15, 20, 200);
 		struct tensor t;
 		tensor_2d(&t, shapes[s][0], shapes[s][1], w, "cfgs");
@@ -862,9 +874,12 @@ START_TEST(test_matmul2)
 				struct uwk_cfg want = {0, 0, ks, 0}, used;
 				int rc = uwk_matmul2(&t0.l, t0.dev, &t1.l, t1.dev, dx, n, d0, d1,
 						     ks ? &want : NULL, &used, 0, ctx, &e);
-				/* ks without a shape names no two-tensor kernel: AUTO's is taken */
+				/* ks without a shape names no two-tensor kernel: AUTO's is taken,
+				 * the lean loop (pf 1) only at batch <= 8 on full chunks */
 				ck_assert_msg(rc == 0, "uwk_matmul2: %s", e.msg);
-				ck_assert_msg(used.wm != 0 && used.pf == 2 && (!ks || used.ks == ks),
+				const int lean_ok = n <= 8 && shapes[s][2] % 128 == 0;
+				ck_assert_msg(used.wm != 0 && (used.pf == 2 || (used.pf == 1 && lean_ok)) &&
+					      (!ks || used.ks == ks),
 					      "%llu+%llux%llu batch %zu: no two-tensor launch (%dx%d/%d/%d)",
 					      (unsigned long long)r0, (unsigned long long)r1,
 					      (unsigned long long)shapes[s][2], n, used.wm, used.wk, used.ks,

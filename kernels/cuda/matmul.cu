@@ -180,13 +180,21 @@ __device__ __forceinline__ void r11_escape(uint32_t w[16], uint32_t j, uint32_t 
  * window in shared memory (past it, global loads). An escape whose exponent
  * is one of the layout's hints (palette[8..15]) gets that entry's nibble
  * before the table lookup; the rare others are written into the decoded
- * pair (r11_escape). */
-template <int NT, int WM, int WK, bool XVEC, int PD, bool XALL, bool R11 = false>
+ * pair (r11_escape).
+ * LEAN (R12, NT = 1, XVEC, XALL, PD = 1, cols a multiple of 128): a K loop
+ * of its own, each warp on its own chunks: no check per load but the chunk
+ * range (rows past the end read row 0, their sums are not kept), x read
+ * once a chunk, each k-step's four pairs decoded just before its mma; a
+ * chunk in which some lane has a patch (rare) decodes whole rows and
+ * patches them as the other loop does (bench/NOTES.md, v16). */
+template <int NT, int WM, int WK, bool XVEC, int PD, bool XALL, bool R11 = false,
+	  bool LEAN = false>
 __device__ __forceinline__ void
 r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 	  uint16_t *__restrict__ y, float *__restrict__ part, uint32_t cps)
 {
 	constexpr int XS = xrow<WK>::bytes, SEG = xrow<WK>::seg;
+	static_assert(!LEAN || (NT == 1 && XVEC && XALL && !R11), "the lean loop: R12, batch <= 8");
 	/* smem: the lanes' tables (R12_LANE_TAB), then x */
 	extern __shared__ __align__(16) uint8_t smem[];
 	uint8_t *const xsm = smem + R12_LANE_TAB;
@@ -315,7 +323,75 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 		cp_wait_all();
 		__syncthreads();
 	}
-	for (uint32_t st = 0; st < nsteps; st++) {
+	if constexpr (LEAN) {
+		const uint32_t n = ch < ce ? (ce - ch + WK - 1) / WK : 0;   /* this warp's chunks */
+		const uint8_t *lm[2], *ln[2];                 /* chunk cf's planes */
+		uint32_t c = ch * KC + 32 * t, cf = ch + PD * WK;
+#pragma unroll
+		for (int h = 0; h < 2; h++) {
+			lm[h] = mrow[h] + (uint64_t)cf * KC + 32 * t;
+			ln[h] = nrow[h] + (uint64_t)cf * (KC / 2) + 16 * t;
+		}
+		/* lanes past the batch read the last row: their sums are not kept */
+		const uint8_t *xb = xsm + (wk * 4 + t) * SEG + min((uint32_t)g, nx - 1) * XS;
+		for (uint32_t i = 0; i < n; i++) {
+			if (cf < ce)
+#pragma unroll
+				for (int h = 0; h < 2; h++) {
+					const uint4 s0 = ld_stream(lm[h]), s1 = ld_stream(lm[h] + 16);
+					const uint4 n0 = ld_stream(ln[h]);
+					q[PD][h] = { { s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w },
+						     { n0.x, n0.y, n0.z, n0.w } };
+				}
+			const r12_raw32 (&cu)[2] = q[0];
+			uint32_t xv[16];
+#pragma unroll
+			for (int k = 0; k < 4; k++) {
+				const uint4 v = *(const uint4 *)(xb + 16 * k);
+				xv[4 * k] = v.x, xv[4 * k + 1] = v.y, xv[4 * k + 2] = v.z, xv[4 * k + 3] = v.w;
+			}
+			/* pair p of row half h: index byte p, sign|mantissa bytes 2p, 2p + 1 */
+			auto pr = [&](int h, int p) -> uint32_t {
+				const uint32_t e = r12_entry(smem, lane4, cu[h].ix[p >> 2] >> 8 * (p & 3));
+				return p & 1 ? r12_pair<1>(cu[h].sm[p >> 1], e) : r12_pair<0>(cu[h].sm[p >> 1], e);
+			};
+			if (!__any_sync(0xffffffffu, pcol[0] < c + 32 || pcol[1] < c + 32)) {
+#pragma unroll
+				for (int k = 0; k < 8; k++)
+					mma_bf16(acc[0], pr(0, 2 * k), pr(1, 2 * k), pr(0, 2 * k + 1),
+						 pr(1, 2 * k + 1), xv[2 * k], xv[2 * k + 1]);
+			} else {
+				/* a patch in this chunk (rare): whole rows, as the other loop */
+				uint32_t w[2][16];
+#pragma unroll
+				for (int h = 0; h < 2; h++) {
+#pragma unroll
+					for (int p = 0; p < 16; p++)
+						w[h][p] = pr(h, p);
+					if (pcol[h] < c + 32)
+						r12_patch32(w[h], pnext[h], pend[h], pcol[h], a.patch, c);
+				}
+#pragma unroll
+				for (int k = 0; k < 8; k++)
+					mma_bf16(acc[0], w[0][2 * k], w[1][2 * k], w[0][2 * k + 1],
+						 w[1][2 * k + 1], xv[2 * k], xv[2 * k + 1]);
+			}
+#pragma unroll
+			for (int k = 0; k < PD; k++)
+#pragma unroll
+				for (int h = 0; h < 2; h++)
+					q[k][h] = q[k + 1][h];
+#pragma unroll
+			for (int h = 0; h < 2; h++) {
+				lm[h] += WK * KC;
+				ln[h] += WK * KC / 2;
+			}
+			xb += xbuf;
+			c += WK * KC;
+			cf += WK;
+		}
+	}
+	for (uint32_t st = 0; st < nsteps && !LEAN; st++) {
 		const bool more = st + 1 < nsteps;
 		const uint32_t chn = ch + WK, chf = ch + PD * WK;
 		if (!XALL && more)
@@ -464,6 +540,19 @@ r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batc
 	r12_fused<NT, WM, WK, XVEC, PD, XALL, R11>(a, x, batch, y, part, cps);
 }
 
+/* The lean loop's kernels hold at most 128 registers for 16 warps an SM:
+ * that occupancy is what keeps enough of W in flight (v16). An explicit
+ * minimum on the others changes their registers, so they have none. */
+#define LEAN_BOUNDS(WM, WK) __launch_bounds__(32 * (WM) * (WK), 16 / ((WM) * (WK)))
+
+template <int WM, int WK>
+__global__ void LEAN_BOUNDS(WM, WK)
+r12_lean_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batch,
+		uint16_t *__restrict__ y, float *__restrict__ part, uint32_t cps)
+{
+	r12_fused<1, WM, WK, true, 1, true, false, true>(a, x, batch, y, part, cps);
+}
+
 /* Two tensors that share x (uwk_matmul2), one per blockIdx.z, their grids
  * side by side; part[z]: split-K partial sums or NULL. */
 struct r12_two {
@@ -472,15 +561,31 @@ struct r12_two {
 	float *part[2];
 };
 
+template <int NT, int WM, int WK, bool XALL, bool LEAN>
+__device__ __forceinline__ void r12_fused2(const r12_two &m, const uint16_t *__restrict__ x,
+					   uint32_t batch, uint32_t cps)
+{
+	const unsigned z = blockIdx.z;
+	if (blockIdx.x * WM * 16 >= m.a[z].rows)
+		return;                 /* the other tensor has more row tiles */
+	r12_fused<NT, WM, WK, true, LEAN ? 1 : 2, XALL, false, LEAN>(m.a[z], x, batch, m.y[z],
+								      m.part[z], cps);
+}
+
 template <int NT, int WM, int WK, bool XALL>
 __global__ void __launch_bounds__(32 * WM * WK)
 r12_fused2_kernel(const __grid_constant__ r12_two m, const uint16_t *__restrict__ x,
 		  uint32_t batch, uint32_t cps)
 {
-	const unsigned z = blockIdx.z;
-	if (blockIdx.x * WM * 16 >= m.a[z].rows)
-		return;                 /* the other tensor has more row tiles */
-	r12_fused<NT, WM, WK, true, 2, XALL>(m.a[z], x, batch, m.y[z], m.part[z], cps);
+	r12_fused2<NT, WM, WK, XALL, false>(m, x, batch, cps);
+}
+
+template <int WM, int WK>
+__global__ void LEAN_BOUNDS(WM, WK)
+r12_lean2_kernel(const __grid_constant__ r12_two m, const uint16_t *__restrict__ x,
+		 uint32_t batch, uint32_t cps)
+{
+	r12_fused2<1, WM, WK, true, true>(m, x, batch, cps);
 }
 
 /* y = the ks partial sums, added in split order. */
@@ -506,6 +611,7 @@ struct fused_kind {
 	int wm, wk;
 	fused_fn fn[4][2][UWK_NPF];     /* [log2 NT][XVEC][pf - 1] */
 	fused_fn xall[2][UWK_NPF];      /* NT = 1 with x staged once: [XVEC][pf - 1] */
+	fused_fn lean;                  /* the same at pf 1, LEAN (16-byte x, full chunks) */
 };
 
 #define FUSED_PF(WM, WK, NT, XV, XA) \
@@ -515,7 +621,8 @@ struct fused_kind {
 #define FUSED_KIND(WM, WK) \
 	{ WM, WK, { FUSED_NT(WM, WK, 1, false), FUSED_NT(WM, WK, 2, false), \
 		    FUSED_NT(WM, WK, 4, false), FUSED_NT(WM, WK, 8, false) }, \
-	  FUSED_NT(WM, WK, 1, true) }
+	  FUSED_NT(WM, WK, 1, true), \
+	  r12_lean_kernel<WM, WK> }
 
 /* The shapes built; default_kind picks AUTO's among them. */
 static const struct fused_kind kinds[] = {
@@ -547,21 +654,23 @@ static const struct fused_kind *default_kind(size_t batch)
 	return batch <= 8 ? find_kind(4, 2) : batch <= 16 ? find_kind(4, 1) : find_kind(8, 1);
 }
 
-/* AUTO's prefetch depth: two chunks ahead (bench/NOTES.md, v5). */
+/* AUTO's prefetch depth: two chunks ahead (bench/NOTES.md, v5), but one
+ * at batch <= 8, where the lean loop (pf 1 only) takes full chunks (v16). */
 static int default_pf(size_t batch)
 {
-	(void)batch;
-	return 2;
+	return batch <= 8 ? 1 : 2;
 }
 
 /* The two-tensor kernels (uwk_matmul2): AUTO's shape at each n-tile count
- * (default_kind), pf 2, 16-byte rows and x only; XALL at NT = 1, as AUTO. */
+ * (default_kind), pf 2, 16-byte rows and x only; XALL at NT = 1, as AUTO,
+ * and its lean loop (pf 1) for AUTO where the chunks are full. */
 static const struct pair_kind {
 	int wm, wk, ntl;
-	const void *fn, *xall;
+	const void *fn, *xall, *lean;
 } pair_kinds[] = {
 	{ 4, 2, 0, (const void *)r12_fused2_kernel<1, 4, 2, false>,
-	  (const void *)r12_fused2_kernel<1, 4, 2, true> },
+	  (const void *)r12_fused2_kernel<1, 4, 2, true>,
+	  (const void *)r12_lean2_kernel<4, 2> },
 	{ 4, 1, 1, (const void *)r12_fused2_kernel<2, 4, 1, false>, NULL },
 	{ 8, 1, 2, (const void *)r12_fused2_kernel<4, 8, 1, false>, NULL },
 	{ 8, 1, 3, (const void *)r12_fused2_kernel<8, 8, 1, false>, NULL },
@@ -581,11 +690,12 @@ static const struct r11_kind {
 };
 
 /* The kernels one launch may take: fn, and xall (NULL: not built) for the
- * barrier-free loop where the block's x fits; a kernel of fused_fn's
- * arguments, or (pair) r12_fused2_kernel's. */
+ * barrier-free loop where the block's x fits, lean (NULL: not built) for
+ * it when every chunk is full; a kernel of fused_fn's arguments, or (pair)
+ * r12_fused2_kernel's. */
 struct fused_variant {
 	int wm, wk, pair;
-	const void *fn, *xall;
+	const void *fn, *xall, *lean;
 };
 
 static struct fused_variant kind_variant(const struct fused_kind *k, size_t batch, bool xvec,
@@ -593,7 +703,7 @@ static struct fused_variant kind_variant(const struct fused_kind *k, size_t batc
 {
 	const int ntl = nt_log2(batch), d = (pf < 1 ? default_pf(batch) : pf) - 1;
 	return { k->wm, k->wk, 0, (const void *)k->fn[ntl][xvec][d],
-		 (const void *)k->xall[xvec][d] };
+		 (const void *)k->xall[xvec][d], xvec && d == 0 ? (const void *)k->lean : NULL };
 }
 
 /* The two-tensor kernel of (wm, wk) at this batch and pf, if built. */
@@ -605,7 +715,7 @@ static bool pair_variant(int wm, int wk, size_t batch, bool xvec, int pf,
 		return false;
 	for (const struct pair_kind &k : pair_kinds)
 		if (k.wm == wm && k.wk == wk && k.ntl == ntl) {
-			*v = { wm, wk, 1, k.fn, k.xall };
+			*v = { wm, wk, 1, k.fn, k.xall, pf == 0 ? k.lean : NULL };
 			return true;
 		}
 	return false;
@@ -703,7 +813,8 @@ static int fused_plan_make(const struct fused_variant *v, uint64_t tiles, uint32
 	p->ks = (int)((nch + p->cps - 1) / p->cps);   /* no empty split */
 	const size_t all = fused_smem(nt, v->wm, v->wk, batch, (p->cps + v->wk - 1) / v->wk);
 	if (nt == 1 && all - R12_LANE_TAB <= XALL_MAX && v->xall) {
-		p->fn = v->xall;
+		const bool lean = v->lean && cols % KC == 0;
+		p->fn = lean ? v->lean : v->xall;
 		p->smem = all;
 		return smem_optin(p->fn, p->smem, v, batch, ctx, e);
 	}
@@ -791,7 +902,7 @@ static int r11_fused_run(const struct r12_args *a, const void *x, size_t batch, 
 			 cudaStream_t s, struct uwk_ctx *ctx, struct uwerr *e)
 {
 	const struct r11_kind &k = r11_kinds[nt_log2(batch)];
-	const struct fused_variant v = { k.wm, k.wk, 0, k.fn, k.xall };
+	const struct fused_variant v = { k.wm, k.wk, 0, k.fn, k.xall, NULL };
 	return variant_run(a, &v, 0, x, batch, y, s, ctx, e);
 }
 
@@ -1033,7 +1144,7 @@ extern "C" int uwk_matmul2(const struct uw_layout *l0, const void *base0,
 				    (unsigned long long)l0->rows, (unsigned long long)l0->cols,
 				    (unsigned long long)l1->rows, (unsigned long long)l1->cols, batch);
 	if (used)
-		*used = (struct uwk_cfg){ v.wm, v.wk, p.ks, 2 };
+		*used = (struct uwk_cfg){ v.wm, v.wk, p.ks, p.fn == v.lean ? 1 : 2 };
 	return 0;
 }
 

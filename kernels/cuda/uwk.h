@@ -132,6 +132,8 @@ int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base, const void 
  * split the columns of a block, and ks blocks split them again (partial sums
  * in the context, added in a fixed order by a second kernel); pf chunks of
  * 128 columns of W are in flight ahead of the one being decoded (1, 2).
+ * pf 1 at batch <= 8, with x on 16 bytes and cols a multiple of 128 where
+ * the block's x is staged once, is the lean loop (AUTO's choice there).
  * 0 = chosen from the shape and the device (ks: one wave of blocks). */
 struct uwk_cfg {
 	int wm, wk, ks, pf;
@@ -147,10 +149,10 @@ int uwk_matmul_fused_cfg(const struct uw_layout *l, const void *dev_base,
  * that share x (the gate and up projections of a Llama MLP). Where the
  * fused kernel takes both (R12, batch <= UWK_FUSED_MAX_BATCH) and a
  * two-tensor kernel of the chosen shape is built (AUTO's shape at each
- * batch, pf 2), one launch runs both grids side by side, so that the
- * second's blocks fill the first's last wave and x is staged from L2 for
- * the second; each y is bit for bit what uwk_matmul_fused_cfg gives with
- * *used. The shape: cfg's (wm != 0; -ENOTSUP when no two-tensor kernel of
+ * batch, pf 2, or AUTO's lean loop, pf 1), one launch runs both grids side
+ * by side, so that the second's blocks fill the first's last wave and x is
+ * staged from L2 for the second; each y is bit for bit what
+ * uwk_matmul_fused_cfg gives with *used. The shape: cfg's (wm != 0; -ENOTSUP when no two-tensor kernel of
  * it is built), else the context's tuned choice where it is such a shape,
  * else AUTO's; the split is recomputed for both grids unless cfg names one.
  * Otherwise, two uwk_matmul calls, and *used (may be NULL) is all zeros. */
@@ -174,7 +176,7 @@ int uwk_cfg_resolve(const struct uw_layout *l, size_t batch, struct uwk_ctx *ctx
 
 /* The kernels' generation: bump when a change to the kernels or to what a
  * uwk_cfg means makes the choices of earlier tuning stale. */
-#define UWK_KERNELS "uwk1"
+#define UWK_KERNELS "uwk2"       /* uwk2: pf 1 at batch <= 8 is the lean loop */
 
 struct tune_key;
 struct tune_set;
