@@ -382,6 +382,7 @@ END_TEST
 
 static const uint64_t mm_shapes[][2] = {
 	{100, 1000}, {77, 1001}, {300, 172}, {1000, 77}, {33, 4100}, {64, 4096}, {1, 1024},
+	{40, 2048},
 };
 
 START_TEST(test_matmul_fused)
@@ -1160,7 +1161,6 @@ int main(void)
 	tcase_add_test(tc, test_decode_gauss);
 	tcase_add_test(tc, test_decode_adversarial);
 	tcase_add_loop_test(tc, test_real_weights, RES_PREFER_SPEED, RES_PREFER_SIZE + 1);
-	tcase_add_test(tc, test_matmul_fused);
 	tcase_add_test(tc, test_matmul_cfgs);
 	tcase_add_test(tc, test_matmul_pipes);
 	tcase_add_test(tc, test_bad_args);
@@ -1169,9 +1169,13 @@ int main(void)
 	tcase_add_test(tc, test_tune_table);
 	tcase_add_test(tc, test_matmul2);
 	suite_add_tcase(s, tc);
-	/* cases of their own: CK_RUN_CASE=r11 or exphuf runs one alone
-	 * (compute-sanitizer); exphuf with the CRC-32C that checks a bundle's
-	 * payloads */
+	/* cases of their own: CK_RUN_CASE=fused, r11 or exphuf runs one alone
+	 * (compute-sanitizer); fused: AUTO's fused kernels, the lean loop among
+	 * them; exphuf with the CRC-32C that checks a bundle's payloads */
+	TCase *tf = tcase_create("fused");
+	tcase_set_timeout(tf, 600);
+	tcase_add_test(tf, test_matmul_fused);
+	suite_add_tcase(s, tf);
 	TCase *tr = tcase_create("r11");
 	tcase_set_timeout(tr, 600);
 	tcase_add_test(tr, test_r11);
