@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include <algorithm>
+#include <mutex>
 
 #include <cuda_bf16.h>
 
@@ -742,6 +743,19 @@ static size_t fused_smem(int nt, int wm, int wk, size_t batch, size_t nbuf)
 	return R12_LANE_TAB + (stage > red ? stage : red);
 }
 
+/* The dynamic shared memory granted so far to a kernel on a device: the
+ * attribute belongs to the process, so the grants only grow, and a launch
+ * within one makes no call (a batch-1 launch of 8192 columns would
+ * otherwise pay one each time). A cudaDeviceReset would drop the device's
+ * grants, as it already drops every context's buffers: not supported. */
+static struct optin_grant {
+	const void *fn;
+	int device;
+	size_t smem;
+} optin_grants[64];
+static int optin_ngrants;
+static std::mutex optin_lock;
+
 /* Let fn take smem bytes of dynamic shared memory (past the 48 KB default,
  * an opt-in the device must allow). */
 static int smem_optin(const void *fn, size_t smem, const struct fused_variant *v, size_t batch,
@@ -750,6 +764,13 @@ static int smem_optin(const void *fn, size_t smem, const struct fused_variant *v
 	const size_t stat = 2048;                /* at most: R11's escape windows and map */
 	if (smem + stat <= 48 * 1024)
 		return 0;
+	std::lock_guard<std::mutex> hold(optin_lock);
+	struct optin_grant *g = NULL;
+	for (int i = 0; i < optin_ngrants && !g; i++)
+		if (optin_grants[i].fn == fn && optin_grants[i].device == ctx->device)
+			g = &optin_grants[i];
+	if (g && g->smem >= smem)
+		return 0;
 	int optin = 0;
 	UWK_CK(e, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
 					 ctx->device));
@@ -757,6 +778,10 @@ static int smem_optin(const void *fn, size_t smem, const struct fused_variant *v
 		return uwerr_set(e, ENOTSUP, "fused shape %dx%d at batch %zu: %zu bytes of shared memory (device: %d)",
 				 v->wm, v->wk, batch, smem + stat, optin);
 	UWK_CK(e, cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+	if (!g && optin_ngrants < (int)(sizeof(optin_grants) / sizeof(optin_grants[0])))
+		g = &optin_grants[optin_ngrants++];
+	if (g)                                   /* else (table full): a call each time */
+		*g = { fn, ctx->device, smem };
 	return 0;
 }
 
