@@ -22,7 +22,7 @@ bench_uw_bench_readpat_SOURCES =
 bench_uw_bench_readpat_LDADD = bench/readpat.o -L$(CUDA_DIR)/lib64 -lcudart -lstdc++
 bench_uw_bench_readpat_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
 EXTRA_bench_uw_bench_readpat_DEPENDENCIES = bench/readpat.o
-bench/readpat.o: bench/readpat.cu
+bench/readpat.o: bench/readpat.cu kernels/cuda/uwk_int.h
 	$(AM_V_GEN)$(MKDIR_P) bench && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/bench/readpat.cu
 CLEANFILES += bench/readpat.o
 endif

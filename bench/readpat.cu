@@ -20,6 +20,8 @@
 
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/uwk_int.h"     /* ld_stream: the fused kernel's 16-byte load */
+
 #define CK(x)                                                                        \
 	do {                                                                         \
 		cudaError_t e_ = (x);                                                \
@@ -31,14 +33,7 @@
 
 enum { TODAY, SECTOR1, TILED };
 
-__device__ __forceinline__ uint4 ld16(const void *p)
-{
-	uint4 v;
-	asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-		     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-	return v;
-}
-
+/* ld_stream's 8-byte form (sector1's index loads) */
 __device__ __forceinline__ uint2 ld8(const void *p)
 {
 	uint2 v;
@@ -48,7 +43,7 @@ __device__ __forceinline__ uint2 ld8(const void *p)
 }
 
 /* One row half's 48 bytes of a chunk. */
-struct half {
+struct rowhalf {
 	uint4 a, b, n;
 };
 
@@ -64,28 +59,28 @@ readpat(const uint8_t *__restrict__ sm, const uint8_t *__restrict__ nib, uint32_
 	const uint32_t cb = split * cps, ce = min(nch, cb + cps);
 	const uint32_t r0 = tile * 64 + wm * 16;
 	const uint8_t *tb = sm + (uint64_t)(r0 / 16) * nch * 3072;   /* TILED: the warp's chunks */
-	auto load = [&](half &q, int h, uint32_t c) {
+	auto load = [&](rowhalf &q, int h, uint32_t c) {
 		const uint64_t r = r0 + g + 8 * h;
 		if (c >= ce) {
 			q.a = q.b = q.n = make_uint4(0, 0, 0, 0);
 		} else if (MAP == TODAY) {
-			q.a = ld16(sm + r * cols + c * 128 + 32 * t);
-			q.b = ld16(sm + r * cols + c * 128 + 32 * t + 16);
-			q.n = ld16(nib + r * cols / 2 + c * 64 + 16 * t);
+			q.a = ld_stream(sm + r * cols + c * 128 + 32 * t);
+			q.b = ld_stream(sm + r * cols + c * 128 + 32 * t + 16);
+			q.n = ld_stream(nib + r * cols / 2 + c * 64 + 16 * t);
 		} else if (MAP == SECTOR1) {
-			q.a = ld16(sm + r * cols + c * 128 + 16 * t);
-			q.b = ld16(sm + r * cols + c * 128 + 16 * t + 64);
+			q.a = ld_stream(sm + r * cols + c * 128 + 16 * t);
+			q.b = ld_stream(sm + r * cols + c * 128 + 16 * t + 64);
 			const uint2 x = ld8(nib + r * cols / 2 + c * 64 + 8 * t);
 			const uint2 y = ld8(nib + r * cols / 2 + c * 64 + 8 * t + 32);
 			q.n = make_uint4(x.x, x.y, y.x, y.y);
 		} else {
 			const uint8_t *p = tb + (uint64_t)c * 3072 + 1536 * h + 16 * lane;
-			q.a = ld16(p);
-			q.b = ld16(p + 512);
-			q.n = ld16(p + 1024);
+			q.a = ld_stream(p);
+			q.b = ld_stream(p + 512);
+			q.n = ld_stream(p + 1024);
 		}
 	};
-	half q[PD + 1][2];
+	rowhalf q[PD + 1][2];
 	uint32_t ch = cb + wk, acc = 0;
 #pragma unroll
 	for (int i = 0; i < PD; i++)
@@ -96,7 +91,7 @@ readpat(const uint8_t *__restrict__ sm, const uint8_t *__restrict__ nib, uint32_
 #pragma unroll
 		for (int h = 0; h < 2; h++) {
 			load(q[PD][h], h, ch + PD * WK);
-			const half &u = q[0][h];
+			const rowhalf &u = q[0][h];
 			acc += u.a.x ^ u.a.y ^ u.a.z ^ u.a.w ^ u.b.x ^ u.b.y ^ u.b.z ^ u.b.w ^ u.n.x ^
 			       u.n.y ^ u.n.z ^ u.n.w;
 		}

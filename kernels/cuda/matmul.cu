@@ -195,7 +195,8 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 	  uint16_t *__restrict__ y, float *__restrict__ part, uint32_t cps)
 {
 	constexpr int XS = xrow<WK>::bytes, SEG = xrow<WK>::seg;
-	static_assert(!LEAN || (NT == 1 && XVEC && XALL && !R11), "the lean loop: R12, batch <= 8");
+	static_assert(!LEAN || (NT == 1 && XVEC && XALL && !R11 && PD == 1),
+		      "the lean loop: R12, batch <= 8, pf 1");
 	/* smem: the lanes' tables (R12_LANE_TAB), then x */
 	extern __shared__ __align__(16) uint8_t smem[];
 	uint8_t *const xsm = smem + R12_LANE_TAB;
@@ -366,9 +367,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 				uint32_t w[2][16];
 #pragma unroll
 				for (int h = 0; h < 2; h++) {
-#pragma unroll
-					for (int p = 0; p < 16; p++)
-						w[h][p] = pr(h, p);
+					r12_decode32(smem, lane4, cu[h].sm, cu[h].ix, w[h]);
 					if (pcol[h] < c + 32)
 						r12_patch32(w[h], pnext[h], pend[h], pcol[h], a.patch, c);
 				}
