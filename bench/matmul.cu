@@ -195,8 +195,10 @@ int main(int argc, char **argv)
 	const int ncfg = uwk_cfg_list(cfgs, 32);
 	static const int kss[] = {1, 2, 3, 4, 6, 8};
 
-	std::vector<double> logsp[6], logsp_fused[6], logsp_tuned[6], logsp_r11[6];
+	std::vector<double> logsp[6], logsp_fused[6], logsp_tuned[6], logsp_r11[6], logsp_wg[6];
 	char r11_rows[4 * 6][160];      /* the size preference's table, printed at the end */
+	char wg_rows[4 * 6][160];       /* the warpgroup pipeline's, likewise */
+	int wg_n = 0;
 	int r11_n = 0;
 	double pf_best[6][4][2];        /* [batch][shape][pf - 1]: best over wm x wk and ks */
 	for (auto &a : pf_best)
@@ -347,6 +349,16 @@ int main(int argc, char **argv)
 			       t_tuned, 100 * floor_us / t_tuned, t_cub / t_tuned, tc, err);
 			fflush(stdout);
 
+			/* the warpgroup pipeline (wgmma), where the device has it */
+			if (uwk_matmul_pipe(&l, dres, dx, b, dy, UWK_PIPE_FUSED_WG, 0, ctx, &e) == 0) {
+				const double t_wg = time_us(pipe(UWK_PIPE_FUSED_WG));
+				CK(cudaMemcpy(hy, dy, 2 * b * rows, cudaMemcpyDeviceToHost));
+				logsp_wg[bi].push_back(log(t_cub / t_wg));
+				snprintf(wg_rows[wg_n++], sizeof(wg_rows[0]),
+					 "%-11s %5zu | %8.1f %6.1f | %8.1f %7.2f | %8.1e", shp, b, t_wg,
+					 100 * floor_us / t_wg, t_cub, t_cub / t_wg, rel_l2(hy, hy2, b * rows));
+			}
+
 			const double t_r11 = time_us([&] {
 				if (uwk_matmul(&l11, dres11, dx, b, dy, 0, ctx, &e) < 0)
 					die_uw("uwk_matmul (R11)", &e);
@@ -389,6 +401,18 @@ int main(int argc, char **argv)
 			a += v;
 		if (!logsp_r11[bi].empty())
 			printf("  batch %4zu: R11 %.2fx cuBLAS\n", batches[bi], exp(a / logsp_r11[bi].size()));
+	}
+	printf("\nthe warpgroup pipeline (R12, wgmma; UWK_PIPE_FUSED_WG):\n"
+	       "%-11s %5s | %8s %6s | %8s %7s | %8s\n", "shape", "batch", "wg us", "%floor",
+	       "cuBLAS", "speedup", "rel L2");
+	for (int i = 0; i < wg_n; i++)
+		printf("%s\n", wg_rows[i]);
+	for (size_t bi = 0; bi < 6; bi++) {
+		double a = 0;
+		for (double v : logsp_wg[bi])
+			a += v;
+		if (!logsp_wg[bi].empty())
+			printf("  batch %4zu: wg %.2fx cuBLAS\n", batches[bi], exp(a / logsp_wg[bi].size()));
 	}
 	printf("columns: fused = uwk_matmul's fused pipeline with its default shape (auto above batch %d);"
 	       " best = fastest fused shape wm x wk / ks / pf of the sweep; dflt = the default's;"

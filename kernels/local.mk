@@ -26,10 +26,10 @@ NVCCFLAGS = -std=c++17 -O3 -lineinfo \
 	-Xcompiler -fPIC,-fvisibility=hidden,-Wall \
 	-I$(srcdir) -I$(srcdir)/client -I$(builddir) \
 	-DUWK_CUDA_LIBDIR='"$(CUDA_DIR)/lib64"'
-UWCUDA_HDRS = kernels/cuda/uwk.h kernels/cuda/uwk_int.h kernels/resident.h kernels/tunecache.h
+UWCUDA_HDRS = kernels/cuda/uwk.h kernels/cuda/uwk_int.h kernels/cuda/fused.h kernels/resident.h kernels/tunecache.h
 UWCUDA_OBJS = kernels/cuda/ctx.o kernels/cuda/decode.o kernels/cuda/encode.o \
 	kernels/cuda/matmul.o kernels/cuda/tune.o kernels/cuda/exphuf.o kernels/cuda/blas.o \
-	kernels/cuda/r11.o
+	kernels/cuda/r11.o kernels/cuda/matmul_wg.o
 # Link with gcc: the C++ runtime and cudart (dynamic, found through the rpath;
 # libcuda is loaded by cudart, so a host without a driver still starts).
 # cuBLAS is not linked: kernels/cuda/blas.cu loads it when first needed.
@@ -50,6 +50,8 @@ kernels/cuda/exphuf.o: kernels/cuda/exphuf.cu $(UWCUDA_HDRS) format/restcodec.h 
 	$(AM_V_GEN)$(MKDIR_P) kernels/cuda && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/kernels/cuda/exphuf.cu
 kernels/cuda/matmul.o: kernels/cuda/matmul.cu $(UWCUDA_HDRS)
 	$(AM_V_GEN)$(MKDIR_P) kernels/cuda && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/kernels/cuda/matmul.cu
+kernels/cuda/matmul_wg.o: kernels/cuda/matmul_wg.cu $(UWCUDA_HDRS)
+	$(AM_V_GEN)$(MKDIR_P) kernels/cuda && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/kernels/cuda/matmul_wg.cu
 kernels/cuda/r11.o: kernels/cuda/r11.cu $(UWCUDA_HDRS)
 	$(AM_V_GEN)$(MKDIR_P) kernels/cuda && $(NVCC) $(NVCCFLAGS) -c -o $@ $(srcdir)/kernels/cuda/r11.cu
 kernels/cuda/tune.o: kernels/cuda/tune.cu $(UWCUDA_HDRS)
@@ -69,6 +71,7 @@ tests_check_gpu_kernels_LDADD = $(UWCUDA_LIBS) $(TEST_LIBS)
 tests_check_gpu_kernels_LDFLAGS = $(AM_LDFLAGS) $(UWCUDA_RPATH)
 EXTRA_tests_check_gpu_kernels_DEPENDENCIES = kernels/libuwcuda.a
 endif
-EXTRA_DIST += kernels/cuda/uwk.h kernels/cuda/uwk_int.h kernels/cuda/ctx.cu \
+EXTRA_DIST += kernels/cuda/uwk.h kernels/cuda/uwk_int.h kernels/cuda/fused.h kernels/cuda/ctx.cu \
+	kernels/cuda/matmul_wg.cu \
 	kernels/cuda/decode.cu kernels/cuda/encode.cu kernels/cuda/matmul.cu kernels/cuda/tune.cu \
 	kernels/cuda/exphuf.cu kernels/cuda/blas.cu kernels/cuda/r11.cu

@@ -408,6 +408,40 @@ START_TEST(test_matmul_fused)
 }
 END_TEST
 
+/* The warpgroup pipeline (wgmma) on a device of compute capability 9.0:
+ * every batch tile (16, 32, 64) full and partial, several tiles, rows and
+ * columns past the tiles, patches, x unaligned; elsewhere, and on rows
+ * not on 16 bytes, ENOTSUP. */
+START_TEST(test_matmul_wg)
+{
+	static const size_t batches[] = {1, 9, 16, 17, 32, 33, 64, 65, 130};
+	int major = 0, minor = 0;
+	CK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
+	CK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0));
+	for (size_t i = 0; i < sizeof(mm_shapes) / sizeof(mm_shapes[0]); i++) {
+		const uint64_t rows = mm_shapes[i][0], cols = mm_shapes[i][1];
+		uint16_t *w = weights(rows * cols, 500, 90, 135);
+		struct tensor t;
+		tensor_2d(&t, rows, cols, w, "wg");
+		const int aligned = t.l.mant_stride % 16 == 0 && t.l.nib_stride % 16 == 0;
+		char what[64];
+		snprintf(what, sizeof(what), "wg %llux%llu", (unsigned long long)rows,
+			 (unsigned long long)cols);
+		if (major == 9 && minor == 0 && aligned) {
+			for (size_t b = 0; b < sizeof(batches) / sizeof(batches[0]); b++)
+				check_matmul(&t, batches[b], UWK_PIPE_FUSED_WG, NULL, 0, what);
+			check_matmul(&t, 5, UWK_PIPE_FUSED_WG, NULL, 1, "wg, x unaligned");
+		} else {
+			struct uwerr e = {0};
+			ck_assert_int_eq(uwk_matmul_pipe(&t.l, t.dev, t.dev, 1, t.dev, UWK_PIPE_FUSED_WG,
+							 0, ctx, &e), -ENOTSUP);
+		}
+		tensor_free(&t);
+		free(w);
+	}
+}
+END_TEST
+
 /* Every fused shape and prefetch depth built, with and without split-K,
  * on patch-heavy tensors (packed and 16-byte rows). */
 START_TEST(test_matmul_cfgs)
@@ -1175,6 +1209,7 @@ int main(void)
 	TCase *tf = tcase_create("fused");
 	tcase_set_timeout(tf, 600);
 	tcase_add_test(tf, test_matmul_fused);
+	tcase_add_test(tf, test_matmul_wg);
 	suite_add_tcase(s, tf);
 	TCase *tr = tcase_create("r11");
 	tcase_set_timeout(tr, 600);

@@ -103,6 +103,16 @@ int uwk_ctx_reserve(void **buf, size_t *have, size_t bytes, const char *what,
 	return 0;
 }
 
+int uwk_ctx_counters(struct uwk_ctx *ctx, uint64_t n, cudaStream_t s, struct uwerr *e)
+{
+	const size_t had = ctx->done_bytes;
+	int rc = uwk_ctx_reserve((void **)&ctx->done, &ctx->done_bytes, n * sizeof(uint32_t),
+				 "split-K counters", e);
+	if (rc == 0 && ctx->done_bytes != had)
+		UWK_CK(e, cudaMemsetAsync(ctx->done, 0, ctx->done_bytes, s));
+	return rc;
+}
+
 int uwk_ctx_new(struct uwk_ctx **out, struct uwerr *e)
 {
 	struct uwk_ctx *c = (struct uwk_ctx *)calloc(1, sizeof(*c));
@@ -112,6 +122,10 @@ int uwk_ctx_new(struct uwk_ctx **out, struct uwerr *e)
 	cudaError_t err = cudaGetDevice(&c->device);
 	if (err == cudaSuccess)
 		err = cudaDeviceGetAttribute(&c->sms, cudaDevAttrMultiProcessorCount, c->device);
+	if (err == cudaSuccess)
+		err = cudaDeviceGetAttribute(&c->cc_major, cudaDevAttrComputeCapabilityMajor, c->device);
+	if (err == cudaSuccess)
+		err = cudaDeviceGetAttribute(&c->cc_minor, cudaDevAttrComputeCapabilityMinor, c->device);
 	if (err != cudaSuccess) {
 		rc = uwk_cuda_fail(e, err, "uwk context: cudaGetDevice", __FILE__, __LINE__);
 		goto fail;
@@ -132,6 +146,8 @@ void uwk_ctx_free(struct uwk_ctx *c)
 	uwk_blas_free(c);
 	cudaFree(c->scratch);
 	cudaFree(c->part);
+	cudaFree(c->xperm);
+	cudaFree(c->done);
 	tune_table_free(c->tune);
 	free(c);
 }

@@ -26,22 +26,19 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <algorithm>
 #include <mutex>
 
-#include <cuda_bf16.h>
-
-#include "kernels/cuda/uwk_int.h"
+#include "kernels/cuda/fused.h"
 
 extern "C" {
 #include "format/dtype.h"
 #include "kernels/resident.h"
 #include "kernels/tunecache.h"
 }
-
-#define KC 128                 /* columns of one warp chunk: 4 lanes x 32 */
 
 /* Shared-memory row of staged x for one batch row: WK chunks of 4 lane
  * segments of 64 bytes, each padded to 80; the row stride is 4 mod 8 in
@@ -60,93 +57,6 @@ __device__ __forceinline__ void mma_bf16(float d[4], uint32_t a0, uint32_t a1, u
 		     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
 		     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
 		     : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, uint32_t bytes)
-{
-	uint32_t s = (uint32_t)__cvta_generic_to_shared(smem);
-	asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
-		     :: "r"(s), "l"(gmem), "r"(bytes) : "memory");
-}
-
-__device__ __forceinline__ void cp_commit(void)
-{
-	asm volatile("cp.async.commit_group;" ::: "memory");
-}
-
-__device__ __forceinline__ void cp_wait_all(void)
-{
-	asm volatile("cp.async.wait_all;" ::: "memory");
-}
-
-__device__ __forceinline__ void cp_wait_prev(void)
-{
-	asm volatile("cp.async.wait_group 1;" ::: "memory");
-}
-
-__device__ __forceinline__ uint16_t bf16_bits(float f)
-{
-	return __bfloat16_as_ushort(__float2bfloat16_rn(f));
-}
-
-/* Write the patched exponents of columns [c, c + 32) of one row over w.
- * The lane walks its row's ascending patch list once over the whole K loop
- * (patches of other lanes' columns are passed over); the caller enters only
- * when the next patch is before c + 32, so rows without patches cost one
- * compare per chunk. */
-__device__ __forceinline__ void r12_patch32(uint32_t w[16], uint32_t &pnext, uint32_t pend,
-					 uint32_t &pcol, const uint32_t *__restrict__ patch,
-					 uint32_t c)
-{
-	for (; pnext < pend; pnext++) {
-		const uint32_t v = patch[pnext], col = (v >> 8) & 0xfffff;
-		if (col >= c + 32) {
-			pcol = col;
-			return;
-		}
-		if (col >= c) {
-			const uint32_t off = col - c, sh = (off & 1) * 16 + 7;
-			const uint32_t keep = ~(0xffu << sh), bits = (v & 0xff) << sh;
-			/* one bit a word, hidden from the optimizer: folded back into
-			 * w[off / 2], a run-time index would put w in local memory */
-			uint32_t sel = 1u << (off >> 1);
-			asm("" : "+r"(sel));
-#pragma unroll
-			for (int q = 0; q < 16; q++)
-				if (sel & (1u << q))
-					w[q] = (w[q] & keep) | bits;
-		}
-	}
-	pcol = UINT32_MAX;
-}
-
-/* The patch ranges [p0, p1) of rows g and g + 8 of group grp (the warp's
- * 16-row tile), found by the whole warp at once without a chain of
- * dependent loads: lane i reads entries g0 + i, g0 + 32 + i, ... and one
- * ballot per row k counts the entries of the rows before k. Warp-uniform;
- * every lane calls it. A corrupt list gives ranges inside [g0, g1), which
- * the walk then only reads. */
-__device__ __forceinline__ void patch_rows(const r12_args &a, uint32_t grp, uint32_t g,
-					   uint32_t p0[2], uint32_t p1[2])
-{
-	const uint32_t g0 = a.pgrp[grp], g1 = min(a.pgrp[grp + 1], a.npatch);
-	uint32_t lo0 = 0, hi0 = 0, lo1 = 0, hi1 = 0;
-	for (uint32_t base = g0; base < g1; base += 32) {
-		const uint32_t i = base + (threadIdx.x & 31);
-		const uint32_t rk = i < g1 ? a.patch[i] >> 28 : 16;
-#pragma unroll
-		for (uint32_t k = 1; k <= 16; k++) {
-			const uint32_t n = __popc(__ballot_sync(0xffffffffu, rk < k));
-			lo0 += k == g ? n : 0;
-			hi0 += k == g + 1 ? n : 0;
-			lo1 += k == g + 8 ? n : 0;
-			hi1 += k == g + 9 ? n : 0;
-		}
-	}
-	p0[0] = g0 + lo0;
-	p1[0] = g0 + hi0;
-	p0[1] = g0 + lo1;
-	p1[1] = g0 + hi1;
 }
 
 /* Write escaped exponent ex over the (zero) exponent bits of column j of
@@ -402,7 +312,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 		r12_raw32 (&cur)[2] = q[0];
 		if (!XALL) {
 			cp_commit();
-			cp_wait_prev();
+			cp_wait_group<1>();
 			__syncthreads();
 		}
 		if (ch < ce) {
@@ -448,16 +358,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 				r12_decode32(smem, lane4, cur[h].sm, cur[h].ix, w[h]);
 				if (pcol[h] < c + 32)
 					r12_patch32(w[h], pnext[h], pend[h], pcol[h], a.patch, c);
-				if (c + 32 > a.cols) {
-					/* past the last column: zeros, whatever palette[0] is */
-#pragma unroll
-					for (uint32_t p = 0; p < 16; p++) {
-						if (c + 2 * p >= a.cols)
-							w[h][p] = 0;
-						else if (c + 2 * p + 1 >= a.cols)
-							w[h][p] &= 0xffff;
-					}
-				}
+				r12_tail32(w[h], c, a.cols);
 			}
 			const uint8_t *xb = xsm + (XALL ? st : st & 1) * xbuf + (wk * 4 + t) * SEG;
 #pragma unroll
@@ -600,6 +501,17 @@ splitk_sum_kernel(const float *__restrict__ part, uint32_t ks, uint64_t n,
 			sum += part[k * n + i];
 		y[i] = bf16_bits(sum);
 	}
+}
+
+int uwk_splitk_sum(const float *part, int ks, uint64_t n, uint16_t *y, cudaStream_t s,
+		   struct uwk_ctx *ctx, struct uwerr *e)
+{
+	uint64_t blocks = (n + 255) / 256;
+	if (blocks > (uint64_t)ctx->sms * 8)
+		blocks = (uint64_t)ctx->sms * 8;
+	splitk_sum_kernel<<<(unsigned)blocks, 256, 0, s>>>(part, (uint32_t)ks, n, y);
+	UWK_CK(e, cudaGetLastError());
+	return 0;
 }
 
 /* ---- host side ---- */
@@ -757,8 +669,8 @@ static std::mutex optin_lock;
 
 /* Let fn take smem bytes of dynamic shared memory (past the 48 KB default,
  * an opt-in the device must allow). */
-static int smem_optin(const void *fn, size_t smem, const struct fused_variant *v, size_t batch,
-		      struct uwk_ctx *ctx, struct uwerr *e)
+int uwk_smem_optin(const void *fn, size_t smem, const char *what, struct uwk_ctx *ctx,
+		   struct uwerr *e)
 {
 	const size_t stat = 2048;                /* at most: R11's escape windows and map */
 	if (smem + stat <= 48 * 1024)
@@ -774,8 +686,8 @@ static int smem_optin(const void *fn, size_t smem, const struct fused_variant *v
 	UWK_CK(e, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
 					 ctx->device));
 	if (smem + stat > (size_t)optin)
-		return uwerr_set(e, ENOTSUP, "fused shape %dx%d at batch %zu: %zu bytes of shared memory (device: %d)",
-				 v->wm, v->wk, batch, smem + stat, optin);
+		return uwerr_set(e, ENOTSUP, "%s: %zu bytes of shared memory (device: %d)", what,
+				 smem + stat, optin);
 	UWK_CK(e, cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
 	if (!g && optin_ngrants < (int)(sizeof(optin_grants) / sizeof(optin_grants[0])))
 		g = &optin_grants[optin_ngrants++];
@@ -808,7 +720,9 @@ static int fused_plan_make(const struct fused_variant *v, uint64_t tiles, uint32
 	p->threads = 32 * v->wm * v->wk;
 	p->fn = v->fn;
 	p->smem = fused_smem(nt, v->wm, v->wk, batch, 2);
-	int rc = smem_optin(p->fn, p->smem, v, batch, ctx, e);
+	char what[64];
+	snprintf(what, sizeof(what), "fused shape %dx%d at batch %zu", v->wm, v->wk, batch);
+	int rc = uwk_smem_optin(p->fn, p->smem, what, ctx, e);
 	if (rc < 0)
 		return rc;
 	if (ks < 1) {
@@ -840,7 +754,7 @@ static int fused_plan_make(const struct fused_variant *v, uint64_t tiles, uint32
 		const bool lean = v->lean && cols % KC == 0;
 		p->fn = lean ? v->lean : v->xall;
 		p->smem = all;
-		return smem_optin(p->fn, p->smem, v, batch, ctx, e);
+		return uwk_smem_optin(p->fn, p->smem, what, ctx, e);
 	}
 	return 0;
 }
@@ -880,13 +794,10 @@ static int fused_launch(struct r12_two *m, int ntens, const struct fused_plan *p
 	dim3 grid((unsigned)tiles, (unsigned)p->ks, (unsigned)ntens);
 	UWK_CK(e, cudaLaunchKernel(p->fn, grid, dim3(p->threads), ntens == 1 ? one : two, p->smem, s));
 	for (int i = 0; i < ntens && p->ks > 1; i++) {
-		const uint64_t n = (uint64_t)batch * m->a[i].rows;
-		uint64_t blocks = (n + 255) / 256;
-		if (blocks > (uint64_t)ctx->sms * 8)
-			blocks = (uint64_t)ctx->sms * 8;
-		splitk_sum_kernel<<<(unsigned)blocks, 256, 0, s>>>(m->part[i], (uint32_t)p->ks, n,
-								   m->y[i]);
-		UWK_CK(e, cudaGetLastError());
+		int rc = uwk_splitk_sum(m->part[i], p->ks, (uint64_t)batch * m->a[i].rows, m->y[i], s,
+					ctx, e);
+		if (rc < 0)
+			return rc;
 	}
 	return 0;
 }
@@ -1030,6 +941,10 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 			rc = fused_run(&a, default_kind(batch), 0, 0, x, batch, y, s, ctx, e);
 		break;
 	}
+	case UWK_PIPE_FUSED_WG:
+		rc = r11 ? uwerr_set(e, EINVAL, "uwk_matmul: warpgroup pipeline of an R11 tensor (R12 only)")
+			 : uwk_matmul_wg(&a, x, batch, y, 0, s, ctx, e);
+		break;
 	case UWK_PIPE_DECODE_GEMM:
 		rc = decode_scratch(&a, r11, s, ctx, e);
 		if (rc == 0)

@@ -47,6 +47,9 @@ enum uwk_pipe {
 	UWK_PIPE_FUSED,        /* R12 (R11: cols % 128 == 0, x 16-byte aligned) read once, BF16
 				* rebuilt in registers; batch <= UWK_FUSED_MAX_BATCH */
 	UWK_PIPE_DECODE_GEMM,  /* uwk_decode into the context's scratch, then cublasGemmEx */
+	UWK_PIPE_FUSED_WG,     /* R12 with 16-byte rows on a compute capability 9.0 device
+				* (else ENOTSUP), any batch: BF16 rebuilt in registers feeds
+				* wgmma, x read by the tensor cores from shared memory */
 };
 
 #define UWK_FUSED_MAX_BATCH 64

@@ -36,11 +36,16 @@ struct r12_args {
 
 struct uwk_ctx {
 	int device, sms;
+	int cc_major, cc_minor;   /* compute capability: wgmma is built for 9.0 (sm_90a) */
 	cublasHandle_t blas;      /* NULL until the first cuBLAS call (blas.cu) */
 	void *scratch;            /* decoded BF16 W for the cuBLAS pipeline */
 	size_t scratch_bytes;
 	float *part;              /* split-K partial sums [ks][batch][rows] */
 	size_t part_bytes;
+	void *xperm;              /* x in the warpgroup kernel's order (matmul_wg.cu) */
+	size_t xperm_bytes;
+	uint32_t *done;           /* split-K counters, one a tile, zero between launches */
+	size_t done_bytes;
 	struct tune_table *tune;  /* AUTO's tuned choices for this device, or NULL */
 	struct tune_key key;      /* the device's tune cache key (uwk_tune_key) */
 };
@@ -73,6 +78,9 @@ int uwk_check_ptr(const void *p, size_t align, const char *what, struct uwerr *e
 /* Grow a context buffer to at least bytes (contents lost). */
 int uwk_ctx_reserve(void **buf, size_t *have, size_t bytes, const char *what,
 		    struct uwerr *e);
+/* At least n split-K counters in c->done, zeroed on s when they grow (the
+ * kernels leave them zero). */
+int uwk_ctx_counters(struct uwk_ctx *c, uint64_t n, cudaStream_t s, struct uwerr *e);
 /* Queue the R12 decode of a (checked) into out, BF16 [rows][cols]. */
 int uwk_decode_r12(const struct r12_args *a, uint16_t *out, cudaStream_t s,
 		   struct uwerr *e);

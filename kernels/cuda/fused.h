@@ -1,0 +1,162 @@
+/* fused: what the two fused kernels share (matmul.cu's mma.sync loops and
+ * matmul_wg.cu's warpgroup kernel): the chunk width, cp.async, the walk
+ * of a row's patches, and the split-K sum. CUDA C++ only. */
+#ifndef UW_KERNELS_CUDA_FUSED_H
+#define UW_KERNELS_CUDA_FUSED_H
+
+#include <cuda_bf16.h>
+
+#include "kernels/cuda/uwk_int.h"
+
+#define KC 128                 /* columns of one warp chunk: 4 lanes x 32 */
+
+/* y = x . W^T through the warpgroup kernel (matmul_wg.cu): R12 a, rows on
+ * 16 bytes, a device of compute capability 9.0, any batch; ks < 1: the
+ * default split. */
+int uwk_matmul_wg(const struct r12_args *a, const void *x, size_t batch, void *y, int ks,
+		  cudaStream_t s, struct uwk_ctx *ctx, struct uwerr *e);
+/* Let kernel fn take smem bytes of dynamic shared memory on ctx's device
+ * (past the 48 KB default, an opt-in the device must allow; what names the
+ * launch in the error). Grants are remembered per kernel and device. */
+int uwk_smem_optin(const void *fn, size_t smem, const char *what, struct uwk_ctx *ctx,
+		   struct uwerr *e);
+/* y = the ks partial sums part[ks][n], added in split order, as BF16 (on s). */
+int uwk_splitk_sum(const float *part, int ks, uint64_t n, uint16_t *y, cudaStream_t s,
+		   struct uwk_ctx *ctx, struct uwerr *e);
+
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, uint32_t bytes)
+{
+	uint32_t s = (uint32_t)__cvta_generic_to_shared(smem);
+	asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
+		     :: "r"(s), "l"(gmem), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ void cp_commit(void)
+{
+	asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+__device__ __forceinline__ void cp_wait_all(void)
+{
+	asm volatile("cp.async.wait_all;" ::: "memory");
+}
+
+/* Wait until at most N of this thread's cp.async groups are in flight. */
+template <int N>
+__device__ __forceinline__ void cp_wait_group(void)
+{
+	asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory");
+}
+
+__device__ __forceinline__ uint16_t bf16_bits(float f)
+{
+	return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+}
+
+/* Write the patched exponents of columns [c, c + 32) of one row over w.
+ * The lane walks its row's ascending patch list once over the whole K loop
+ * (patches of other lanes' columns are passed over); the caller enters only
+ * when the next patch is before c + 32, so rows without patches cost one
+ * compare per chunk. */
+__device__ __forceinline__ void r12_patch32(uint32_t w[16], uint32_t &pnext, uint32_t pend,
+					 uint32_t &pcol, const uint32_t *__restrict__ patch,
+					 uint32_t c)
+{
+	for (; pnext < pend; pnext++) {
+		const uint32_t v = patch[pnext], col = (v >> 8) & 0xfffff;
+		if (col >= c + 32) {
+			pcol = col;
+			return;
+		}
+		if (col >= c) {
+			const uint32_t off = col - c, sh = (off & 1) * 16 + 7;
+			const uint32_t keep = ~(0xffu << sh), bits = (v & 0xff) << sh;
+			/* one bit a word, hidden from the optimizer: folded back into
+			 * w[off / 2], a run-time index would put w in local memory */
+			uint32_t sel = 1u << (off >> 1);
+			asm("" : "+r"(sel));
+#pragma unroll
+			for (int q = 0; q < 16; q++)
+				if (sel & (1u << q))
+					w[q] = (w[q] & keep) | bits;
+		}
+	}
+	pcol = UINT32_MAX;
+}
+
+/* The patch ranges [p0, p1) of rows g and g + 8 of group grp (the warp's
+ * 16-row tile), found by the whole warp at once without a chain of
+ * dependent loads: lane i reads entries g0 + i, g0 + 32 + i, ... and one
+ * ballot per row k counts the entries of the rows before k. Warp-uniform;
+ * every lane calls it. A corrupt list gives ranges inside [g0, g1), which
+ * the walk then only reads. */
+__device__ __forceinline__ void patch_rows(const r12_args &a, uint32_t grp, uint32_t g,
+					   uint32_t p0[2], uint32_t p1[2])
+{
+	const uint32_t g0 = a.pgrp[grp], g1 = min(a.pgrp[grp + 1], a.npatch);
+	uint32_t lo0 = 0, hi0 = 0, lo1 = 0, hi1 = 0;
+	for (uint32_t base = g0; base < g1; base += 32) {
+		const uint32_t i = base + (threadIdx.x & 31);
+		const uint32_t rk = i < g1 ? a.patch[i] >> 28 : 16;
+#pragma unroll
+		for (uint32_t k = 1; k <= 16; k++) {
+			const uint32_t n = __popc(__ballot_sync(0xffffffffu, rk < k));
+			lo0 += k == g ? n : 0;
+			hi0 += k == g + 1 ? n : 0;
+			lo1 += k == g + 8 ? n : 0;
+			hi1 += k == g + 9 ? n : 0;
+		}
+	}
+	p0[0] = g0 + lo0;
+	p1[0] = g0 + hi0;
+	p0[1] = g0 + lo1;
+	p1[1] = g0 + hi1;
+}
+
+/* Zero the pairs of w (columns [c, c + 32) of a row) at or past cols,
+ * whatever palette[0] is: x is zero there, but an infinite weight is not. */
+__device__ __forceinline__ void r12_tail32(uint32_t w[16], uint32_t c, uint32_t cols)
+{
+	if (c + 32 <= cols)
+		return;
+#pragma unroll
+	for (uint32_t p = 0; p < 16; p++) {
+		if (c + 2 * p >= cols)
+			w[p] = 0;
+		else if (c + 2 * p + 1 >= cols)
+			w[p] &= 0xffff;
+	}
+}
+
+/* Split-K in one launch: after a block has written its partial sums, it
+ * counts itself done on its tile's counter; the last of the tile's splits
+ * (whichever it is) adds them in split order (splitk_add), so the bits do
+ * not depend on which finished last, and sets the counter back to 0.
+ * Block-uniform; every thread calls it. */
+__device__ __forceinline__ bool splitk_last(uint32_t *done)
+{
+	__shared__ uint32_t last;
+	__threadfence();                 /* this block's partial sums, then the count */
+	__syncthreads();
+	if (threadIdx.x == 0) {
+		last = atomicAdd(done, 1) == gridDim.y - 1;
+		if (last)
+			*done = 0;
+	}
+	__syncthreads();
+	if (last)
+		__threadfence();
+	return last;
+}
+
+/* part[0][i] + part[1][i] + ... in split order, read from L2. */
+__device__ __forceinline__ float splitk_add(const float *part, uint32_t ks, uint64_t plane,
+					     uint64_t i)
+{
+	float sum = __ldcg(part + i);
+	for (uint32_t k = 1; k < ks; k++)
+		sum += __ldcg(part + k * plane + i);
+	return sum;
+}
+
+#endif

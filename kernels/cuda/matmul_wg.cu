@@ -1,0 +1,344 @@
+/* matmul_wg: the fused pipeline on Hopper's warpgroup tensor cores
+ * (wgmma, sm_90a), for R12 at batches where mma.sync's loop spends its
+ * time reading x from shared memory into registers (bench/NOTES.md, v17).
+ *
+ * A warp rebuilds the BF16 of its 16 rows a chunk of 128 columns at a
+ * time exactly as matmul.cu's loop does (r12_decode32, patches, tail), and
+ * the four warps of a warpgroup hand their fragments to wgmma as the A
+ * operand in registers (64 rows; the fragment layout is mma.sync's). x is
+ * the B operand, read by the tensor cores from shared memory: a first
+ * kernel writes x in the order the A fragments take K (matmul.cu's
+ * permutation inside a chunk) as wgmma's no-swizzle K-major core
+ * matrices, one contiguous image of N batch rows x 128 columns per chunk,
+ * which the block then stages by cp.async, ST chunks deep. N (16, 32 or
+ * 64) is the batch tile: one wgmma of m64nNk16 a k-step, N / 2 float
+ * accumulators a thread; batches past 64 take several tiles. Split-K and
+ * the order of the sums are as in matmul.cu. */
+#include <errno.h>
+#include <stdio.h>
+
+#include "kernels/cuda/fused.h"
+
+/* x[batch][cols] -> xp[tile][chunk][step s][n / 8][kg][n % 8][8]: batch
+ * row n of a tile of nt, logical k = 8 kg + 2 t + e of k-step s is column
+ * 32 t + 4 s + 2 kg + e of the chunk (the A fragments' K order), zeros
+ * past the batch and the columns. A thread writes one core-matrix row. */
+__global__ void __launch_bounds__(256)
+wg_xperm_kernel(const uint16_t *__restrict__ x, uint32_t batch, uint32_t cols, uint32_t nch,
+		uint32_t nt, uint64_t units, uint16_t *__restrict__ xp)
+{
+	/* the matmul kernel may start its prologue now (it waits for xp) */
+	asm volatile("griddepcontrol.launch_dependents;");
+	for (uint64_t u = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; u < units;
+	     u += (uint64_t)gridDim.x * blockDim.x) {
+		const uint32_t kg = u & 1, s = (u >> 1) & 7;
+		const uint32_t ch = (uint32_t)((u >> 4) % nch), n = (uint32_t)((u >> 4) / nch);
+		const uint32_t bt = n / nt, nn = n % nt;
+		uint32_t v[4];
+#pragma unroll
+		for (uint32_t t = 0; t < 4; t++) {
+			const uint32_t col = ch * KC + 32 * t + 4 * s + 2 * kg;
+			const uint16_t *src = x + (uint64_t)n * cols + col;
+			const uint32_t lo = n < batch && col < cols ? src[0] : 0;
+			const uint32_t hi = n < batch && col + 1 < cols ? src[1] : 0;
+			v[t] = lo | hi << 16;
+		}
+		uint16_t *d = xp + ((uint64_t)bt * nch + ch) * nt * KC + s * nt * 16 +
+			      ((nn >> 3) * 2 + kg) * 64 + (nn & 7) * 8;
+		*(uint4 *)d = make_uint4(v[0], v[1], v[2], v[3]);
+	}
+}
+
+/* The shared-memory descriptor of one k-step of staged x: start >> 4,
+ * the next core matrix along K 128 bytes on, along N 256, no swizzle. */
+__device__ __forceinline__ uint64_t wg_desc(const void *p)
+{
+	const uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+	return (uint64_t)((a & 0x3ffff) >> 4) | (uint64_t)(128 >> 4) << 16 |
+	       (uint64_t)(256 >> 4) << 32;
+}
+
+#define WG_F4(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3])
+#define WG_F8(i) WG_F4(i), WG_F4(i + 4)
+#define WG_A "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b)
+
+/* d += A (registers a, mma.sync's A layout per warp) . B (descriptor b) */
+__device__ __forceinline__ void wgmma(float (&d)[8], const uint32_t a[4], uint64_t b)
+{
+	asm volatile("wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 "
+		     "{%0,%1,%2,%3,%4,%5,%6,%7}, {%8,%9,%10,%11}, %12, 1, 1, 1, 0;"
+		     : WG_F8(0) : WG_A);
+}
+
+__device__ __forceinline__ void wgmma(float (&d)[16], const uint32_t a[4], uint64_t b)
+{
+	asm volatile("wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
+		     "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, "
+		     "{%16,%17,%18,%19}, %20, 1, 1, 1, 0;"
+		     : WG_F8(0), WG_F8(8) : WG_A);
+}
+
+__device__ __forceinline__ void wgmma(float (&d)[32], const uint32_t a[4], uint64_t b)
+{
+	asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+		     "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+		     "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
+		     "{%32,%33,%34,%35}, %36, 1, 1, 1, 0;"
+		     : WG_F8(0), WG_F8(8), WG_F8(16), WG_F8(24) : WG_A);
+}
+
+/* Keep the compiler from moving accesses to d across the asynchronous
+ * wgmma that own it until wg_wait. */
+template <int M>
+__device__ __forceinline__ void wg_hold(float (&d)[M])
+{
+#pragma unroll
+	for (int i = 0; i < M; i++)
+		asm volatile("" : "+f"(d[i]) :: "memory");
+}
+
+__device__ __forceinline__ void wg_wait(void)
+{
+	asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+}
+
+/* One block: WG warpgroups (64 rows each) over a split's chunks for one
+ * batch tile of N rows (blockIdx.x = row tile * nbt + batch tile, so the
+ * tiles of one row tile run together and share W in L2). A chunk: load
+ * the next chunk's planes (registers, one ahead), wait for this
+ * warpgroup's previous wgmma (its A registers and x stage are then free),
+ * decode, wait for the chunk's x and the block, stage x ST - 1 chunks on
+ * into the previous chunk's buffer, issue 8 wgmma. */
+template <int N, int WG, int ST>
+__global__ void __launch_bounds__(128 * WG, 2)   /* two blocks an SM: 16 warps */
+r12_wg_kernel(const r12_args a, const uint16_t *__restrict__ xp, uint32_t batch, uint32_t nbt,
+	      uint16_t *__restrict__ y, float *__restrict__ part, uint32_t *__restrict__ done,
+	      uint32_t cps)
+{
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+	constexpr uint32_t XB = N * KC * 2;         /* bytes of a chunk of staged x */
+	extern __shared__ __align__(128) uint8_t smem[];   /* lanes' tables, then x */
+	uint8_t *const xs = smem + R12_LANE_TAB;
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+	const uint32_t lane4 = 4 * lane;
+	const uint32_t bt = blockIdx.x % nbt, grp = blockIdx.x / nbt * 4 * WG + warp;
+	const uint32_t row0 = 16 * grp + g;
+	const uint32_t nch = (a.cols + KC - 1) / KC;
+	const uint32_t cb = blockIdx.y * cps, ce = min(nch, cb + cps);
+	const uint8_t *xsrc = (const uint8_t *)xp + (uint64_t)bt * nch * XB;
+	static_assert(XB % (16 * 128 * WG) == 0, "a chunk of x: whole 16-byte copies a thread");
+	auto stage = [&](uint32_t c, uint32_t buf) {
+		if (c < ce) {
+			uint8_t *d = xs + buf * XB + 16 * threadIdx.x;
+			const uint8_t *src = xsrc + (uint64_t)c * XB + 16 * threadIdx.x;
+#pragma unroll
+			for (uint32_t u = 0; u < XB / (16 * 128 * WG); u++)
+				cp_async16(d + u * 16 * 128 * WG, src + u * 16 * 128 * WG, 16);
+		}
+		cp_commit();             /* empty past the split: the count stays fixed */
+	};
+	r12_table(smem, a.pal);
+
+	const uint8_t *mrow[2], *nrow[2];
+	bool rok[2];
+	uint32_t pnext[2], pend[2], pcol[2];
+#pragma unroll
+	for (int h = 0; h < 2; h++) {
+		const uint32_t r = row0 + 8 * h;
+		rok[h] = r < a.rows;
+		mrow[h] = a.mant + (uint64_t)(rok[h] ? r : 0) * a.mstride;
+		nrow[h] = a.nib + (uint64_t)(rok[h] ? r : 0) * a.nstride;
+		pnext[h] = pend[h] = 0;
+		pcol[h] = UINT32_MAX;
+	}
+	r12_raw32 q[2][2];
+#pragma unroll
+	for (int h = 0; h < 2; h++)
+		r12_load32<true>(q[0][h], mrow[h], nrow[h], cb * KC + 32 * t, a.cols, rok[h]);
+	if (a.npatch && row0 - g < a.rows) {
+		uint32_t p0[2], p1[2];
+		patch_rows(a, grp, g, p0, p1);
+#pragma unroll
+		for (int h = 0; h < 2; h++)
+			if (rok[h] && p0[h] < p1[h]) {
+				pnext[h] = p0[h];
+				pend[h] = p1[h];
+				pcol[h] = (a.patch[p0[h]] >> 8) & 0xfffff;
+			}
+	}
+	float acc[N / 2];
+#pragma unroll
+	for (int i = 0; i < N / 2; i++)
+		acc[i] = 0.f;
+	/* launched as xp's dependent: xp is complete past this point */
+	asm volatile("griddepcontrol.wait;" ::: "memory");
+#pragma unroll
+	for (int i = 0; i < ST - 1; i++)
+		stage(cb + i, i);
+	__syncthreads();                 /* the tables */
+	uint32_t buf = 0;                /* chunk c's x buffer: (c - cb) % ST */
+
+	for (uint32_t c = cb; c < ce; c++) {
+#pragma unroll
+		for (int h = 0; h < 2; h++)
+			r12_load32<true>(q[1][h], mrow[h], nrow[h], (c + 1) * KC + 32 * t, a.cols,
+					 rok[h] && c + 1 < ce);
+		wg_wait();
+		wg_hold(acc);
+		const uint32_t col = c * KC + 32 * t;
+		uint32_t w[2][16];
+#pragma unroll
+		for (int h = 0; h < 2; h++) {
+			r12_decode32(smem, lane4, q[0][h].sm, q[0][h].ix, w[h]);
+			if (pcol[h] < col + 32)
+				r12_patch32(w[h], pnext[h], pend[h], pcol[h], a.patch, col);
+			r12_tail32(w[h], col, a.cols);
+		}
+		cp_wait_group<ST - 2>();
+		/* cp.async wrote x through the generic proxy, wgmma reads it
+		 * through the async one */
+		asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+		__syncthreads();
+		/* into the previous chunk's buffer: every warpgroup has waited for it */
+		stage(c + ST - 1, buf == 0 ? ST - 1 : buf - 1);
+		const uint8_t *xc = xs + buf * XB;
+		buf = buf == ST - 1 ? 0 : buf + 1;
+		asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+#pragma unroll
+		for (int s = 0; s < 8; s++) {
+			const uint32_t af[4] = { w[0][2 * s], w[1][2 * s], w[0][2 * s + 1],
+						 w[1][2 * s + 1] };
+			wgmma(acc, af, wg_desc(xc + s * N * 32));
+		}
+		asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+		wg_hold(acc);
+#pragma unroll
+		for (int h = 0; h < 2; h++)
+			q[0][h] = q[1][h];
+	}
+	wg_wait();
+	wg_hold(acc);
+	/* acc[4 j + e]: row g (e < 2) or g + 8, batch row 8 j + 2 t + (e & 1) of the tile */
+	auto each = [&](auto f) {
+#pragma unroll
+		for (int j = 0; j < N / 8; j++)
+#pragma unroll
+			for (int e = 0; e < 4; e++) {
+				const uint32_t n = bt * N + 8 * j + 2 * t + (e & 1);
+				const uint32_t r = row0 + 8 * (e >> 1);
+				if (n < batch && r < a.rows)
+					f((uint64_t)n * a.rows + r, acc[4 * j + e]);
+			}
+	};
+	if (!part) {
+		each([&](uint64_t i, float v) { y[i] = bf16_bits(v); });
+		return;
+	}
+	const uint64_t plane = (uint64_t)batch * a.rows;
+	each([&](uint64_t i, float v) { part[blockIdx.y * plane + i] = v; });
+	if (splitk_last(done + blockIdx.x))
+		each([&](uint64_t i, float) { y[i] = bf16_bits(splitk_add(part, gridDim.y, plane, i)); });
+#else
+	__trap();                        /* built for sm_90a only; the host checks */
+#endif
+}
+
+typedef void (*wg_fn)(const r12_args, const uint16_t *, uint32_t, uint32_t, uint16_t *,
+		      float *, uint32_t *, uint32_t);
+
+/* The batch tiles built, smallest first: N, its kernel, warpgroups a
+ * block, x stages. */
+static const struct wg_kind {
+	int n;
+	wg_fn fn;
+	int wg, st;
+} wg_kinds[] = {
+	{ 16, r12_wg_kernel<16, 2, 4>, 2, 4 },
+	{ 32, r12_wg_kernel<32, 2, 4>, 2, 4 },
+	{ 64, r12_wg_kernel<64, 2, 3>, 2, 3 },
+};
+#define WG_NKINDS ((int)(sizeof(wg_kinds) / sizeof(wg_kinds[0])))
+
+int uwk_matmul_wg(const struct r12_args *a, const void *x, size_t batch, void *y, int ks,
+		  cudaStream_t s, struct uwk_ctx *ctx, struct uwerr *e)
+{
+	if (ctx->cc_major != 9 || ctx->cc_minor != 0)
+		return uwerr_set(e, ENOTSUP, "warpgroup pipeline: built for compute capability 9.0 "
+				 "(sm_90a), the device is %d.%d", ctx->cc_major, ctx->cc_minor);
+	if (!a->aligned)
+		return uwerr_set(e, ENOTSUP, "warpgroup pipeline: the planes' rows are not on 16 bytes");
+	const struct wg_kind *k = &wg_kinds[WG_NKINDS - 1];
+	for (int i = WG_NKINDS - 1; i >= 0; i--)
+		if ((size_t)wg_kinds[i].n >= batch)
+			k = &wg_kinds[i];
+	const uint32_t nch = (a->cols + KC - 1) / KC;
+	const uint64_t nbt = (batch + k->n - 1) / k->n;
+	const uint64_t tiles = (a->rows + 64 * (uint64_t)k->wg - 1) / (64 * (uint64_t)k->wg) * nbt;
+	if (tiles > INT32_MAX)
+		return uwerr_set(e, EINVAL, "warpgroup pipeline: %llu blocks", (unsigned long long)tiles);
+
+	const uint64_t units = nbt * k->n * nch * 16;
+	int rc = uwk_ctx_reserve(&ctx->xperm, &ctx->xperm_bytes, units * 16, "permuted x", e);
+	if (rc < 0)
+		return rc;
+	uint64_t xblocks = (units + 255) / 256;
+	if (xblocks > (uint64_t)ctx->sms * 8)
+		xblocks = (uint64_t)ctx->sms * 8;
+	wg_xperm_kernel<<<(unsigned)xblocks, 256, 0, s>>>((const uint16_t *)x, (uint32_t)batch,
+							  a->cols, nch, (uint32_t)k->n, units,
+							  (uint16_t *)ctx->xperm);
+	UWK_CK(e, cudaGetLastError());
+
+	const int threads = 128 * k->wg;
+	const size_t smem = R12_LANE_TAB + (size_t)k->st * k->n * KC * 2;
+	char what[64];
+	snprintf(what, sizeof(what), "warpgroup pipeline at batch %zu", batch);
+	if ((rc = uwk_smem_optin((const void *)k->fn, smem, what, ctx, e)) < 0)
+		return rc;
+	if (ks < 1) {
+		/* one wave of blocks, at most a split per four chunks */
+		int per_sm = 0;
+		UWK_CK(e, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, (const void *)k->fn,
+									 threads, smem));
+		const uint64_t wave = (uint64_t)(per_sm > 0 ? per_sm : 1) * ctx->sms;
+		uint64_t want = (wave + tiles / 2) / tiles;
+		if (want > nch / 4)
+			want = nch / 4;
+		ks = want < 1 ? 1 : (int)want;
+	}
+	if ((uint32_t)ks > nch)
+		ks = (int)nch;
+	if (ks > 65535)
+		ks = 65535;
+	uint32_t cps = (nch + ks - 1) / ks;
+	ks = (int)((nch + cps - 1) / cps);             /* no empty split */
+	float *part = NULL;
+	uint32_t *done = NULL;
+	if (ks > 1) {
+		rc = uwk_ctx_reserve((void **)&ctx->part, &ctx->part_bytes,
+				     (size_t)ks * batch * a->rows * sizeof(float), "split-K partial sums", e);
+		if (rc == 0)
+			rc = uwk_ctx_counters(ctx, tiles, s, e);
+		if (rc < 0)
+			return rc;
+		part = ctx->part;
+		done = ctx->done;
+	}
+	const uint16_t *xpp = (const uint16_t *)ctx->xperm;
+	uint32_t nb = (uint32_t)batch, nbt32 = (uint32_t)nbt;
+	uint16_t *yp = (uint16_t *)y;
+	void *args[] = { (void *)a, &xpp, &nb, &nbt32, &yp, &part, &done, &cps };
+	/* programmatic dependent launch: the prologue overlaps wg_xperm_kernel */
+	cudaLaunchAttribute at[1];
+	at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+	at[0].val.programmaticStreamSerializationAllowed = 1;
+	cudaLaunchConfig_t lc = {};
+	lc.gridDim = dim3((unsigned)tiles, (unsigned)ks);
+	lc.blockDim = dim3(threads);
+	lc.dynamicSmemBytes = smem;
+	lc.stream = s;
+	lc.attrs = at;
+	lc.numAttrs = 1;
+	UWK_CK(e, cudaLaunchKernelExC(&lc, (const void *)k->fn, args));
+	return 0;
+}
