@@ -206,8 +206,8 @@ int main(int argc, char **argv)
 			for (double &v : b)
 				v = INFINITY;
 	printf("\n%-11s %5s | %8s %6s %6s | %8s %6s %7s | %9s %8s | %8s %7s | %-9s %6s | %8s %6s %7s %-12s | %8s\n",
-	       "shape", "batch", "fused", "GB/s", "%floor", "cuBLAS", "%floor", "speedup",
-	       "dec+cuBL", "auto", "best", "speedup", "best cfg", "dflt", "tuned", "%floor",
+	       "shape", "batch", "auto", "GB/s", "%floor", "cuBLAS", "%floor", "speedup",
+	       "dec+cuBL", "fused", "best", "speedup", "best cfg", "dflt", "tuned", "%floor",
 	       "speedup", "tuned cfg", "rel L2");
 	for (int s = 0; s < nshapes; s++) {
 		const uint64_t rows = shapes[s][0], cols = shapes[s][1], n = rows * cols;
@@ -330,21 +330,17 @@ int main(int argc, char **argv)
 						die_uw("uwk_matmul (tuned)", &e);
 				});
 				logsp_tuned[bi].push_back(log(t_cub / t_tuned));
-				if (en.c.pipe == TUNE_PIPE_GEMM)
-					snprintf(tc, sizeof(tc), "gemm");
-				else
-					snprintf(tc, sizeof(tc), "%dx%d/%d/%d", en.c.wm, en.c.wk, en.c.ks,
-						 en.c.pf);
+				tune_choice_name(&en.c, tc, sizeof(tc));
 			}
 			logsp[bi].push_back(log(t_cub / t_auto));
 			char shp[16], bc[24], dc[24];
 			snprintf(shp, sizeof(shp), "%llux%llu", (unsigned long long)rows, (unsigned long long)cols);
 			snprintf(bc, sizeof(bc), "%dx%d/%d/%d", bestc.wm, bestc.wk, bestc.ks, bestc.pf);
 			snprintf(dc, sizeof(dc), "%dx%d/%d/%d", dflt.wm, dflt.wk, dflt.ks, dflt.pf);
-			const double t_ours = b <= UWK_FUSED_MAX_BATCH ? t_fused : t_auto;
+			const double t_ours = t_auto;
 			printf("%-11s %5zu | %8.1f %6.0f %6.1f | %8.1f %6.1f %7.2f | %9.1f %8.1f | %8.1f %7.2f | %-9s %6s | %8.1f %6.1f %7.2f %-12s | %8.1e\n",
 			       shp, b, t_ours, l.nbytes / (t_ours * 1e-6) / 1e9, 100 * floor_us / t_ours, t_cub,
-			       100 * raw_floor_us / t_cub, t_cub / t_ours, t_dec, t_auto, best, t_cub / best,
+			       100 * raw_floor_us / t_cub, t_cub / t_ours, t_dec, t_fused, best, t_cub / best,
 			       b <= UWK_FUSED_MAX_BATCH ? bc : "-", b <= UWK_FUSED_MAX_BATCH ? dc : "-",
 			       t_tuned, 100 * floor_us / t_tuned, t_cub / t_tuned, tc, err);
 			fflush(stdout);
@@ -414,10 +410,11 @@ int main(int argc, char **argv)
 		if (!logsp_wg[bi].empty())
 			printf("  batch %4zu: wg %.2fx cuBLAS\n", batches[bi], exp(a / logsp_wg[bi].size()));
 	}
-	printf("columns: fused = uwk_matmul's fused pipeline with its default shape (auto above batch %d);"
-	       " best = fastest fused shape wm x wk / ks / pf of the sweep; dflt = the default's;"
-	       " tuned = AUTO with the tuner's choice (uwk_tune_shape, 11 reps), %%floor and speedup"
-	       " as for fused\n", UWK_FUSED_MAX_BATCH);
+	printf("columns: auto = uwk_matmul (AUTO, no tuned choices: what uw_matmul runs), its %%floor"
+	       " and speedup; fused = the mma.sync fused pipeline with its default shape (up to batch"
+	       " %d); best = fastest mma.sync shape wm x wk / ks / pf of the sweep; dflt = the"
+	       " default's; tuned = AUTO with the tuner's choice (uwk_tune_shape, 11 reps), %%floor"
+	       " and speedup as for auto\n", UWK_FUSED_MAX_BATCH);
 	if (tune_out && tuned.n) {
 		struct uwerr note = {0};
 		if (tune_merge_write(tune_out, &tuned, &note, &e) < 0)

@@ -245,9 +245,10 @@ int main(int argc, char **argv)
 				die_uw("uwk_tune_shape", &e);
 			if (tune_set_put(&set, &en, &e) < 0)
 				die_uw("tune_set_put", &e);
-			printf("tuned %ux%u batch %zu: %s %dx%d/%d/%d, %.1f us (default %.1f us)%s\n",
-			       en.rows, en.cols, batches[bi], en.c.pipe == TUNE_PIPE_GEMM ? "gemm" : "fused",
-			       en.c.wm, en.c.wk, en.c.ks, en.c.pf, en.us, en.default_us,
+			char c[48];
+			tune_choice_name(&en.c, c, sizeof(c));
+			printf("tuned %ux%u batch %zu: %s, %.1f us (default %.1f us)%s\n", en.rows,
+			       en.cols, batches[bi], c, en.us, en.default_us,
 			       info.rejected ? " (candidates rejected)" : "");
 		}
 	if (uwk_ctx_use_tune(tctx, &set, &e) < 0)

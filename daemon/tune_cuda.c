@@ -138,10 +138,8 @@ int tune_gpu_model(struct uwd *d, struct model *m, const char *dir, int force, c
 				if (!first.code)
 					first = te;
 			} else {
-				char c[48] = "decode + cuBLAS";
-				if (en.c.pipe == TUNE_PIPE_FUSED)
-					snprintf(c, sizeof(c), "fused %dx%d/%d/%d", en.c.wm, en.c.wk,
-						 en.c.ks, en.c.pf);
+				char c[48];
+				tune_choice_name(&en.c, c, sizeof(c));
 				log_debug("tune %s %ux%u b%u: %s, %.1f us (default %.1f us)", m->name,
 					  en.rows, en.cols, en.bucket, c, en.us, en.default_us);
 				rc = tune_set_put(&add, &en, e);

@@ -123,12 +123,12 @@ static int token_ok(const char *f, size_t max, const char *extra)
 	return 1;
 }
 
-/* "gemm" or "fused:WMxWK/KS/PF". */
+/* "gemm", "wg" or "fused:WMxWK/KS/PF". */
 static int parse_choice(const char *f, struct tune_choice *c)
 {
 	uint64_t wm, wk, ks, pf;
-	if (!strcmp(f, "gemm")) {
-		*c = (struct tune_choice){.pipe = TUNE_PIPE_GEMM};
+	if (!strcmp(f, "gemm") || !strcmp(f, "wg")) {
+		*c = (struct tune_choice){.pipe = f[0] == 'g' ? TUNE_PIPE_GEMM : TUNE_PIPE_WG};
 		return 0;
 	}
 	if (strncmp(f, "fused:", 6))
@@ -188,7 +188,7 @@ static int parse_entry(const struct where *w, char **f, struct tune_entry *en)
 	      "not bN with N a power of two from 1 to 64");
 	en->bucket = (unsigned)v;
 	FIELD(!parse_choice(f[6], &en->c),
-	      "not gemm or fused:WMxWK/KS/PF (WM * WK <= 32, KS 1 to 65535, PF 1 to 8)");
+	      "not gemm, wg or fused:WMxWK/KS/PF (WM * WK <= 32, KS 1 to 65535, PF 1 to 8)");
 	FIELD(!parse_us(f[7], &en->us), "not a time in microseconds");
 	FIELD(!parse_us(f[8], &en->default_us), "not a time in microseconds");
 #undef FIELD
@@ -311,6 +311,14 @@ void tune_set_free(struct tune_set *s)
 	*s = (struct tune_set){0};
 }
 
+void tune_choice_name(const struct tune_choice *c, char *buf, size_t n)
+{
+	if (c->pipe == TUNE_PIPE_FUSED)
+		snprintf(buf, n, "fused:%dx%d/%d/%d", c->wm, c->wk, c->ks, c->pf);
+	else
+		snprintf(buf, n, "%s", c->pipe == TUNE_PIPE_WG ? "wg" : "gemm");
+}
+
 char *tune_format(const struct tune_set *s)
 {
 	struct strbuf b = {0};
@@ -321,11 +329,7 @@ char *tune_format(const struct tune_set *s)
 	for (size_t i = 0; i < s->n; i++) {
 		const struct tune_entry *en = &s->e[i];
 		char choice[64];
-		if (en->c.pipe == TUNE_PIPE_GEMM)
-			snprintf(choice, sizeof(choice), "gemm");
-		else
-			snprintf(choice, sizeof(choice), "fused:%dx%d/%d/%d", en->c.wm, en->c.wk,
-				 en->c.ks, en->c.pf);
+		tune_choice_name(&en->c, choice, sizeof(choice));
 		sb_printf(&b, "%s sm_%u %u %s %ux%u b%u %s %.2f %.2f\n", en->key.device, en->key.cc,
 			  en->key.sms, en->key.lib, en->rows, en->cols, en->bucket, choice, en->us,
 			  en->default_us);

@@ -37,7 +37,9 @@ struct tune_key {
 	char lib[TUNE_MAX_LIB];       /* "0.1.0+uwk1": package and kernel generation */
 };
 
-enum tune_pipe { TUNE_PIPE_FUSED = 1, TUNE_PIPE_GEMM = 2 };
+/* fused: the mma.sync kernel; gemm: decode + cuBLAS; wg: the warpgroup
+ * (wgmma) kernel, with its own shape and split. */
+enum tune_pipe { TUNE_PIPE_FUSED = 1, TUNE_PIPE_GEMM = 2, TUNE_PIPE_WG = 3 };
 
 /* A pipeline and its parameters (uwk_cfg for the fused one). */
 struct tune_choice {
@@ -87,6 +89,9 @@ int tune_set_put(struct tune_set *s, const struct tune_entry *en, struct uwerr *
 const struct tune_entry *tune_set_find(const struct tune_set *s, const struct tune_key *k,
 				       uint32_t rows, uint32_t cols, unsigned bucket);
 void tune_set_free(struct tune_set *s);
+
+/* A choice as the file writes it: "gemm", "wg" or "fused:WMxWK/KS/PF". */
+void tune_choice_name(const struct tune_choice *c, char *buf, size_t n);
 
 /* The file's text (header, field line, entries in order); malloc'd, NULL
  * when out of memory. */

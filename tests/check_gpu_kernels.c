@@ -751,13 +751,15 @@ START_TEST(test_tune_shape)
 				uint16_t *got = matmul_bits(&ts[s], dx, n, tuned, UWK_PIPE_AUTO, NULL);
 				uint16_t *want = en->c.pipe == TUNE_PIPE_GEMM ?
 						 matmul_bits(&ts[s], dx, n, ctx, UWK_PIPE_DECODE_GEMM, NULL) :
+						 en->c.pipe == TUNE_PIPE_WG ?
+						 matmul_bits(&ts[s], dx, n, ctx, UWK_PIPE_FUSED_WG, NULL) :
 						 matmul_bits(&ts[s], dx, n, ctx, UWK_PIPE_AUTO, &cfg);
+				char cn[48];
+				tune_choice_name(&en->c, cn, sizeof(cn));
 				ck_assert_msg(!memcmp(got, want, 2 * n * shapes[s][0]),
-					      "%llux%llu batch %zu: AUTO did not run the tuned %s %dx%d/%d/%d",
+					      "%llux%llu batch %zu: AUTO did not run the tuned %s",
 					      (unsigned long long)shapes[s][0],
-					      (unsigned long long)shapes[s][1], n,
-					      en->c.pipe == TUNE_PIPE_GEMM ? "gemm" : "fused", cfg.wm,
-					      cfg.wk, cfg.ks, cfg.pf);
+					      (unsigned long long)shapes[s][1], n, cn);
 				free(got);
 				free(want);
 				cudaFree(dx);

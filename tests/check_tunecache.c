@@ -34,6 +34,7 @@ START_TEST(good_file)
 		"   # an indented comment\n"
 		H200 " 14336x4096 b1 fused:4x2/1/2 35.90 36.10\n"
 		H200 "\t14336x4096\tb64 gemm 108.3 108.3\r\n"
+		H200 " 28672x8192 b16 wg 126.1 145.6\n"
 		"\n"
 		"NVIDIA_H100_80GB_HBM3 sm_90 132 0.1.0+uwk1 4096x14336 b16 fused:4x1/8/1 44.5 44.5";
 	struct tune_set s = {0};
@@ -41,7 +42,7 @@ START_TEST(good_file)
 	unsigned ver;
 	ck_assert_msg(parse(text, &s, &ver, &e) == 0, "%s", e.msg);
 	ck_assert_uint_eq(ver, 1);
-	ck_assert_uint_eq(s.n, 3);
+	ck_assert_uint_eq(s.n, 4);
 	const struct tune_entry *a = &s.e[0];
 	ck_assert_str_eq(a->key.device, "NVIDIA_H200");
 	ck_assert_uint_eq(a->key.cc, 90);
@@ -52,7 +53,8 @@ START_TEST(good_file)
 		  a->c.pf == 2);
 	ck_assert(a->us == 35.90 && a->default_us == 36.10);
 	ck_assert(s.e[1].c.pipe == TUNE_PIPE_GEMM && s.e[1].bucket == 64);
-	ck_assert_str_eq(s.e[2].key.device, "NVIDIA_H100_80GB_HBM3");
+	ck_assert(s.e[2].c.pipe == TUNE_PIPE_WG && s.e[2].rows == 28672 && s.e[2].bucket == 16);
+	ck_assert_str_eq(s.e[3].key.device, "NVIDIA_H100_80GB_HBM3");
 	ck_assert_ptr_eq(tune_set_find(&s, &h200, 14336, 4096, 64), &s.e[1]);
 	ck_assert_ptr_null(tune_set_find(&s, &h200, 14336, 4096, 2));
 

@@ -841,6 +841,18 @@ static int r11_fused_run(const struct r12_args *a, const void *x, size_t batch, 
 	return variant_run(a, &v, 0, x, batch, y, s, ctx, e);
 }
 
+bool uwk_wg_fits(const struct uw_layout *l, const struct uwk_ctx *ctx)
+{
+	return l->format == UW_FORMAT_R12 && ctx->cc_major == 9 && ctx->cc_minor == 0 &&
+	       l->mant_stride % 16 == 0 && l->nib_stride % 16 == 0;
+}
+
+bool uwk_wg_default(const struct uw_layout *l, size_t batch, const struct uwk_ctx *ctx)
+{
+	return batch > 8 && batch <= UWK_AUTO_FUSED_MAX_BATCH && (batch <= 32 || l->rows >= 8192) &&
+	       uwk_wg_fits(l, ctx);
+}
+
 /* The checks every matmul entry shares. */
 static int matmul_args(const struct uw_layout *l, const void *base, const void *x,
 		       size_t batch, void *y, struct uwk_ctx *ctx, struct uwerr *e)
@@ -903,13 +915,16 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 	const struct tune_choice *tuned = NULL;
 	if (pipe == UWK_PIPE_AUTO && l->format == UW_FORMAT_R12 &&
 	    (tuned = tune_table_find(ctx->tune, l->rows, l->cols, batch)))
-		pipe = tuned->pipe == TUNE_PIPE_GEMM ? UWK_PIPE_DECODE_GEMM : UWK_PIPE_FUSED;
+		pipe = tuned->pipe == TUNE_PIPE_GEMM ? UWK_PIPE_DECODE_GEMM :
+		       tuned->pipe == TUNE_PIPE_WG ? UWK_PIPE_FUSED_WG : UWK_PIPE_FUSED;
 	struct r12_args a;
 	const bool r11 = l->format == UW_FORMAT_R11;
 	if (l->format != UW_FORMAT_RAW && (rc = uwk_args_make(l, dev_base, &a, e)) < 0)
 		return matmul_fail(e, rc, l, batch);
+	const bool from_auto = pipe == UWK_PIPE_AUTO;
 	if (pipe == UWK_PIPE_AUTO)
-		pipe = (l->format == UW_FORMAT_R12 || (r11 && r11_fusable(&a, x))) &&
+		pipe = uwk_wg_default(l, batch, ctx) ? UWK_PIPE_FUSED_WG :
+		       (l->format == UW_FORMAT_R12 || (r11 && r11_fusable(&a, x))) &&
 		       batch <= UWK_AUTO_FUSED_MAX_BATCH ? UWK_PIPE_FUSED : UWK_PIPE_DECODE_GEMM;
 	if (pipe != UWK_PIPE_FUSED)
 		tuned = NULL;
@@ -944,6 +959,9 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 	case UWK_PIPE_FUSED_WG:
 		rc = r11 ? uwerr_set(e, EINVAL, "uwk_matmul: warpgroup pipeline of an R11 tensor (R12 only)")
 			 : uwk_matmul_wg(&a, x, batch, y, 0, s, ctx, e);
+		/* a tuned choice this launch cannot take: the mma.sync kernel */
+		if (rc == -ENOTSUP && from_auto && batch <= UWK_FUSED_MAX_BATCH)
+			rc = fused_run(&a, default_kind(batch), 0, 0, x, batch, y, s, ctx, e);
 		break;
 	case UWK_PIPE_DECODE_GEMM:
 		rc = decode_scratch(&a, r11, s, ctx, e);

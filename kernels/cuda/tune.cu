@@ -43,11 +43,12 @@ extern "C" int uwk_tune_key(const struct uwk_ctx *c, struct tune_key *k, struct 
 	return 0;
 }
 
-/* The choices this library can run: fused shapes it built, pf in range. */
+/* The choices this library can run: fused shapes it built, pf in range
+ * (gemm and wg: always; wg falls back where the device lacks it). */
 static int choice_built(const struct tune_choice *c)
 {
 	struct uwk_cfg kinds[32];
-	if (c->pipe == TUNE_PIPE_GEMM)
+	if (c->pipe == TUNE_PIPE_GEMM || c->pipe == TUNE_PIPE_WG)
 		return 1;
 	if (c->pf < 1 || c->pf > UWK_NPF)
 		return 0;
@@ -138,18 +139,17 @@ __global__ void tune_compare(const uint16_t *y, const uint16_t *y2, const float 
 	}
 }
 
-/* One candidate: a pipeline and, for the fused one, its resolved shape. */
+/* One candidate: a pipeline (enum tune_pipe) and, for the fused one, its
+ * resolved shape. */
 struct cand {
-	int gemm;
+	int pipe;
 	struct uwk_cfg cfg;
 };
 
-static void cand_name(const cand &c, char *buf, size_t n)
+static tune_choice cand_choice(const cand &c)
 {
-	if (c.gemm)
-		snprintf(buf, n, "decode + cuBLAS");
-	else
-		snprintf(buf, n, "fused %dx%d/%d/%d", c.cfg.wm, c.cfg.wk, c.cfg.ks, c.cfg.pf);
+	return c.pipe == TUNE_PIPE_FUSED ? tune_choice{c.pipe, c.cfg.wm, c.cfg.wk, c.cfg.ks, c.cfg.pf}
+					 : tune_choice{c.pipe, 0, 0, 0, 0};
 }
 
 /* The buffers and state of one uwk_tune_shape call. */
@@ -170,9 +170,10 @@ struct tuner {
 
 static int cand_run(tuner &t, const cand &c, uint16_t *y, struct uwerr *e)
 {
-	return c.gemm ? uwk_matmul_pipe(t.l, t.base, t.x, t.batch, y, UWK_PIPE_DECODE_GEMM, t.s,
-					t.ctx, e)
-		      : uwk_matmul_fused_cfg(t.l, t.base, t.x, t.batch, y, &c.cfg, t.s, t.ctx, e);
+	if (c.pipe == TUNE_PIPE_FUSED)
+		return uwk_matmul_fused_cfg(t.l, t.base, t.x, t.batch, y, &c.cfg, t.s, t.ctx, e);
+	return uwk_matmul_pipe(t.l, t.base, t.x, t.batch, y, c.pipe == TUNE_PIPE_WG ?
+			       UWK_PIPE_FUSED_WG : UWK_PIPE_DECODE_GEMM, t.s, t.ctx, e);
 }
 
 /* Run c twice into poisoned outputs and compare with the reference. */
@@ -225,9 +226,9 @@ static int cand_time(tuner &t, const cand &c, double *us, struct uwerr *e)
 	return 0;
 }
 
-/* AUTO's default first, then decode + cuBLAS, then every fused shape at
- * a few splits around its own default, pf 1 and 2; as launched (resolved),
- * each once. */
+/* AUTO's default first, then decode + cuBLAS and the warpgroup kernel
+ * (where it runs), then every fused shape at a few splits around its own
+ * default, pf 1 and 2; as launched (resolved), each once. */
 static int candidates(tuner &t, std::vector<cand> &out, struct uwerr *e)
 {
 	struct uwk_cfg kinds[32], c;
@@ -236,12 +237,15 @@ static int candidates(tuner &t, std::vector<cand> &out, struct uwerr *e)
 		return rc;
 	auto add = [&](const cand &n) {
 		for (const cand &o : out)
-			if (o.gemm == n.gemm && !memcmp(&o.cfg, &n.cfg, sizeof(n.cfg)))
+			if (o.pipe == n.pipe && !memcmp(&o.cfg, &n.cfg, sizeof(n.cfg)))
 				return;
 		out.push_back(n);
 	};
-	add(cand{0, c});
-	add(cand{1, {0, 0, 0, 0}});
+	const cand wg = {TUNE_PIPE_WG, {0, 0, 0, 0}};
+	add(uwk_wg_default(t.l, t.batch, t.ctx) ? wg : cand{TUNE_PIPE_FUSED, c});
+	add(cand{TUNE_PIPE_GEMM, {0, 0, 0, 0}});
+	if (uwk_wg_fits(t.l, t.ctx))
+		add(wg);
 	const int nk = std::min(uwk_cfg_list(kinds, 32), 32);
 	for (int i = 0; i < nk; i++)
 		for (int pf = 1; pf <= UWK_NPF; pf++) {
@@ -253,7 +257,7 @@ static int candidates(tuner &t, std::vector<cand> &out, struct uwerr *e)
 			for (int k : ks) {
 				struct uwk_cfg v = {d.wm, d.wk, k, pf};
 				if (uwk_cfg_resolve(t.l, t.batch, t.ctx, &v, &ign) == 0)
-					add(cand{0, v});
+					add(cand{TUNE_PIPE_FUSED, v});
 			}
 		}
 	return 0;
@@ -307,7 +311,8 @@ static int pick(tuner &t, const std::vector<cand> &cs, const int *stop,
 		if (rc == 0)
 			rc = cand_time(t, cs[i], &us, &ce);
 		if (rc < 0) {
-			cand_name(cs[i], name, sizeof(name));
+			const tune_choice ch = cand_choice(cs[i]);
+			tune_choice_name(&ch, name, sizeof(name));
 			if (!inf->rejected++)
 				snprintf(inf->why, sizeof(inf->why), "%.60s: %.440s", name, ce.msg);
 			/* the default failing leaves nothing to compare with */
@@ -329,9 +334,7 @@ static int pick(tuner &t, const std::vector<cand> &cs, const int *stop,
 		best = 0;
 		best_us = dflt_us;
 	}
-	const cand &c = cs[best];
-	out->c = c.gemm ? tune_choice{TUNE_PIPE_GEMM, 0, 0, 0, 0}
-			: tune_choice{TUNE_PIPE_FUSED, c.cfg.wm, c.cfg.wk, c.cfg.ks, c.cfg.pf};
+	out->c = cand_choice(cs[best]);
 	out->us = best_us;
 	out->default_us = dflt_us;
 	return 0;

@@ -54,7 +54,9 @@ enum uwk_pipe {
 
 #define UWK_FUSED_MAX_BATCH 64
 /* AUTO uses the fused kernel for R12 up to this batch (bench/NOTES.md has
- * the measurement behind it) and decode + cuBLAS above; R11 likewise where
+ * the measurement behind it): the warpgroup one (UWK_PIPE_FUSED_WG) from
+ * batch 9 where it runs, else the mma.sync one; decode + cuBLAS above; R11
+ * likewise (mma.sync) where
  * its columns are a multiple of 128 and x is 16-byte aligned, else decode +
  * cuBLAS; RAW goes to cuBLAS. */
 #define UWK_AUTO_FUSED_MAX_BATCH 64
@@ -179,7 +181,7 @@ int uwk_cfg_resolve(const struct uw_layout *l, size_t batch, struct uwk_ctx *ctx
 
 /* The kernels' generation: bump when a change to the kernels or to what a
  * uwk_cfg means makes the choices of earlier tuning stale. */
-#define UWK_KERNELS "uwk2"       /* uwk2: pf 1 at batch <= 8 is the lean loop */
+#define UWK_KERNELS "uwk3"       /* uwk3: AUTO takes the warpgroup kernel at batch 9-64 */
 
 struct tune_key;
 struct tune_set;
@@ -207,8 +209,8 @@ struct uwk_tune_info {
 /* Time AUTO's candidates for the R12 tensor at dev_base at this batch
  * (1 to UWK_FUSED_MAX_BATCH; the entry is for its tune_bucket) and fill
  * *out with the fastest: every fused (wm, wk) built, each at ks = 1 and at
- * half, once and twice its default split, with pf 1 and 2, and decode +
- * cuBLAS. Before it is timed, each candidate's y (poisoned with NaN first)
+ * half, once and twice its default split, with pf 1 and 2, decode +
+ * cuBLAS, and the warpgroup kernel where it runs. Before it is timed, each candidate's y (poisoned with NaN first)
  * must be within 1e-2 relative L2 error of decode + cuBLAS in float32, every
  * output finite, and a second run must give the same bits; a candidate
  * that fails is rejected and counted in *info. Times: median of reps

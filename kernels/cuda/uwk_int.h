@@ -81,6 +81,15 @@ int uwk_ctx_reserve(void **buf, size_t *have, size_t bytes, const char *what,
 /* At least n split-K counters in c->done, zeroed on s when they grow (the
  * kernels leave them zero). */
 int uwk_ctx_counters(struct uwk_ctx *c, uint64_t n, cudaStream_t s, struct uwerr *e);
+/* Whether the warpgroup kernel (matmul_wg.cu) takes l on c's device: R12,
+ * rows on 16 bytes, compute capability 9.0 (matmul.cu). And whether AUTO
+ * takes it at this batch: 9 to 32, and 33 to UWK_AUTO_FUSED_MAX_BATCH on
+ * 8192 rows or more (with fewer, its 64-row tiles need a split of 8 to
+ * fill the device, and 4096x14336 ran 89 us against mma.sync's 67), where
+ * it beats the mma.sync loop (bench/NOTES.md, v17; the lean loop stays
+ * faster at batch <= 8). */
+bool uwk_wg_fits(const struct uw_layout *l, const struct uwk_ctx *c);
+bool uwk_wg_default(const struct uw_layout *l, size_t batch, const struct uwk_ctx *c);
 /* Queue the R12 decode of a (checked) into out, BF16 [rows][cols]. */
 int uwk_decode_r12(const struct r12_args *a, uint16_t *out, cudaStream_t s,
 		   struct uwerr *e);
