@@ -386,30 +386,26 @@ int main(int argc, char **argv)
 			printf("  (tuned %.2fx)", exp(g / logsp_tuned[bi].size()));
 		printf("\n");
 	}
-	printf("\nthe size preference (R11; uwk_matmul decodes it into scratch, then cuBLAS):\n"
-	       "%-11s %5s | %8s %6s | %8s %7s | %8s\n", "shape", "batch", "R11 us", "%floor",
-	       "cuBLAS", "speedup", "rel L2");
-	for (int i = 0; i < r11_n; i++)
-		printf("%s\n", r11_rows[i]);
-	for (size_t bi = 0; bi < 6; bi++) {
-		double a = 0;
-		for (double v : logsp_r11[bi])
-			a += v;
-		if (!logsp_r11[bi].empty())
-			printf("  batch %4zu: R11 %.2fx cuBLAS\n", batches[bi], exp(a / logsp_r11[bi].size()));
-	}
-	printf("\nthe warpgroup pipeline (R12, wgmma; UWK_PIPE_FUSED_WG):\n"
-	       "%-11s %5s | %8s %6s | %8s %7s | %8s\n", "shape", "batch", "wg us", "%floor",
-	       "cuBLAS", "speedup", "rel L2");
-	for (int i = 0; i < wg_n; i++)
-		printf("%s\n", wg_rows[i]);
-	for (size_t bi = 0; bi < 6; bi++) {
-		double a = 0;
-		for (double v : logsp_wg[bi])
-			a += v;
-		if (!logsp_wg[bi].empty())
-			printf("  batch %4zu: wg %.2fx cuBLAS\n", batches[bi], exp(a / logsp_wg[bi].size()));
-	}
+	/* a side table: its rows, then its geomean over cuBLAS per batch */
+	auto side = [&](const char *title, const char *col, const char *tag, char (*rows_)[160],
+			int nrows, const std::vector<double> *logs) {
+		printf("\n%s:\n%-11s %5s | %8s %6s | %8s %7s | %8s\n", title, "shape", "batch", col,
+		       "%floor", "cuBLAS", "speedup", "rel L2");
+		for (int i = 0; i < nrows; i++)
+			printf("%s\n", rows_[i]);
+		for (size_t bi = 0; bi < 6; bi++) {
+			double a = 0;
+			for (double v : logs[bi])
+				a += v;
+			if (!logs[bi].empty())
+				printf("  batch %4zu: %s %.2fx cuBLAS\n", batches[bi], tag,
+				       exp(a / logs[bi].size()));
+		}
+	};
+	side("the size preference (R11; uwk_matmul decodes it into scratch, then cuBLAS)", "R11 us",
+	     "R11", r11_rows, r11_n, logsp_r11);
+	side("the warpgroup pipeline (R12, wgmma; UWK_PIPE_FUSED_WG)", "wg us", "wg", wg_rows, wg_n,
+	     logsp_wg);
 	printf("columns: auto = uwk_matmul (AUTO, no tuned choices: what uw_matmul runs), its %%floor"
 	       " and speedup; fused = the mma.sync fused pipeline with its default shape (up to batch"
 	       " %d); best = fastest mma.sync shape wm x wk / ks / pf of the sweep; dflt = the"

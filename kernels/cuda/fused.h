@@ -113,6 +113,42 @@ __device__ __forceinline__ void patch_rows(const r12_args &a, uint32_t grp, uint
 	p1[1] = g0 + hi1;
 }
 
+/* Rows g and g + 8 of a warp's 16 (row0 = the first): their rows of the
+ * planes (row 0 for a row past the end: its sums are not kept), whether
+ * each exists, and an empty patch walk (r12_patch_walk starts it). */
+__device__ __forceinline__ void r12_rows(const r12_args &a, uint32_t row0, const uint8_t *mrow[2],
+					 const uint8_t *nrow[2], bool rok[2], uint32_t pnext[2],
+					 uint32_t pend[2], uint32_t pcol[2])
+{
+#pragma unroll
+	for (int h = 0; h < 2; h++) {
+		const uint32_t r = row0 + 8 * h;
+		rok[h] = r < a.rows;
+		mrow[h] = a.mant + (uint64_t)(rok[h] ? r : 0) * a.mstride;
+		nrow[h] = a.nib + (uint64_t)(rok[h] ? r : 0) * a.nstride;
+		pnext[h] = pend[h] = 0;
+		pcol[h] = UINT32_MAX;
+	}
+}
+
+/* The start of r12_patch32's walk for those rows of 16-row group grp: the
+ * next patch, the end of each row's list and the next patch's column.
+ * Warp-collective; for a tensor with patches and a group inside it. */
+__device__ __forceinline__ void r12_patch_walk(const r12_args &a, uint32_t grp, uint32_t g,
+					       const bool rok[2], uint32_t pnext[2], uint32_t pend[2],
+					       uint32_t pcol[2])
+{
+	uint32_t p0[2], p1[2];
+	patch_rows(a, grp, g, p0, p1);
+#pragma unroll
+	for (int h = 0; h < 2; h++)
+		if (rok[h] && p0[h] < p1[h]) {
+			pnext[h] = p0[h];
+			pend[h] = p1[h];
+			pcol[h] = (a.patch[p0[h]] >> 8) & 0xfffff;
+		}
+}
+
 /* Zero the pairs of w (columns [c, c + 32) of a row) at or past cols,
  * whatever palette[0] is: x is zero there, but an infinite weight is not. */
 __device__ __forceinline__ void r12_tail32(uint32_t w[16], uint32_t c, uint32_t cols)

@@ -133,15 +133,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 	const uint8_t *mrow[2], *nrow[2];
 	bool rok[2];
 	uint32_t pnext[2], pend[2], pcol[2];
-#pragma unroll
-	for (int h = 0; h < 2; h++) {
-		const uint32_t r = row0 + 8 * h;
-		rok[h] = r < a.rows;
-		mrow[h] = a.mant + (uint64_t)(rok[h] ? r : 0) * a.mstride;
-		nrow[h] = a.nib + (uint64_t)(rok[h] ? r : 0) * a.nstride;
-		pnext[h] = pend[h] = 0;
-		pcol[h] = UINT32_MAX;
-	}
+	r12_rows(a, row0, mrow, nrow, rok, pnext, pend, pcol);
 
 	/* the planes of chunk c for row half h; R11: the sign|mantissa bytes,
 	 * the unit's three code words, and (all lanes) tile index entry c + h */
@@ -218,17 +210,8 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 		stage(0, 0);
 	cp_commit();
 	/* with the first loads in flight: this warp's patches */
-	if (!R11 && a.npatch && row0 - g < a.rows) {
-		uint32_t p0[2], p1[2];
-		patch_rows(a, row0 / 16, g, p0, p1);
-#pragma unroll
-		for (int h = 0; h < 2; h++)
-			if (rok[h] && p0[h] < p1[h]) {
-				pnext[h] = p0[h];
-				pend[h] = p1[h];
-				pcol[h] = (a.patch[p0[h]] >> 8) & 0xfffff;
-			}
-	}
+	if (!R11 && a.npatch && row0 - g < a.rows)
+		r12_patch_walk(a, row0 / 16, g, rok, pnext, pend, pcol);
 	if (R11)
 		window(q[0][0].ix[3]);
 	if (XALL) {

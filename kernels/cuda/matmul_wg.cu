@@ -142,30 +142,13 @@ r12_wg_kernel(const r12_args a, const uint16_t *__restrict__ xp, uint32_t batch,
 	const uint8_t *mrow[2], *nrow[2];
 	bool rok[2];
 	uint32_t pnext[2], pend[2], pcol[2];
-#pragma unroll
-	for (int h = 0; h < 2; h++) {
-		const uint32_t r = row0 + 8 * h;
-		rok[h] = r < a.rows;
-		mrow[h] = a.mant + (uint64_t)(rok[h] ? r : 0) * a.mstride;
-		nrow[h] = a.nib + (uint64_t)(rok[h] ? r : 0) * a.nstride;
-		pnext[h] = pend[h] = 0;
-		pcol[h] = UINT32_MAX;
-	}
+	r12_rows(a, row0, mrow, nrow, rok, pnext, pend, pcol);
 	r12_raw32 q[2][2];
 #pragma unroll
 	for (int h = 0; h < 2; h++)
 		r12_load32<true>(q[0][h], mrow[h], nrow[h], cb * KC + 32 * t, a.cols, rok[h]);
-	if (a.npatch && row0 - g < a.rows) {
-		uint32_t p0[2], p1[2];
-		patch_rows(a, grp, g, p0, p1);
-#pragma unroll
-		for (int h = 0; h < 2; h++)
-			if (rok[h] && p0[h] < p1[h]) {
-				pnext[h] = p0[h];
-				pend[h] = p1[h];
-				pcol[h] = (a.patch[p0[h]] >> 8) & 0xfffff;
-			}
-	}
+	if (a.npatch && row0 - g < a.rows)
+		r12_patch_walk(a, grp, g, rok, pnext, pend, pcol);
 	float acc[N / 2];
 #pragma unroll
 	for (int i = 0; i < N / 2; i++)
