@@ -1,6 +1,7 @@
 /* fused: what the two fused kernels share (matmul.cu's mma.sync loops and
- * matmul_wg.cu's warpgroup kernel): the chunk width, cp.async, the walk
- * of a row's patches, and the split-K sum. CUDA C++ only. */
+ * matmul_wg.cu's warpgroup kernel): the chunk width, cp.async, a warp's
+ * rows and the walk of their patches, the tail of the last chunk, shared
+ * memory grants and split-K. CUDA C++ only. */
 #ifndef UW_KERNELS_CUDA_FUSED_H
 #define UW_KERNELS_CUDA_FUSED_H
 

@@ -12,8 +12,10 @@
  * matrices, one contiguous image of N batch rows x 128 columns per chunk,
  * which the block then stages by cp.async, ST chunks deep. N (16, 32 or
  * 64) is the batch tile: one wgmma of m64nNk16 a k-step, N / 2 float
- * accumulators a thread; batches past 64 take several tiles. Split-K and
- * the order of the sums are as in matmul.cu. */
+ * accumulators a thread; batches past 64 take several tiles. The matmul
+ * kernel is launched as the x kernel's programmatic dependent, so that its
+ * prologue overlaps it. Split-K adds its sums in the last block of each
+ * tile to finish (splitk_last), in split order: no second kernel. */
 #include <errno.h>
 #include <stdio.h>
 
