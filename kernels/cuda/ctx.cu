@@ -122,10 +122,6 @@ int uwk_ctx_new(struct uwk_ctx **out, struct uwerr *e)
 	cudaError_t err = cudaGetDevice(&c->device);
 	if (err == cudaSuccess)
 		err = cudaDeviceGetAttribute(&c->sms, cudaDevAttrMultiProcessorCount, c->device);
-	if (err == cudaSuccess)
-		err = cudaDeviceGetAttribute(&c->cc_major, cudaDevAttrComputeCapabilityMajor, c->device);
-	if (err == cudaSuccess)
-		err = cudaDeviceGetAttribute(&c->cc_minor, cudaDevAttrComputeCapabilityMinor, c->device);
 	if (err != cudaSuccess) {
 		rc = uwk_cuda_fail(e, err, "uwk context: cudaGetDevice", __FILE__, __LINE__);
 		goto fail;

@@ -21,9 +21,6 @@ int uwk_matmul_wg(const struct r12_args *a, const void *x, size_t batch, void *y
  * launch in the error). Grants are remembered per kernel and device. */
 int uwk_smem_optin(const void *fn, size_t smem, const char *what, struct uwk_ctx *ctx,
 		   struct uwerr *e);
-/* y = the ks partial sums part[ks][n], added in split order, as BF16 (on s). */
-int uwk_splitk_sum(const float *part, int ks, uint64_t n, uint16_t *y, cudaStream_t s,
-		   struct uwk_ctx *ctx, struct uwerr *e);
 
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, uint32_t bytes)
 {

@@ -479,15 +479,12 @@ splitk_sum_kernel(const float *__restrict__ part, uint32_t ks, uint64_t n,
 {
 	for (uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
 	     i += (uint64_t)gridDim.x * blockDim.x) {
-		float sum = part[i];
-		for (uint32_t k = 1; k < ks; k++)
-			sum += part[k * n + i];
-		y[i] = bf16_bits(sum);
+		y[i] = bf16_bits(splitk_add(part, ks, n, i));
 	}
 }
 
-int uwk_splitk_sum(const float *part, int ks, uint64_t n, uint16_t *y, cudaStream_t s,
-		   struct uwk_ctx *ctx, struct uwerr *e)
+static int splitk_sum(const float *part, int ks, uint64_t n, uint16_t *y, cudaStream_t s,
+		      struct uwk_ctx *ctx, struct uwerr *e)
 {
 	uint64_t blocks = (n + 255) / 256;
 	if (blocks > (uint64_t)ctx->sms * 8)
@@ -777,8 +774,8 @@ static int fused_launch(struct r12_two *m, int ntens, const struct fused_plan *p
 	dim3 grid((unsigned)tiles, (unsigned)p->ks, (unsigned)ntens);
 	UWK_CK(e, cudaLaunchKernel(p->fn, grid, dim3(p->threads), ntens == 1 ? one : two, p->smem, s));
 	for (int i = 0; i < ntens && p->ks > 1; i++) {
-		int rc = uwk_splitk_sum(m->part[i], p->ks, (uint64_t)batch * m->a[i].rows, m->y[i], s,
-					ctx, e);
+		int rc = splitk_sum(m->part[i], p->ks, (uint64_t)batch * m->a[i].rows, m->y[i], s, ctx,
+				    e);
 		if (rc < 0)
 			return rc;
 	}
@@ -826,7 +823,7 @@ static int r11_fused_run(const struct r12_args *a, const void *x, size_t batch, 
 
 bool uwk_wg_fits(const struct uw_layout *l, const struct uwk_ctx *ctx)
 {
-	return l->format == UW_FORMAT_R12 && ctx->cc_major == 9 && ctx->cc_minor == 0 &&
+	return l->format == UW_FORMAT_R12 && ctx->key.cc == 90 &&
 	       l->mant_stride % 16 == 0 && l->nib_stride % 16 == 0;
 }
 
@@ -896,6 +893,7 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 	/* AUTO: the tuned choice for this shape and batch bucket, if any (its
 	 * table keeps only kinds built here), else the rule of thumb. */
 	const struct tune_choice *tuned = NULL;
+	const bool from_auto = pipe == UWK_PIPE_AUTO;
 	if (pipe == UWK_PIPE_AUTO && l->format == UW_FORMAT_R12 &&
 	    (tuned = tune_table_find(ctx->tune, l->rows, l->cols, batch)))
 		pipe = tuned->pipe == TUNE_PIPE_GEMM ? UWK_PIPE_DECODE_GEMM :
@@ -904,7 +902,6 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 	const bool r11 = l->format == UW_FORMAT_R11;
 	if (l->format != UW_FORMAT_RAW && (rc = uwk_args_make(l, dev_base, &a, e)) < 0)
 		return matmul_fail(e, rc, l, batch);
-	const bool from_auto = pipe == UWK_PIPE_AUTO;
 	if (pipe == UWK_PIPE_AUTO)
 		pipe = uwk_wg_default(l, batch, ctx) ? UWK_PIPE_FUSED_WG :
 		       (l->format == UW_FORMAT_R12 || (r11 && r11_fusable(&a, x))) &&
@@ -942,7 +939,8 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 	case UWK_PIPE_FUSED_WG:
 		rc = r11 ? uwerr_set(e, EINVAL, "uwk_matmul: warpgroup pipeline of an R11 tensor (R12 only)")
 			 : uwk_matmul_wg(&a, x, batch, y, 0, s, ctx, e);
-		/* a tuned choice this launch cannot take: the mma.sync kernel */
+		/* AUTO's choice (tuned or its own) that this launch cannot take:
+		 * the mma.sync kernel */
 		if (rc == -ENOTSUP && from_auto && batch <= UWK_FUSED_MAX_BATCH)
 			rc = fused_run(&a, default_kind(batch), 0, 0, x, batch, y, s, ctx, e);
 		break;

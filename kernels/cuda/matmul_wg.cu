@@ -247,9 +247,9 @@ static const struct wg_kind {
 int uwk_matmul_wg(const struct r12_args *a, const void *x, size_t batch, void *y, int ks,
 		  cudaStream_t s, struct uwk_ctx *ctx, struct uwerr *e)
 {
-	if (ctx->cc_major != 9 || ctx->cc_minor != 0)
+	if (ctx->key.cc != 90)
 		return uwerr_set(e, ENOTSUP, "warpgroup pipeline: built for compute capability 9.0 "
-				 "(sm_90a), the device is %d.%d", ctx->cc_major, ctx->cc_minor);
+				 "(sm_90a), the device is %u.%u", ctx->key.cc / 10, ctx->key.cc % 10);
 	if (!a->aligned)
 		return uwerr_set(e, ENOTSUP, "warpgroup pipeline: the planes' rows are not on 16 bytes");
 	const struct wg_kind *k = &wg_kinds[WG_NKINDS - 1];

@@ -36,7 +36,6 @@ struct r12_args {
 
 struct uwk_ctx {
 	int device, sms;
-	int cc_major, cc_minor;   /* compute capability: wgmma is built for 9.0 (sm_90a) */
 	cublasHandle_t blas;      /* NULL until the first cuBLAS call (blas.cu) */
 	void *scratch;            /* decoded BF16 W for the cuBLAS pipeline */
 	size_t scratch_bytes;
@@ -47,7 +46,8 @@ struct uwk_ctx {
 	uint32_t *done;           /* split-K counters, one a tile, zero between launches */
 	size_t done_bytes;
 	struct tune_table *tune;  /* AUTO's tuned choices for this device, or NULL */
-	struct tune_key key;      /* the device's tune cache key (uwk_tune_key) */
+	struct tune_key key;      /* the device's tune cache key (uwk_tune_key); key.cc, the
+				   * compute capability, says whether wgmma (sm_90a) runs */
 };
 
 /* y[batch][rows] = x . W^T by cublasGemmEx (blas.cu: cuBLAS loaded, and
