@@ -3,8 +3,10 @@
  * shapes of Llama-3.1-8B and -70B (issues 4 and 5).
  *
  * Run it on the GPU host through bench/gpu-run.sh, or directly:
- *   uw-bench-matmul [-q] [-n] [-T] [-w DIR]
+ *   uw-bench-matmul [-q] [-n] [-T] [-b BATCH]... [-w DIR]
  *     -q: 14336x4096 at batch 1 and 64 only
+ *     -b BATCH: this batch of 1, 4, 16, 64, 256 and 1024 (repeatable;
+ *        default all)
  *     -n: no sweep over the fused kernel's shapes
  *     -T: no tuning (the tuned columns stay empty)
  *     -w DIR: merge the tuner's choices into DIR/matmul.tune
@@ -126,7 +128,8 @@ static uint16_t *gauss(size_t n, double sigma, uint64_t seed)
 
 int main(int argc, char **argv)
 {
-	bool quick = false, sweep = true, tune = true;
+	static const size_t batches[] = {1, 4, 16, 64, 256, 1024};
+	bool quick = false, sweep = true, tune = true, only[6] = {false}, some = false;
 	const char *tune_out = NULL;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "-q"))
@@ -137,13 +140,23 @@ int main(int argc, char **argv)
 			tune = false;
 		else if (!strcmp(argv[i], "-w") && i + 1 < argc)
 			tune_out = argv[++i];
-		else {
-			fprintf(stderr, "usage: %s [-q] [-n] [-T] [-w DIR]\n", argv[0]);
+		else if (!strcmp(argv[i], "-b") && i + 1 < argc) {
+			const size_t b = strtoull(argv[++i], NULL, 10);
+			size_t bi = 0;
+			while (bi < 6 && batches[bi] != b)
+				bi++;
+			if (bi == 6) {
+				fprintf(stderr, "%s: batch %s: not one of 1, 4, 16, 64, 256, 1024\n",
+					argv[0], argv[i]);
+				return 2;
+			}
+			only[bi] = some = true;
+		} else {
+			fprintf(stderr, "usage: %s [-q] [-n] [-T] [-b BATCH]... [-w DIR]\n", argv[0]);
 			return 2;
 		}
 	}
 	static const uint64_t shapes[][2] = {{14336, 4096}, {4096, 14336}, {28672, 8192}, {8192, 28672}};
-	static const size_t batches[] = {1, 4, 16, 64, 256, 1024};
 	const int nshapes = quick ? 1 : 4;
 	const size_t maxw = quick ? 14336 * 4096 : 28672ull * 8192, maxb = quick ? 64 : 1024;
 
@@ -256,7 +269,7 @@ int main(int argc, char **argv)
 		       (l11.nbytes + 2.0 * n) / (r11_dec * 1e-6) / 1e9);
 		for (size_t bi = 0; bi < 6; bi++) {
 			const size_t b = batches[bi];
-			if (b > maxb)
+			if (b > maxb || (some && !only[bi]))
 				continue;
 			const float one = 1.f, zero = 0.f;
 			auto cublas = [&] {

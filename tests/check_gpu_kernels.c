@@ -409,12 +409,12 @@ START_TEST(test_matmul_fused)
 END_TEST
 
 /* The warpgroup pipeline (wgmma) on a device of compute capability 9.0:
- * every batch tile (16, 32, 64) full and partial, several tiles, rows and
+ * every batch tile (16 to 256) full and partial, several tiles, rows and
  * columns past the tiles, patches, x unaligned; elsewhere, and on rows
  * not on 16 bytes, ENOTSUP. */
 START_TEST(test_matmul_wg)
 {
-	static const size_t batches[] = {1, 9, 16, 17, 32, 33, 64, 65, 130};
+	static const size_t batches[] = {1, 9, 16, 17, 32, 33, 64, 65, 128, 130, 256, 520};
 	int major = 0, minor = 0;
 	CK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
 	CK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0));

@@ -1,7 +1,7 @@
 /* fused: what the two fused kernels share (matmul.cu's mma.sync loops and
  * matmul_wg.cu's warpgroup kernel): the chunk width, cp.async, a warp's
- * rows and the walk of their patches, the tail of the last chunk, shared
- * memory grants and split-K. CUDA C++ only. */
+ * rows and the walk of their patches, the tail of the last chunk and
+ * shared memory grants. CUDA C++ only. */
 #ifndef UW_KERNELS_CUDA_FUSED_H
 #define UW_KERNELS_CUDA_FUSED_H
 
@@ -160,37 +160,6 @@ __device__ __forceinline__ void r12_tail32(uint32_t w[16], uint32_t c, uint32_t 
 		else if (c + 2 * p + 1 >= cols)
 			w[p] &= 0xffff;
 	}
-}
-
-/* Split-K in one launch: after a block has written its partial sums, it
- * counts itself done on its tile's counter; the last of the tile's splits
- * (whichever it is) adds them in split order (splitk_add), so the bits do
- * not depend on which finished last, and sets the counter back to 0.
- * Block-uniform; every thread calls it. */
-__device__ __forceinline__ bool splitk_last(uint32_t *done)
-{
-	__shared__ uint32_t last;
-	__threadfence();                 /* this block's partial sums, then the count */
-	__syncthreads();
-	if (threadIdx.x == 0) {
-		last = atomicAdd(done, 1) == gridDim.y - 1;
-		if (last)
-			*done = 0;
-	}
-	__syncthreads();
-	if (last)
-		__threadfence();
-	return last;
-}
-
-/* part[0][i] + part[1][i] + ... in split order, read from L2. */
-__device__ __forceinline__ float splitk_add(const float *part, uint32_t ks, uint64_t plane,
-					     uint64_t i)
-{
-	float sum = __ldcg(part + i);
-	for (uint32_t k = 1; k < ks; k++)
-		sum += __ldcg(part + k * plane + i);
-	return sum;
 }
 
 #endif

@@ -479,7 +479,10 @@ splitk_sum_kernel(const float *__restrict__ part, uint32_t ks, uint64_t n,
 {
 	for (uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
 	     i += (uint64_t)gridDim.x * blockDim.x) {
-		y[i] = bf16_bits(splitk_add(part, ks, n, i));
+		float sum = __ldcg(part + i);        /* part[0][i] + part[1][i] + ..., from L2 */
+		for (uint32_t k = 1; k < ks; k++)
+			sum += __ldcg(part + k * n + i);
+		y[i] = bf16_bits(sum);
 	}
 }
 
@@ -829,8 +832,7 @@ bool uwk_wg_fits(const struct uw_layout *l, const struct uwk_ctx *ctx)
 
 bool uwk_wg_default(const struct uw_layout *l, size_t batch, const struct uwk_ctx *ctx)
 {
-	return batch > 8 && batch <= UWK_AUTO_FUSED_MAX_BATCH && (batch <= 32 || l->rows >= 8192) &&
-	       uwk_wg_fits(l, ctx);
+	return batch > 8 && batch <= UWK_AUTO_WG_MAX_BATCH && uwk_wg_fits(l, ctx);
 }
 
 /* The checks every matmul entry shares. */
@@ -940,10 +942,14 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 		rc = r11 ? uwerr_set(e, EINVAL, "uwk_matmul: warpgroup pipeline of an R11 tensor (R12 only)")
 			 : uwk_matmul_wg(&a, x, batch, y, 0, s, ctx, e);
 		/* AUTO's choice (tuned or its own) that this launch cannot take:
-		 * the mma.sync kernel */
-		if (rc == -ENOTSUP && from_auto && batch <= UWK_FUSED_MAX_BATCH)
+		 * the mma.sync kernel, or past its batches decode + cuBLAS */
+		if (rc != -ENOTSUP || !from_auto)
+			break;
+		if (batch <= UWK_FUSED_MAX_BATCH) {
 			rc = fused_run(&a, default_kind(batch), 0, 0, x, batch, y, s, ctx, e);
-		break;
+			break;
+		}
+		/* fall through */
 	case UWK_PIPE_DECODE_GEMM:
 		rc = decode_scratch(&a, r11, s, ctx, e);
 		if (rc == 0)

@@ -1,6 +1,7 @@
 /* matmul_wg: the fused pipeline on Hopper's warpgroup tensor cores
  * (wgmma, sm_90a), for R12 at batches where mma.sync's loop spends its
- * time reading x from shared memory into registers (bench/NOTES.md, v17).
+ * time reading x from shared memory into registers (bench/NOTES.md, v17,
+ * v20).
  *
  * A warp rebuilds the BF16 of its 16 rows a chunk of 128 columns at a
  * time exactly as matmul.cu's loop does (r12_decode32, patches, tail), and
@@ -10,9 +11,9 @@
  * kernel writes x in the order the A fragments take K (matmul.cu's
  * permutation inside a chunk) as wgmma's no-swizzle K-major core
  * matrices, one contiguous image of N batch rows x 128 columns per chunk,
- * which the block then stages by cp.async, ST chunks deep. N (16, 32 or
- * 64) is the batch tile: one wgmma of m64nNk16 a k-step, N / 2 float
- * accumulators a thread; batches past 64 take several tiles. The matmul
+ * which the block then stages by cp.async, ST chunks deep. N (16 to 256)
+ * is the batch tile: one wgmma of m64nNk16 a k-step, N / 2 float
+ * accumulators a thread; batches past 256 take several tiles. The matmul
  * kernel is launched as the x kernel's programmatic dependent, so that its
  * prologue overlaps it. Split-K adds its sums in the last block of each
  * tile to finish (splitk_last), in split order: no second kernel. */
@@ -49,6 +50,27 @@ wg_xperm_kernel(const uint16_t *__restrict__ x, uint32_t batch, uint32_t cols, u
 			      ((nn >> 3) * 2 + kg) * 64 + (nn & 7) * 8;
 		*(uint4 *)d = make_uint4(v[0], v[1], v[2], v[3]);
 	}
+}
+
+/* Split-K in one launch: after a block has written its partial sums, it
+ * counts itself done on its tile's counter; the last of the tile's splits
+ * (whichever it is) adds them in split order, so the bits do not depend on
+ * which finished last, and sets the counter back to 0. Block-uniform;
+ * every thread calls it. */
+__device__ __forceinline__ bool splitk_last(uint32_t *done)
+{
+	__shared__ uint32_t last;
+	__threadfence();                 /* this block's partial sums, then the count */
+	__syncthreads();
+	if (threadIdx.x == 0) {
+		last = atomicAdd(done, 1) == gridDim.y - 1;
+		if (last)
+			*done = 0;
+	}
+	__syncthreads();
+	if (last)
+		__threadfence();
+	return last;
 }
 
 /* The shared-memory descriptor of one k-step of staged x: start >> 4,
@@ -89,6 +111,36 @@ __device__ __forceinline__ void wgmma(float (&d)[32], const uint32_t a[4], uint6
 		     : WG_F8(0), WG_F8(8), WG_F8(16), WG_F8(24) : WG_A);
 }
 
+__device__ __forceinline__ void wgmma(float (&d)[64], const uint32_t a[4], uint64_t b)
+{
+	asm volatile("wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+		     "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+		     "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
+		     "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
+		     "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, "
+		     "{%64,%65,%66,%67}, %68, 1, 1, 1, 0;"
+		     : WG_F8(0), WG_F8(8), WG_F8(16), WG_F8(24), WG_F8(32), WG_F8(40), WG_F8(48),
+		       WG_F8(56) : WG_A);
+}
+
+__device__ __forceinline__ void wgmma(float (&d)[128], const uint32_t a[4], uint64_t b)
+{
+	asm volatile("wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 "
+		     "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+		     "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"
+		     "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"
+		     "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,"
+		     "%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,"
+		     "%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,"
+		     "%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,"
+		     "%108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,"
+		     "%120,%121,%122,%123,%124,%125,%126,%127}, "
+		     "{%128,%129,%130,%131}, %132, 1, 1, 1, 0;"
+		     : WG_F8(0), WG_F8(8), WG_F8(16), WG_F8(24), WG_F8(32), WG_F8(40), WG_F8(48),
+		       WG_F8(56), WG_F8(64), WG_F8(72), WG_F8(80), WG_F8(88), WG_F8(96), WG_F8(104),
+		       WG_F8(112), WG_F8(120) : WG_A);
+}
+
 /* Keep the compiler from moving accesses to d across the asynchronous
  * wgmma that own it until wg_wait. */
 template <int M>
@@ -99,20 +151,26 @@ __device__ __forceinline__ void wg_hold(float (&d)[M])
 		asm volatile("" : "+f"(d[i]) :: "memory");
 }
 
+/* Wait until at most P of this warpgroup's wgmma groups are in flight. */
+template <int P>
 __device__ __forceinline__ void wg_wait(void)
 {
-	asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+	asm volatile("wgmma.wait_group.sync.aligned %0;" :: "n"(P) : "memory");
 }
 
 /* One block: WG warpgroups (64 rows each) over a split's chunks for one
  * batch tile of N rows (blockIdx.x = row tile * nbt + batch tile, so the
- * tiles of one row tile run together and share W in L2). A chunk: load
- * the next chunk's planes (registers, one ahead), wait for this
- * warpgroup's previous wgmma (its A registers and x stage are then free),
- * decode, wait for the chunk's x and the block, stage x ST - 1 chunks on
- * into the previous chunk's buffer, issue 8 wgmma. */
-template <int N, int WG, int ST>
-__global__ void __launch_bounds__(128 * WG, 2)   /* two blocks an SM: 16 warps */
+ * tiles of one row tile run together and share W in L2), MB blocks an SM.
+ * A chunk: load the next chunk's planes (registers, one ahead), wait for
+ * this warpgroup's previous wgmma (its A registers and x stage are then
+ * free), decode, wait for the chunk's x and the block, stage x ST - 1
+ * chunks on into the previous chunk's buffer, issue 8 wgmma. From N = 128
+ * the next chunk's planes are loaded after the wgmma are issued instead
+ * (their N / 2 accumulators leave no registers for two chunks' planes, and
+ * 8 wgmma of m64n128k16 or more outlast a load), and the chunk two past it
+ * is prefetched into L2. */
+template <int N, int WG, int ST, int MB>
+__global__ void __launch_bounds__(128 * WG, MB)
 r12_wg_kernel(const r12_args a, const uint16_t *__restrict__ xp, uint32_t batch, uint32_t nbt,
 	      uint16_t *__restrict__ y, float *__restrict__ part, uint32_t *__restrict__ done,
 	      uint32_t cps)
@@ -163,12 +221,29 @@ r12_wg_kernel(const r12_args a, const uint16_t *__restrict__ xp, uint32_t batch,
 	__syncthreads();                 /* the tables */
 	uint32_t buf = 0;                /* chunk c's x buffer: (c - cb) % ST */
 
-	for (uint32_t c = cb; c < ce; c++) {
+	constexpr bool late = N >= 128;
+	auto load_next = [&](uint32_t c) {
 #pragma unroll
 		for (int h = 0; h < 2; h++)
 			r12_load32<true>(q[1][h], mrow[h], nrow[h], (c + 1) * KC + 32 * t, a.cols,
 					 rok[h] && c + 1 < ce);
-		wg_wait();
+		if (late) {
+			/* and chunk c + 3 into L2, a lane a row's plane: the few
+			 * warps of one block an SM hold little of W in flight */
+			const uint32_t pc = (c + 3) * KC;
+			const bool h = t & 1;    /* no run-time index: the arrays stay in registers */
+			if ((h ? rok[1] : rok[0]) && c + 3 < ce) {
+				const uint8_t *p = t >> 1 ? (h ? nrow[1] : nrow[0]) + pc / 2
+							  : (h ? mrow[1] : mrow[0]) + pc;
+				asm volatile("prefetch.global.L2 [%0];" :: "l"(p));
+			}
+		}
+	};
+
+	for (uint32_t c = cb; c < ce; c++) {
+		if (!late)
+			load_next(c);
+		wg_wait<0>();
 		wg_hold(acc);
 		const uint32_t col = c * KC + 32 * t;
 		uint32_t w[2][16];
@@ -197,11 +272,13 @@ r12_wg_kernel(const r12_args a, const uint16_t *__restrict__ xp, uint32_t batch,
 		}
 		asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
 		wg_hold(acc);
+		if (late)
+			load_next(c);
 #pragma unroll
 		for (int h = 0; h < 2; h++)
 			q[0][h] = q[1][h];
 	}
-	wg_wait();
+	wg_wait<0>();
 	wg_hold(acc);
 	/* acc[4 j + e]: row g (e < 2) or g + 8, batch row 8 j + 2 t + (e & 1) of the tile */
 	auto each = [&](auto f) {
@@ -219,10 +296,32 @@ r12_wg_kernel(const r12_args a, const uint16_t *__restrict__ xp, uint32_t batch,
 		each([&](uint64_t i, float v) { y[i] = bf16_bits(v); });
 		return;
 	}
-	const uint64_t plane = (uint64_t)batch * a.rows;
-	each([&](uint64_t i, float v) { part[blockIdx.y * plane + i] = v; });
-	if (splitk_last(done + blockIdx.x))
-		each([&](uint64_t i, float) { y[i] = bf16_bits(splitk_add(part, gridDim.y, plane, i)); });
+	/* split-K: the block's sums as float4 in thread order, a tile's splits
+	 * side by side, so that the last block reads them whole and coalesced
+	 * (read as y's elements, scattered, they cost up to 100 us: v20) */
+	constexpr int V = N / 8;                     /* float4 a thread */
+	float4 *const pt = (float4 *)part + (uint64_t)blockIdx.x * gridDim.y * V * blockDim.x +
+			   threadIdx.x;
+#pragma unroll
+	for (int v = 0; v < V; v++)
+		__stcg(pt + ((uint64_t)blockIdx.y * V + v) * blockDim.x,
+		       make_float4(acc[4 * v], acc[4 * v + 1], acc[4 * v + 2], acc[4 * v + 3]));
+	if (!splitk_last(done + blockIdx.x))
+		return;
+	/* eight float4 of every split at a time (more would spill at N = 256) */
+	constexpr int VG = V < 8 ? V : 8;
+#pragma unroll
+	for (int v0 = 0; v0 < V; v0 += VG)
+		for (uint32_t k = 0; k < gridDim.y; k++)     /* in split order */
+#pragma unroll
+			for (int v = v0; v < v0 + VG; v++) {
+				const float4 p = __ldcg(pt + ((uint64_t)k * V + v) * blockDim.x);
+				acc[4 * v] = k ? acc[4 * v] + p.x : p.x;
+				acc[4 * v + 1] = k ? acc[4 * v + 1] + p.y : p.y;
+				acc[4 * v + 2] = k ? acc[4 * v + 2] + p.z : p.z;
+				acc[4 * v + 3] = k ? acc[4 * v + 3] + p.w : p.w;
+			}
+	each([&](uint64_t i, float v) { y[i] = bf16_bits(v); });
 #else
 	__trap();                        /* built for sm_90a only; the host checks */
 #endif
@@ -232,18 +331,21 @@ typedef void (*wg_fn)(const r12_args, const uint16_t *, uint32_t, uint32_t, uint
 		      float *, uint32_t *, uint32_t);
 
 /* The batch tiles built, smallest first: N, its kernel, warpgroups a
- * block, x stages. */
+ * block, x stages. From N = 128 one block an SM: the accumulators take
+ * the registers of two, and ST chunks of x (32 or 64 KB each) the shared
+ * memory. */
 static const struct wg_kind {
 	int n;
 	wg_fn fn;
 	int wg, st;
 } wg_kinds[] = {
-	{ 16, r12_wg_kernel<16, 2, 4>, 2, 4 },
-	{ 32, r12_wg_kernel<32, 2, 4>, 2, 4 },
-	{ 64, r12_wg_kernel<64, 2, 3>, 2, 3 },
+	{ 16, r12_wg_kernel<16, 2, 4, 2>, 2, 4 },
+	{ 32, r12_wg_kernel<32, 2, 4, 2>, 2, 4 },
+	{ 64, r12_wg_kernel<64, 2, 3, 2>, 2, 3 },
+	{ 128, r12_wg_kernel<128, 2, 4, 1>, 2, 4 },
+	{ 256, r12_wg_kernel<256, 2, 3, 1>, 2, 3 },
 };
 #define WG_NKINDS ((int)(sizeof(wg_kinds) / sizeof(wg_kinds[0])))
-
 int uwk_matmul_wg(const struct r12_args *a, const void *x, size_t batch, void *y, int ks,
 		  cudaStream_t s, struct uwk_ctx *ctx, struct uwerr *e)
 {
@@ -301,7 +403,8 @@ int uwk_matmul_wg(const struct r12_args *a, const void *x, size_t batch, void *y
 	uint32_t *done = NULL;
 	if (ks > 1) {
 		rc = uwk_ctx_reserve((void **)&ctx->part, &ctx->part_bytes,
-				     (size_t)ks * batch * a->rows * sizeof(float), "split-K partial sums", e);
+				     (size_t)ks * tiles * k->n * 64 * k->wg * sizeof(float),
+				     "split-K partial sums", e);
 		if (rc == 0)
 			rc = uwk_ctx_counters(ctx, tiles, s, e);
 		if (rc < 0)

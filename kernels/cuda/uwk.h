@@ -53,13 +53,14 @@ enum uwk_pipe {
 };
 
 #define UWK_FUSED_MAX_BATCH 64
-/* AUTO uses the fused kernel for R12 up to this batch (bench/NOTES.md has
- * the measurement behind it): the warpgroup one (UWK_PIPE_FUSED_WG) from
- * batch 9 where it runs, else the mma.sync one; decode + cuBLAS above; R11
- * likewise (mma.sync) where
- * its columns are a multiple of 128 and x is 16-byte aligned, else decode +
- * cuBLAS; RAW goes to cuBLAS. */
+/* AUTO uses a fused kernel for R12 up to these batches (bench/NOTES.md has
+ * the measurements behind them): the warpgroup one (UWK_PIPE_FUSED_WG)
+ * from batch 9 to 256 where it runs, else the mma.sync one up to 64;
+ * decode + cuBLAS above; R11 likewise (mma.sync) where its columns are a
+ * multiple of 128 and x is 16-byte aligned, else decode + cuBLAS; RAW goes
+ * to cuBLAS. */
 #define UWK_AUTO_FUSED_MAX_BATCH 64
+#define UWK_AUTO_WG_MAX_BATCH 256
 
 /* Per-stream state of uwk_matmul: a cuBLAS handle, the decode scratch and the
  * split-K partial sums. One context serves one stream at a time (its scratch

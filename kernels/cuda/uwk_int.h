@@ -39,7 +39,8 @@ struct uwk_ctx {
 	cublasHandle_t blas;      /* NULL until the first cuBLAS call (blas.cu) */
 	void *scratch;            /* decoded BF16 W for the cuBLAS pipeline */
 	size_t scratch_bytes;
-	float *part;              /* split-K partial sums [ks][batch][rows] */
+	float *part;              /* split-K partial sums: [ks][batch][rows] (mma.sync),
+				   * per tile (matmul_wg.cu) */
 	size_t part_bytes;
 	void *xperm;              /* x in the warpgroup kernel's order (matmul_wg.cu) */
 	size_t xperm_bytes;
@@ -83,11 +84,9 @@ int uwk_ctx_reserve(void **buf, size_t *have, size_t bytes, const char *what,
 int uwk_ctx_counters(struct uwk_ctx *c, uint64_t n, cudaStream_t s, struct uwerr *e);
 /* Whether the warpgroup kernel (matmul_wg.cu) takes l on c's device: R12,
  * rows on 16 bytes, compute capability 9.0 (matmul.cu). And whether AUTO
- * takes it at this batch: 9 to 32, and 33 to UWK_AUTO_FUSED_MAX_BATCH on
- * 8192 rows or more (with fewer, its 64-row tiles need a split of 8 to
- * fill the device, and 4096x14336 ran 89 us against mma.sync's 67), where
- * it beats the mma.sync loop (bench/NOTES.md, v17; the lean loop stays
- * faster at batch <= 8). */
+ * takes it at this batch: 9 to UWK_AUTO_WG_MAX_BATCH, where it beats the
+ * mma.sync loop and decode + cuBLAS (bench/NOTES.md, v17, v20; the lean
+ * loop stays faster at batch <= 8). */
 bool uwk_wg_fits(const struct uw_layout *l, const struct uwk_ctx *c);
 bool uwk_wg_default(const struct uw_layout *l, size_t batch, const struct uwk_ctx *c);
 /* Queue the R12 decode of a (checked) into out, BF16 [rows][cols]. */
