@@ -885,13 +885,17 @@ END_TEST
  * very bits of the fused kernel run alone with the cfg the pair used, for
  * equal and unequal row counts, with and without split-K, and are right
  * against float64; where no two-tensor kernel applies (x unaligned, a RAW
- * tensor, batch over 64) it is two uwk_matmul calls; W0 and W1 of other
- * cols are refused, and a cfg with no two-tensor kernel is -ENOTSUP. */
+ * tensor, batch over 64, AUTO's warpgroup kernel from batch 9 on compute
+ * capability 9.0) it is two uwk_matmul calls; W0 and W1 of other cols are
+ * refused, and a cfg with no two-tensor kernel is -ENOTSUP. */
 START_TEST(test_matmul2)
 {
 	static const uint64_t shapes[][3] = {{256, 256, 4096}, {300, 200, 4096}, {64, 130, 1024}};
 	static const size_t batches[] = {1, 7, 16, 40, 64};
 	struct uwerr e = {0};
+	int major = 0, minor = 0;
+	CK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
+	CK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0));
 	for (size_t s = 0; s < 3; s++) {
 		struct tensor t0, t1;
 		uint16_t *w0 = weights(shapes[s][0] * shapes[s][2], 300, 90, 135);
@@ -914,6 +918,21 @@ START_TEST(test_matmul2)
 				/* ks without a shape names no two-tensor kernel: AUTO's is taken,
 				 * the lean loop (pf 1) only at batch <= 8 on full chunks */
 				ck_assert_msg(rc == 0, "uwk_matmul2: %s", e.msg);
+				if (!ks && n > 8 && major == 9 && minor == 0) {
+					/* the warpgroup kernel, each tensor's own launch */
+					ck_assert_msg(used.wm == 0, "batch %zu: a two-tensor launch", n);
+					CK(cudaDeviceSynchronize());
+					uint16_t *g = malloc(2 * n * r0), *a = matmul_bits(&t0, dx, n, ctx,
+											  UWK_PIPE_AUTO, NULL);
+					CK(cudaMemcpy(g, d0, 2 * n * r0, cudaMemcpyDeviceToHost));
+					ck_assert_msg(!memcmp(g, a, 2 * n * r0), "batch %zu: W0 is not AUTO's", n);
+					free(g);
+					free(a);
+					cudaFree(dx);
+					cudaFree(d0);
+					cudaFree(d1);
+					continue;
+				}
 				const int lean_ok = n <= 8 && shapes[s][2] % 128 == 0;
 				ck_assert_msg(used.wm != 0 && (used.pf == 2 || (used.pf == 1 && lean_ok)) &&
 					      (!ks || used.ks == ks),

@@ -1042,6 +1042,11 @@ static bool pair_choice(const struct uw_layout *l0, const struct uw_layout *l1, 
 	const struct tune_choice *t = t0 ? t0 : t1;
 	if (t && (t->pipe != TUNE_PIPE_FUSED || (t0 && t1 && memcmp(t0, t1, sizeof(*t0)))))
 		return false;
+	/* where AUTO takes the warpgroup kernel, its two launches beat the
+	 * mma.sync pair (bench/NOTES.md, v20); a split asked for names the pair */
+	if (!t && !(cfg && cfg->ks) && uwk_wg_default(l0, batch, ctx) &&
+	    uwk_wg_default(l1, batch, ctx))
+		return false;
 	const struct fused_kind *k = t ? find_kind(t->wm, t->wk) : default_kind(batch);
 	return k && pair_variant(k->wm, k->wk, batch, xvec, t ? t->pf : 0, v);
 }

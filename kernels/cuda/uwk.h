@@ -153,7 +153,8 @@ int uwk_matmul_fused_cfg(const struct uw_layout *l, const void *dev_base,
 			 struct uwk_ctx *ctx, struct uwerr *e);
 /* y0 = x . W0^T and y1 = x . W1^T for two BF16 tensors of the same cols
  * that share x (the gate and up projections of a Llama MLP). Where the
- * fused kernel takes both (R12, batch <= UWK_FUSED_MAX_BATCH) and a
+ * fused kernel takes both (R12, batch <= UWK_FUSED_MAX_BATCH, and not where
+ * AUTO takes the warpgroup kernel for both unless cfg names a split) and a
  * two-tensor kernel of the chosen shape is built (AUTO's shape at each
  * batch, pf 2, or AUTO's lean loop, pf 1), one launch runs both grids side
  * by side, so that the second's blocks fill the first's last wave and x is
