@@ -25,30 +25,50 @@
 /* x[batch][cols] -> xp[tile][chunk][step s][n / 8][kg][n % 8][8]: batch
  * row n of a tile of nt, logical k = 8 kg + 2 t + e of k-step s is column
  * 32 t + 4 s + 2 kg + e of the chunk (the A fragments' K order), zeros
- * past the batch and the columns. A thread writes one core-matrix row. */
+ * past the batch and the columns. A block takes 16 batch rows of a chunk:
+ * it reads them whole into shared memory (16 bytes a thread where x
+ * allows: vec), then each thread gathers one core-matrix row, a warp 512
+ * contiguous bytes of xp (one thread a row from x took 4-11 us: v21). */
+#define XP_ROWS 16
+#define XP_STRIDE 136                /* halves a staged row: 4 banks on, 16-byte rows */
 __global__ void __launch_bounds__(256)
 wg_xperm_kernel(const uint16_t *__restrict__ x, uint32_t batch, uint32_t cols, uint32_t nch,
-		uint32_t nt, uint64_t units, uint16_t *__restrict__ xp)
+		uint32_t nt, uint32_t nrows, bool vec, uint16_t *__restrict__ xp)
 {
 	/* the matmul kernel may start its prologue now (it waits for xp) */
 	asm volatile("griddepcontrol.launch_dependents;");
-	for (uint64_t u = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; u < units;
-	     u += (uint64_t)gridDim.x * blockDim.x) {
-		const uint32_t kg = u & 1, s = (u >> 1) & 7;
-		const uint32_t ch = (uint32_t)((u >> 4) % nch), n = (uint32_t)((u >> 4) / nch);
-		const uint32_t bt = n / nt, nn = n % nt;
-		uint32_t v[4];
+	__shared__ __align__(16) uint16_t tile[XP_ROWS * XP_STRIDE];
+	const uint32_t i = threadIdx.x;
+	for (uint32_t blk = blockIdx.x; blk < nch * (nrows / XP_ROWS); blk += gridDim.x) {
+		const uint32_t ch = blk % nch, n0 = blk / nch * XP_ROWS;
+		{
+			/* row i / 16, columns 8 (i % 16) on */
+			const uint32_t r = i >> 4, c = ch * KC + 8 * (i & 15), n = n0 + r;
+			const uint16_t *src = x + (uint64_t)n * cols + c;
+			uint32_t v[4] = {0, 0, 0, 0};
+			if (n < batch && vec && c + 8 <= cols) {
+				const uint4 q = *(const uint4 *)src;
+				v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+			} else if (n < batch) {
 #pragma unroll
-		for (uint32_t t = 0; t < 4; t++) {
-			const uint32_t col = ch * KC + 32 * t + 4 * s + 2 * kg;
-			const uint16_t *src = x + (uint64_t)n * cols + col;
-			const uint32_t lo = n < batch && col < cols ? src[0] : 0;
-			const uint32_t hi = n < batch && col + 1 < cols ? src[1] : 0;
-			v[t] = lo | hi << 16;
+				for (uint32_t j = 0; j < 8; j++)
+					if (c + j < cols)
+						v[j / 2] |= (uint32_t)src[j] << 16 * (j & 1);
+			}
+			*(uint4 *)(tile + r * XP_STRIDE + 8 * (i & 15)) = make_uint4(v[0], v[1], v[2], v[3]);
 		}
-		uint16_t *d = xp + ((uint64_t)bt * nch + ch) * nt * KC + s * nt * 16 +
-			      ((nn >> 3) * 2 + kg) * 64 + (nn & 7) * 8;
-		*(uint4 *)d = make_uint4(v[0], v[1], v[2], v[3]);
+		__syncthreads();
+		{
+			/* warp s: for each of the 16 rows and kg, words 16 t + 2 s + kg */
+			const uint32_t m = i & 7, kg = (i >> 3) & 1, grp = (i >> 4) & 1, s = i >> 5;
+			const uint32_t *row = (const uint32_t *)(tile + (8 * grp + m) * XP_STRIDE);
+			const uint32_t nn = n0 % nt + 8 * grp + m, bt = n0 / nt;
+			uint16_t *d = xp + ((uint64_t)bt * nch + ch) * nt * KC + s * nt * 16 +
+				      ((nn >> 3) * 2 + kg) * 64 + (nn & 7) * 8;
+			*(uint4 *)d = make_uint4(row[2 * s + kg], row[16 + 2 * s + kg],
+						 row[32 + 2 * s + kg], row[48 + 2 * s + kg]);
+		}
+		__syncthreads();
 	}
 }
 
@@ -364,16 +384,20 @@ int uwk_matmul_wg(const struct r12_args *a, const void *x, size_t batch, void *y
 	if (tiles > INT32_MAX)
 		return uwerr_set(e, EINVAL, "warpgroup pipeline: %llu blocks", (unsigned long long)tiles);
 
-	const uint64_t units = nbt * k->n * nch * 16;
-	int rc = uwk_ctx_reserve(&ctx->xperm, &ctx->xperm_bytes, units * 16, "permuted x", e);
+	const uint64_t nrows = nbt * k->n;                 /* batch rows, tiles full */
+	if (nrows * nch > UINT32_MAX)
+		return uwerr_set(e, EINVAL, "warpgroup pipeline: batch %zu x %u chunks", batch, nch);
+	int rc = uwk_ctx_reserve(&ctx->xperm, &ctx->xperm_bytes, nrows * nch * KC * 2, "permuted x",
+				 e);
 	if (rc < 0)
 		return rc;
-	uint64_t xblocks = (units + 255) / 256;
+	uint64_t xblocks = nrows / XP_ROWS * nch;
 	if (xblocks > (uint64_t)ctx->sms * 8)
 		xblocks = (uint64_t)ctx->sms * 8;
+	const bool vec = a->cols % 8 == 0 && (uintptr_t)x % 16 == 0;
 	wg_xperm_kernel<<<(unsigned)xblocks, 256, 0, s>>>((const uint16_t *)x, (uint32_t)batch,
-							  a->cols, nch, (uint32_t)k->n, units,
-							  (uint16_t *)ctx->xperm);
+							  a->cols, nch, (uint32_t)k->n,
+							  (uint32_t)nrows, vec, (uint16_t *)ctx->xperm);
 	UWK_CK(e, cudaGetLastError());
 
 	const int threads = 128 * k->wg;
