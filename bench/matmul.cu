@@ -23,8 +23,11 @@
  * The last column compares the fused result with cuBLAS's (relative L2).
  * A second table does the same for the size preference: the weights as R11
  * (res_plan with RES_PREFER_SIZE) through uwk_matmul, with its own byte
- * floor, against the same cuBLAS run as the first table's row. */
+ * floor, against the same cuBLAS run as the first table's row. On the
+ * first shape, the host's time to queue one call (AUTO and cuBLAS, a mean
+ * of HOST_CALLS back to back) shows what a call costs a worker's CPU. */
 #include <algorithm>
+#include <chrono>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -77,6 +80,23 @@ static double time_us(F f)
 		cudaEventDestroy(e);
 	std::sort(t.begin(), t.end());
 	return t[REPS / 2];
+}
+
+/* The host's mean time to queue f (HOST_CALLS calls back to back, after a
+ * warm-up; the GPU is not waited for until the end). */
+#define HOST_CALLS 100
+template <class F>
+static double host_us(F f)
+{
+	for (int i = 0; i < 3; i++)
+		f();
+	CK(cudaDeviceSynchronize());
+	const auto t0 = std::chrono::steady_clock::now();
+	for (int i = 0; i < HOST_CALLS; i++)
+		f();
+	const auto t1 = std::chrono::steady_clock::now();
+	CK(cudaDeviceSynchronize());
+	return std::chrono::duration<double, std::micro>(t1 - t0).count() / HOST_CALLS;
 }
 
 /* N(0, sigma) BF16, in parallel: each 1 Mi-element chunk has its own stream. */
@@ -211,6 +231,8 @@ int main(int argc, char **argv)
 	std::vector<double> logsp[6], logsp_fused[6], logsp_tuned[6], logsp_r11[6], logsp_wg[6];
 	char r11_rows[4 * 6][160];      /* the size preference's table, printed at the end */
 	char wg_rows[4 * 6][160];       /* the warpgroup pipeline's, likewise */
+	char host_rows[3][160];         /* the host's time a call */
+	int host_n = 0;
 	int wg_n = 0;
 	int r11_n = 0;
 	double pf_best[6][4][2];        /* [batch][shape][pf - 1]: best over wm x wk and ks */
@@ -368,6 +390,14 @@ int main(int argc, char **argv)
 					 100 * floor_us / t_wg, t_cub, t_cub / t_wg, rel_l2(hy, hy2, b * rows));
 			}
 
+			/* the host's time to queue a call, on the first shape: what a
+			 * worker pays a call beside the GPU's time */
+			if (s == 0 && (b == 1 || b == 16 || b == 256)) {
+				const double h_auto = host_us(pipe(UWK_PIPE_AUTO)), h_cub = host_us(cublas);
+				snprintf(host_rows[host_n++], sizeof(host_rows[0]),
+					 "%-11s %5zu | %8.2f | %8.2f", shp, b, h_auto, h_cub);
+			}
+
 			const double t_r11 = time_us([&] {
 				if (uwk_matmul(&l11, dres11, dx, b, dy, 0, ctx, &e) < 0)
 					die_uw("uwk_matmul (R11)", &e);
@@ -415,6 +445,10 @@ int main(int argc, char **argv)
 				       exp(a / logs[bi].size()));
 		}
 	};
+	printf("\nthe host's time to queue one call (mean of %d back to back, the GPU not waited "
+	       "for):\n%-11s %5s | %8s | %8s\n", HOST_CALLS, "shape", "batch", "auto us", "cuBLAS");
+	for (int i = 0; i < host_n; i++)
+		printf("%s\n", host_rows[i]);
 	side("the size preference (R11; uwk_matmul decodes it into scratch, then cuBLAS)", "R11 us",
 	     "R11", r11_rows, r11_n, logsp_r11);
 	side("the warpgroup pipeline (R12, wgmma; UWK_PIPE_FUSED_WG)", "wg us", "wg", wg_rows, wg_n,

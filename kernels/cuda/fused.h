@@ -1,7 +1,7 @@
 /* fused: what the two fused kernels share (matmul.cu's mma.sync loops and
  * matmul_wg.cu's warpgroup kernel): the chunk width, cp.async, a warp's
- * rows and the walk of their patches, the tail of the last chunk and
- * shared memory grants. CUDA C++ only. */
+ * rows and the walk of their patches, the tail of the last chunk, shared
+ * memory grants and occupancy. CUDA C++ only. */
 #ifndef UW_KERNELS_CUDA_FUSED_H
 #define UW_KERNELS_CUDA_FUSED_H
 
@@ -21,6 +21,10 @@ int uwk_matmul_wg(const struct r12_args *a, const void *x, size_t batch, void *y
  * launch in the error). Grants are remembered per kernel and device. */
 int uwk_smem_optin(const void *fn, size_t smem, const char *what, struct uwk_ctx *ctx,
 		   struct uwerr *e);
+/* The blocks of fn an SM holds at threads and smem bytes of dynamic shared
+ * memory on ctx's device (at least 1), remembered after the first call. */
+int uwk_blocks_per_sm(const void *fn, int threads, size_t smem, struct uwk_ctx *ctx, int *out,
+		      struct uwerr *e);
 
 __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, uint32_t bytes)
 {

@@ -648,7 +648,7 @@ static struct optin_grant {
 	size_t smem;
 } optin_grants[64];
 static int optin_ngrants;
-static std::mutex optin_lock;
+static std::mutex launch_facts_lock;     /* this table and occupancies' below */
 
 /* Let fn take smem bytes of dynamic shared memory (past the 48 KB default,
  * an opt-in the device must allow). */
@@ -658,7 +658,7 @@ int uwk_smem_optin(const void *fn, size_t smem, const char *what, struct uwk_ctx
 	const size_t stat = 2048;                /* at most: R11's escape windows and map */
 	if (smem + stat <= 48 * 1024)
 		return 0;
-	std::lock_guard<std::mutex> hold(optin_lock);
+	std::lock_guard<std::mutex> hold(launch_facts_lock);
 	struct optin_grant *g = NULL;
 	for (int i = 0; i < optin_ngrants && !g; i++)
 		if (optin_grants[i].fn == fn && optin_grants[i].device == ctx->device)
@@ -676,6 +676,35 @@ int uwk_smem_optin(const void *fn, size_t smem, const char *what, struct uwk_ctx
 		g = &optin_grants[optin_ngrants++];
 	if (g)                                   /* else (table full): a call each time */
 		*g = { fn, ctx->device, smem };
+	return 0;
+}
+
+/* The blocks of a kernel an SM holds, per device, threads and dynamic
+ * shared memory, asked of CUDA once: the default splits need it on every
+ * call, and the query is host work a call would otherwise pay. */
+static struct occupancy {
+	const void *fn;
+	int device, threads, per_sm;
+	size_t smem;
+} occupancies[128];
+static int noccupancies;
+
+int uwk_blocks_per_sm(const void *fn, int threads, size_t smem, struct uwk_ctx *ctx, int *out,
+		      struct uwerr *e)
+{
+	std::lock_guard<std::mutex> hold(launch_facts_lock);
+	for (int i = 0; i < noccupancies; i++) {
+		const struct occupancy &o = occupancies[i];
+		if (o.fn == fn && o.device == ctx->device && o.threads == threads && o.smem == smem) {
+			*out = o.per_sm;
+			return 0;
+		}
+	}
+	int per_sm = 0;
+	UWK_CK(e, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, threads, smem));
+	*out = per_sm > 0 ? per_sm : 1;
+	if (noccupancies < (int)(sizeof(occupancies) / sizeof(occupancies[0])))
+		occupancies[noccupancies++] = { fn, ctx->device, threads, *out, smem };
 	return 0;
 }
 
@@ -709,10 +738,10 @@ static int fused_plan_make(const struct fused_variant *v, uint64_t tiles, uint32
 	if (rc < 0)
 		return rc;
 	if (ks < 1) {
-		int per_sm = 0;
-		UWK_CK(e, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, p->fn, p->threads,
-									 p->smem));
-		const uint64_t wave = (uint64_t)(per_sm > 0 ? per_sm : 1) * ctx->sms;
+		int per_sm;
+		if ((rc = uwk_blocks_per_sm(p->fn, p->threads, p->smem, ctx, &per_sm, e)) < 0)
+			return rc;
+		const uint64_t wave = (uint64_t)per_sm * ctx->sms;
 		const uint64_t most = nch / (2 * v->wk);
 		uint64_t want = (wave + tiles / 2) / tiles;
 		if (nt == 1) {

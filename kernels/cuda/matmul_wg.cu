@@ -408,10 +408,10 @@ int uwk_matmul_wg(const struct r12_args *a, const void *x, size_t batch, void *y
 		return rc;
 	if (ks < 1) {
 		/* one wave of blocks, at most a split per four chunks */
-		int per_sm = 0;
-		UWK_CK(e, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, (const void *)k->fn,
-									 threads, smem));
-		const uint64_t wave = (uint64_t)(per_sm > 0 ? per_sm : 1) * ctx->sms;
+		int per_sm;
+		if ((rc = uwk_blocks_per_sm((const void *)k->fn, threads, smem, ctx, &per_sm, e)) < 0)
+			return rc;
+		const uint64_t wave = (uint64_t)per_sm * ctx->sms;
 		uint64_t want = (wave + tiles / 2) / tiles;
 		if (want > nch / 4)
 			want = nch / 4;
