@@ -922,12 +922,18 @@ START_TEST(test_matmul2)
 					/* the warpgroup kernel, each tensor's own launch */
 					ck_assert_msg(used.wm == 0, "batch %zu: a two-tensor launch", n);
 					CK(cudaDeviceSynchronize());
-					uint16_t *g = malloc(2 * n * r0), *a = matmul_bits(&t0, dx, n, ctx,
-											  UWK_PIPE_AUTO, NULL);
-					CK(cudaMemcpy(g, d0, 2 * n * r0, cudaMemcpyDeviceToHost));
-					ck_assert_msg(!memcmp(g, a, 2 * n * r0), "batch %zu: W0 is not AUTO's", n);
-					free(g);
-					free(a);
+					const struct tensor *ts[2] = {&t0, &t1};
+					void *ds[2] = {d0, d1};
+					for (int i = 0; i < 2; i++) {
+						const size_t ny = n * ts[i]->l.rows;
+						uint16_t *g = malloc(2 * ny), *a = matmul_bits(ts[i], dx, n, ctx,
+											   UWK_PIPE_AUTO, NULL);
+						CK(cudaMemcpy(g, ds[i], 2 * ny, cudaMemcpyDeviceToHost));
+						ck_assert_msg(!memcmp(g, a, 2 * ny), "batch %zu: W%d is not AUTO's",
+							      n, i);
+						free(g);
+						free(a);
+					}
 					cudaFree(dx);
 					cudaFree(d0);
 					cudaFree(d1);

@@ -30,7 +30,9 @@
  * allows: vec), then each thread gathers one core-matrix row, a warp 512
  * contiguous bytes of xp (one thread a row from x took 4-11 us: v21). */
 #define XP_ROWS 16
-#define XP_STRIDE 136                /* halves a staged row: 4 banks on, 16-byte rows */
+/* a staged row's stride in halves, 272 bytes: rows start on 16 bytes and 4
+ * banks apart, so that a warp's gather meets each bank at most twice */
+#define XP_STRIDE 136
 __global__ void __launch_bounds__(256)
 wg_xperm_kernel(const uint16_t *__restrict__ x, uint32_t batch, uint32_t cols, uint32_t nch,
 		uint32_t nt, uint32_t nrows, bool vec, uint16_t *__restrict__ xp)
@@ -48,7 +50,10 @@ wg_xperm_kernel(const uint16_t *__restrict__ x, uint32_t batch, uint32_t cols, u
 			uint32_t v[4] = {0, 0, 0, 0};
 			if (n < batch && vec && c + 8 <= cols) {
 				const uint4 q = *(const uint4 *)src;
-				v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+				v[0] = q.x;
+				v[1] = q.y;
+				v[2] = q.z;
+				v[3] = q.w;
 			} else if (n < batch) {
 #pragma unroll
 				for (uint32_t j = 0; j < 8; j++)
@@ -366,6 +371,7 @@ static const struct wg_kind {
 	{ 256, r12_wg_kernel<256, 2, 3, 1>, 2, 3 },
 };
 #define WG_NKINDS ((int)(sizeof(wg_kinds) / sizeof(wg_kinds[0])))
+
 int uwk_matmul_wg(const struct r12_args *a, const void *x, size_t batch, void *y, int ks,
 		  cudaStream_t s, struct uwk_ctx *ctx, struct uwerr *e)
 {
@@ -386,7 +392,8 @@ int uwk_matmul_wg(const struct r12_args *a, const void *x, size_t batch, void *y
 
 	const uint64_t nrows = nbt * k->n;                 /* batch rows, tiles full */
 	if (nrows * nch > UINT32_MAX)
-		return uwerr_set(e, EINVAL, "warpgroup pipeline: batch %zu x %u chunks", batch, nch);
+		return uwerr_set(e, EINVAL, "warpgroup pipeline: batch %zu over %u chunks of columns: "
+				 "past its x kernel's 2^32 rows x chunks", batch, nch);
 	int rc = uwk_ctx_reserve(&ctx->xperm, &ctx->xperm_bytes, nrows * nch * KC * 2, "permuted x",
 				 e);
 	if (rc < 0)
