@@ -176,11 +176,9 @@ __device__ __forceinline__ void wg_hold(float (&d)[M])
 		asm volatile("" : "+f"(d[i]) :: "memory");
 }
 
-/* Wait until at most P of this warpgroup's wgmma groups are in flight. */
-template <int P>
 __device__ __forceinline__ void wg_wait(void)
 {
-	asm volatile("wgmma.wait_group.sync.aligned %0;" :: "n"(P) : "memory");
+	asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
 }
 
 /* One block: WG warpgroups (64 rows each) over a split's chunks for one
@@ -268,7 +266,7 @@ r12_wg_kernel(const r12_args a, const uint16_t *__restrict__ xp, uint32_t batch,
 	for (uint32_t c = cb; c < ce; c++) {
 		if (!late)
 			load_next(c);
-		wg_wait<0>();
+		wg_wait();
 		wg_hold(acc);
 		const uint32_t col = c * KC + 32 * t;
 		uint32_t w[2][16];
@@ -303,7 +301,7 @@ r12_wg_kernel(const r12_args a, const uint16_t *__restrict__ xp, uint32_t batch,
 		for (int h = 0; h < 2; h++)
 			q[0][h] = q[1][h];
 	}
-	wg_wait<0>();
+	wg_wait();
 	wg_hold(acc);
 	/* acc[4 j + e]: row g (e < 2) or g + 8, batch row 8 j + 2 t + (e & 1) of the tile */
 	auto each = [&](auto f) {

@@ -159,8 +159,9 @@ int uwk_matmul_fused_cfg(const struct uw_layout *l, const void *dev_base,
  * batch, pf 2, or AUTO's lean loop, pf 1), one launch runs both grids side
  * by side, so that the second's blocks fill the first's last wave and x is
  * staged from L2 for the second; each y is bit for bit what
- * uwk_matmul_fused_cfg gives with *used. The shape: cfg's (wm != 0; -ENOTSUP when no two-tensor kernel of
- * it is built), else the context's tuned choice where it is such a shape,
+ * uwk_matmul_fused_cfg gives with *used. The shape: cfg's (wm != 0;
+ * -ENOTSUP when no two-tensor kernel of it is built), else the context's
+ * tuned choice where it is such a shape,
  * else AUTO's; the split is recomputed for both grids unless cfg names one.
  * Otherwise, two uwk_matmul calls, and *used (may be NULL) is all zeros. */
 int uwk_matmul2(const struct uw_layout *l0, const void *base0, const struct uw_layout *l1,
@@ -183,7 +184,7 @@ int uwk_cfg_resolve(const struct uw_layout *l, size_t batch, struct uwk_ctx *ctx
 
 /* The kernels' generation: bump when a change to the kernels or to what a
  * uwk_cfg means makes the choices of earlier tuning stale. */
-#define UWK_KERNELS "uwk3"       /* uwk3: AUTO takes the warpgroup kernel at batch 9-64 */
+#define UWK_KERNELS "uwk3"       /* uwk3: the warpgroup kernel (choice wg), AUTO's from batch 9 */
 
 struct tune_key;
 struct tune_set;
@@ -212,9 +213,10 @@ struct uwk_tune_info {
  * (1 to UWK_FUSED_MAX_BATCH; the entry is for its tune_bucket) and fill
  * *out with the fastest: every fused (wm, wk) built, each at ks = 1 and at
  * half, once and twice its default split, with pf 1 and 2, decode +
- * cuBLAS, and the warpgroup kernel where it runs. Before it is timed, each candidate's y (poisoned with NaN first)
- * must be within 1e-2 relative L2 error of decode + cuBLAS in float32, every
- * output finite, and a second run must give the same bits; a candidate
+ * cuBLAS, and the warpgroup kernel where it runs. Before it is timed, each
+ * candidate's y (poisoned with NaN first) must be within 1e-2 relative L2
+ * error of decode + cuBLAS in float32, every output finite, and a second
+ * run must give the same bits; a candidate
  * that fails is rejected and counted in *info. Times: median of reps
  * (>= 3) launches on stream s, each after a write of twice the L2 cache
  * so that W comes from memory as in a model's pass. AUTO's default is kept
