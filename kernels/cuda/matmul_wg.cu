@@ -187,11 +187,11 @@ __device__ __forceinline__ void wg_wait(void)
  * A chunk: load the next chunk's planes (registers, one ahead), wait for
  * this warpgroup's previous wgmma (its A registers and x stage are then
  * free), decode, wait for the chunk's x and the block, stage x ST - 1
- * chunks on into the previous chunk's buffer, issue 8 wgmma. From N = 128
+ * chunks on into the previous chunk's buffer, issue 8 wgmma. From N = 64
  * the next chunk's planes are loaded after the wgmma are issued instead
- * (their N / 2 accumulators leave no registers for two chunks' planes, and
- * 8 wgmma of m64n128k16 or more outlast a load), and the chunk two past it
- * is prefetched into L2. */
+ * (their N / 2 accumulators leave no registers for two chunks' planes: at
+ * N = 64 they spilled in the loop, 12 % slower at batch 64, session 21),
+ * and the chunk two past it is prefetched into L2. */
 template <int N, int WG, int ST, int MB>
 __global__ void __launch_bounds__(128 * WG, MB)
 r12_wg_kernel(const r12_args a, const uint16_t *__restrict__ xp, uint32_t batch, uint32_t nbt,
@@ -244,7 +244,7 @@ r12_wg_kernel(const r12_args a, const uint16_t *__restrict__ xp, uint32_t batch,
 	__syncthreads();                 /* the tables */
 	uint32_t buf = 0;                /* chunk c's x buffer: (c - cb) % ST */
 
-	constexpr bool late = N >= 128;
+	constexpr bool late = N >= 64;
 	auto load_next = [&](uint32_t c) {
 #pragma unroll
 		for (int h = 0; h < 2; h++)
