@@ -969,7 +969,7 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 	}
 	case UWK_PIPE_FUSED_WG:
 		rc = r11 ? uwerr_set(e, EINVAL, "uwk_matmul: warpgroup pipeline of an R11 tensor (R12 only)")
-			 : uwk_matmul_wg(&a, x, batch, y, 0, s, ctx, e);
+			 : uwk_matmul_wg(&a, x, batch, y, 0, false, s, ctx, e);
 		/* AUTO's choice (tuned or its own) that this launch cannot take:
 		 * the mma.sync kernel, or past its batches decode + cuBLAS */
 		if (rc != -ENOTSUP || !from_auto)
@@ -1049,6 +1049,18 @@ extern "C" int uwk_matmul_fused_cfg(const struct uw_layout *l, const void *dev_b
 	return rc < 0 ? matmul_fail(e, rc, l, batch) : 0;
 }
 
+/* Whether AUTO takes the warpgroup kernel for both W0 and W1, with no
+ * tuned choice for either and no split asked for (which names the
+ * mma.sync pair): then uwk_matmul2 makes two wg launches on one
+ * permutation of x, which beat the pair (bench/NOTES.md, v20). */
+static bool wg_pair(const struct uw_layout *l0, const struct uw_layout *l1, size_t batch,
+		    const struct uwk_cfg *cfg, struct uwk_ctx *ctx)
+{
+	return !(cfg && (cfg->wm || cfg->ks)) && uwk_wg_default(l0, batch, ctx) &&
+	       uwk_wg_default(l1, batch, ctx) && !tune_table_find(ctx->tune, l0->rows, l0->cols, batch) &&
+	       !tune_table_find(ctx->tune, l1->rows, l1->cols, batch);
+}
+
 /* Whether uwk_matmul2 runs W0 and W1 as one launch, and with what: cfg,
  * else the context's tuned choice for the shape when it is a pair shape
  * (its split recomputed for both grids), else AUTO's defaults. Anything
@@ -1071,10 +1083,7 @@ static bool pair_choice(const struct uw_layout *l0, const struct uw_layout *l1, 
 	const struct tune_choice *t = t0 ? t0 : t1;
 	if (t && (t->pipe != TUNE_PIPE_FUSED || (t0 && t1 && memcmp(t0, t1, sizeof(*t0)))))
 		return false;
-	/* where AUTO takes the warpgroup kernel, its two launches beat the
-	 * mma.sync pair (bench/NOTES.md, v20); a split asked for names the pair */
-	if (!t && !(cfg && cfg->ks) && uwk_wg_default(l0, batch, ctx) &&
-	    uwk_wg_default(l1, batch, ctx))
+	if (wg_pair(l0, l1, batch, cfg, ctx))
 		return false;
 	const struct fused_kind *k = t ? find_kind(t->wm, t->wk) : default_kind(batch);
 	return k && pair_variant(k->wm, k->wk, batch, xvec, t ? t->pf : 0, v);
@@ -1098,6 +1107,23 @@ extern "C" int uwk_matmul2(const struct uw_layout *l0, const void *base0,
 		return uwerr_set(e, EINVAL, "uwk_matmul2: W0 has %llu columns and W1 %llu: one x "
 				 "cannot feed both", (unsigned long long)l0->cols,
 				 (unsigned long long)l1->cols);
+	struct r12_two m = {};
+	auto args_both = [&]() {
+		int r = uwk_args_make(l0, base0, &m.a[0], e);
+		return r < 0 ? r : uwk_args_make(l1, base1, &m.a[1], e);
+	};
+	if (wg_pair(l0, l1, batch, cfg, ctx)) {
+		if ((rc = args_both()) < 0)
+			return matmul_fail(e, rc, l0, batch);
+		rc = uwk_matmul_wg(&m.a[0], x, batch, y0, 0, false, s, ctx, e);
+		if (rc == 0) {
+			rc = uwk_matmul_wg(&m.a[1], x, batch, y1, 0, true, s, ctx, e);
+			return rc < 0 ? matmul_fail(e, rc, l1, batch) : 0;
+		}
+		if (rc != -ENOTSUP)
+			return matmul_fail(e, rc, l0, batch);
+		/* refused here (its shared memory): AUTO's fallbacks, tensor by tensor */
+	}
 	if (!pair_choice(l0, l1, x, batch, cfg, ctx, &v)) {
 		if (cfg && cfg->wm)
 			return uwerr_set(e, ENOTSUP, "uwk_matmul2: no two-tensor kernel of shape "
@@ -1106,9 +1132,7 @@ extern "C" int uwk_matmul2(const struct uw_layout *l0, const void *base0,
 			return rc;
 		return uwk_matmul(l1, base1, x, batch, y1, s, ctx, e);
 	}
-	struct r12_two m = {};
-	if ((rc = uwk_args_make(l0, base0, &m.a[0], e)) < 0 ||
-	    (rc = uwk_args_make(l1, base1, &m.a[1], e)) < 0)
+	if ((rc = args_both()) < 0)
 		return matmul_fail(e, rc, l0, batch);
 	m.y[0] = (uint16_t *)y0;
 	m.y[1] = (uint16_t *)y1;

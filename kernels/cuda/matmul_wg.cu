@@ -371,7 +371,7 @@ static const struct wg_kind {
 #define WG_NKINDS ((int)(sizeof(wg_kinds) / sizeof(wg_kinds[0])))
 
 int uwk_matmul_wg(const struct r12_args *a, const void *x, size_t batch, void *y, int ks,
-		  cudaStream_t s, struct uwk_ctx *ctx, struct uwerr *e)
+		  bool x_same, cudaStream_t s, struct uwk_ctx *ctx, struct uwerr *e)
 {
 	if (ctx->key.cc != 90)
 		return uwerr_set(e, ENOTSUP, "warpgroup pipeline: built for compute capability 9.0 "
@@ -392,18 +392,21 @@ int uwk_matmul_wg(const struct r12_args *a, const void *x, size_t batch, void *y
 	if (nrows * nch > UINT32_MAX)
 		return uwerr_set(e, EINVAL, "warpgroup pipeline: batch %zu over %u chunks of columns: "
 				 "past its x kernel's 2^32 rows x chunks", batch, nch);
-	int rc = uwk_ctx_reserve(&ctx->xperm, &ctx->xperm_bytes, nrows * nch * KC * 2, "permuted x",
-				 e);
-	if (rc < 0)
-		return rc;
-	uint64_t xblocks = nrows / XP_ROWS * nch;
-	if (xblocks > (uint64_t)ctx->sms * 8)
-		xblocks = (uint64_t)ctx->sms * 8;
-	const bool vec = a->cols % 8 == 0 && (uintptr_t)x % 16 == 0;
-	wg_xperm_kernel<<<(unsigned)xblocks, 256, 0, s>>>((const uint16_t *)x, (uint32_t)batch,
-							  a->cols, nch, (uint32_t)k->n,
-							  (uint32_t)nrows, vec, (uint16_t *)ctx->xperm);
-	UWK_CK(e, cudaGetLastError());
+	int rc;
+	if (!x_same) {
+		if ((rc = uwk_ctx_reserve(&ctx->xperm, &ctx->xperm_bytes, nrows * nch * KC * 2,
+					  "permuted x", e)) < 0)
+			return rc;
+		uint64_t xblocks = nrows / XP_ROWS * nch;
+		if (xblocks > (uint64_t)ctx->sms * 8)
+			xblocks = (uint64_t)ctx->sms * 8;
+		const bool vec = a->cols % 8 == 0 && (uintptr_t)x % 16 == 0;
+		wg_xperm_kernel<<<(unsigned)xblocks, 256, 0, s>>>((const uint16_t *)x,
+								  (uint32_t)batch, a->cols, nch,
+								  (uint32_t)k->n, (uint32_t)nrows,
+								  vec, (uint16_t *)ctx->xperm);
+		UWK_CK(e, cudaGetLastError());
+	}
 
 	const int threads = 128 * k->wg;
 	const size_t smem = R12_LANE_TAB + (size_t)k->st * k->n * KC * 2;
@@ -445,7 +448,8 @@ int uwk_matmul_wg(const struct r12_args *a, const void *x, size_t batch, void *y
 	uint32_t nb = (uint32_t)batch, nbt32 = (uint32_t)nbt;
 	uint16_t *yp = (uint16_t *)y;
 	void *args[] = { (void *)a, &xpp, &nb, &nbt32, &yp, &part, &done, &cps };
-	/* programmatic dependent launch: the prologue overlaps wg_xperm_kernel */
+	/* programmatic dependent launch: the prologue overlaps wg_xperm_kernel
+	 * (or, with x_same, the tail of the previous call) */
 	cudaLaunchAttribute at[1];
 	at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
 	at[0].val.programmaticStreamSerializationAllowed = 1;
