@@ -1049,16 +1049,23 @@ extern "C" int uwk_matmul_fused_cfg(const struct uw_layout *l, const void *dev_b
 	return rc < 0 ? matmul_fail(e, rc, l, batch) : 0;
 }
 
-/* Whether AUTO takes the warpgroup kernel for both W0 and W1, with no
- * tuned choice for either and no split asked for (which names the
- * mma.sync pair): then uwk_matmul2 makes two wg launches on one
- * permutation of x, which beat the pair (bench/NOTES.md, v20). */
+/* Whether uwk_matmul's AUTO takes the warpgroup kernel for l: its tuned
+ * choice, else the rule of thumb. */
+static bool auto_wg(const struct uw_layout *l, size_t batch, struct uwk_ctx *ctx)
+{
+	const struct tune_choice *t = l->format == UW_FORMAT_R12 ?
+				      tune_table_find(ctx->tune, l->rows, l->cols, batch) : NULL;
+	return t ? t->pipe == TUNE_PIPE_WG && uwk_wg_fits(l, ctx) : uwk_wg_default(l, batch, ctx);
+}
+
+/* Whether AUTO takes the warpgroup kernel for both W0 and W1 and no shape
+ * or split is asked for (which name the mma.sync pair): then uwk_matmul2
+ * makes two wg launches on one permutation of x, which beat the pair
+ * (bench/NOTES.md, v20). */
 static bool wg_pair(const struct uw_layout *l0, const struct uw_layout *l1, size_t batch,
 		    const struct uwk_cfg *cfg, struct uwk_ctx *ctx)
 {
-	return !(cfg && (cfg->wm || cfg->ks)) && uwk_wg_default(l0, batch, ctx) &&
-	       uwk_wg_default(l1, batch, ctx) && !tune_table_find(ctx->tune, l0->rows, l0->cols, batch) &&
-	       !tune_table_find(ctx->tune, l1->rows, l1->cols, batch);
+	return !(cfg && (cfg->wm || cfg->ks)) && auto_wg(l0, batch, ctx) && auto_wg(l1, batch, ctx);
 }
 
 /* Whether uwk_matmul2 runs W0 and W1 as one launch, and with what: cfg,

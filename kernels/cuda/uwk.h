@@ -163,9 +163,9 @@ int uwk_matmul_fused_cfg(const struct uw_layout *l, const void *dev_base,
  * -ENOTSUP when no two-tensor kernel of it is built), else the context's
  * tuned choice where it is such a shape,
  * else AUTO's; the split is recomputed for both grids unless cfg names one.
- * Where AUTO takes the warpgroup kernel for both (no tuned choice for
- * either, cfg naming no shape or split), two of its launches that permute
- * x once; otherwise two uwk_matmul calls. Then *used (may be NULL) is all
+ * Where uwk_matmul's AUTO (tuned or not) takes the warpgroup kernel for
+ * both and cfg names no shape or split, two of its launches that permute x
+ * once; otherwise two uwk_matmul calls. Then *used (may be NULL) is all
  * zeros and each y is bit for bit uwk_matmul's. */
 int uwk_matmul2(const struct uw_layout *l0, const void *base0, const struct uw_layout *l1,
 		const void *base1, const void *x, size_t batch, void *y0, void *y1,
