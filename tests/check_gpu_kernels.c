@@ -885,8 +885,9 @@ END_TEST
  * very bits of the fused kernel run alone with the cfg the pair used, for
  * equal and unequal row counts, with and without split-K, and are right
  * against float64; where no two-tensor kernel applies (x unaligned, a RAW
- * tensor, batch over 64, AUTO's warpgroup kernel from batch 9 on compute
- * capability 9.0) it is two uwk_matmul calls; W0 and W1 of other cols are
+ * tensor, batch over 64) it is two uwk_matmul calls, and where AUTO takes
+ * the warpgroup kernel (from batch 9 on compute capability 9.0) two of its
+ * launches, each tensor's bits AUTO's alone; W0 and W1 of other cols are
  * refused, and a cfg with no two-tensor kernel is -ENOTSUP. */
 START_TEST(test_matmul2)
 {

@@ -12,11 +12,11 @@
 #define KC 128                 /* columns of one warp chunk: 4 lanes x 32 */
 
 /* y = x . W^T through the warpgroup kernel (matmul_wg.cu): R12 a, rows on
- * 16 bytes, a device of compute capability 9.0, any batch; ks < 1: the
- * default split. x_same: the previous call on ctx and s had this x, batch
- * and number of columns, so its permutation of x (in ctx) is used again. */
-int uwk_matmul_wg(const struct r12_args *a, const void *x, size_t batch, void *y, int ks,
-		  bool x_same, cudaStream_t s, struct uwk_ctx *ctx, struct uwerr *e);
+ * 16 bytes, a device of compute capability 9.0, any batch, its own split.
+ * x_same: the previous call on ctx and s had this x, batch and number of
+ * columns, so its permutation of x (in ctx) is used again. */
+int uwk_matmul_wg(const struct r12_args *a, const void *x, size_t batch, void *y, bool x_same,
+		  cudaStream_t s, struct uwk_ctx *ctx, struct uwerr *e);
 /* Let kernel fn take smem bytes of dynamic shared memory on ctx's device
  * (past the 48 KB default, an opt-in the device must allow; what names the
  * launch in the error). Grants are remembered per kernel and device. */

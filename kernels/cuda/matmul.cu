@@ -969,7 +969,7 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 	}
 	case UWK_PIPE_FUSED_WG:
 		rc = r11 ? uwerr_set(e, EINVAL, "uwk_matmul: warpgroup pipeline of an R11 tensor (R12 only)")
-			 : uwk_matmul_wg(&a, x, batch, y, 0, false, s, ctx, e);
+			 : uwk_matmul_wg(&a, x, batch, y, false, s, ctx, e);
 		/* AUTO's choice (tuned or its own) that this launch cannot take:
 		 * the mma.sync kernel, or past its batches decode + cuBLAS */
 		if (rc != -ENOTSUP || !from_auto)
@@ -1122,9 +1122,9 @@ extern "C" int uwk_matmul2(const struct uw_layout *l0, const void *base0,
 	if (wg_pair(l0, l1, batch, cfg, ctx)) {
 		if ((rc = args_both()) < 0)
 			return matmul_fail(e, rc, l0, batch);
-		rc = uwk_matmul_wg(&m.a[0], x, batch, y0, 0, false, s, ctx, e);
+		rc = uwk_matmul_wg(&m.a[0], x, batch, y0, false, s, ctx, e);
 		if (rc == 0) {
-			rc = uwk_matmul_wg(&m.a[1], x, batch, y1, 0, true, s, ctx, e);
+			rc = uwk_matmul_wg(&m.a[1], x, batch, y1, true, s, ctx, e);
 			return rc < 0 ? matmul_fail(e, rc, l1, batch) : 0;
 		}
 		if (rc != -ENOTSUP)

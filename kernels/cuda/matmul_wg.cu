@@ -370,8 +370,8 @@ static const struct wg_kind {
 };
 #define WG_NKINDS ((int)(sizeof(wg_kinds) / sizeof(wg_kinds[0])))
 
-int uwk_matmul_wg(const struct r12_args *a, const void *x, size_t batch, void *y, int ks,
-		  bool x_same, cudaStream_t s, struct uwk_ctx *ctx, struct uwerr *e)
+int uwk_matmul_wg(const struct r12_args *a, const void *x, size_t batch, void *y, bool x_same,
+		  cudaStream_t s, struct uwk_ctx *ctx, struct uwerr *e)
 {
 	if (ctx->key.cc != 90)
 		return uwerr_set(e, ENOTSUP, "warpgroup pipeline: built for compute capability 9.0 "
@@ -414,21 +414,17 @@ int uwk_matmul_wg(const struct r12_args *a, const void *x, size_t batch, void *y
 	snprintf(what, sizeof(what), "warpgroup pipeline at batch %zu", batch);
 	if ((rc = uwk_smem_optin((const void *)k->fn, smem, what, ctx, e)) < 0)
 		return rc;
-	if (ks < 1) {
-		/* one wave of blocks, at most a split per four chunks */
-		int per_sm;
-		if ((rc = uwk_blocks_per_sm((const void *)k->fn, threads, smem, ctx, &per_sm, e)) < 0)
-			return rc;
-		const uint64_t wave = (uint64_t)per_sm * ctx->sms;
-		uint64_t want = (wave + tiles / 2) / tiles;
-		if (want > nch / 4)
-			want = nch / 4;
-		ks = want < 1 ? 1 : (int)want;
-	}
-	if ((uint32_t)ks > nch)
-		ks = (int)nch;
-	if (ks > 65535)
-		ks = 65535;
+	/* one wave of blocks, at most a split per four chunks */
+	int per_sm;
+	if ((rc = uwk_blocks_per_sm((const void *)k->fn, threads, smem, ctx, &per_sm, e)) < 0)
+		return rc;
+	const uint64_t wave = (uint64_t)per_sm * ctx->sms;
+	uint64_t want = (wave + tiles / 2) / tiles;
+	if (want > nch / 4)
+		want = nch / 4;
+	if (want > 65535)                              /* the grid's y */
+		want = 65535;
+	int ks = want < 1 ? 1 : (int)want;
 	uint32_t cps = (nch + ks - 1) / ks;
 	ks = (int)((nch + cps - 1) / cps);             /* no empty split */
 	float *part = NULL;
