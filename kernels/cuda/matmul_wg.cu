@@ -11,7 +11,10 @@
  * kernel writes x in the order the A fragments take K (matmul.cu's
  * permutation inside a chunk) as wgmma's no-swizzle K-major core
  * matrices, one contiguous image of N batch rows x 128 columns per chunk,
- * which the block then stages by cp.async, ST chunks deep. N (16 to 256)
+ * which the block stages ST chunks deep, one bulk copy a chunk on an
+ * mbarrier, so that its warpgroups wait for x and for each other's use of
+ * a stage only, not in step at a block barrier (bench/NOTES.md, session
+ * 22: 7-11 % at batch 256, 1-3 % at 16 and 64). N (16 to 256)
  * is the batch tile: one wgmma of m64nNk16 a k-step, N / 2 float
  * accumulators a thread; batches past 256 take several tiles. The matmul
  * kernel is launched as the x kernel's programmatic dependent, so that its
@@ -160,13 +163,50 @@ __device__ __forceinline__ void wg_wait(void)
 	asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
 }
 
+/* mbarriers in shared memory: init with an expected count, an arrival,
+ * and a wait for the phase of parity p to complete. */
+__device__ __forceinline__ void mbar_init(uint64_t *b, uint32_t n)
+{
+	asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;"
+		     :: "r"((uint32_t)__cvta_generic_to_shared(b)), "r"(n) : "memory");
+}
+
+__device__ __forceinline__ void mbar_arrive(uint64_t *b)
+{
+	asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];"
+		     :: "r"((uint32_t)__cvta_generic_to_shared(b)) : "memory");
+}
+
+/* bytes from global src to shared dst by the bulk copy engine, counted
+ * on barrier b (which this thread arrives on, expecting them) */
+__device__ __forceinline__ void bulk_copy(void *dst, const void *src, uint32_t bytes, uint64_t *b)
+{
+	const uint32_t bb = (uint32_t)__cvta_generic_to_shared(b);
+	asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;"
+		     :: "r"(bb), "r"(bytes) : "memory");
+	asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes "
+		     "[%0], [%1], %2, [%3];"
+		     :: "r"((uint32_t)__cvta_generic_to_shared(dst)), "l"(src), "r"(bytes), "r"(bb)
+		     : "memory");
+}
+
+__device__ __forceinline__ void mbar_wait(uint64_t *b, uint32_t p)
+{
+	asm volatile("{\n\t.reg .pred done;\n"
+		     "wait_%=:\n\t"
+		     "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n\t"
+		     "@!done bra wait_%=;\n}"
+		     :: "r"((uint32_t)__cvta_generic_to_shared(b)), "r"(p) : "memory");
+}
+
 /* One block: WG warpgroups (64 rows each) over a split's chunks for one
  * batch tile of N rows (blockIdx.x = row tile * nbt + batch tile, so the
  * tiles of one row tile run together and share W in L2), MB blocks an SM.
  * A chunk: load the next chunk's planes (registers, one ahead), wait for
  * this warpgroup's previous wgmma (its A registers and x stage are then
- * free), decode, wait for the chunk's x and the block, stage x ST - 1
- * chunks on into the previous chunk's buffer, issue 8 wgmma. From N = 64
+ * free: each warp says so on the stage's empty barrier), decode, (thread
+ * 0) stage x ST - 1 chunks on into the previous chunk's buffer once every
+ * warp is done with it, wait for the chunk's x, issue 8 wgmma. From N = 64
  * the next chunk's planes are loaded after the wgmma are issued instead
  * (their N / 2 accumulators leave no registers for two chunks' planes: at
  * N = 64 they spilled in the loop, 12 % slower at batch 64, session 21),
@@ -188,16 +228,19 @@ r12_wg_kernel(const r12_args a, const uint16_t *__restrict__ xp, uint32_t batch,
 	const uint32_t nch = (a.cols + KC - 1) / KC;
 	const uint32_t cb = blockIdx.y * cps, ce = min(nch, cb + cps);
 	const uint8_t *xsrc = (const uint8_t *)xp + (uint64_t)bt * nch * XB;
-	static_assert(XB % (16 * 128 * WG) == 0, "a chunk of x: whole 16-byte copies a thread");
-	auto stage = [&](uint32_t c, uint32_t buf) {
-		if (c < ce) {
-			uint8_t *d = xs + buf * XB + 16 * threadIdx.x;
-			const uint8_t *src = xsrc + (uint64_t)c * XB + 16 * threadIdx.x;
-#pragma unroll
-			for (uint32_t u = 0; u < XB / (16 * 128 * WG); u++)
-				cp_async16(d + u * 16 * 128 * WG, src + u * 16 * 128 * WG, 16);
+	static_assert(XB % 16 == 0, "a chunk of x: a bulk copy's size");
+	/* x's stages: full[b] completes when b's bytes have landed (one bulk
+	 * copy), empty[b] when every warp is done with b's chunk */
+	__shared__ __align__(8) uint64_t full[ST], empty[ST];
+	if (threadIdx.x == 0)
+		for (int i = 0; i < ST; i++) {
+			mbar_init(&full[i], 1);
+			mbar_init(&empty[i], 4 * WG);
 		}
-		cp_commit();             /* empty past the split: the count stays fixed */
+	/* thread 0 only */
+	auto stage = [&](uint32_t c, uint32_t buf) {
+		if (c < ce)
+			bulk_copy(xs + buf * XB, xsrc + (uint64_t)c * XB, XB, &full[buf]);
 	};
 	r12_table(smem, a.pal);
 
@@ -217,11 +260,9 @@ r12_wg_kernel(const r12_args a, const uint16_t *__restrict__ xp, uint32_t batch,
 		acc[i] = 0.f;
 	/* launched as xp's dependent: xp is complete past this point */
 	asm volatile("griddepcontrol.wait;" ::: "memory");
-#pragma unroll
-	for (int i = 0; i < ST - 1; i++)
+	__syncthreads();                 /* the tables and the barriers */
+	for (uint32_t i = 0; i + 1 < ST && threadIdx.x == 0; i++)
 		stage(cb + i, i);
-	__syncthreads();                 /* the tables */
-	uint32_t buf = 0;                /* chunk c's x buffer: (c - cb) % ST */
 
 	constexpr bool late = N >= 64;
 	auto load_next = [&](uint32_t c) {
@@ -243,10 +284,13 @@ r12_wg_kernel(const r12_args a, const uint16_t *__restrict__ xp, uint32_t batch,
 	};
 
 	for (uint32_t c = cb; c < ce; c++) {
+		const uint32_t i = c - cb, buf = i % ST;
 		if (!late)
 			load_next(c);
 		wg_wait();
 		wg_hold(acc);
+		if (i > 0 && lane == 0)
+			mbar_arrive(&empty[(i - 1) % ST]);   /* this warp is done with chunk c - 1 */
 		const uint32_t col = c * KC + 32 * t;
 		uint32_t w[2][16];
 #pragma unroll
@@ -256,15 +300,16 @@ r12_wg_kernel(const r12_args a, const uint16_t *__restrict__ xp, uint32_t batch,
 				r12_patch32(w[h], pnext[h], pend[h], pcol[h], a.patch, col);
 			r12_tail32(w[h], col, a.cols);
 		}
-		cp_wait_group<ST - 2>();
-		/* cp.async wrote x through the generic proxy, wgmma reads it
-		 * through the async one */
-		asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-		__syncthreads();
-		/* into the previous chunk's buffer: every warpgroup has waited for it */
-		stage(c + ST - 1, buf == 0 ? ST - 1 : buf - 1);
+		/* chunk j's x into the buffer of chunk j - ST (the previous
+		 * one), once every warp is done with that */
+		const uint32_t j = i + ST - 1;
+		if (threadIdx.x == 0) {
+			if (j >= ST)
+				mbar_wait(&empty[j % ST], (j / ST - 1) & 1);
+			stage(cb + j, j % ST);
+		}
+		mbar_wait(&full[buf], (i / ST) & 1);
 		const uint8_t *xc = xs + buf * XB;
-		buf = buf == ST - 1 ? 0 : buf + 1;
 		asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
 #pragma unroll
 		for (int s = 0; s < 8; s++) {
