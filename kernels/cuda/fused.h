@@ -56,27 +56,6 @@ __device__ __forceinline__ uint16_t bf16_bits(float f)
 	return __bfloat16_as_ushort(__float2bfloat16_rn(f));
 }
 
-/* Split-K in one launch: after a block has written its partial sums, it
- * counts itself done on its tile's counter; the last of the tile's splits
- * (whichever it is) adds them in split order, so the bits do not depend on
- * which finished last, and sets the counter back to 0. Block-uniform;
- * every thread calls it. */
-__device__ __forceinline__ bool splitk_last(uint32_t *done)
-{
-	__shared__ uint32_t last;
-	__threadfence();                 /* this block's partial sums, then the count */
-	__syncthreads();
-	if (threadIdx.x == 0) {
-		last = atomicAdd(done, 1) == gridDim.y - 1;
-		if (last)
-			*done = 0;
-	}
-	__syncthreads();
-	if (last)
-		__threadfence();
-	return last;
-}
-
 /* Write the patched exponents of columns [c, c + 32) of one row over w.
  * The lane walks its row's ascending patch list once over the whole K loop
  * (patches of other lanes' columns are passed over); the caller enters only

@@ -16,9 +16,8 @@
  * x is staged per step in shared memory by cp.async, two buffers deep, in
  * rows padded so the B loads are free of bank conflicts. The block's warps
  * that split K add their sums in a fixed order through shared memory;
- * blocks that split K (ks > 1) write float partial sums that the last of
- * a row tile's blocks adds in split order (splitk_last, as the warpgroup
- * kernel does). Decoded weights never reach global memory.
+ * blocks that split K (ks > 1) write float partial sums that a second
+ * kernel adds in order. Decoded weights never reach global memory.
  *
  * Decode + GEMM pipeline (large batch): uwk_decode into the context's
  * scratch, then cublasGemmEx (BF16 in and out, float compute). RAW BF16
@@ -81,7 +80,7 @@ __device__ __forceinline__ void r11_escape(uint32_t w[16], uint32_t j, uint32_t 
  * XALL: the block's whole slice of x is staged once before the K loop,
  * which then has no barrier: each warp streams W on its own (else x is
  * staged a step ahead, two buffers, two barriers a step). part: split-K
- * partial sums, or NULL to write y; done: their counters, one a row tile.
+ * partial sums, or NULL to write y.
  * R11: W is R11 with cols a multiple of 128 (every tile full width; XVEC).
  * The warp's 16 rows are one tile row; lane l's 32 columns of its two rows
  * are code units l and 32 + l of the chunk's tile, read as three words and
@@ -103,8 +102,7 @@ template <int NT, int WM, int WK, bool XVEC, int PD, bool XALL, bool R11 = false
 	  bool LEAN = false>
 __device__ __forceinline__ void
 r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
-	  uint16_t *__restrict__ y, float *__restrict__ part, uint32_t *__restrict__ done,
-	  uint32_t cps)
+	  uint16_t *__restrict__ y, float *__restrict__ part, uint32_t cps)
 {
 	constexpr int XS = xrow<WK>::bytes, SEG = xrow<WK>::seg;
 	static_assert(!LEAN || (NT == 1 && XVEC && XALL && !R11 && PD == 1),
@@ -391,58 +389,39 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 			for (int e = 0; e < 4; e++)
 				red[(((wk * WM + wm) * NT + j) * 4 + e) * 32 + lane] = acc[j][e];
 		__syncthreads();
-		if (wk == 0)
-#pragma unroll
-			for (int j = 0; j < NT; j++)
-#pragma unroll
-				for (int e = 0; e < 4; e++) {
-					float sum = red[((wm * NT + j) * 4 + e) * 32 + lane];
-					for (int k = 1; k < WK; k++)
-						sum += red[(((k * WM + wm) * NT + j) * 4 + e) * 32 + lane];
-					acc[j][e] = sum;
-				}
-	}
-	/* accumulator e: row g (e < 2) or g + 8, batch row 8j + 2t + (e & 1);
-	 * the sums are the wk = 0 warps' */
-	auto each = [&](auto f) {
+		if (wk != 0)
+			return;
 #pragma unroll
 		for (int j = 0; j < NT; j++)
 #pragma unroll
 			for (int e = 0; e < 4; e++) {
-				const uint32_t n = 8 * j + 2 * t + (e & 1), r = row0 + 8 * (e >> 1);
-				if ((WK == 1 || wk == 0) && n < batch && r < a.rows)
-					f((uint64_t)n * a.rows + r, acc[j][e]);
+				float sum = red[((wm * NT + j) * 4 + e) * 32 + lane];
+				for (int k = 1; k < WK; k++)
+					sum += red[(((k * WM + wm) * NT + j) * 4 + e) * 32 + lane];
+				acc[j][e] = sum;
 			}
-	};
-	if (!part) {
-		each([&](uint64_t i, float v) { y[i] = bf16_bits(v); });
-		return;
 	}
-	/* split-K: part[split][batch][rows]; the tile's last block adds them */
-	const uint64_t plane = (uint64_t)batch * a.rows;
-	each([&](uint64_t i, float v) { __stcg(part + blockIdx.y * plane + i, v); });
-	if (!splitk_last(done + blockIdx.x))
-		return;
-	/* the block's rows of every batch row, the threads along the rows */
-	for (uint32_t i = threadIdx.x; i < batch * 16 * WM; i += blockDim.x) {
-		const uint32_t r = blockIdx.x * 16 * WM + i % (16 * WM), n = i / (16 * WM);
-		if (r >= a.rows)
-			continue;
-		const uint64_t o = (uint64_t)n * a.rows + r;
-		float sum = __ldcg(part + o);        /* in split order */
-		for (uint32_t k = 1; k < gridDim.y; k++)
-			sum += __ldcg(part + k * plane + o);
-		y[o] = bf16_bits(sum);
-	}
+	/* accumulator e: row g (e < 2) or g + 8, batch row 8j + 2t + (e & 1) */
+#pragma unroll
+	for (int j = 0; j < NT; j++)
+#pragma unroll
+		for (int e = 0; e < 4; e++) {
+			const uint32_t n = 8 * j + 2 * t + (e & 1), r = row0 + 8 * (e >> 1);
+			if (n < batch && r < a.rows) {
+				if (part)
+					part[((uint64_t)blockIdx.y * batch + n) * a.rows + r] = acc[j][e];
+				else
+					y[(uint64_t)n * a.rows + r] = bf16_bits(acc[j][e]);
+			}
+		}
 }
 
 template <int NT, int WM, int WK, bool XVEC, int PD, bool XALL, bool R11 = false>
 __global__ void __launch_bounds__(32 * WM * WK)
 r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batch,
-		 uint16_t *__restrict__ y, float *__restrict__ part, uint32_t *__restrict__ done,
-		 uint32_t cps)
+		 uint16_t *__restrict__ y, float *__restrict__ part, uint32_t cps)
 {
-	r12_fused<NT, WM, WK, XVEC, PD, XALL, R11>(a, x, batch, y, part, done, cps);
+	r12_fused<NT, WM, WK, XVEC, PD, XALL, R11>(a, x, batch, y, part, cps);
 }
 
 /* The lean loop's kernels hold at most 128 registers for 16 warps an SM:
@@ -453,20 +432,17 @@ r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batc
 template <int WM, int WK>
 __global__ void LEAN_BOUNDS(WM, WK)
 r12_lean_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batch,
-		uint16_t *__restrict__ y, float *__restrict__ part, uint32_t *__restrict__ done,
-		uint32_t cps)
+		uint16_t *__restrict__ y, float *__restrict__ part, uint32_t cps)
 {
-	r12_fused<1, WM, WK, true, 1, true, false, true>(a, x, batch, y, part, done, cps);
+	r12_fused<1, WM, WK, true, 1, true, false, true>(a, x, batch, y, part, cps);
 }
 
 /* Two tensors that share x (uwk_matmul2), one per blockIdx.z, their grids
- * side by side; part[z]: split-K partial sums or NULL, done[z]: their
- * counters, one a row tile. */
+ * side by side; part[z]: split-K partial sums or NULL. */
 struct r12_two {
 	r12_args a[2];
 	uint16_t *y[2];
 	float *part[2];
-	uint32_t *done[2];
 };
 
 template <int NT, int WM, int WK, bool XALL, bool LEAN>
@@ -477,7 +453,7 @@ __device__ __forceinline__ void r12_fused2(const r12_two &m, const uint16_t *__r
 	if (blockIdx.x * WM * 16 >= m.a[z].rows)
 		return;                 /* the other tensor has more row tiles */
 	r12_fused<NT, WM, WK, true, LEAN ? 1 : 2, XALL, false, LEAN>(m.a[z], x, batch, m.y[z],
-								      m.part[z], m.done[z], cps);
+								      m.part[z], cps);
 }
 
 template <int NT, int WM, int WK, bool XALL>
@@ -496,10 +472,35 @@ r12_lean2_kernel(const __grid_constant__ r12_two m, const uint16_t *__restrict__
 	r12_fused2<1, WM, WK, true, true>(m, x, batch, cps);
 }
 
+/* y = the ks partial sums, added in split order. */
+__global__ void __launch_bounds__(256)
+splitk_sum_kernel(const float *__restrict__ part, uint32_t ks, uint64_t n,
+		  uint16_t *__restrict__ y)
+{
+	for (uint64_t i = (uint64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+	     i += (uint64_t)gridDim.x * blockDim.x) {
+		float sum = __ldcg(part + i);        /* part[0][i] + part[1][i] + ..., from L2 */
+		for (uint32_t k = 1; k < ks; k++)
+			sum += __ldcg(part + k * n + i);
+		y[i] = bf16_bits(sum);
+	}
+}
+
+static int splitk_sum(const float *part, int ks, uint64_t n, uint16_t *y, cudaStream_t s,
+		      struct uwk_ctx *ctx, struct uwerr *e)
+{
+	uint64_t blocks = (n + 255) / 256;
+	if (blocks > (uint64_t)ctx->sms * 8)
+		blocks = (uint64_t)ctx->sms * 8;
+	splitk_sum_kernel<<<(unsigned)blocks, 256, 0, s>>>(part, (uint32_t)ks, n, y);
+	UWK_CK(e, cudaGetLastError());
+	return 0;
+}
+
 /* ---- host side ---- */
 
 typedef void (*fused_fn)(const r12_args, const uint16_t *, uint32_t, uint16_t *, float *,
-			 uint32_t *, uint32_t);
+			 uint32_t);
 
 struct fused_kind {
 	int wm, wk;
@@ -776,8 +777,8 @@ static uint64_t row_tiles(uint32_t rows, int wm)
 }
 
 /* Launch m's tensors (ntens of them, the same cols) with plan p (of a
- * two-tensor kernel when ntens is 2), with the split-K partial sums and
- * counters of each in the context. */
+ * two-tensor kernel when ntens is 2), then add the split-K partial sums,
+ * tensor by tensor. */
 static int fused_launch(struct r12_two *m, int ntens, const struct fused_plan *p, int wm,
 			const void *x, size_t batch, cudaStream_t s, struct uwk_ctx *ctx,
 			struct uwerr *e)
@@ -787,27 +788,29 @@ static int fused_launch(struct r12_two *m, int ntens, const struct fused_plan *p
 		tiles = std::max(tiles, row_tiles(m->a[i].rows, wm));
 		rows += m->a[i].rows;
 		m->part[i] = NULL;
-		m->done[i] = NULL;
 	}
 	if (p->ks > 1) {
 		size_t bytes = (size_t)p->ks * batch * rows * sizeof(float);
 		int rc = uwk_ctx_reserve((void **)&ctx->part, &ctx->part_bytes, bytes,
 					 "split-K partial sums", e);
-		if (rc == 0)
-			rc = uwk_ctx_counters(ctx, tiles * ntens, s, e);
 		if (rc < 0)
 			return rc;
-		for (int i = 0; i < ntens; i++) {
-			m->part[i] = ctx->part + (i ? (size_t)p->ks * batch * m->a[0].rows : 0);
-			m->done[i] = ctx->done + i * tiles;
-		}
+		m->part[0] = ctx->part;
+		if (ntens > 1)
+			m->part[1] = ctx->part + (size_t)p->ks * batch * m->a[0].rows;
 	}
 	const uint16_t *xp = (const uint16_t *)x;
 	uint32_t nb = (uint32_t)batch, cps = p->cps;
-	void *one[] = { &m->a[0], &xp, &nb, &m->y[0], &m->part[0], &m->done[0], &cps };
+	void *one[] = { &m->a[0], &xp, &nb, &m->y[0], &m->part[0], &cps };
 	void *two[] = { m, &xp, &nb, &cps };
 	dim3 grid((unsigned)tiles, (unsigned)p->ks, (unsigned)ntens);
 	UWK_CK(e, cudaLaunchKernel(p->fn, grid, dim3(p->threads), ntens == 1 ? one : two, p->smem, s));
+	for (int i = 0; i < ntens && p->ks > 1; i++) {
+		int rc = splitk_sum(m->part[i], p->ks, (uint64_t)batch * m->a[i].rows, m->y[i], s, ctx,
+				    e);
+		if (rc < 0)
+			return rc;
+	}
 	return 0;
 }
 

@@ -80,6 +80,27 @@ wg_xperm_kernel(const uint16_t *__restrict__ x, uint32_t batch, uint32_t cols, u
 	}
 }
 
+/* Split-K in one launch: after a block has written its partial sums, it
+ * counts itself done on its tile's counter; the last of the tile's splits
+ * (whichever it is) adds them in split order, so the bits do not depend on
+ * which finished last, and sets the counter back to 0. Block-uniform;
+ * every thread calls it. */
+__device__ __forceinline__ bool splitk_last(uint32_t *done)
+{
+	__shared__ uint32_t last;
+	__threadfence();                 /* this block's partial sums, then the count */
+	__syncthreads();
+	if (threadIdx.x == 0) {
+		last = atomicAdd(done, 1) == gridDim.y - 1;
+		if (last)
+			*done = 0;
+	}
+	__syncthreads();
+	if (last)
+		__threadfence();
+	return last;
+}
+
 /* The shared-memory descriptor of one k-step of staged x: start >> 4,
  * the next core matrix along K 128 bytes on, along N 256, no swizzle. */
 __device__ __forceinline__ uint64_t wg_desc(const void *p)

@@ -136,7 +136,7 @@ int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base, const void 
 /* The fused kernel's shape: warps per block = wm * wk; each warp owns a
  * 16-row tile, wm tiles side by side share one staged slice of x, wk warps
  * split the columns of a block, and ks blocks split them again (partial sums
- * in the context, added in a fixed order by the last block); pf chunks of
+ * in the context, added in a fixed order by a second kernel); pf chunks of
  * 128 columns of W are in flight ahead of the one being decoded (1, 2).
  * pf 1 at batch <= 8, with x on 16 bytes and cols a multiple of 128 where
  * the block's x is staged once, is the lean loop (AUTO's choice there).
