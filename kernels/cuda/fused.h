@@ -1,7 +1,7 @@
 /* fused: what the two fused kernels share (matmul.cu's mma.sync loops and
- * matmul_wg.cu's warpgroup kernel): the chunk width, cp.async, a warp's
- * rows and the walk of their patches, the tail of the last chunk, shared
- * memory grants and occupancy. CUDA C++ only. */
+ * matmul_wg.cu's warpgroup kernel): the chunk width, a warp's rows and
+ * the walk of their patches, the tail of the last chunk, shared memory
+ * grants and occupancy. CUDA C++ only. */
 #ifndef UW_KERNELS_CUDA_FUSED_H
 #define UW_KERNELS_CUDA_FUSED_H
 
@@ -26,30 +26,6 @@ int uwk_smem_optin(const void *fn, size_t smem, const char *what, struct uwk_ctx
  * memory on ctx's device (at least 1), remembered after the first call. */
 int uwk_blocks_per_sm(const void *fn, int threads, size_t smem, struct uwk_ctx *ctx, int *out,
 		      struct uwerr *e);
-
-__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, uint32_t bytes)
-{
-	uint32_t s = (uint32_t)__cvta_generic_to_shared(smem);
-	asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
-		     :: "r"(s), "l"(gmem), "r"(bytes) : "memory");
-}
-
-__device__ __forceinline__ void cp_commit(void)
-{
-	asm volatile("cp.async.commit_group;" ::: "memory");
-}
-
-__device__ __forceinline__ void cp_wait_all(void)
-{
-	asm volatile("cp.async.wait_all;" ::: "memory");
-}
-
-/* Wait until at most N of this thread's cp.async groups are in flight. */
-template <int N>
-__device__ __forceinline__ void cp_wait_group(void)
-{
-	asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory");
-}
 
 __device__ __forceinline__ uint16_t bf16_bits(float f)
 {

@@ -59,6 +59,31 @@ __device__ __forceinline__ void mma_bf16(float d[4], uint32_t a0, uint32_t a1, u
 		     : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+/* x into shared memory: 16-byte cp.async copies, in groups. */
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem, uint32_t bytes)
+{
+	uint32_t s = (uint32_t)__cvta_generic_to_shared(smem);
+	asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
+		     :: "r"(s), "l"(gmem), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ void cp_commit(void)
+{
+	asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+__device__ __forceinline__ void cp_wait_all(void)
+{
+	asm volatile("cp.async.wait_all;" ::: "memory");
+}
+
+/* Wait until at most N of this thread's cp.async groups are in flight. */
+template <int N>
+__device__ __forceinline__ void cp_wait_group(void)
+{
+	asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory");
+}
+
 /* Write escaped exponent ex over the (zero) exponent bits of column j of
  * w: one bit a word picks the pair, hidden from the optimizer as in
  * r12_patch32. */

@@ -161,8 +161,8 @@ int uwk_matmul_fused_cfg(const struct uw_layout *l, const void *dev_base,
  * staged from L2 for the second; each y is bit for bit what
  * uwk_matmul_fused_cfg gives with *used. The shape: cfg's (wm != 0;
  * -ENOTSUP when no two-tensor kernel of it is built), else the context's
- * tuned choice where it is such a shape,
- * else AUTO's; the split is recomputed for both grids unless cfg names one.
+ * tuned choice where it is such a shape, else AUTO's; the split is
+ * recomputed for both grids unless cfg names one.
  * Where uwk_matmul's AUTO (tuned or not) takes the warpgroup kernel for
  * both and cfg names no shape or split, two of its launches that permute x
  * once; otherwise two uwk_matmul calls. Then *used (may be NULL) is all
@@ -219,8 +219,8 @@ struct uwk_tune_info {
  * cuBLAS, and the warpgroup kernel where it runs. Before it is timed, each
  * candidate's y (poisoned with NaN first) must be within 1e-2 relative L2
  * error of decode + cuBLAS in float32, every output finite, and a second
- * run must give the same bits; a candidate
- * that fails is rejected and counted in *info. Times: median of reps
+ * run must give the same bits; a candidate that fails is rejected and
+ * counted in *info. Times: median of reps
  * (>= 3) launches on stream s, each after a write of twice the L2 cache
  * so that W comes from memory as in a model's pass. AUTO's default is kept
  * unless a candidate beats it by more than 1 %. *stop (may be NULL), read
