@@ -230,9 +230,9 @@ __device__ __forceinline__ void mbar_wait(uint64_t *b, uint32_t p)
  * warp is done with it, wait for the chunk's x, issue 8 wgmma. From N = 64
  * the next chunk's planes are loaded after the wgmma are issued instead
  * (their N / 2 accumulators leave no registers for two chunks' planes: at
- * N = 64 they spilled in the loop, 12 % slower at batch 64, session 21),
- * and the chunk two past it is prefetched into L2. */
-template <int N, int WG, int ST, int MB>
+ * N = 64 they spilled in the loop, 12 % slower at batch 64, session 21).
+ * PF > 0: chunk c + PF is prefetched into L2 as chunk c's planes load. */
+template <int N, int WG, int ST, int MB, int PF>
 __global__ void __launch_bounds__(128 * WG, MB)
 r12_wg_kernel(const r12_args a, const uint16_t *__restrict__ xp, uint32_t batch, uint32_t nbt,
 	      uint16_t *__restrict__ y, float *__restrict__ part, uint32_t *__restrict__ done,
@@ -291,12 +291,12 @@ r12_wg_kernel(const r12_args a, const uint16_t *__restrict__ xp, uint32_t batch,
 		for (int h = 0; h < 2; h++)
 			r12_load32<true>(q[1][h], mrow[h], nrow[h], (c + 1) * KC + 32 * t, a.cols,
 					 rok[h] && c + 1 < ce);
-		if (late) {
-			/* and chunk c + 3 into L2, a lane a row's plane: the few
+		if (PF) {
+			/* and chunk c + PF into L2, a lane a row's plane: the few
 			 * warps of one block an SM hold little of W in flight */
-			const uint32_t pc = (c + 3) * KC;
+			const uint32_t pc = (c + PF) * KC;
 			const bool h = t & 1;    /* no run-time index: the arrays stay in registers */
-			if ((h ? rok[1] : rok[0]) && c + 3 < ce) {
+			if ((h ? rok[1] : rok[0]) && c + PF < ce) {
 				const uint8_t *p = t >> 1 ? (h ? nrow[1] : nrow[0]) + pc / 2
 							  : (h ? mrow[1] : mrow[0]) + pc;
 				asm volatile("prefetch.global.L2 [%0];" :: "l"(p));
@@ -401,17 +401,20 @@ typedef void (*wg_fn)(const r12_args, const uint16_t *, uint32_t, uint32_t, uint
 /* The batch tiles built, smallest first: N, its kernel, warpgroups a
  * block, x stages. From N = 128 one block an SM: the accumulators take
  * the registers of two, and ST chunks of x (32 or 64 KB each) the shared
- * memory. */
+ * memory. Stages and prefetch distance as measured (bench/NOTES.md,
+ * session 23): two stages at N = 64 and 256 (three or four were 1-7 %
+ * slower), W two chunks ahead into L2 at N = 16, 64 and 256 (three, four
+ * or more were slower; at N = 32 it spills). */
 static const struct wg_kind {
 	int n;
 	wg_fn fn;
 	int wg, st;
 } wg_kinds[] = {
-	{ 16, r12_wg_kernel<16, 2, 4, 2>, 2, 4 },
-	{ 32, r12_wg_kernel<32, 2, 4, 2>, 2, 4 },
-	{ 64, r12_wg_kernel<64, 2, 3, 2>, 2, 3 },
-	{ 128, r12_wg_kernel<128, 2, 4, 1>, 2, 4 },
-	{ 256, r12_wg_kernel<256, 2, 3, 1>, 2, 3 },
+	{ 16, r12_wg_kernel<16, 2, 4, 2, 2>, 2, 4 },
+	{ 32, r12_wg_kernel<32, 2, 4, 2, 0>, 2, 4 },
+	{ 64, r12_wg_kernel<64, 2, 2, 2, 2>, 2, 2 },
+	{ 128, r12_wg_kernel<128, 2, 4, 1, 3>, 2, 4 },
+	{ 256, r12_wg_kernel<256, 2, 2, 1, 2>, 2, 2 },
 };
 #define WG_NKINDS ((int)(sizeof(wg_kinds) / sizeof(wg_kinds[0])))
 

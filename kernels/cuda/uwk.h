@@ -187,7 +187,7 @@ int uwk_cfg_resolve(const struct uw_layout *l, size_t batch, struct uwk_ctx *ctx
 
 /* The kernels' generation: bump when a change to the kernels or to what a
  * uwk_cfg means makes the choices of earlier tuning stale. */
-#define UWK_KERNELS "uwk3"       /* uwk3: the warpgroup kernel (choice wg), AUTO's from batch 9 */
+#define UWK_KERNELS "uwk4"       /* uwk4: the warpgroup kernel's stages and W prefetch retuned */
 
 struct tune_key;
 struct tune_set;
