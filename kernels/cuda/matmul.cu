@@ -939,6 +939,23 @@ static int matmul_fail(struct uwerr *e, int rc, const struct uw_layout *l, size_
 			    (unsigned long long)l->cols, batch);
 }
 
+/* AUTO's pipeline for l at batch: the tuned choice for this shape and
+ * batch bucket (*tuned; its table keeps only kinds built here), else the
+ * rule of thumb (*tuned NULL), where fusable says the fused kernel takes
+ * l and x. */
+static enum uwk_pipe auto_pipe(const struct uw_layout *l, size_t batch, bool fusable,
+			       struct uwk_ctx *ctx, const struct tune_choice **tuned)
+{
+	const struct tune_choice *t = l->format == UW_FORMAT_R12 ?
+				      tune_table_find(ctx->tune, l->rows, l->cols, batch) : NULL;
+	*tuned = t;
+	if (t)
+		return t->pipe == TUNE_PIPE_GEMM ? UWK_PIPE_DECODE_GEMM :
+		       t->pipe == TUNE_PIPE_WG ? UWK_PIPE_FUSED_WG : UWK_PIPE_FUSED;
+	return uwk_wg_default(l, batch, ctx) ? UWK_PIPE_FUSED_WG :
+	       fusable && batch <= UWK_AUTO_FUSED_MAX_BATCH ? UWK_PIPE_FUSED : UWK_PIPE_DECODE_GEMM;
+}
+
 extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 			       const void *x, size_t batch, void *y, enum uwk_pipe pipe,
 			       cudaStream_t s, struct uwk_ctx *ctx, struct uwerr *e)
@@ -946,22 +963,15 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 	int rc = matmul_args(l, dev_base, x, batch, y, ctx, e);
 	if (rc < 0)
 		return l ? matmul_fail(e, rc, l, batch) : rc;
-	/* AUTO: the tuned choice for this shape and batch bucket, if any (its
-	 * table keeps only kinds built here), else the rule of thumb. */
 	const struct tune_choice *tuned = NULL;
 	const bool from_auto = pipe == UWK_PIPE_AUTO;
-	if (pipe == UWK_PIPE_AUTO && l->format == UW_FORMAT_R12 &&
-	    (tuned = tune_table_find(ctx->tune, l->rows, l->cols, batch)))
-		pipe = tuned->pipe == TUNE_PIPE_GEMM ? UWK_PIPE_DECODE_GEMM :
-		       tuned->pipe == TUNE_PIPE_WG ? UWK_PIPE_FUSED_WG : UWK_PIPE_FUSED;
 	struct r12_args a;
 	const bool r11 = l->format == UW_FORMAT_R11;
 	if (l->format != UW_FORMAT_RAW && (rc = uwk_args_make(l, dev_base, &a, e)) < 0)
 		return matmul_fail(e, rc, l, batch);
 	if (pipe == UWK_PIPE_AUTO)
-		pipe = uwk_wg_default(l, batch, ctx) ? UWK_PIPE_FUSED_WG :
-		       (l->format == UW_FORMAT_R12 || (r11 && r11_fusable(&a, x))) &&
-		       batch <= UWK_AUTO_FUSED_MAX_BATCH ? UWK_PIPE_FUSED : UWK_PIPE_DECODE_GEMM;
+		pipe = auto_pipe(l, batch, l->format == UW_FORMAT_R12 || (r11 && r11_fusable(&a, x)),
+				 ctx, &tuned);
 	if (pipe != UWK_PIPE_FUSED)
 		tuned = NULL;
 	if (l->format == UW_FORMAT_RAW && pipe == UWK_PIPE_FUSED)
@@ -1074,13 +1084,11 @@ extern "C" int uwk_matmul_fused_cfg(const struct uw_layout *l, const void *dev_b
 	return rc < 0 ? matmul_fail(e, rc, l, batch) : 0;
 }
 
-/* Whether uwk_matmul's AUTO takes the warpgroup kernel for l: its tuned
- * choice, else the rule of thumb. */
+/* Whether uwk_matmul's AUTO takes the warpgroup kernel for l and it can. */
 static bool auto_wg(const struct uw_layout *l, size_t batch, struct uwk_ctx *ctx)
 {
-	const struct tune_choice *t = l->format == UW_FORMAT_R12 ?
-				      tune_table_find(ctx->tune, l->rows, l->cols, batch) : NULL;
-	return t ? t->pipe == TUNE_PIPE_WG && uwk_wg_fits(l, ctx) : uwk_wg_default(l, batch, ctx);
+	const struct tune_choice *t;
+	return auto_pipe(l, batch, true, ctx, &t) == UWK_PIPE_FUSED_WG && uwk_wg_fits(l, ctx);
 }
 
 /* Whether AUTO takes the warpgroup kernel for both W0 and W1 and no shape
@@ -1096,7 +1104,8 @@ static bool wg_pair(const struct uw_layout *l0, const struct uw_layout *l1, size
 /* Whether uwk_matmul2 runs W0 and W1 as one launch, and with what: cfg,
  * else the context's tuned choice for the shape when it is a pair shape
  * (its split recomputed for both grids), else AUTO's defaults. Anything
- * else, and a tuned choice that is not a pair shape: two uwk_matmul. */
+ * else, and a tuned choice that is not a pair shape: two uwk_matmul. The
+ * caller has ruled out wg_pair. */
 static bool pair_choice(const struct uw_layout *l0, const struct uw_layout *l1, const void *x,
 			size_t batch, const struct uwk_cfg *cfg, struct uwk_ctx *ctx,
 			struct fused_variant *v)
@@ -1114,8 +1123,6 @@ static bool pair_choice(const struct uw_layout *l0, const struct uw_layout *l1, 
 				 *t1 = tune_table_find(ctx->tune, l1->rows, l1->cols, batch);
 	const struct tune_choice *t = t0 ? t0 : t1;
 	if (t && (t->pipe != TUNE_PIPE_FUSED || (t0 && t1 && memcmp(t0, t1, sizeof(*t0)))))
-		return false;
-	if (wg_pair(l0, l1, batch, cfg, ctx))
 		return false;
 	const struct fused_kind *k = t ? find_kind(t->wm, t->wk) : default_kind(batch);
 	return k && pair_variant(k->wm, k->wk, batch, xvec, t ? t->pf : 0, v);
@@ -1144,7 +1151,8 @@ extern "C" int uwk_matmul2(const struct uw_layout *l0, const void *base0,
 		int r = uwk_args_make(l0, base0, &m.a[0], e);
 		return r < 0 ? r : uwk_args_make(l1, base1, &m.a[1], e);
 	};
-	if (wg_pair(l0, l1, batch, cfg, ctx)) {
+	const bool wg = wg_pair(l0, l1, batch, cfg, ctx);
+	if (wg) {
 		if ((rc = args_both()) < 0)
 			return matmul_fail(e, rc, l0, batch);
 		rc = uwk_matmul_wg(&m.a[0], x, batch, y0, false, s, ctx, e);
@@ -1156,7 +1164,7 @@ extern "C" int uwk_matmul2(const struct uw_layout *l0, const void *base0,
 			return matmul_fail(e, rc, l0, batch);
 		/* refused here (its shared memory): AUTO's fallbacks, tensor by tensor */
 	}
-	if (!pair_choice(l0, l1, x, batch, cfg, ctx, &v)) {
+	if (wg || !pair_choice(l0, l1, x, batch, cfg, ctx, &v)) {
 		if (cfg && cfg->wm)
 			return uwerr_set(e, ENOTSUP, "uwk_matmul2: no two-tensor kernel of shape "
 					 "%dx%d pf %d at batch %zu", cfg->wm, cfg->wk, cfg->pf, batch);
