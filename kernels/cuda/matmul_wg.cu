@@ -231,7 +231,8 @@ __device__ __forceinline__ void mbar_wait(uint64_t *b, uint32_t p)
  * the next chunk's planes are loaded after the wgmma are issued instead
  * (their N / 2 accumulators leave no registers for two chunks' planes: at
  * N = 64 they spilled in the loop, 12 % slower at batch 64, session 21).
- * PF > 0: chunk c + PF is prefetched into L2 as chunk c's planes load. */
+ * PF > 0: while chunk c is decoded, chunk c + PF is prefetched into L2 as
+ * chunk c + 1's planes load. */
 template <int N, int WG, int ST, int MB, int PF>
 __global__ void __launch_bounds__(128 * WG, MB)
 r12_wg_kernel(const r12_args a, const uint16_t *__restrict__ xp, uint32_t batch, uint32_t nbt,
@@ -292,8 +293,8 @@ r12_wg_kernel(const r12_args a, const uint16_t *__restrict__ xp, uint32_t batch,
 			r12_load32<true>(q[1][h], mrow[h], nrow[h], (c + 1) * KC + 32 * t, a.cols,
 					 rok[h] && c + 1 < ce);
 		if (PF) {
-			/* and chunk c + PF into L2, a lane a row's plane: the few
-			 * warps of one block an SM hold little of W in flight */
+			/* and chunk c + PF into L2, a lane a row's plane: the
+			 * registers hold only one chunk of W in flight a warp */
 			const uint32_t pc = (c + PF) * KC;
 			const bool h = t & 1;    /* no run-time index: the arrays stay in registers */
 			if ((h ? rok[1] : rok[0]) && c + PF < ce) {
