@@ -185,7 +185,7 @@ static int parse_entry(const struct where *w, char **f, struct tune_entry *en)
 	en->rows = (uint32_t)rows;
 	en->cols = (uint32_t)cols;
 	FIELD(!field_uint(f[5], "b", 1, TUNE_MAX_BUCKET, &v) && tune_bucket(v) == v,
-	      "not bN with N a power of two from 1 to 64");
+	      "not bN with N a power of two from 1 to 1024");
 	en->bucket = (unsigned)v;
 	FIELD(!parse_choice(f[6], &en->c),
 	      "not gemm, wg or fused:WMxWK/KS/PF (WM * WK <= 32, KS 1 to 65535, PF 1 to 8)");
@@ -458,7 +458,7 @@ static size_t slot_of(const struct tune_table *t, uint32_t rows, uint32_t cols, 
 }
 
 int tune_table_build(const struct tune_set *s, const struct tune_key *k,
-		     int (*keep)(const struct tune_choice *c), struct tune_table **out,
+		     int (*keep)(const struct tune_entry *en), struct tune_table **out,
 		     struct uwerr *e)
 {
 	struct tune_table *t = calloc(1, sizeof(*t));
@@ -472,7 +472,7 @@ int tune_table_build(const struct tune_set *s, const struct tune_key *k,
 	t->mask = cap - 1;
 	for (size_t i = 0; i < s->n; i++) {
 		const struct tune_entry *en = &s->e[i];
-		if (!tune_key_eq(&en->key, k) || (keep && !keep(&en->c)))
+		if (!tune_key_eq(&en->key, k) || (keep && !keep(en)))
 			continue;
 		size_t j = slot_of(t, en->rows, en->cols, en->bucket);
 		while (t->slot[j].bucket && !(t->slot[j].rows == en->rows &&

@@ -24,7 +24,9 @@
 #define TUNE_FORMAT_VERSION 1
 #define TUNE_FILE_NAME "matmul.tune"
 #define TUNE_DIR_DEFAULT "/var/cache/unweight"
-#define TUNE_MAX_BUCKET 64          /* buckets 1, 2, 4, ... 64: the fused kernel's batches */
+/* buckets 1, 2, 4, ... 1024: the mma.sync kernel's batches (to 64), then
+ * where the warpgroup kernel and decode + cuBLAS cross over (per device) */
+#define TUNE_MAX_BUCKET 1024
 #define TUNE_MAX_DEVICE 64          /* device token, with its NUL */
 #define TUNE_MAX_LIB 32             /* library token, with its NUL */
 #define TUNE_MAX_FILE (4u << 20)    /* a cache larger than this is refused */
@@ -111,10 +113,10 @@ int tune_merge_write(const char *dir, const struct tune_set *add, struct uwerr *
 		     struct uwerr *e);
 
 /* A lookup table of one key's entries, for AUTO: keep decides which
- * choices the kernels can run (NULL: all). */
+ * choices the kernels can run at their bucket's batches (NULL: all). */
 struct tune_table;
 int tune_table_build(const struct tune_set *s, const struct tune_key *k,
-		     int (*keep)(const struct tune_choice *c), struct tune_table **out,
+		     int (*keep)(const struct tune_entry *en), struct tune_table **out,
 		     struct uwerr *e);
 /* The choice for a shape at a batch, or NULL (no entry: the defaults). */
 const struct tune_choice *tune_table_find(const struct tune_table *t, uint64_t rows,

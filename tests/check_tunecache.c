@@ -35,6 +35,8 @@ START_TEST(good_file)
 		H200 " 14336x4096 b1 fused:4x2/1/2 35.90 36.10\n"
 		H200 "\t14336x4096\tb64 gemm 108.3 108.3\r\n"
 		H200 " 28672x8192 b16 wg 126.1 145.6\n"
+		H200 " 14336x4096 b128 wg 210.5 233.0\n"
+		H200 " 14336x4096 b1024 gemm 1310.2 1310.2\n"
 		"\n"
 		"NVIDIA_H100_80GB_HBM3 sm_90 132 0.1.0+uwk1 4096x14336 b16 fused:4x1/8/1 44.5 44.5";
 	struct tune_set s = {0};
@@ -42,7 +44,7 @@ START_TEST(good_file)
 	unsigned ver;
 	ck_assert_msg(parse(text, &s, &ver, &e) == 0, "%s", e.msg);
 	ck_assert_uint_eq(ver, 1);
-	ck_assert_uint_eq(s.n, 4);
+	ck_assert_uint_eq(s.n, 6);
 	const struct tune_entry *a = &s.e[0];
 	ck_assert_str_eq(a->key.device, "NVIDIA_H200");
 	ck_assert_uint_eq(a->key.cc, 90);
@@ -54,9 +56,13 @@ START_TEST(good_file)
 	ck_assert(a->us == 35.90 && a->default_us == 36.10);
 	ck_assert(s.e[1].c.pipe == TUNE_PIPE_GEMM && s.e[1].bucket == 64);
 	ck_assert(s.e[2].c.pipe == TUNE_PIPE_WG && s.e[2].rows == 28672 && s.e[2].bucket == 16);
-	ck_assert_str_eq(s.e[3].key.device, "NVIDIA_H100_80GB_HBM3");
+	ck_assert(s.e[3].c.pipe == TUNE_PIPE_WG && s.e[3].bucket == 128);
+	ck_assert(s.e[4].c.pipe == TUNE_PIPE_GEMM && s.e[4].bucket == 1024);
+	ck_assert_str_eq(s.e[5].key.device, "NVIDIA_H100_80GB_HBM3");
 	ck_assert_ptr_eq(tune_set_find(&s, &h200, 14336, 4096, 64), &s.e[1]);
+	ck_assert_ptr_eq(tune_set_find(&s, &h200, 14336, 4096, 1024), &s.e[4]);
 	ck_assert_ptr_null(tune_set_find(&s, &h200, 14336, 4096, 2));
+	ck_assert_ptr_null(tune_set_find(&s, &h200, 14336, 4096, 256));
 
 	/* what the writer prints reads back the same */
 	char *out = tune_format(&s);
@@ -124,7 +130,9 @@ START_TEST(malformed)
 		{HDR "D sm_90 132 L 8x2147483648 b4 gemm 1 1\n", "field 5 (shape)"},
 		{HDR "D sm_90 132 L 8x8x8 b4 gemm 1 1\n", "field 5 (shape)"},
 		{HDR "D sm_90 132 L 8x8 b3 gemm 1 1\n", "field 6 (bucket) 'b3'"},
-		{HDR "D sm_90 132 L 8x8 b128 gemm 1 1\n", "field 6 (bucket) 'b128'"},
+		{HDR "D sm_90 132 L 8x8 b96 gemm 1 1\n", "field 6 (bucket) 'b96'"},
+		{HDR "D sm_90 132 L 8x8 b2048 gemm 1 1\n", "field 6 (bucket) 'b2048'"},
+		{HDR "D sm_90 132 L 8x8 b0 gemm 1 1\n", "field 6 (bucket) 'b0'"},
 		{HDR "D sm_90 132 L 8x8 4 gemm 1 1\n", "field 6 (bucket) '4'"},
 		{HDR "D sm_90 132 L 8x8 b4 cublas 1 1\n", "field 7 (choice) 'cublas'"},
 		{HDR "D sm_90 132 L 8x8 b4 fused:4x2/1 1 1\n", "field 7 (choice)"},
@@ -166,8 +174,10 @@ END_TEST
 
 START_TEST(buckets_and_tokens)
 {
-	static const size_t batch[] = {0, 1, 2, 3, 4, 5, 8, 9, 16, 17, 33, 64, 65, 1024};
-	static const unsigned want[] = {0, 1, 2, 4, 4, 8, 8, 16, 16, 32, 64, 64, 0, 0};
+	static const size_t batch[] = {0, 1, 2, 3, 4, 5, 8, 9, 16, 17, 33, 64, 65, 128, 129,
+				       256, 257, 512, 513, 1000, 1024, 1025, 4096};
+	static const unsigned want[] = {0, 1, 2, 4, 4, 8, 8, 16, 16, 32, 64, 64, 128, 128, 256,
+					256, 512, 512, 1024, 1024, 1024, 0, 0};
 	for (size_t i = 0; i < sizeof(batch) / sizeof(batch[0]); i++)
 		ck_assert_msg(tune_bucket(batch[i]) == want[i], "batch %zu: bucket %u, want %u",
 			      batch[i], tune_bucket(batch[i]), want[i]);
@@ -204,9 +214,15 @@ START_TEST(buckets_and_tokens)
 }
 END_TEST
 
-static int only_fused(const struct tune_choice *c)
+static int only_fused(const struct tune_entry *en)
 {
-	return c->pipe == TUNE_PIPE_FUSED;
+	return en->c.pipe == TUNE_PIPE_FUSED;
+}
+
+/* As the CUDA library's: no fused choice above its batches. */
+static int fused_to_64(const struct tune_entry *en)
+{
+	return en->c.pipe != TUNE_PIPE_FUSED || en->bucket <= 64;
 }
 
 START_TEST(table)
@@ -218,13 +234,16 @@ START_TEST(table)
 			H200 " 14336x4096 b16 fused:4x1/2/2 1 1\n"
 			H200 " 14336x4096 b64 gemm 1 1\n"
 			H200 " 4096x14336 b1 fused:1x8/1/1 1 1\n"
+			H200 " 14336x4096 b256 wg 1 1\n"
+			H200 " 14336x4096 b1024 gemm 1 1\n"
+			H200 " 4096x14336 b128 fused:1x8/1/1 1 1\n"
 			"NVIDIA_H100 sm_90 132 0.1.0+uwk1 14336x4096 b2 gemm 1 1\n"
 			"NVIDIA_H200 sm_90 132 0.1.0+uwk2 14336x4096 b2 gemm 1 1\n"
 			"NVIDIA_H200 sm_90 66 0.1.0+uwk1 14336x4096 b2 gemm 1 1\n",
 			&s, NULL, &e) == 0);
 	struct tune_table *t;
 	ck_assert(tune_table_build(&s, &h200, NULL, &t, &e) == 0);
-	ck_assert_uint_eq(tune_table_size(t), 4);
+	ck_assert_uint_eq(tune_table_size(t), 7);
 	const struct tune_choice *c = tune_table_find(t, 14336, 4096, 1);
 	ck_assert(c && c->wm == 4 && c->wk == 2 && c->ks == 1 && c->pf == 2);
 	for (size_t b = 9; b <= 16; b++) {
@@ -233,9 +252,22 @@ START_TEST(table)
 	}
 	ck_assert((c = tune_table_find(t, 14336, 4096, 33)) && c->pipe == TUNE_PIPE_GEMM);
 	ck_assert((c = tune_table_find(t, 4096, 14336, 1)) && c->wm == 1 && c->wk == 8);
-	/* no entry: batch 2 here (only other keys have it), 65 and up, other shapes */
+	/* above the fused kernel's batches: the buckets to 1024 (any choice:
+	 * keep, below, drops what cannot run) */
+	for (size_t b = 129; b <= 256; b++) {
+		c = tune_table_find(t, 14336, 4096, b);
+		ck_assert_msg(c && c->pipe == TUNE_PIPE_WG, "batch %zu", b);
+	}
+	ck_assert((c = tune_table_find(t, 14336, 4096, 513)) && c->pipe == TUNE_PIPE_GEMM);
+	ck_assert((c = tune_table_find(t, 14336, 4096, 1024)) && c->pipe == TUNE_PIPE_GEMM);
+	ck_assert((c = tune_table_find(t, 4096, 14336, 65)) && c->pipe == TUNE_PIPE_FUSED);
+	/* no entry: batch 2 here (only other keys have it), buckets 128 and 512,
+	 * past 1024, other shapes */
 	ck_assert_ptr_null(tune_table_find(t, 14336, 4096, 2));
 	ck_assert_ptr_null(tune_table_find(t, 14336, 4096, 65));
+	ck_assert_ptr_null(tune_table_find(t, 14336, 4096, 128));
+	ck_assert_ptr_null(tune_table_find(t, 14336, 4096, 257));
+	ck_assert_ptr_null(tune_table_find(t, 14336, 4096, 1025));
 	ck_assert_ptr_null(tune_table_find(t, 14336, 4095, 1));
 	ck_assert_ptr_null(tune_table_find(t, 4096, 4096, 1));
 	ck_assert_ptr_null(tune_table_find(t, (1ull << 32) + 14336, 4096, 1));
@@ -243,8 +275,16 @@ START_TEST(table)
 	tune_table_free(t);
 	/* keep drops what the kernels cannot run */
 	ck_assert(tune_table_build(&s, &h200, only_fused, &t, &e) == 0);
-	ck_assert_uint_eq(tune_table_size(t), 3);
+	ck_assert_uint_eq(tune_table_size(t), 4);
 	ck_assert_ptr_null(tune_table_find(t, 14336, 4096, 64));
+	ck_assert_ptr_null(tune_table_find(t, 14336, 4096, 256));
+	tune_table_free(t);
+	/* by its bucket too */
+	ck_assert(tune_table_build(&s, &h200, fused_to_64, &t, &e) == 0);
+	ck_assert_uint_eq(tune_table_size(t), 6);
+	ck_assert_ptr_null(tune_table_find(t, 4096, 14336, 128));
+	ck_assert((c = tune_table_find(t, 4096, 14336, 1)) && c->pipe == TUNE_PIPE_FUSED);
+	ck_assert((c = tune_table_find(t, 14336, 4096, 256)) && c->pipe == TUNE_PIPE_WG);
 	tune_table_free(t);
 	ck_assert_ptr_null(tune_table_find(NULL, 14336, 4096, 1));
 	tune_table_free(NULL);
@@ -252,15 +292,15 @@ START_TEST(table)
 	/* many entries: every one found */
 	struct tune_set big = {0};
 	for (uint32_t r = 1; r <= 300; r++)
-		for (unsigned b = 1; b <= 64; b *= 2) {
+		for (unsigned b = 1; b <= TUNE_MAX_BUCKET; b *= 2) {
 			struct tune_entry en = {.key = h200, .rows = r, .cols = 7 * r, .bucket = b,
 						.c = {TUNE_PIPE_FUSED, 1, 8, (int)r, (int)(b % 2 + 1)}};
 			ck_assert(tune_set_put(&big, &en, &e) == 0);
 		}
 	ck_assert(tune_table_build(&big, &h200, NULL, &t, &e) == 0);
-	ck_assert_uint_eq(tune_table_size(t), 300 * 7);
+	ck_assert_uint_eq(tune_table_size(t), 300 * 11);
 	for (uint32_t r = 1; r <= 300; r++)
-		for (unsigned b = 1; b <= 64; b *= 2) {
+		for (unsigned b = 1; b <= TUNE_MAX_BUCKET; b *= 2) {
 			c = tune_table_find(t, r, 7 * r, b);
 			ck_assert_msg(c && c->ks == (int)r && c->pf == (int)(b % 2 + 1), "%u b%u", r, b);
 		}

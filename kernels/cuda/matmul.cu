@@ -940,9 +940,10 @@ static int matmul_fail(struct uwerr *e, int rc, const struct uw_layout *l, size_
 }
 
 /* AUTO's pipeline for l at batch: the tuned choice for this shape and
- * batch bucket (*tuned; its table keeps only kinds built here), else the
- * rule of thumb (*tuned NULL), where fusable says the fused kernel takes
- * l and x. */
+ * batch bucket, up to TUNE_MAX_BUCKET (*tuned; its table keeps only kinds
+ * built here, and no fused one above UWK_FUSED_MAX_BATCH), else the rule
+ * of thumb (*tuned NULL), where fusable says the fused kernel takes l and
+ * x. */
 static enum uwk_pipe auto_pipe(const struct uw_layout *l, size_t batch, bool fusable,
 			       struct uwk_ctx *ctx, const struct tune_choice **tuned)
 {

@@ -43,14 +43,16 @@ extern "C" int uwk_tune_key(const struct uwk_ctx *c, struct tune_key *k, struct 
 	return 0;
 }
 
-/* The choices this library can run: fused shapes it built, pf in range
- * (gemm and wg: always; wg falls back where the device lacks it). */
-static int choice_built(const struct tune_choice *c)
+/* The choices this library can run at the entry's batches: fused shapes
+ * it built, pf in range, batch <= UWK_FUSED_MAX_BATCH (gemm and wg:
+ * always; wg falls back where the device lacks it). */
+static int choice_runs(const struct tune_entry *en)
 {
+	const struct tune_choice *c = &en->c;
 	struct uwk_cfg kinds[32];
 	if (c->pipe == TUNE_PIPE_GEMM || c->pipe == TUNE_PIPE_WG)
 		return 1;
-	if (c->pf < 1 || c->pf > UWK_NPF)
+	if (c->pf < 1 || c->pf > UWK_NPF || en->bucket > UWK_FUSED_MAX_BATCH)
 		return 0;
 	int n = uwk_cfg_list(kinds, 32);
 	for (int i = 0; i < n && i < 32; i++)
@@ -64,7 +66,7 @@ extern "C" int uwk_ctx_use_tune(struct uwk_ctx *c, const struct tune_set *s, str
 	struct tune_table *t = NULL;
 	if (!c)
 		return uwerr_set(e, EINVAL, "uwk_ctx_use_tune: NULL context");
-	int rc = s ? tune_table_build(s, &c->key, choice_built, &t, e) : 0;
+	int rc = s ? tune_table_build(s, &c->key, choice_runs, &t, e) : 0;
 	if (rc < 0)
 		return rc;
 	tune_table_free(c->tune);

@@ -53,12 +53,13 @@ enum uwk_pipe {
 };
 
 #define UWK_FUSED_MAX_BATCH 64
-/* AUTO uses a fused kernel for R12 up to these batches (bench/NOTES.md has
- * the measurements behind them): the warpgroup one (UWK_PIPE_FUSED_WG)
- * from batch 9 to 256 where it runs, else the mma.sync one up to 64;
- * decode + cuBLAS above; R11 likewise (mma.sync) where its columns are a
- * multiple of 128 and x is 16-byte aligned, else decode + cuBLAS; RAW goes
- * to cuBLAS. */
+/* Where no tuned choice applies, AUTO uses a fused kernel for R12 up to
+ * these batches (bench/NOTES.md has the measurements behind them, on an
+ * H200; the tuner decides per device up to batch 1024): the warpgroup one
+ * (UWK_PIPE_FUSED_WG) from batch 9 to 256 where it runs, else the mma.sync
+ * one up to 64; decode + cuBLAS above; R11 likewise (mma.sync) where its
+ * columns are a multiple of 128 and x is 16-byte aligned, else decode +
+ * cuBLAS; RAW goes to cuBLAS. */
 #define UWK_AUTO_FUSED_MAX_BATCH 64
 #define UWK_AUTO_WG_MAX_BATCH 256
 

@@ -83,10 +83,10 @@ int uwk_ctx_reserve(void **buf, size_t *have, size_t bytes, const char *what,
  * kernels leave them zero). */
 int uwk_ctx_counters(struct uwk_ctx *c, uint64_t n, cudaStream_t s, struct uwerr *e);
 /* Whether the warpgroup kernel (matmul_wg.cu) takes l on c's device: R12,
- * rows on 16 bytes, compute capability 9.0 (matmul.cu). And whether AUTO
- * takes it at this batch: 9 to UWK_AUTO_WG_MAX_BATCH, where it beats the
- * mma.sync loop and decode + cuBLAS (bench/NOTES.md, v17, v20; the lean
- * loop stays faster at batch <= 8). */
+ * rows on 16 bytes, compute capability 9.0 (matmul.cu). And whether AUTO,
+ * untuned, takes it at this batch: 9 to UWK_AUTO_WG_MAX_BATCH, where it
+ * beats the mma.sync loop and decode + cuBLAS (bench/NOTES.md, v17, v20;
+ * the lean loop stays faster at batch <= 8). */
 bool uwk_wg_fits(const struct uw_layout *l, const struct uwk_ctx *c);
 bool uwk_wg_default(const struct uw_layout *l, size_t batch, const struct uwk_ctx *c);
 /* Queue the R12 decode of a (checked) into out, BF16 [rows][cols]. */
