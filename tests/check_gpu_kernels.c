@@ -700,14 +700,17 @@ static void *random_x(size_t batch, size_t cols)
 }
 
 /* The tuner: each shape and bucket gets an entry of this device's key
- * whose choice runs, with no candidate rejected; a context given the
+ * whose choice runs, with no candidate rejected (above batch 64 only AUTO's
+ * default, decode + cuBLAS and the warpgroup kernel where it runs are
+ * candidates, and the entry is one of the last two); a context given the
  * entries runs exactly that choice in AUTO (the same bits as the choice
  * named explicitly) within the float64 bound, for every batch of the
  * bucket. */
 START_TEST(test_tune_shape)
 {
 	static const uint64_t shapes[][2] = {{256, 4096}, {300, 1001}};
-	static const size_t batches[] = {1, 8, 16, 64};
+	static const size_t batches[] = {1, 8, 16, 64, 200};
+	const size_t nb = sizeof(batches) / sizeof(batches[0]);
 	struct tune_set set = {0};
 	struct tune_key key;
 	struct uwerr e = {0};
@@ -720,14 +723,24 @@ START_TEST(test_tune_shape)
 		tensor_2d(&ts[s], shapes[s][0], shapes[s][1], w, "tune");
 		free(w);
 		ck_assert(ts[s].l.format == UW_FORMAT_R12);
-		for (size_t b = 0; b < 4; b++) {
+		const int wg = key.cc == 90 && ts[s].l.mant_stride % 16 == 0 &&
+			       ts[s].l.nib_stride % 16 == 0;
+		for (size_t b = 0; b < nb; b++) {
 			struct tune_entry en;
 			struct uwk_tune_info info;
 			int rc = uwk_tune_shape(&ts[s].l, ts[s].dev, batches[b], 3, NULL, 0, ctx, &en,
 						&info, &e);
 			ck_assert_msg(rc == 0, "uwk_tune_shape: %s", e.msg);
 			ck_assert_msg(info.rejected == 0, "%d rejected: %s", info.rejected, info.why);
-			ck_assert_msg(info.tried >= 3, "only %d candidates", info.tried);
+			if (batches[b] <= UWK_FUSED_MAX_BATCH) {
+				ck_assert_msg(info.tried >= 3, "only %d candidates", info.tried);
+			} else {
+				ck_assert_msg(info.tried == 1 + wg, "batch %zu: %d candidates, want %d",
+					      batches[b], info.tried, 1 + wg);
+				ck_assert_msg(en.c.pipe == TUNE_PIPE_GEMM ||
+					      (wg && en.c.pipe == TUNE_PIPE_WG),
+					      "batch %zu: choice %d", batches[b], en.c.pipe);
+			}
 			ck_assert(tune_key_eq(&en.key, &key));
 			ck_assert(en.rows == shapes[s][0] && en.cols == shapes[s][1]);
 			ck_assert_uint_eq(en.bucket, tune_bucket(batches[b]));
@@ -739,7 +752,7 @@ START_TEST(test_tune_shape)
 	ck_assert(uwk_ctx_new(&tuned, &e) == 0);
 	ck_assert_msg(uwk_ctx_use_tune(tuned, &set, &e) == 0, "%s", e.msg);
 	for (size_t s = 0; s < 2; s++)
-		for (size_t b = 0; b < 4; b++) {
+		for (size_t b = 0; b < nb; b++) {
 			const struct tune_entry *en = tune_set_find(&set, &key, (uint32_t)shapes[s][0],
 								    (uint32_t)shapes[s][1],
 								    tune_bucket(batches[b]));

@@ -571,10 +571,11 @@ static size_t cached_buckets(const char *dir, uint64_t rows, uint64_t cols)
 }
 
 /* tune = on-load: once the model is loaded, the cuda backend's tuner has
- * written an entry for each of its R12 matrix shapes at every batch bucket;
- * `unweightctl tune` then finds them all cached (0 written), --force times
- * them again; workers attached after it compute within the float64 bound
- * with the choices. The host backend says plainly there is nothing to tune. */
+ * written an entry for each of its R12 matrix shapes at every batch bucket
+ * (b1 to b1024); `unweightctl tune` then finds them all cached (0
+ * written), --force times them again; workers attached after it compute
+ * within the float64 bound with the choices. The host backend says plainly
+ * there is nothing to tune. */
 START_TEST(test_tune)
 {
 	struct daemon d;
@@ -610,7 +611,7 @@ START_TEST(test_tune)
 		ck_assert_int_eq(uw_tensor_info(uw_model_tensor(m, i), &ti), 0);
 		if (ti.ndim != 2 || ti.layout.format != UW_FORMAT_R12)
 			continue;
-		ck_assert_msg(cached_buckets(d.tune_dir, ti.layout.rows, ti.layout.cols) == 7,
+		ck_assert_msg(cached_buckets(d.tune_dir, ti.layout.rows, ti.layout.cols) == 11,
 			      "%s (%llux%llu): not every bucket tuned", ti.name,
 			      (unsigned long long)ti.layout.rows, (unsigned long long)ti.layout.cols);
 		shapes++;

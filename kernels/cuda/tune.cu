@@ -229,12 +229,14 @@ static int cand_time(tuner &t, const cand &c, double *us, struct uwerr *e)
 }
 
 /* AUTO's default first, then decode + cuBLAS and the warpgroup kernel
- * (where it runs), then every fused shape at a few splits around its own
- * default, pf 1 and 2; as launched (resolved), each once. */
+ * (where it runs), then, up to the fused kernel's batches, every fused
+ * shape at a few splits around its own default, pf 1 and 2; as launched
+ * (resolved), each once. */
 static int candidates(tuner &t, std::vector<cand> &out, struct uwerr *e)
 {
-	struct uwk_cfg kinds[32], c;
-	int rc = uwk_cfg_default(t.l, t.batch, t.ctx, &c, e);
+	const bool fused = t.batch <= UWK_FUSED_MAX_BATCH;
+	struct uwk_cfg kinds[32], c = {0, 0, 0, 0};
+	int rc = fused ? uwk_cfg_default(t.l, t.batch, t.ctx, &c, e) : 0;
 	if (rc < 0)
 		return rc;
 	auto add = [&](const cand &n) {
@@ -243,12 +245,12 @@ static int candidates(tuner &t, std::vector<cand> &out, struct uwerr *e)
 				return;
 		out.push_back(n);
 	};
-	const cand wg = {TUNE_PIPE_WG, {0, 0, 0, 0}};
-	add(uwk_wg_default(t.l, t.batch, t.ctx) ? wg : cand{TUNE_PIPE_FUSED, c});
-	add(cand{TUNE_PIPE_GEMM, {0, 0, 0, 0}});
+	const cand wg = {TUNE_PIPE_WG, {0, 0, 0, 0}}, gemm = {TUNE_PIPE_GEMM, {0, 0, 0, 0}};
+	add(uwk_wg_default(t.l, t.batch, t.ctx) ? wg : fused ? cand{TUNE_PIPE_FUSED, c} : gemm);
+	add(gemm);
 	if (uwk_wg_fits(t.l, t.ctx))
 		add(wg);
-	const int nk = std::min(uwk_cfg_list(kinds, 32), 32);
+	const int nk = fused ? std::min(uwk_cfg_list(kinds, 32), 32) : 0;
 	for (int i = 0; i < nk; i++)
 		for (int pf = 1; pf <= UWK_NPF; pf++) {
 			struct uwk_cfg d = {kinds[i].wm, kinds[i].wk, 0, pf};
@@ -349,7 +351,7 @@ extern "C" int uwk_tune_shape(const struct uw_layout *l, const void *dev_base, s
 	struct uwk_tune_info inf = {};
 	if (info)
 		*info = inf;
-	if (!l || !ctx || !out || batch == 0 || batch > UWK_FUSED_MAX_BATCH || reps < 3)
+	if (!l || !ctx || !out || batch == 0 || batch > TUNE_MAX_BUCKET || reps < 3)
 		return uwerr_set(e, EINVAL, "uwk_tune_shape: bad arguments (batch %zu, reps %d)",
 				 batch, reps);
 	if (l->format != UW_FORMAT_R12 || l->dtype != UW_DTYPE_BF16)

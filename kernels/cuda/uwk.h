@@ -214,19 +214,21 @@ struct uwk_tune_info {
 };
 
 /* Time AUTO's candidates for the R12 tensor at dev_base at this batch
- * (1 to UWK_FUSED_MAX_BATCH; the entry is for its tune_bucket) and fill
- * *out with the fastest: every fused (wm, wk) built, each at ks = 1 and at
- * half, once and twice its default split, with pf 1 and 2, decode +
- * cuBLAS, and the warpgroup kernel where it runs. Before it is timed, each
- * candidate's y (poisoned with NaN first) must be within 1e-2 relative L2
- * error of decode + cuBLAS in float32, every output finite, and a second
- * run must give the same bits; a candidate that fails is rejected and
- * counted in *info. Times: median of reps
- * (>= 3) launches on stream s, each after a write of twice the L2 cache
- * so that W comes from memory as in a model's pass. AUTO's default is kept
- * unless a candidate beats it by more than 1 %. *stop (may be NULL), read
- * between candidates, cancels: -ECANCELED. Allocates its own buffers (x,
- * y, the reference, the L2 flush) and uses ctx's scratch. */
+ * (1 to TUNE_MAX_BUCKET, 1024; the entry is for its tune_bucket) and fill
+ * *out with the fastest: AUTO's default, decode + cuBLAS, the warpgroup
+ * kernel where it runs, and up to UWK_FUSED_MAX_BATCH every fused (wm, wk)
+ * built, each at ks = 1 and at half, once and twice its default split,
+ * with pf 1 and 2 (above that batch, where the warpgroup kernel and decode
+ * + cuBLAS cross over on this device is what is left to decide). Before it
+ * is timed, each candidate's y (poisoned with NaN first) must be within
+ * 1e-2 relative L2 error of decode + cuBLAS in float32, every output
+ * finite, and a second run must give the same bits; a candidate that fails
+ * is rejected and counted in *info. Times: median of reps (>= 3) launches
+ * on stream s, each after a write of twice the L2 cache so that W comes
+ * from memory as in a model's pass. AUTO's default is kept unless a
+ * candidate beats it by more than 1 %. *stop (may be NULL), read between
+ * candidates, cancels: -ECANCELED. Allocates its own buffers (x, y, the
+ * reference, the L2 flush, sized for the batch) and uses ctx's scratch. */
 int uwk_tune_shape(const struct uw_layout *l, const void *dev_base, size_t batch, int reps,
 		   const int *stop, cudaStream_t s, struct uwk_ctx *ctx, struct tune_entry *out,
 		   struct uwk_tune_info *info, struct uwerr *e);
