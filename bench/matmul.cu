@@ -11,9 +11,9 @@
  *     -T: no tuning (the tuned columns stay empty)
  *     -w DIR: merge the tuner's choices into DIR/matmul.tune
  * The tuned columns: uwk_tune_shape (the daemon's tuner) picks a pipeline
- * for each shape at each batch up to 64, and uwk_matmul AUTO runs it from a
- * context given those choices (the lookup a worker does), timed as the
- * others in the same run.
+ * for each shape at each batch up to TUNE_MAX_BUCKET (1024: every batch
+ * here), and uwk_matmul AUTO runs it from a context given those choices
+ * (the lookup a worker does), timed as the others in the same run.
  * Weights are synthetic N(0, 0.02) BF16, encoded to R12 on the CPU (res_plan,
  * res_encode). Each time is the median of REPS calls timed with CUDA events,
  * each call after a 128 MiB memset that flushes the 50 MB L2. The byte floor
@@ -349,7 +349,7 @@ int main(int argc, char **argv)
 			/* the tuner's choice, run by AUTO from a context that has it */
 			double t_tuned = NAN;
 			char tc[24] = "-";
-			if (tune && b <= UWK_FUSED_MAX_BATCH) {
+			if (tune && tune_bucket(b)) {
 				struct tune_entry en;
 				struct uwk_tune_info info;
 				if (uwk_tune_shape(&l, dres, b, 11, NULL, 0, ctx, &en, &info, &e) < 0)
@@ -456,8 +456,8 @@ int main(int argc, char **argv)
 	printf("columns: auto = uwk_matmul (AUTO, no tuned choices: what uw_matmul runs), its %%floor"
 	       " and speedup; fused = the mma.sync fused pipeline with its default shape (up to batch"
 	       " %d); best = fastest mma.sync shape wm x wk / ks / pf of the sweep; dflt = the"
-	       " default's; tuned = AUTO with the tuner's choice (uwk_tune_shape, 11 reps), %%floor"
-	       " and speedup as for auto\n", UWK_FUSED_MAX_BATCH);
+	       " default's; tuned = AUTO with the tuner's choice (uwk_tune_shape, 11 reps; up to"
+	       " batch %d), %%floor and speedup as for auto\n", UWK_FUSED_MAX_BATCH, TUNE_MAX_BUCKET);
 	if (tune_out && tuned.n) {
 		struct uwerr note = {0};
 		if (tune_merge_write(tune_out, &tuned, &note, &e) < 0)
