@@ -31,7 +31,8 @@ r12_decode_kernel(const r12_args a, uint16_t *__restrict__ out)
 	__shared__ __align__(16) uint8_t rtab[R12_LANE_TAB];
 	r12_table(rtab, a.pal);
 	__syncthreads();
-	const uint32_t lane = threadIdx.x & 31, lane4 = 4 * lane, upr = (a.cols + 511) / 512;
+	const uint32_t lane = threadIdx.x & 31, upr = (a.cols + 511) / 512;
+	const uint8_t *const lt = r12_lane_tab(rtab, lane);
 	const uint64_t warp = ((uint64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
 	const uint64_t nwarps = (uint64_t)gridDim.x * blockDim.x / 32;
 	const uint64_t total = (uint64_t)a.rows * upr, per = (total + nwarps - 1) / nwarps;
@@ -82,10 +83,10 @@ r12_decode_kernel(const r12_args a, uint16_t *__restrict__ out)
 				if (c >= a.cols)
 					continue;
 				const uint32_t q = ix[i][h];
-				const uint32_t w0 = r12_pair<0>(sm[i][h][0], r12_entry(rtab, lane4, q));
-				const uint32_t w1 = r12_pair<1>(sm[i][h][0], r12_entry(rtab, lane4, q >> 8));
-				const uint32_t w2 = r12_pair<0>(sm[i][h][1], r12_entry(rtab, lane4, q >> 16));
-				const uint32_t w3 = r12_pair<1>(sm[i][h][1], r12_entry(rtab, lane4, q >> 24));
+				const uint32_t w0 = r12_pair<0>(sm[i][h][0], r12_entry_of(lt, q, 0));
+				const uint32_t w1 = r12_pair<1>(sm[i][h][0], r12_entry_of(lt, q, 1));
+				const uint32_t w2 = r12_pair<0>(sm[i][h][1], r12_entry_of(lt, q, 2));
+				const uint32_t w3 = r12_pair<1>(sm[i][h][1], r12_entry_of(lt, q, 3));
 				uint16_t *o = out + (uint64_t)row[i] * a.cols + c;
 				if (ST16) {
 					*(uint4 *)o = make_uint4(w0, w1, w2, w3);

@@ -143,7 +143,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 	const uint32_t cb = blockIdx.y * cps, ce = min(nch, cb + cps);
 	const uint32_t nsteps = (ce - cb + WK - 1) / WK;
 	const uint32_t row0 = (blockIdx.x * WM + wm) * 16 + g;
-	const uint32_t lane4 = 4 * lane;
+	const uint8_t *const lt = r12_lane_tab(smem, lane);
 	r12_table(smem, a.pal);
 	/* R11: the warp's tile row, its height (units of a tile: 4 gh) */
 	const uint32_t grp = blockIdx.x * WM + wm;
@@ -272,7 +272,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 			}
 			/* pair p of row half h: index byte p, sign|mantissa bytes 2p, 2p + 1 */
 			auto pr = [&](int h, int p) -> uint32_t {
-				const uint32_t e = r12_entry(smem, lane4, cu[h].ix[p >> 2] >> 8 * (p & 3));
+				const uint32_t e = r12_entry_of(lt, cu[h].ix[p >> 2], p & 3);
 				return p & 1 ? r12_pair<1>(cu[h].sm[p >> 1], e) : r12_pair<0>(cu[h].sm[p >> 1], e);
 			};
 			if (!__any_sync(0xffffffffu, pcol[0] < c + 32 || pcol[1] < c + 32)) {
@@ -285,7 +285,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 				uint32_t w[2][16];
 #pragma unroll
 				for (int h = 0; h < 2; h++) {
-					r12_decode32(smem, lane4, cu[h].sm, cu[h].ix, w[h]);
+					r12_decode32(lt, cu[h].sm, cu[h].ix, w[h]);
 					if (pcol[h] < c + 32)
 						r12_patch32(w[h], pnext[h], pend[h], pcol[h], a.patch, c);
 				}
@@ -354,7 +354,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 					r11_nibbles(cur[h].ix, ix);
 					const uint32_t i0 = first + pre[h];
 					uint32_t slow = r11_hints(ix, m[h], i0, emap, escaped);
-					r12_decode32(smem, lane4, cur[h].sm, ix, w[h]);
+					r12_decode32(lt, cur[h].sm, ix, w[h]);
 					for (; slow; slow &= slow - 1) {
 						const uint32_t j = __ffs(slow) - 1;
 						r11_escape(w[h], j, escaped(i0 + __popc(m[h] & ((1u << j) - 1))));
@@ -363,7 +363,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 			}
 #pragma unroll
 			for (int h = 0; h < 2 && !R11; h++) {
-				r12_decode32(smem, lane4, cur[h].sm, cur[h].ix, w[h]);
+				r12_decode32(lt, cur[h].sm, cur[h].ix, w[h]);
 				if (pcol[h] < c + 32)
 					r12_patch32(w[h], pnext[h], pend[h], pcol[h], a.patch, c);
 				r12_tail32(w[h], c, a.cols);

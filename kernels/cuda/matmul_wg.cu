@@ -244,7 +244,7 @@ r12_wg_kernel(const r12_args a, const uint16_t *__restrict__ xp, uint32_t batch,
 	extern __shared__ __align__(128) uint8_t smem[];   /* lanes' tables, then x */
 	uint8_t *const xs = smem + R12_LANE_TAB;
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-	const uint32_t lane4 = 4 * lane;
+	const uint8_t *const lt = r12_lane_tab(smem, lane);
 	const uint32_t bt = blockIdx.x % nbt, grp = blockIdx.x / nbt * 4 * WG + warp;
 	const uint32_t row0 = 16 * grp + g;
 	const uint32_t nch = (a.cols + KC - 1) / KC;
@@ -317,7 +317,7 @@ r12_wg_kernel(const r12_args a, const uint16_t *__restrict__ xp, uint32_t batch,
 		uint32_t w[2][16];
 #pragma unroll
 		for (int h = 0; h < 2; h++) {
-			r12_decode32(smem, lane4, q[0][h].sm, q[0][h].ix, w[h]);
+			r12_decode32(lt, q[0][h].sm, q[0][h].ix, w[h]);
 			if (pcol[h] < col + 32)
 				r12_patch32(w[h], pnext[h], pend[h], pcol[h], a.patch, col);
 			r12_tail32(w[h], col, a.cols);

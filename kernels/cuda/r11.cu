@@ -35,7 +35,8 @@ r11_decode_kernel(const r12_args a, uint16_t *__restrict__ out)
 	r12_table(rtab, a.pal);
 	r11_emap(emap, a.pal);
 	__syncthreads();
-	const uint32_t lane = threadIdx.x & 31, lane4 = 4 * lane, warp = threadIdx.x / 32;
+	const uint32_t lane = threadIdx.x & 31, warp = threadIdx.x / 32;
+	const uint8_t *const lt = r12_lane_tab(rtab, lane);
 	const uint64_t nwarps = (uint64_t)gridDim.x * blockDim.x / 32;
 	const uint64_t tiles = (uint64_t)((a.rows + 15) / 16) * a.nk;
 	for (uint64_t t = ((uint64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; t < tiles;
@@ -85,7 +86,7 @@ r11_decode_kernel(const r12_args a, uint16_t *__restrict__ out)
 				}
 				r11_nibbles(b[hh], ix);
 				uint32_t slow = r11_hints(ix, m[hh], i0, emap, escaped);
-				r12_decode32(rtab, lane4, sm, ix, v);
+				r12_decode32(lt, sm, ix, v);
 				uint16_t *o = out + (uint64_t)row * a.cols + col;
 				if (ST16) {
 #pragma unroll
@@ -111,7 +112,7 @@ r11_decode_kernel(const r12_args a, uint16_t *__restrict__ out)
 					const uint32_t p = 32 * u + j, row = r0 + p / w, col = c0 + p % w;
 					const uint32_t c = (b[hh][0] >> j & 1) | (b[hh][1] >> j & 1) << 1 |
 							   (b[hh][2] >> j & 1) << 2;
-					const uint32_t ex = c == 7 ? escaped(i++) : (r12_entry(rtab, lane4, c) >> 7) & 0xff;
+					const uint32_t ex = c == 7 ? escaped(i++) : (r12_entry(lt, c) >> 7) & 0xff;
 					out[(uint64_t)row * a.cols + col] =
 						bf16_of(ex, __ldg(a.mant + (uint64_t)row * a.mstride + col));
 				}

@@ -127,18 +127,31 @@ __device__ __forceinline__ void r12_table(uint8_t *rtab, const uint32_t pal[4])
 	}
 }
 
-/* The entry of index byte b & 0xff in the lane's copy of the table; lane4 =
- * 4 * lane, so the address is a shift and one lop3. */
-__device__ __forceinline__ uint32_t r12_entry(const uint8_t *rtab, uint32_t lane4, uint32_t b)
-{
-	return *(const uint32_t *)(rtab + (((b << 7) & 0x7f80u) | lane4));
-}
-
 __device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel)
 {
 	uint32_t d;
 	asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(sel));
 	return d;
+}
+
+/* The lane's copy of the table (r12_table): its entry i at lt + 128 i. */
+__device__ __forceinline__ const uint8_t *r12_lane_tab(const uint8_t *rtab, uint32_t lane)
+{
+	return rtab + 4 * lane;
+}
+
+/* The entry of index i (0..255) in the lane's copy of the table. */
+__device__ __forceinline__ uint32_t r12_entry(const uint8_t *lt, uint32_t i)
+{
+	return *(const uint32_t *)(lt + (i << 7));
+}
+
+/* The entry of index byte k of w, the byte taken out by one prmt (R11's
+ * fused loop, whose index words are built in registers, runs 4-7 % faster
+ * than with a shift and a mask; bench/NOTES.md, v25). */
+__device__ __forceinline__ uint32_t r12_entry_of(const uint8_t *lt, uint32_t w, int k)
+{
+	return r12_entry(lt, prmt(w, 0, 0x4440 + k));
 }
 
 /* Two BF16 (a column pair, even column in the low half) from four
@@ -154,16 +167,15 @@ __device__ __forceinline__ uint32_t r12_pair(uint32_t sm, uint32_t ebits)
 
 /* 32 columns of one row: sm[8] words (32 sign|mantissa bytes) and ix[4]
  * words (16 index bytes) -> w[16] BF16 pairs (pair p = columns 2p, 2p+1),
- * with the lane's table (r12_table, r12_entry). */
-__device__ __forceinline__ void r12_decode32(const uint8_t *rtab, uint32_t lane4,
-					     const uint32_t sm[8], const uint32_t ix[4],
-					     uint32_t w[16])
+ * with the lane's table lt (r12_lane_tab). */
+__device__ __forceinline__ void r12_decode32(const uint8_t *lt, const uint32_t sm[8],
+					     const uint32_t ix[4], uint32_t w[16])
 {
 #pragma unroll
 	for (int q = 0; q < 8; q++) {
-		uint32_t b = ix[q >> 1] >> (16 * (q & 1));
-		w[2 * q] = r12_pair<0>(sm[q], r12_entry(rtab, lane4, b));
-		w[2 * q + 1] = r12_pair<1>(sm[q], r12_entry(rtab, lane4, b >> 8));
+		const int k = 2 * (q & 1);
+		w[2 * q] = r12_pair<0>(sm[q], r12_entry_of(lt, ix[q >> 1], k));
+		w[2 * q + 1] = r12_pair<1>(sm[q], r12_entry_of(lt, ix[q >> 1], k + 1));
 	}
 }
 
