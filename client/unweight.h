@@ -42,8 +42,10 @@ enum uw_format {
 	UW_FORMAT_RAW = 0,  /* the tensor's bytes as in safetensors */
 	UW_FORMAT_R12 = 1,  /* BF16 [rows][cols]: 4-bit exponent palette index plane,
 			     * sign|mantissa byte plane, and exponent patches */
-	UW_FORMAT_R11 = 2,  /* BF16 [rows][cols]: sign|mantissa byte plane, 3-bit
-			     * exponent codes in 16x128 tiles, escaped exponent bytes */
+	UW_FORMAT_R11 = 3,  /* BF16 [rows][cols]: sign|mantissa byte plane, 3-bit
+			     * exponent codes in 16x128 tiles, 3-byte patches for
+			     * exponents outside the 8 codes. (2 was R11's first
+			     * layout, retired: refused as an unknown format.) */
 };
 
 /* The raw layout of one resident tensor, for users with their own kernels.
@@ -55,15 +57,17 @@ struct uw_layout {
 	uint64_t rows, cols;      /* 2-D view: rows = shape[0], cols = the rest */
 	uint64_t nbytes;          /* resident bytes of this tensor */
 	uint32_t crc32c;          /* CRC-32C of those bytes */
-	uint8_t palette[UW_PALETTE_SIZE]; /* R12, R11: exponent byte of each index (code) */
+	uint8_t palette[UW_PALETTE_SIZE]; /* R12: exponent byte of each index;
+					   * R11: of each code in [0..7], [8..15] zero */
 	uint64_t mant_off, mant_stride;   /* R12, R11: sign|mantissa plane, row stride */
 	uint64_t nib_off, nib_stride;     /* R12: index plane (low nibble = even col);
 					   * R11: code plane, bytes of one 16-row group */
 	uint64_t patch_grp_off;   /* R12: uint32 [ceil(rows / 16) + 1] first patch of each 16-row group;
-				   * R11: uint32 [tiles + 1] first escape of each tile */
+				   * R11: uint32 [tiles + 1] first patch of each tile */
 	uint64_t patch_off;       /* R12: uint32 [npatch] (row % 16) << 28 | col << 8 | exponent;
-				   * R11: uint8 [npatch] escaped exponents */
-	uint64_t npatch;          /* R12: patches; R11: escapes */
+				   * R11: uint16 [npatch] xtab index << 11 | row << 7 | col in
+				   * the tile, uint8 [npatch] sign|mantissa bytes, uint8 [32] xtab */
+	uint64_t npatch;          /* R12, R11: patches */
 };
 
 struct uw_tensor_info {

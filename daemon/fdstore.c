@@ -40,7 +40,8 @@
 #include "proto/proto.h"
 
 #define MANIFEST_MAGIC 0x524f545344465755ull   /* "UWFDSTOR" little-endian */
-#define MANIFEST_VERSION 2u   /* 1: a buffer's CRC was of all its bytes, gaps too */
+#define MANIFEST_VERSION 3u   /* 1: a buffer's CRC was of all its bytes, gaps too;
+				 * 2: R11 tensors were format 2's layout (escapes) */
 #define MANIFEST_MAX (64u << 20)
 #define NAME_PREFIX "uw."
 

@@ -53,6 +53,13 @@ static int code_plane_bytes(const struct uw_layout *l, uint64_t *n)
 	       __builtin_add_overflow(*n, group_code_bytes(l, hl), n) ? -EOVERFLOW : 0;
 }
 
+/* Where the code bits of element e (0..31) of a unit lie (docs/FORMAT.md,
+ * "R11", Tiles): the two low bits at bit lo_shift of word lo_word (A for
+ * q = e / 8 even, B odd), the high bit at bit hi_shift of C. */
+static inline unsigned lo_word(unsigned e) { return e / 8 % 2; }
+static inline unsigned lo_shift(unsigned e) { return 4 * (e % 8) + 2 * (e / 16); }
+static inline unsigned hi_shift(unsigned e) { return 4 * (e % 8) + e / 8; }
+
 /* One tile: its first row and column, its height and width, its 32-element
  * code units and where its code words start (from the base). */
 struct r11_tile {
@@ -72,12 +79,21 @@ static void r11_tile(const struct uw_layout *l, uint64_t t, struct r11_tile *x)
 	x->code_off = l->nib_off + g * l->nib_stride + k * TILE_BYTES(x->h);
 }
 
+/* Code of element p of a tile whose code words start at w. */
+static unsigned code_at(const uint8_t *w, uint32_t units, uint32_t p)
+{
+	const unsigned u = p / UNIT, e = p % UNIT;
+	return (le32_get(w + 4 * ((uint64_t)lo_word(e) * units + u)) >> lo_shift(e) & 3) |
+	       (le32_get(w + 4 * (2 * (uint64_t)units + u)) >> hi_shift(e) & 1) << 2;
+}
+
 /* The sign|mantissa plane is R12's; the group stride is that of a full
  * group of 16 rows. */
 int r11_offsets(struct uw_layout *l)
 {
 	uint64_t a, code, tiles;
-	if (l->rows > UINT32_MAX * (uint64_t)R11_TILE_ROWS || l->cols > UINT32_MAX)
+	if (l->rows > UINT32_MAX * (uint64_t)R11_TILE_ROWS || l->cols > UINT32_MAX ||
+	    l->npatch > UINT32_MAX)
 		return -EOVERFLOW;
 	l->mant_off = 0;
 	l->mant_stride = res_mant_stride(l->cols);
@@ -93,7 +109,8 @@ int r11_offsets(struct uw_layout *l)
 	if (l->patch_grp_off < a || tiles >= (UINT64_MAX - l->patch_grp_off) / 4)
 		return -EOVERFLOW;
 	l->patch_off = l->patch_grp_off + 4 * (tiles + 1);
-	if (__builtin_add_overflow(l->patch_off, l->npatch, &l->nbytes))
+	/* pe, psm and xtab */
+	if (__builtin_add_overflow(l->patch_off, 3 * l->npatch + R11_XTAB, &l->nbytes))
 		return -EOVERFLOW;
 	return 0;
 }
@@ -101,20 +118,19 @@ int r11_offsets(struct uw_layout *l)
 int r11_plan(struct uw_layout *l, const uint64_t hist[256])
 {
 	struct uw_layout r = *l;
-	uint64_t covered = 0, rest[256];
-	uint8_t hint[UW_PALETTE_SIZE];
-	const int k = exp_palette(hist, R11_CODES, r.palette);
-	memcpy(rest, hist, sizeof(rest));
+	uint64_t covered = 0;
+	uint8_t in[256] = {0};
+	int outside = 0;
+	const int k = exp_palette(hist, R11_CODES, r.palette);  /* palette[8..15] = 0 */
 	for (int i = 0; i < k; i++) {
 		covered += hist[r.palette[i]];
-		rest[r.palette[i]] = 0;
+		in[r.palette[i]] = 1;
 	}
-	/* the escapes' most frequent exponents, for the fused kernel */
-	exp_palette(rest, R11_HINTS, hint);
-	memcpy(r.palette + R11_ESC + 1, hint, R11_HINTS);
+	for (int x = 0; x < 256; x++)
+		outside += hist[x] && !in[x];
 	r.format = UW_FORMAT_R11;
 	r.npatch = l->rows * l->cols - covered;
-	if (r.npatch > UINT32_MAX || r11_offsets(&r) < 0)
+	if (outside > R11_XTAB || r11_offsets(&r) < 0)
 		return -EOVERFLOW;
 	*l = r;
 	return 0;
@@ -122,7 +138,7 @@ int r11_plan(struct uw_layout *l, const uint64_t hist[256])
 
 int r11_validate(const struct uw_layout *l, struct uwerr *e)
 {
-	uint64_t n = l->rows * l->cols, code;  /* res_validate: no overflow */
+	uint64_t n = l->rows * l->cols, code, tiles = r11_tiles(l);  /* res_validate: no overflow */
 	if (l->dtype != UW_DTYPE_BF16)
 		return uwerr_set(e, EBADMSG, "layout: R11 of %s (BF16 only)", dtype_name((int)l->dtype));
 	if (n == 0 || l->rows > UINT32_MAX * (uint64_t)R11_TILE_ROWS || l->cols > UINT32_MAX)
@@ -138,14 +154,21 @@ int r11_validate(const struct uw_layout *l, struct uwerr *e)
 		return uwerr_set(e, EBADMSG, "layout: misaligned R11 offsets %llu, %llu, %llu",
 				 (unsigned long long)l->mant_off, (unsigned long long)l->nib_off,
 				 (unsigned long long)l->patch_grp_off);
+	/* tiles < 2^33 (rows < 2^36, cols < 2^32): 4 (tiles + 1) fits */
+	if (l->patch_grp_off > UINT64_MAX - 4 * (tiles + 1) ||
+	    l->patch_off != l->patch_grp_off + 4 * (tiles + 1))
+		return uwerr_set(e, EBADMSG, "layout: R11 patch_off %llu (want patch_grp_off + 4 * %llu tiles + 4)",
+				 (unsigned long long)l->patch_off, (unsigned long long)tiles);
 	if (l->npatch > n || l->npatch > UINT32_MAX)
-		return uwerr_set(e, EBADMSG, "layout: %llu escapes for %llu elements",
+		return uwerr_set(e, EBADMSG, "layout: %llu patches for %llu elements",
 				 (unsigned long long)l->npatch, (unsigned long long)n);
-	const int ok = code_plane_bytes(l, &code) == 0 && r11_tiles(l) < UINT64_MAX &&
+	/* pe, psm, then xtab: nbytes >= patch_off + 3 npatch + 32 */
+	const int ok = code_plane_bytes(l, &code) == 0 &&
 		       res_region_ok(l->mant_off, l->rows, l->mant_stride, l->nbytes) &&
 		       res_region_ok(l->nib_off, code, 1, l->nbytes) &&
-		       res_region_ok(l->patch_grp_off, r11_tiles(l) + 1, 4, l->nbytes) &&
-		       res_region_ok(l->patch_off, l->npatch, 1, l->nbytes);
+		       res_region_ok(l->patch_grp_off, tiles + 1, 4, l->nbytes) &&
+		       l->nbytes >= R11_XTAB &&
+		       res_region_ok(l->patch_off, l->npatch, 3, l->nbytes - R11_XTAB);
 	if (!ok)
 		return uwerr_set(e, EBADMSG, "layout: a plane of R11 %llux%llu lies past its %llu bytes",
 				 (unsigned long long)l->rows, (unsigned long long)l->cols,
@@ -159,25 +182,36 @@ struct r11_job {
 	const struct uw_layout *l;
 	const uint8_t *raw;
 	uint8_t *dst;
-	uint8_t code[256];      /* exponent -> code, R11_ESC for escapes */
-	uint32_t *first;        /* per tile: its escapes, then the first one's index */
+	uint8_t code[256];      /* exponent -> code */
+	uint8_t xidx[256];      /* exponent -> its xtab index (0 while counting); 0xff: in the palette */
+	uint8_t seen[256];      /* exponents of patched elements (atomic stores) */
+	uint32_t *first;        /* per tile: its patches, then the first one's index */
 };
 
 static void count_groups(void *ctx, size_t g0, size_t g1)
 {
 	struct r11_job *j = ctx;
 	const uint64_t nk = tiles_across(j->l);
+	uint8_t seen[256] = {0};
 	for (uint64_t t = g0 * nk; t < g1 * nk; t++) {
 		struct r11_tile x;
 		uint32_t n = 0;
 		r11_tile(j->l, t, &x);
 		for (uint32_t i = 0; i < x.h; i++) {
 			const uint8_t *p = j->raw + 2 * ((x.r0 + i) * j->l->cols + x.c0);
-			for (uint32_t c = 0; c < x.w; c++, p += 2)
-				n += j->code[bf16_exp(p)] == R11_ESC;
+			for (uint32_t c = 0; c < x.w; c++, p += 2) {
+				const uint8_t ex = bf16_exp(p);
+				if (j->xidx[ex] != 0xff) {
+					n++;
+					seen[ex] = 1;
+				}
+			}
 		}
 		j->first[t + 1] = n;
 	}
+	for (int x = 0; x < 256; x++)
+		if (seen[x])
+			__atomic_store_n(&j->seen[x], 1, __ATOMIC_RELAXED);
 }
 
 static void write_groups(void *ctx, size_t g0, size_t g1)
@@ -196,17 +230,22 @@ static void write_groups(void *ctx, size_t g0, size_t g1)
 	for (uint64_t t = g0 * nk; t < g1 * nk; t++) {
 		struct r11_tile x;
 		r11_tile(l, t, &x);
-		uint8_t *esc = j->dst + l->patch_off + j->first[t];
+		uint8_t *pe = j->dst + l->patch_off + 2 * (uint64_t)j->first[t];
+		uint8_t *psm = j->dst + l->patch_off + 2 * l->npatch + j->first[t];
 		uint32_t pos = 0;
 		memset(words, 0, 12 * x.units);
 		for (uint32_t i = 0; i < x.h; i++) {
 			const uint8_t *p = j->raw + 2 * ((x.r0 + i) * l->cols + x.c0);
 			for (uint32_t c = 0; c < x.w; c++, p += 2, pos++) {
 				const uint8_t ex = bf16_exp(p), k = j->code[ex];
-				for (int b = 0; b < 3; b++)
-					words[b * x.units + pos / UNIT] |= (uint32_t)(k >> b & 1) << pos % UNIT;
-				if (k == R11_ESC)
-					*esc++ = ex;
+				const unsigned u = pos / UNIT, el = pos % UNIT;
+				words[lo_word(el) * x.units + u] |= (uint32_t)(k & 3) << lo_shift(el);
+				words[2 * x.units + u] |= (uint32_t)(k >> 2) << hi_shift(el);
+				if (j->xidx[ex] != 0xff) {     /* i, c < 128: ascending in pe & 0x7ff */
+					le16_put(pe, (uint16_t)(j->xidx[ex] << R11_PE_X | i << 7 | c));
+					pe += 2;
+					*psm++ = bf16_sm(p);
+				}
 			}
 		}
 		for (uint32_t w = 0; w < 3 * x.units; w++)
@@ -217,16 +256,31 @@ static void write_groups(void *ctx, size_t g0, size_t g1)
 int r11_encode(struct uw_layout *l, const void *raw, void *dst, int nthreads, struct uwerr *e)
 {
 	struct r11_job j = {.l = l, .raw = raw, .dst = dst};
-	uint8_t idx[256];
+	uint8_t idx[256], xtab[R11_XTAB] = {0};
 	res_palette_index(l->palette, idx);
-	for (int x = 0; x < 256; x++)
-		j.code[x] = idx[x] < R11_CODES ? idx[x] : R11_ESC;
+	for (int x = 0; x < 256; x++) {
+		/* palette[8..15] are 0: an exponent found only there is patched */
+		j.code[x] = idx[x] < R11_CODES ? idx[x] : R11_PATCHED;
+		j.xidx[x] = idx[x] < R11_CODES ? 0xff : 0;
+	}
 	const uint64_t tiles = r11_tiles(l), ngrp = groups(l);
 	if (!(j.first = malloc((tiles + 1) * sizeof(uint32_t))))
-		return uwerr_set(e, ENOMEM, "res_encode: escape index of %llu tiles",
+		return uwerr_set(e, ENOMEM, "res_encode: patch index of %llu tiles",
 				 (unsigned long long)tiles);
 	const int threads = nthreads > 0 || l->rows * l->cols >= RES_PAR_MIN ? nthreads : 1;
 	par_for(ngrp, threads, count_groups, &j);
+	int nx = 0;
+	for (int x = 0; x < 256; x++)
+		if (j.seen[x]) {
+			if (nx < R11_XTAB)
+				xtab[nx] = (uint8_t)x;
+			j.xidx[x] = (uint8_t)nx++;
+		}
+	if (nx > R11_XTAB) {
+		free(j.first);
+		return uwerr_set(e, EINVAL, "res_encode: data has %d exponents outside the R11 palette (at most %d)",
+				 nx, R11_XTAB);
+	}
 	if (res_count_index(j.first, tiles, l->npatch, "R11 palette", e) < 0) {
 		free(j.first);
 		return -EINVAL;
@@ -235,6 +289,7 @@ int r11_encode(struct uw_layout *l, const void *raw, void *dst, int nthreads, st
 	code_plane_bytes(l, &code);     /* res_layout_check: it fits */
 	res_put_index(l, dst, l->nib_off + code, j.first, tiles);
 	par_for(ngrp, threads, write_groups, &j);
+	memcpy((uint8_t *)dst + l->patch_off + 3 * l->npatch, xtab, R11_XTAB);
 	free(j.first);
 	l->crc32c = crc32c(0, dst, l->nbytes);
 	return 0;
@@ -242,41 +297,53 @@ int r11_encode(struct uw_layout *l, const void *raw, void *dst, int nthreads, st
 
 /* ---- decoder ---- */
 
-/* Tile x (index t) into o, the rows of [r0, r1) only (o is row r0). */
+/* Tile x (index t) into o, the rows of [r0, r1) only (o is row r0); its
+ * patches are checked whichever rows are asked for. */
 static int decode_tile(const struct uw_layout *l, const uint8_t *b, uint64_t t,
 		       const struct r11_tile *x, uint64_t r0, uint64_t r1, uint8_t *o,
 		       struct uwerr *e)
 {
 	const uint32_t f0 = le32_get(b + l->patch_grp_off + 4 * t);
 	const uint32_t f1 = le32_get(b + l->patch_grp_off + 4 * t + 4);
-	const uint8_t *code = b + x->code_off, *esc = b + l->patch_off;
-	uint32_t at = f0, pos = 0;
+	const uint8_t *code = b + x->code_off, *pe = b + l->patch_off;
+	const uint8_t *psm = pe + 2 * l->npatch, *xtab = psm + l->npatch;
+	const unsigned long long tl = t;
 	if (f0 > f1 || f1 > l->npatch)
-		return uwerr_set(e, EBADMSG, "R11 tile %llu: escapes [%u, %u) of %llu",
-				 (unsigned long long)t, f0, f1, (unsigned long long)l->npatch);
-	for (uint32_t i = 0; i < x->h; i++) {
+		return uwerr_set(e, EBADMSG, "R11 tile %llu: patches [%u, %u) of %llu",
+				 tl, f0, f1, (unsigned long long)l->npatch);
+	for (uint32_t i = 0, pos = 0; i < x->h; i++) {
 		const uint64_t r = x->r0 + i;
-		const uint8_t *mant = b + l->mant_off + r * l->mant_stride + x->c0;
-		uint8_t *row = r >= r0 && r < r1 ? o + 2 * ((r - r0) * l->cols + x->c0) : NULL;
-		for (uint32_t c = 0; c < x->w; c++, pos++) {
-			const uint64_t w = 4 * (uint64_t)(pos / UNIT), s = pos % UNIT;
-			const unsigned k = (le32_get(code + w) >> s & 1) |
-					   (le32_get(code + 4 * x->units + w) >> s & 1) << 1 |
-					   (le32_get(code + 8 * x->units + w) >> s & 1) << 2;
-			uint8_t ex = l->palette[k];
-			if (k == R11_ESC) {
-				if (at == f1)
-					return uwerr_set(e, EBADMSG, "R11 tile %llu: more escape codes than its %u escapes",
-							 (unsigned long long)t, f1 - f0);
-				ex = esc[at++];
-			}
-			if (row)
-				bf16_put(row + 2 * c, ex, mant[c]);
+		if (r < r0 || r >= r1) {
+			pos += x->w;
+			continue;
 		}
+		const uint8_t *mant = b + l->mant_off + r * l->mant_stride + x->c0;
+		uint8_t *row = o + 2 * ((r - r0) * l->cols + x->c0);
+		for (uint32_t c = 0; c < x->w; c++, pos++)
+			bf16_put(row + 2 * c, l->palette[code_at(code, x->units, pos)], mant[c]);
 	}
-	if (at != f1)
-		return uwerr_set(e, EBADMSG, "R11 tile %llu: %u escape codes for %u escapes",
-				 (unsigned long long)t, at - f0, f1 - f0);
+	/* each patch over its element's palette[7] */
+	for (uint32_t k = f0, prev = 0; k < f1; k++) {
+		const uint16_t v = le16_get(pe + 2 * (uint64_t)k);
+		const uint32_t i = (v & R11_PE_POS) >> 7, c = v & 127;
+		if (k > f0 && (v & R11_PE_POS) <= prev)
+			return uwerr_set(e, EBADMSG, "R11 tile %llu: patch %u at (%u, %u) not after the one before it",
+					 tl, k, i, c);
+		prev = v & R11_PE_POS;
+		if (i >= x->h || c >= x->w)
+			return uwerr_set(e, EBADMSG, "R11 tile %llu: patch %u at (%u, %u), outside the tile's %ux%u",
+					 tl, k, i, c, x->h, x->w);
+		const unsigned cd = code_at(code, x->units, i * x->w + c);
+		const uint8_t sm = b[l->mant_off + (x->r0 + i) * l->mant_stride + x->c0 + c];
+		if (cd != R11_PATCHED)
+			return uwerr_set(e, EBADMSG, "R11 tile %llu: patch %u at (%u, %u) on an element of code %u (want %u)",
+					 tl, k, i, c, cd, R11_PATCHED);
+		if (psm[k] != sm)
+			return uwerr_set(e, EBADMSG, "R11 tile %llu: patch %u at (%u, %u) has byte %02x, the plane %02x",
+					 tl, k, i, c, psm[k], sm);
+		if (x->r0 + i >= r0 && x->r0 + i < r1)
+			bf16_put(o + 2 * ((x->r0 + i - r0) * l->cols + x->c0 + c), xtab[v >> R11_PE_X], sm);
+	}
 	return 0;
 }
 

@@ -310,7 +310,7 @@ int res_validate(const struct uw_layout *l, size_t avail, struct uwerr *e)
 		break;
 	case UW_FORMAT_R11:
 		return r11_validate(l, e);
-	default:
+	default:        /* 2, R11's first layout (escape bytes), is retired: unknown too */
 		return uwerr_set(e, EBADMSG, "layout: unknown format %u", l->format);
 	}
 	if (l->dtype != UW_DTYPE_BF16)

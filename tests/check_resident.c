@@ -57,92 +57,124 @@ static void check_padding(const struct uw_layout *l, const uint8_t *b, const cha
 }
 
 /* R11 read straight from docs/FORMAT.md, element by element, against the
- * source: the code of element (r, c) from the bit planes of its tile, its
- * escape found by counting the escapes before it in the tile; and every
- * byte the format does not assign is zero. */
+ * source: palette[0..7] the 8 most frequent exponents, ascending; the code
+ * of element (r, c) from its unit's words A, B, C; an element whose
+ * exponent is outside palette[0..7] has code 7 and the next patch of its
+ * tile, which names its position, its byte and its exponent in xtab (the
+ * outside exponents, ascending); and every byte the format does not assign
+ * is zero. */
 static void check_r11_spec(const struct uw_layout *l, const uint8_t *b, const uint16_t *w,
 			   const char *what)
 {
-	const uint64_t nk = (l->cols + 127) / 128, ng = (l->rows + 15) / 16;
+	const uint64_t nk = (l->cols + 127) / 128, ng = (l->rows + 15) / 16, n = l->rows * l->cols;
 	ck_assert_uint_eq(l->nib_stride, 768 * (nk - 1) + 12 * ((l->cols - 128 * (nk - 1) + 1) / 2));
 	ck_assert_uint_eq(l->patch_off, l->patch_grp_off + 4 * (ng * nk + 1));
-	ck_assert_uint_eq(l->nbytes, l->patch_off + l->npatch);
-	ck_assert_msg(l->palette[7] == 0, "%s: palette[7] used", what);
-	/* palette[8..15]: the escapes' 8 most frequent exponents, ascending */
-	uint64_t esc_hist[256] = {0}, least = UINT64_MAX, most_out = 0;
-	for (uint64_t i = 0; i < l->rows * l->cols; i++) {
-		const uint8_t ex = (uint8_t)(w[i] >> 7);
-		int in = 0;
-		for (int k = 0; k < 7; k++)
-			in |= l->palette[k] == ex;
-		esc_hist[ex] += !in;
+	ck_assert_uint_eq(l->nbytes, l->patch_off + 3 * l->npatch + 32);
+	uint64_t hist[256] = {0};
+	int distinct = 0;
+	for (uint64_t i = 0; i < n; i++)
+		distinct += hist[w[i] >> 7 & 0xff]++ == 0;
+	/* palette[0..7]: k = min(8, distinct) exponents, ascending, each at
+	 * least as frequent as any left out (the lower one on a tie); the
+	 * rest of the 16 bytes zero */
+	const int k = distinct < 8 ? distinct : 8;
+	int code_of[256];
+	for (int x = 0; x < 256; x++)
+		code_of[x] = -1;
+	for (int i = 0; i < 16; i++) {
+		if (i >= k) {
+			ck_assert_msg(l->palette[i] == 0, "%s: palette[%d] = %u, want 0", what, i,
+				      l->palette[i]);
+			continue;
+		}
+		ck_assert_msg(hist[l->palette[i]] > 0, "%s: palette[%d] = %u absent", what, i,
+			      l->palette[i]);
+		if (i > 0)
+			ck_assert_msg(l->palette[i - 1] < l->palette[i], "%s: palette not ascending", what);
+		code_of[l->palette[i]] = i;
 	}
-	int hints = 0;
-	for (int i = 8; i < 16; i++) {
-		if (i > 8 && l->palette[i] && l->palette[i - 1])
-			ck_assert_msg(l->palette[i - 1] < l->palette[i], "%s: hints not ascending", what);
-		if (esc_hist[l->palette[i]] && l->palette[i] != l->palette[i - 1]) {
-			hints++;
-			if (esc_hist[l->palette[i]] < least)
-				least = esc_hist[l->palette[i]];
+	for (int x = 0; x < 256; x++)
+		for (int i = 0; i < k && hist[x] && code_of[x] < 0; i++) {
+			const uint64_t hp = hist[l->palette[i]];
+			ck_assert_msg(hist[x] < hp || (hist[x] == hp && x > l->palette[i]),
+				      "%s: exponent %d (%llu times) left out for %u (%llu)", what, x,
+				      (unsigned long long)hist[x], l->palette[i], (unsigned long long)hp);
+		}
+	/* xtab: the exponents outside the palette, ascending, then zeros */
+	const uint8_t *pe = b + l->patch_off, *psm = pe + 2 * l->npatch, *xtab = psm + l->npatch;
+	int xidx[256], nx = 0;
+	uint64_t outside = 0;
+	for (int x = 0; x < 256; x++) {
+		xidx[x] = -1;
+		if (hist[x] && code_of[x] < 0) {
+			ck_assert_msg(nx < 32, "%s: R11 with %d exponents outside the palette", what, nx + 1);
+			ck_assert_msg(xtab[nx] == x, "%s: xtab[%d] = %u, want %d", what, nx, xtab[nx], x);
+			xidx[x] = nx++;
+			outside += hist[x];
 		}
 	}
-	for (int x = 0; x < 256; x++) {
-		int hinted = 0;
-		for (int i = 8; i < 16; i++)
-			hinted |= l->palette[i] == x;
-		if (!hinted && esc_hist[x] > most_out)
-			most_out = esc_hist[x];
-	}
-	ck_assert_msg(most_out == 0 || (hints == 8 && most_out <= least),
-		      "%s: an escaped exponent (%llu times) left out of the hints", what,
-		      (unsigned long long)most_out);
-	uint32_t first;
-	memcpy(&first, b + l->patch_grp_off, 4);
-	ck_assert_uint_eq(first, 0);
-	memcpy(&first, b + l->patch_grp_off + 4 * ng * nk, 4);
-	ck_assert_uint_eq(first, l->npatch);
+	for (int i = nx; i < 32; i++)
+		ck_assert_msg(xtab[i] == 0, "%s: xtab[%d] = %u past its %d exponents", what, i,
+			      xtab[i], nx);
+	ck_assert_uint_eq(l->npatch, outside);
+	uint32_t at, first;
+	memcpy(&at, b + l->patch_grp_off, 4);
+	ck_assert_uint_eq(at, 0);
 	uint64_t code_end = 0;
 	for (uint64_t g = 0; g < ng; g++)
-		for (uint64_t k = 0; k < nk; k++) {
+		for (uint64_t kk = 0; kk < nk; kk++) {
 			const uint64_t h = l->rows - 16 * g < 16 ? l->rows - 16 * g : 16;
-			const uint64_t tw = l->cols - 128 * k < 128 ? l->cols - 128 * k : 128;
-			const uint64_t units = (h * tw + 31) / 32, t = g * nk + k;
-			const uint8_t *code = b + l->nib_off + g * l->nib_stride + k * 48 * h;
-			uint32_t esc;
-			memcpy(&esc, b + l->patch_grp_off + 4 * t, 4);
+			const uint64_t tw = l->cols - 128 * kk < 128 ? l->cols - 128 * kk : 128;
+			const uint64_t units = (h * tw + 31) / 32, t = g * nk + kk;
+			const uint8_t *code = b + l->nib_off + g * l->nib_stride + kk * 48 * h;
+			memcpy(&first, b + l->patch_grp_off + 4 * t, 4);
+			ck_assert_msg(first == at, "%s: tile %llu's patches start at %u, want %u", what,
+				      (unsigned long long)t, first, at);
 			for (uint64_t p = 0; p < 32 * units; p++) {
-				unsigned v = 0;
-				for (int bit = 0; bit < 3; bit++) {
-					uint32_t word;
-					memcpy(&word, code + 4 * (bit * units + p / 32), 4);
-					v |= (word >> (p % 32) & 1) << bit;
-				}
+				/* element e of unit u: low bits in A (q even) or B (q odd)
+				 * at 4r + 2(q/2), high bit in C at 4r + q */
+				const uint64_t u = p / 32, e = p % 32, q = e / 8, r = e % 8;
+				uint32_t lo, hi;
+				memcpy(&lo, code + 4 * ((q % 2) * units + u), 4);
+				memcpy(&hi, code + 4 * (2 * units + u), 4);
+				const unsigned v = (lo >> (4 * r + 2 * (q / 2)) & 3) | (hi >> (4 * r + q) & 1) << 2;
 				if (p >= h * tw) {
 					ck_assert_msg(v == 0, "%s: tile %llu: code bits past its elements", what,
 						      (unsigned long long)t);
 					continue;
 				}
-				const uint64_t r = 16 * g + p / tw, c = 128 * k + p % tw;
-				const uint16_t want = w[r * l->cols + c];
-				const uint8_t ex = v == 7 ? b[l->patch_off + esc++] : l->palette[v];
-				const uint8_t sm = b[l->mant_off + r * l->mant_stride + c];
+				const uint64_t i = p / tw, j = p % tw, row = 16 * g + i, col = 128 * kk + j;
+				const uint16_t want = w[row * l->cols + col];
+				const uint8_t wex = want >> 7 & 0xff, wsm = (uint8_t)((want >> 8 & 0x80) | (want & 0x7f));
+				const uint8_t sm = b[l->mant_off + row * l->mant_stride + col];
+				ck_assert_msg(sm == wsm, "%s: (%llu, %llu): byte %02x, want %02x", what,
+					      (unsigned long long)row, (unsigned long long)col, sm, wsm);
+				uint8_t ex = l->palette[v];
+				if (code_of[wex] >= 0) {
+					ck_assert_msg((int)v == code_of[wex], "%s: (%llu, %llu): code %u, want %d",
+						      what, (unsigned long long)row, (unsigned long long)col, v,
+						      code_of[wex]);
+				} else {
+					uint16_t pv;
+					ck_assert_msg(v == 7, "%s: (%llu, %llu): patched with code %u", what,
+						      (unsigned long long)row, (unsigned long long)col, v);
+					ck_assert_uint_lt(at, l->npatch);
+					memcpy(&pv, pe + 2 * (uint64_t)at, 2);
+					ck_assert_msg(pv == (xidx[wex] << 11 | i << 7 | j) && psm[at] == wsm,
+						      "%s: patch %u = %04x/%02x for (%llu, %llu)", what, at, pv,
+						      psm[at], (unsigned long long)row, (unsigned long long)col);
+					ex = xtab[pv >> 11];
+					at++;
+				}
 				const uint16_t got = (uint16_t)((sm & 0x80) << 8 | ex << 7 | (sm & 0x7f));
 				ck_assert_msg(got == want, "%s: (%llu, %llu) = %04x, want %04x", what,
-					      (unsigned long long)r, (unsigned long long)c, got, want);
-				if (v == 7) {
-					/* escaped only if no palette entry holds it */
-					for (int i = 0; i < 7; i++)
-						ck_assert_msg(l->palette[i] != ex,
-							      "%s: exponent %u escaped but in the palette", what, ex);
-				}
+					      (unsigned long long)row, (unsigned long long)col, got, want);
 			}
-			uint32_t next;
-			memcpy(&next, b + l->patch_grp_off + 4 * (t + 1), 4);
-			ck_assert_msg(esc == next, "%s: tile %llu has %u escapes, its index says %u", what,
-				      (unsigned long long)t, esc, next);
 			code_end = (uint64_t)(code - b) + 12 * units;
 		}
+	memcpy(&first, b + l->patch_grp_off + 4 * ng * nk, 4);
+	ck_assert_uint_eq(first, l->npatch);
+	ck_assert_uint_eq(at, l->npatch);
 	for (uint64_t r = 0; r < l->rows; r++)
 		for (uint64_t c = l->cols; c < l->mant_stride; c++)
 			ck_assert_msg(b[l->mant_off + r * l->mant_stride + c] == 0, "%s: mantissa pad", what);
@@ -207,8 +239,7 @@ START_TEST(test_cases_roundtrip)
 }
 END_TEST
 
-/* The patches (escapes) are exactly the exponents outside the top most
- * frequent. */
+/* The patches are exactly the exponents outside the top most frequent. */
 static uint64_t outside_top(const uint16_t *w, size_t n, int top_n)
 {
 	uint64_t h[256] = {0}, top = 0;
@@ -232,10 +263,10 @@ START_TEST(test_choice)
 	uint16_t *w = malloc(2 * n);
 	bf16_gauss(&rng, 0.02, w, n);
 	/* speed: R12, patches exactly the exponents outside the top 16; size:
-	 * R11, escapes exactly those outside the top 7 */
+	 * R11, patches exactly those outside the top 8 */
 	static const struct { int prefer, format, top; double most; } want[] = {
 		{RES_PREFER_SPEED, UW_FORMAT_R12, 16, 12.1},
-		{RES_PREFER_SIZE, UW_FORMAT_R11, 7, 11.3},
+		{RES_PREFER_SIZE, UW_FORMAT_R11, 8, 11.4},
 	};
 	uint64_t shape[2] = {1024, 1024};
 	struct uw_layout l;
@@ -387,28 +418,69 @@ START_TEST(test_validate)
 }
 END_TEST
 
+/* The patches of tile t of an R11 layout: [*f0, *f1). */
+static void r11_tile_patches(const struct uw_layout *l, const uint8_t *b, uint64_t t,
+			     uint32_t *f0, uint32_t *f1)
+{
+	memcpy(f0, b + l->patch_grp_off + 4 * t, 4);
+	memcpy(f1, b + l->patch_grp_off + 4 * t + 4, 4);
+}
+
+/* ref_decode (and ref_matmul) of a corrupted R11 buffer: -EBADMSG with a
+ * message naming the tile; then put back the len bytes at p saved in save,
+ * and it decodes to w again. */
+static void r11_refused(const struct uw_layout *l, uint8_t *buf, const uint16_t *w,
+			uint8_t *p, const void *save, size_t len, const char *tile, const char *what)
+{
+	struct uwerr e = {0};
+	const size_t n = l->rows * l->cols;
+	uint16_t *out = malloc(2 * n);
+	ck_assert_msg(ref_decode(l, buf, out, 2 * n, &e) == -EBADMSG, "%s decoded", what);
+	ck_assert_msg(strstr(e.msg, tile), "%s: \"%s\" does not name %s", what, e.msg, tile);
+	ck_assert_msg(ref_matmul(l, buf, w, 1, out, 2, &e) == -EBADMSG, "%s multiplied", what);
+	memcpy(p, save, len);
+	ck_assert_msg(ref_decode(l, buf, out, 2 * n, &e) == 0, "%s restored: %s", what, e.msg);
+	ck_assert_msg(memcmp(out, w, 2 * n) == 0, "%s restored: not bit-exact", what);
+	free(out);
+}
+
 START_TEST(test_r11_validate)
 {
 	uint64_t rng = seed;
 	size_t n = 37 * 300;
 	uint16_t *w = malloc(2 * n);
 	bf16_gauss(&rng, 0.02, w, n);
+	/* patches in tile 0 and in the partial tile 8 (rows 32..36, columns
+	 * 256..299): exponents 100..103 at (0, 1), (0, 5), (3, 0) of tile 0 and
+	 * (1, 2), (4, 43) of tile 8; (0, 0) of exponent 0x76 (2^-9, among the 4
+	 * most frequent of N(0, 0.02): a code below 7) */
+	static const unsigned at[][2] = {{0, 1}, {0, 5}, {3, 0}, {33, 258}, {36, 299}};
+	for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+		uint16_t *x = &w[at[i][0] * 300 + at[i][1]];
+		*x = (uint16_t)((*x & 0x807f) | (100 + i % 4) << 7);
+	}
+	w[0] = (uint16_t)((w[0] & 0x807f) | 0x76 << 7);
 	uint64_t shape[2] = {37, 300};
 	struct uw_layout good;
 	uint8_t *buf = make_resident_as(RES_PREFER_SIZE, 2, shape, w, 2 * n, &good, "37x300");
 	ck_assert_int_eq(good.format, UW_FORMAT_R11);
+	ck_assert_int_eq(UW_FORMAT_R11, 3);
 	ck_assert_uint_gt(good.npatch, 100);
+	check_r11_spec(&good, buf, w, "37x300");
 	struct uwerr e = {0};
 	ck_assert_int_eq(res_validate(&good, good.nbytes - 1, &e), -EBADMSG);
+	const uint64_t tiles = 3 * 3;
 	struct { const char *what; size_t off; uint64_t val; } bad[] = {
 #define F(f) offsetof(struct uw_layout, f)
+		{"format 2 (retired)", F(format), 2},
 		{"dtype F16", F(dtype), UW_DTYPE_F16},
 		{"rows 0", F(rows), 0},
 		{"rows huge", F(rows), 1ull << 62},
 		{"cols 0", F(cols), 0},
 		{"cols 2^33", F(cols), 1ull << 33},
 		{"cols past stride", F(cols), 301},
-		{"nbytes short", F(nbytes), good.nbytes - 1},
+		{"nbytes short", F(nbytes), good.nbytes - 1},       /* xtab's last byte */
+		{"nbytes short of xtab", F(nbytes), good.patch_off + 3 * good.npatch},
 		{"mant_off misaligned", F(mant_off), 8},
 		{"mant_stride short", F(mant_stride), 299},
 		{"nib_off misaligned", F(nib_off), good.nib_off + 4},
@@ -416,66 +488,148 @@ START_TEST(test_r11_validate)
 		{"nib_off wraps", F(nib_off), UINT64_MAX - 15},
 		{"nib_stride other", F(nib_stride), good.nib_stride + 12},
 		{"patch_grp_off past end", F(patch_grp_off), good.nbytes - 16},
+		{"patch_grp_off later", F(patch_grp_off), good.patch_grp_off + 16},
+		{"patch_grp_off wraps", F(patch_grp_off), UINT64_MAX - 15},
+		{"patch_off after the index", F(patch_off), good.patch_off + 4},
+		{"patch_off inside the index", F(patch_off), good.patch_off - 2},
 		{"patch_off past end", F(patch_off), good.nbytes},
 		{"patch_off wraps", F(patch_off), UINT64_MAX - 3},
 		{"npatch past end", F(npatch), good.npatch + 1},
+		{"npatch past elements", F(npatch), n + 1},
 		{"npatch huge", F(npatch), 1ull << 40},
 #undef F
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct uw_layout l = good;
-		if (bad[i].off == offsetof(struct uw_layout, dtype))
-			l.dtype = (uint32_t)bad[i].val;
+		if (bad[i].off == offsetof(struct uw_layout, dtype) ||
+		    bad[i].off == offsetof(struct uw_layout, format))
+			*(uint32_t *)((char *)&l + bad[i].off) = (uint32_t)bad[i].val;
 		else
 			*(uint64_t *)((char *)&l + bad[i].off) = bad[i].val;
 		uwerr_clear(&e);
 		ck_assert_msg(res_validate(&l, good.nbytes, &e) == -EBADMSG, "%s accepted", bad[i].what);
 		ck_assert_msg(e.msg[0], "%s: no message", bad[i].what);
+		if (bad[i].off == offsetof(struct uw_layout, format))
+			ck_assert_ptr_nonnull(strstr(e.msg, "unknown format 2"));
 		uint16_t *out = malloc(2 * n);
 		ck_assert_msg(ref_decode(&l, buf, out, 2 * n, &e) < 0, "%s decoded", bad[i].what);
 		ck_assert_msg(ref_matmul(&l, buf, w, 1, out, 1, &e) < 0, "%s multiplied", bad[i].what);
 		free(out);
 	}
-	/* bad contents inside a valid geometry: 3 groups x 3 tiles */
-	uint16_t *out = malloc(2 * n);
-	uint8_t *idx = buf + good.patch_grp_off;
-	uint32_t save, v, e1;
-	memcpy(&e1, idx + 4, 4);
-	ck_assert_uint_gt(e1, 0);
-	memcpy(&save, idx + 36, 4);
-	v = (uint32_t)good.npatch + 1;          /* the end past npatch */
-	memcpy(idx + 36, &v, 4);
-	ck_assert_int_eq(ref_decode(&good, buf, out, 2 * n, &e), -EBADMSG);
-	memcpy(idx + 36, &save, 4);
-	v = 0;                                  /* tile 0 one escape short */
-	memcpy(idx + 4, &v, 4);
-	ck_assert_int_eq(ref_decode(&good, buf, out, 2 * n, &e), -EBADMSG);
-	ck_assert_ptr_nonnull(strstr(e.msg, "tile 0"));
-	v = e1 + 1;                             /* tile 0 one escape long */
-	memcpy(idx + 4, &v, 4);
-	ck_assert_int_eq(ref_decode(&good, buf, out, 2 * n, &e), -EBADMSG);
-	ck_assert_int_eq(ref_matmul(&good, buf, w, 1, out, 2, &e), -EBADMSG);
-	memcpy(idx + 4, &e1, 4);
-	/* a code turned into an escape: tile 0 now has one too many */
-	uint8_t *code = buf + good.nib_off;
-	uint32_t unit0[3];
-	memcpy(unit0, code, 4);
-	memcpy(unit0 + 1, code + 4 * 64, 4);
-	memcpy(unit0 + 2, code + 8 * 64, 4);
-	uint32_t plain = ~(unit0[0] & unit0[1] & unit0[2]);
-	ck_assert_uint_ne(plain, 0);
-	const uint32_t bit = plain & -plain;
-	for (int b = 0; b < 3; b++) {
-		v = unit0[b] | bit;
-		memcpy(code + 4 * 64 * b, &v, 4);
-	}
-	ck_assert_int_eq(ref_decode(&good, buf, out, 2 * n, &e), -EBADMSG);
-	for (int b = 0; b < 3; b++)
-		memcpy(code + 4 * 64 * b, &unit0[b], 4);
-	ck_assert_int_eq(ref_decode(&good, buf, out, 2 * n, &e), 0);
-	ck_assert(memcmp(out, w, 2 * n) == 0);
-	free(out);
+	/* the index and patch_off moved together past the end */
+	struct uw_layout moved = good;
+	moved.patch_grp_off = (good.nbytes - 16) / 16 * 16;
+	moved.patch_off = moved.patch_grp_off + 4 * (tiles + 1);
+	ck_assert_int_eq(res_validate(&moved, good.nbytes, &e), -EBADMSG);
+	/* nbytes may exceed what the layout needs */
+	moved = good;
+	moved.nbytes += 16;
+	ck_assert_int_eq(res_validate(&moved, moved.nbytes, &e), 0);
+
+	/* bad contents inside a valid geometry: 3 groups x 3 tiles, tile 8
+	 * 5 rows by 44 columns */
+	uint8_t *idx = buf + good.patch_grp_off, *pe = buf + good.patch_off;
+	uint8_t *psm = pe + 2 * good.npatch;
+	uint32_t f0, f1, v, save[2];
+	uint16_t pv;
+	r11_tile_patches(&good, buf, 0, &f0, &f1);
+	ck_assert_uint_ge(f1 - f0, 3);
+	memcpy(&pv, pe + 2 * f0, 2);
+	ck_assert_uint_eq(pv & 0x7ff, 1);       /* (0, 1) */
+	/* index: the last tile's end past npatch; tile 0 starting after its
+	 * end */
+	memcpy(save, idx + 4 * tiles, 4);
+	v = (uint32_t)good.npatch + 1;
+	memcpy(idx + 4 * tiles, &v, 4);
+	r11_refused(&good, buf, w, idx + 4 * tiles, save, 4, "tile 8", "index past npatch");
+	memcpy(save, idx, 4);
+	v = f1 + 1;
+	memcpy(idx, &v, 4);
+	r11_refused(&good, buf, w, idx, save, 4, "tile 0", "index decreasing");
+	/* patches of tile 0: swapped (out of order), two at one element */
+	memcpy(save, pe + 2 * f0, 4);
+	memcpy(pe + 2 * f0, (uint8_t *)save + 2, 2);
+	memcpy(pe + 2 * f0 + 2, save, 2);
+	r11_refused(&good, buf, w, pe + 2 * f0, save, 4, "tile 0", "patches out of order");
+	memcpy(pe + 2 * f0 + 2, save, 2);
+	r11_refused(&good, buf, w, pe + 2 * f0, save, 4, "tile 0", "two patches at one element");
+	/* a patch on an element of another code: (0, 1)'s code 7 made 3 (its
+	 * high bit, bit 4 of unit 0's C, cleared) */
+	const uint64_t units0 = 16 * 128 / 32;
+	uint8_t *c0 = buf + good.nib_off + 4 * 2 * units0;
+	ck_assert_uint_eq(c0[0] >> 4 & 1, 1);
+	save[0] = c0[0];
+	c0[0] &= (uint8_t)~0x10;
+	r11_refused(&good, buf, w, c0, save, 1, "tile 0", "patch on code 3");
+	/* the same the other way: the patch moved to (0, 0), code not 7 */
+	memcpy(save, pe + 2 * f0, 2);
+	memcpy(&pv, pe + 2 * f0, 2);
+	pv &= (uint16_t)~0x7ffu;
+	memcpy(pe + 2 * f0, &pv, 2);
+	r11_refused(&good, buf, w, pe + 2 * f0, save, 2, "tile 0", "patch moved to code != 7");
+	/* a byte other than the plane's */
+	save[0] = psm[f0];
+	psm[f0] ^= 1;
+	r11_refused(&good, buf, w, psm + f0, save, 1, "tile 0", "psm not the plane's");
+	/* tile 8's last patch, at (4, 43), moved outside: j = w = 44 (still
+	 * ascending), then i = h = 5 */
+	r11_tile_patches(&good, buf, 8, &f0, &f1);
+	ck_assert_uint_eq(f1, good.npatch);
+	memcpy(&pv, pe + 2 * (f1 - 1), 2);
+	ck_assert_uint_eq(pv & 0x7ff, 4 << 7 | 43);
+	memcpy(save, &pv, 2);
+	pv = (uint16_t)((pv & ~0x7ffu) | 4 << 7 | 44);
+	memcpy(pe + 2 * (f1 - 1), &pv, 2);
+	r11_refused(&good, buf, w, pe + 2 * (f1 - 1), save, 2, "tile 8", "patch at j = w");
+	pv = (uint16_t)((pv & ~0x7ffu) | 5 << 7);
+	memcpy(pe + 2 * (f1 - 1), &pv, 2);
+	r11_refused(&good, buf, w, pe + 2 * (f1 - 1), save, 2, "tile 8", "patch at i = h");
 	free(buf);
+	free(w);
+}
+END_TEST
+
+/* The patched exponents' table holds 32: a tensor of 40 distinct exponents
+ * is R11 for size, one of 41 is not (R12, smaller than raw). */
+START_TEST(test_r11_xtab_limit)
+{
+	uint64_t rng = seed;
+	const size_t rows = 64, cols = 256, n = rows * cols;
+	uint16_t *w = malloc(2 * n);
+	for (int distinct = 40; distinct <= 41; distinct++) {
+		/* 8 common exponents 115..122, then distinct - 8 rare ones from 60,
+		 * each 3 times, at distinct places */
+		for (size_t i = 0; i < n; i++)
+			w[i] = (uint16_t)((tu_rand(&rng) & 0x807f) | (115 + i % 8) << 7);
+		for (int x = 0; x < distinct - 8; x++)
+			for (size_t k = 0; k < 3; k++) {
+				const size_t i = (3 * (size_t)x + k) * 131 + tu_rand(&rng) % 100;
+				w[i] = (uint16_t)((w[i] & 0x807f) | (60 + x) << 7);
+			}
+		uint64_t hist[256] = {0};
+		int got = 0;
+		for (size_t i = 0; i < n; i++)
+			got += hist[w[i] >> 7 & 0xff]++ == 0;
+		ck_assert_int_eq(got, distinct);
+		uint64_t shape[2] = {rows, cols};
+		struct uw_layout l;
+		char what[32];
+		snprintf(what, sizeof(what), "%d exponents", distinct);
+		uint8_t *buf = make_resident_as(RES_PREFER_SIZE, 2, shape, w, 2 * n, &l, what);
+		struct uwerr e = {0};
+		uint16_t *back = malloc(2 * n);
+		ck_assert_msg(ref_decode(&l, buf, back, 2 * n, &e) == 0, "%s: %s", what, e.msg);
+		ck_assert_msg(memcmp(back, w, 2 * n) == 0, "%s: not bit-exact", what);
+		if (distinct == 40) {
+			ck_assert_int_eq(l.format, UW_FORMAT_R11);
+			check_r11_spec(&l, buf, w, what);
+			ck_assert_uint_ne(buf[l.patch_off + 3 * l.npatch + 31], 0);    /* xtab full */
+		} else {
+			ck_assert_int_eq(l.format, UW_FORMAT_R12);
+		}
+		free(back);
+		free(buf);
+	}
 	free(w);
 }
 END_TEST
@@ -602,7 +756,7 @@ START_TEST(test_real_weights)
 			ck_assert_uint_eq(l.npatch, outside_top(r[i].w, cnt, 16));
 		} else {
 			ck_assert_int_eq(l.format, UW_FORMAT_R11);
-			ck_assert_uint_eq(l.npatch, outside_top(r[i].w, cnt, 7));
+			ck_assert_uint_eq(l.npatch, outside_top(r[i].w, cnt, 8));
 			check_r11_spec(&l, buf, r[i].w, r[i].name);
 		}
 		weights += cnt;
@@ -697,6 +851,7 @@ int main(void)
 	tcase_add_test(tc, test_crc32c_paths);
 	tcase_add_test(tc, test_validate);
 	tcase_add_test(tc, test_r11_validate);
+	tcase_add_test(tc, test_r11_xtab_limit);
 	tcase_add_loop_test(tc, test_matmul, RES_PREFER_SPEED, RES_PREFER_SIZE + 1);
 	tcase_add_test(tc, test_bf16_rounding);
 	tcase_add_loop_test(tc, test_real_weights, RES_PREFER_SPEED, RES_PREFER_SIZE + 1);

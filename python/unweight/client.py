@@ -37,7 +37,7 @@ TORCH_DTYPES = {"BOOL": "bool", "U8": "uint8", "I8": "int8", "F8_E5M2": "float8_
                 "F8_E4M3": "float8_e4m3fn", "I16": "int16", "U16": "uint16",
                 "F16": "float16", "BF16": "bfloat16", "I32": "int32", "U32": "uint32",
                 "F32": "float32", "F64": "float64", "I64": "int64", "U64": "uint64"}
-FORMATS = {0: "raw", 1: "r12", 2: "r11"}
+FORMATS = {0: "raw", 1: "r12", 3: "r11"}  # 2: R11's retired first layout
 
 _lib_lock = threading.Lock()
 _lib_handle: Optional[ctypes.CDLL] = None

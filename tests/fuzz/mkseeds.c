@@ -233,11 +233,11 @@ static void residents(void)
 	weights(w, 24 * 40);
 	resident("r12-patches", RES_PREFER_SPEED, UW_DTYPE_BF16, 24, 40, w, 2 * 24 * 40);
 	weights(w, 20 * 150);
-	resident("r11-escapes", RES_PREFER_SIZE, UW_DTYPE_BF16, 20, 150, w, sizeof(w));
+	resident("r11-patches", RES_PREFER_SIZE, UW_DTYPE_BF16, 20, 150, w, sizeof(w));
 	for (size_t i = 0; i < 24 * 40; i++)
 		w[i] = (uint16_t)((i % 7 + 120) << 7 | (i & 0x7f));
 	resident("r12-no-patches", RES_PREFER_SPEED, UW_DTYPE_BF16, 24, 40, w, 2 * 24 * 40);
-	resident("r11-no-escapes", RES_PREFER_SIZE, UW_DTYPE_BF16, 24, 40, w, 2 * 24 * 40);
+	resident("r11-no-patches", RES_PREFER_SIZE, UW_DTYPE_BF16, 24, 40, w, 2 * 24 * 40);
 	resident("raw-bf16-row", RES_PREFER_SPEED, UW_DTYPE_BF16, 1, 8, w, 16);
 	resident("raw-f32", RES_PREFER_SPEED, UW_DTYPE_F32, 2, 3, f, sizeof(f));
 }
