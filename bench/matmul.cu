@@ -285,7 +285,7 @@ int main(int argc, char **argv)
 			if (uwk_decode(&l11, dres11, dout, 2 * n, 0, &e) < 0)
 				die_uw("uwk_decode (R11)", &e);
 		});
-		printf("%llux%llu: R11 %.3f bits/weight, %llu escapes; floor %.1f us; uwk_decode %.1f us "
+		printf("%llux%llu: R11 %.3f bits/weight, %llu patches; floor %.1f us; uwk_decode %.1f us "
 		       "= %.0f GB/s (read + write)\n", (unsigned long long)rows, (unsigned long long)cols,
 		       8.0 * l11.nbytes / n, (unsigned long long)l11.npatch, r11_floor, r11_dec,
 		       (l11.nbytes + 2.0 * n) / (r11_dec * 1e-6) / 1e9);

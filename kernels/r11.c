@@ -130,7 +130,10 @@ int r11_plan(struct uw_layout *l, const uint64_t hist[256])
 		outside += hist[x] && !in[x];
 	r.format = UW_FORMAT_R11;
 	r.npatch = l->rows * l->cols - covered;
-	if (outside > R11_XTAB || r11_offsets(&r) < 0)
+	/* the fused matmul corrects each patch against palette[7]'s value:
+	 * Inf or NaN there would make its row's sum NaN */
+	if (outside > R11_XTAB || (r.npatch && r.palette[R11_PATCHED] == 0xff) ||
+	    r11_offsets(&r) < 0)
 		return -EOVERFLOW;
 	*l = r;
 	return 0;

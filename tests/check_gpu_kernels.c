@@ -513,7 +513,8 @@ END_TEST
 /* R11 (the size preference): uwk_decode bit-exact against the CPU twin on
  * random and adversarial weights (real ones: test_real_weights), full and partial tiles, aligned
  * and 2-byte output; matmul fused (columns a multiple of 128, 16-byte x;
- * escapes past the 128-byte window too) and through decode + cuBLAS. */
+ * tiles of more than the 64 patches loaded a step ahead too) and through
+ * decode + cuBLAS. */
 START_TEST(test_r11)
 {
 	for (size_t i = 0; i < sizeof(gauss_shapes) / sizeof(gauss_shapes[0]); i++) {
@@ -542,40 +543,54 @@ START_TEST(test_r11)
 		tensor_free(&t);
 	}
 	bf16_cases_free(c, n);
-	/* escapes of any exponent (Inf, NaN, subnormals), 1 in 12 and 1 in 3 */
+	/* patches of subnormals and tiny exponents (0..10), of the largest
+	 * (245..255: Inf, NaN), and of any exponent (then more than 40
+	 * exponents: not R11), 1 in 40 and 1 in 3 (4096x4096: the first only) */
 	static const uint64_t shapes[][2] = {{300, 1001}, {64, 4096}, {999, 333}, {5, 30000},
 					     {4096, 4096}};
-	for (size_t i = 0; i < 5; i++) {
-		static const unsigned every[] = {12, 3};
-		for (size_t j = 0; j < 2; j++) {
-			const unsigned k = every[j];
-			uint64_t shape[2] = {shapes[i][0], shapes[i][1]};
-			uint16_t *w = weights(shape[0] * shape[1], k, 0, 255);
-			struct tensor t;
-			tensor_make_as(&t, RES_PREFER_SIZE, 2, shape, w, shape[0] * shape[1], "R11 escapes");
-			if (k == 12)
-				ck_assert_msg(t.l.format == UW_FORMAT_R11 && t.l.npatch * 20 > t.n,
-					      "R11 escapes: format %u with %llu escapes of %zu", t.l.format,
-					      (unsigned long long)t.l.npatch, t.n);
-			check_decode(&t, 0, "R11 escapes");
-			check_decode(&t, 2, "R11 escapes");
-			tensor_free(&t);
-			free(w);
+	static const int ranges[][2] = {{0, 10}, {245, 255}, {0, 255}};
+	for (size_t i = 0; i < 5; i++)
+		for (size_t r = 0; r < 3; r++) {
+			static const unsigned every[] = {40, 3};
+			for (size_t j = 0; j < 2 && (i < 4 || r + j == 0); j++) {
+				const unsigned k = every[j];
+				uint64_t shape[2] = {shapes[i][0], shapes[i][1]};
+				uint16_t *w = weights(shape[0] * shape[1], k, ranges[r][0], ranges[r][1]);
+				struct tensor t;
+				char what[64];
+				snprintf(what, sizeof(what), "R11 patches of %d..%d, 1 in %u, %llux%llu",
+					 ranges[r][0], ranges[r][1], k, (unsigned long long)shape[0],
+					 (unsigned long long)shape[1]);
+				tensor_make_as(&t, RES_PREFER_SIZE, 2, shape, w, shape[0] * shape[1], what);
+				if (r == 0 && k == 40)
+					ck_assert_msg(t.l.format == UW_FORMAT_R11 && t.l.npatch * 80 > t.n,
+						      "%s: format %u with %llu patches of %zu", what,
+						      t.l.format, (unsigned long long)t.l.npatch, t.n);
+				if (r == 2)
+					ck_assert_msg(t.l.format != UW_FORMAT_R11, "%s: R11", what);
+				check_decode(&t, 0, what);
+				check_decode(&t, 2, what);
+				if (r == 0 && t.l.format == UW_FORMAT_R11 && shape[1] % 128 == 0) {
+					check_matmul(&t, 1, UWK_PIPE_FUSED, NULL, 0, what);
+					check_matmul(&t, 9, UWK_PIPE_FUSED, NULL, 0, what);
+				}
+				tensor_free(&t);
+				free(w);
+			}
 		}
-	}
-	/* fused, escapes past the 128-byte window of a tile and past the 8
-	 * hinted exponents: 1 in 5 of 40 finite exponents */
+	/* fused, tiles with more patches than the 64 loaded a step ahead:
+	 * 1 in 5 of 40 finite exponents */
 	for (size_t i = 0; i < 2; i++) {
 		uint64_t shape[2] = {i ? 640 : 64, i ? 1024 : 4096};
 		uint16_t *w = weights(shape[0] * shape[1], 5, 95, 134);
 		struct tensor t;
-		tensor_make_as(&t, RES_PREFER_SIZE, 2, shape, w, shape[0] * shape[1], "R11 many escapes");
+		tensor_make_as(&t, RES_PREFER_SIZE, 2, shape, w, shape[0] * shape[1], "R11 many patches");
 		ck_assert_msg(t.l.format == UW_FORMAT_R11 && t.l.npatch * 12 > t.n,
-			      "R11 many escapes: format %u with %llu escapes of %zu", t.l.format,
+			      "R11 many patches: format %u with %llu patches of %zu", t.l.format,
 			      (unsigned long long)t.l.npatch, t.n);
-		check_decode(&t, 0, "R11 many escapes");
-		check_matmul(&t, 1, UWK_PIPE_FUSED, NULL, 0, "R11 many escapes, fused");
-		check_matmul(&t, 40, UWK_PIPE_FUSED, NULL, 0, "R11 many escapes, fused");
+		check_decode(&t, 0, "R11 many patches");
+		check_matmul(&t, 1, UWK_PIPE_FUSED, NULL, 0, "R11 many patches, fused");
+		check_matmul(&t, 40, UWK_PIPE_FUSED, NULL, 0, "R11 many patches, fused");
 		tensor_free(&t);
 		free(w);
 	}

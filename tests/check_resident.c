@@ -630,6 +630,16 @@ START_TEST(test_r11_xtab_limit)
 		free(back);
 		free(buf);
 	}
+	/* Inf and NaN in the palette, at palette[7], with patches: not R11 (the
+	 * fused matmul corrects patches against palette[7]'s value) */
+	for (size_t i = 0; i < n; i++)
+		w[i] = (uint16_t)((tu_rand(&rng) & 0x807f) | (i % 8 ? 115 + i % 8 : 255) << 7);
+	w[5] = (uint16_t)((w[5] & 0x807f) | 60 << 7);
+	uint64_t shape[2] = {rows, cols};
+	struct uw_layout l;
+	uint8_t *buf = make_resident_as(RES_PREFER_SIZE, 2, shape, w, 2 * n, &l, "Inf in the palette");
+	ck_assert_int_eq(l.format, UW_FORMAT_R12);
+	free(buf);
 	free(w);
 }
 END_TEST

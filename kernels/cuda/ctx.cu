@@ -63,7 +63,10 @@ int uwk_args_make(const struct uw_layout *l, const void *dev_base,
 	a->nib = b + l->nib_off;
 	a->pgrp = (const uint32_t *)(b + l->patch_grp_off);
 	a->patch = r11 ? NULL : (const uint32_t *)(b + l->patch_off);
-	a->esc = r11 ? b + l->patch_off : NULL;
+	/* R11: res_validate checked pe, psm and xtab inside nbytes */
+	a->pe = r11 ? (const uint16_t *)(b + l->patch_off) : NULL;
+	a->psm = r11 ? b + l->patch_off + 2 * l->npatch : NULL;
+	a->xtab = r11 ? b + l->patch_off + 3 * l->npatch : NULL;
 	a->nk = r11 ? (uint32_t)((l->cols + 127) / 128) : 0;
 	a->mstride = l->mant_stride;
 	a->nstride = l->nib_stride;
@@ -77,8 +80,6 @@ int uwk_args_make(const struct uw_layout *l, const void *dev_base,
 		a->pal[i] = (uint32_t)l->palette[4 * i] | (uint32_t)l->palette[4 * i + 1] << 8 |
 			    (uint32_t)l->palette[4 * i + 2] << 16 |
 			    (uint32_t)l->palette[4 * i + 3] << 24;
-	if (r11)
-		a->pal[1] &= 0x00ffffffu;       /* the escape code decodes with exponent 0 */
 	return 0;
 }
 

@@ -18,10 +18,11 @@
 int uwk_matmul_wg(const struct r12_args *a, const void *x, size_t batch, void *y, bool x_same,
 		  cudaStream_t s, struct uwk_ctx *ctx, struct uwerr *e);
 /* Let kernel fn take smem bytes of dynamic shared memory on ctx's device
- * (past the 48 KB default, an opt-in the device must allow; what names the
+ * (past the 48 KB default less its static shared memory, stat_big where
+ * more than 2 KB, else 0: an opt-in the device must allow; what names the
  * launch in the error). Grants are remembered per kernel and device. */
-int uwk_smem_optin(const void *fn, size_t smem, const char *what, struct uwk_ctx *ctx,
-		   struct uwerr *e);
+int uwk_smem_optin(const void *fn, size_t smem, size_t stat_big, const char *what,
+		   struct uwk_ctx *ctx, struct uwerr *e);
 /* The blocks of fn an SM holds at threads and smem bytes of dynamic shared
  * memory on ctx's device (at least 1), remembered after the first call. */
 int uwk_blocks_per_sm(const void *fn, int threads, size_t smem, struct uwk_ctx *ctx, int *out,

@@ -84,19 +84,6 @@ __device__ __forceinline__ void cp_wait_group(void)
 	asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory");
 }
 
-/* Write escaped exponent ex over the (zero) exponent bits of column j of
- * w: one bit a word picks the pair, hidden from the optimizer as in
- * r12_patch32. */
-__device__ __forceinline__ void r11_escape(uint32_t w[16], uint32_t j, uint32_t ex)
-{
-	const uint32_t bits = ex << ((j & 1) * 16 + 7);
-	uint32_t sel = 1u << (j >> 1);
-	asm("" : "+r"(sel));
-#pragma unroll
-	for (int q = 0; q < 16; q++)
-		w[q] |= sel & (1u << q) ? bits : 0;
-}
-
 /* One block of the fused kernel (the body of r12_fused_kernel and
  * r12_fused2_kernel). NT n-tiles of 8 batch rows; WM warps side by side
  * over rows, WK over columns; XVEC: x rows are 16-byte aligned (cp.async)
@@ -109,14 +96,13 @@ __device__ __forceinline__ void r11_escape(uint32_t w[16], uint32_t j, uint32_t 
  * R11: W is R11 with cols a multiple of 128 (every tile full width; XVEC).
  * The warp's 16 rows are one tile row; lane l's 32 columns of its two rows
  * are code units l and 32 + l of the chunk's tile, read as three words and
- * turned into R12 nibbles (code 7 decodes with exponent 0). The escapes:
- * each chunk's tile index entries come with its codes, a warp prefix sum of
- * the units' escape counts places each lane's, and the first 128 bytes of
- * the tile's escapes are loaded a step ahead, one word a lane, into a
- * window in shared memory (past it, global loads). An escape whose exponent
- * is one of the layout's hints (palette[8..15]) gets that entry's nibble
- * before the table lookup; the rare others are written into the decoded
- * pair (r11_escape).
+ * turned into R12 nibbles, and the mma takes the dense W, each patched
+ * element with palette[7]'s exponent. Each chunk's tile index entries come
+ * with its codes; the tile's patches (about 1 element in 80), loaded a step
+ * ahead, a patch a lane, each add x . (W - dense W) for their element into
+ * the warp's sums in shared memory (corr), added to the accumulators
+ * after the K loop: warp-parallel work of a few instructions a patch,
+ * instead of a lane's serial walk over its own (bench/NOTES.md, R11 v2).
  * LEAN (R12, NT = 1, XVEC, XALL, PD = 1, cols a multiple of 128): a K loop
  * of its own, each warp on its own chunks: no check per load but the chunk
  * range (rows past the end read row 0, their sums are not kept), x read
@@ -145,15 +131,20 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 	const uint32_t row0 = (blockIdx.x * WM + wm) * 16 + g;
 	const uint8_t *const lt = r12_lane_tab(smem, lane);
 	r12_table(smem, a.pal);
-	/* R11: the warp's tile row, its height (units of a tile: 4 gh) */
+	/* R11: the warp's tile row, its height (units of a tile: 4 gh), the
+	 * exponent table, the warp's patch sums [row][batch row] */
 	const uint32_t grp = blockIdx.x * WM + wm;
 	const uint32_t gh = R11 && 16 * grp < a.rows ? min(16u, a.rows - 16 * grp) : 0;
 	const uint8_t *gcode = R11 ? a.nib + (uint64_t)grp * a.nstride : NULL;
-	__shared__ uint32_t ewin[R11 ? WM * WK : 1][32];
-	__shared__ uint8_t emap[R11 ? 256 : 1];
-	if (R11)
-		r11_emap(emap, a.pal);
-	uint32_t ewv = 0, ewbase = 0;   /* this lane's word of the next window, its base */
+	__shared__ uint8_t xt[R11 ? 32 : 1];
+	/* (rows padded by a float: the 16 rows of one batch row in 16 banks) */
+	__shared__ float corr[R11 ? WM * WK : 1][R11 ? 16 : 1][R11 ? 8 * NT + 1 : 1];
+	uint32_t pn[2] = {0, 0};        /* R11: the next chunk's patches lane, lane + 32 */
+	if (R11) {
+		r11_xtab(xt, a);
+		for (int i = lane; i < 16 * (8 * NT + 1); i += 32)
+			(&corr[warp][0][0])[i] = 0.f;
+	}
 
 	const uint8_t *mrow[2], *nrow[2];
 	bool rok[2];
@@ -181,11 +172,14 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 		r.sm[4] = s1.x, r.sm[5] = s1.y, r.sm[6] = s1.z, r.sm[7] = s1.w;
 		r.ix[3] = gh && c < ce ? __ldg(a.pgrp + (uint64_t)grp * a.nk + c + h) : 0;
 	};
-	/* R11: this lane's word of the escape window of a chunk whose escapes
-	 * start at first */
-	auto window = [&](uint32_t first) {
-		ewbase = first & ~3u;
-		ewv = r11_window(a, first, lane);
+	/* R11: this lane's patches (pe | psm << 16) of a chunk whose patches
+	 * are [first, end) */
+	auto patches = [&](uint32_t first, uint32_t end) {
+#pragma unroll
+		for (int k = 0; k < 2; k++) {
+			const uint32_t i = first + lane + 32 * k;
+			pn[k] = i < min(end, a.npatch) ? __ldg(a.pe + i) | (uint32_t)__ldg(a.psm + i) << 16 : 0;
+		}
 	};
 
 	/* x columns of step st (WK chunks) into buffer buf */
@@ -238,7 +232,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 	if (!R11 && a.npatch && row0 - g < a.rows)
 		r12_patch_walk(a, row0 / 16, g, rok, pnext, pend, pcol);
 	if (R11)
-		window(q[0][0].ix[3]);
+		patches(q[0][0].ix[3], q[0][1].ix[3]);
 	if (XALL) {
 		cp_wait_all();
 		__syncthreads();
@@ -326,39 +320,19 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 		if (ch < ce) {
 			const uint32_t c = ch * KC + 32 * t;
 			uint32_t w[2][16];
+			/* R11: this chunk's patches [first, end), the first 64 in p[],
+			 * loaded a step ahead; the next chunk's now */
+			const uint32_t first = R11 ? cur[0].ix[3] : 0;
+			const uint32_t end = R11 ? min(cur[1].ix[3], a.npatch) : 0;
+			const uint32_t p[2] = {pn[0], pn[1]};
 			if (R11) {
-				__syncwarp();
-				ewin[warp][lane] = ewv;
-				__syncwarp();
-				const uint32_t wbase = ewbase;
 				if (more)
-					window(q[1][0].ix[3]);  /* the next chunk's, a step ahead */
-				uint32_t m[2], pre[2];
-#pragma unroll
-				for (int h = 0; h < 2; h++)
-					m[h] = cur[h].ix[0] & cur[h].ix[1] & cur[h].ix[2];
-				/* escapes before each unit: unit l (row g) before 32 + l */
-				r11_prefix(m, lane, pre);
-				const uint32_t first = cur[0].ix[3];
-				const uint32_t lim = min(cur[1].ix[3], a.npatch);
-				const uint8_t *win = (const uint8_t *)ewin[warp];
-				auto escaped = [&](uint32_t i) -> uint32_t {
-					const uint32_t off = i - wbase;
-					return off < 128 ? win[off] : i < lim ? __ldg(a.esc + i) : 0;
-				};
+					patches(q[1][0].ix[3], q[1][1].ix[3]);
 #pragma unroll
 				for (int h = 0; h < 2; h++) {
-					/* an escape whose exponent is a hint becomes its table
-					 * index (8..15); the others are written after decoding */
 					uint32_t ix[4];
 					r11_nibbles(cur[h].ix, ix);
-					const uint32_t i0 = first + pre[h];
-					uint32_t slow = r11_hints(ix, m[h], i0, emap, escaped);
 					r12_decode32(lt, cur[h].sm, ix, w[h]);
-					for (; slow; slow &= slow - 1) {
-						const uint32_t j = __ffs(slow) - 1;
-						r11_escape(w[h], j, escaped(i0 + __popc(m[h] & ((1u << j) - 1))));
-					}
 				}
 			}
 #pragma unroll
@@ -392,6 +366,20 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 					mma_bf16(acc[j], w[0][2 * s], w[1][2 * s], w[0][2 * s + 1],
 						 w[1][2 * s + 1], xv[2 * s], xv[2 * s + 1]);
 			}
+			/* R11: x . (W - dense W) of each patch into the warp's sums,
+			 * a patch a lane (x: this chunk's, still staged) */
+			for (uint32_t k = lane; R11 && k < end - min(first, end); k += 32) {
+				const uint32_t v = k < 32 ? p[0] : k < 64 ? p[1] :
+					__ldg(a.pe + first + k) | (uint32_t)__ldg(a.psm + first + k) << 16;
+				const uint32_t r = v >> 7 & 15, col = v & 127, sm = v >> 16;
+				const float d = r11_value(xt[v >> 11 & 31], sm) - r11_value(a.pal[1] >> 24, sm);
+				const uint8_t *xc = xb - t * SEG + (col / 32) * SEG + (col % 32) * 2;
+#pragma unroll
+				for (uint32_t n = 0; n < 8 * NT; n++)
+					if (n < nx)
+						atomicAdd(&corr[warp][r][n],
+							  __uint_as_float((uint32_t)*(const uint16_t *)(xc + n * XS) << 16) * d);
+			}
 		}
 		if (!XALL)
 			__syncthreads();
@@ -403,6 +391,18 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 		ch = chn;
 	}
 
+	if (R11) {
+		/* the patches' sums of this lane's rows and batch rows */
+		__syncwarp();
+#pragma unroll
+		for (int j = 0; j < NT; j++)
+#pragma unroll
+			for (int e = 0; e < 4; e++) {
+				const uint32_t n = 8 * j + 2 * t + (e & 1);
+				if (n < nx)
+					acc[j][e] += corr[warp][g + 8 * (e >> 1)][n];
+			}
+	}
 	if (WK > 1) {
 		/* [wk][wm][j][e][lane]: the warps of one row tile add in wk order */
 		float *red = (float *)xsm;
@@ -616,6 +616,7 @@ static const struct r11_kind {
 struct fused_variant {
 	int wm, wk, pair;
 	const void *fn, *xall, *lean;
+	size_t stat;              /* the kernels' static shared memory past 2 KB (R11's), or 0 */
 };
 
 static struct fused_variant kind_variant(const struct fused_kind *k, size_t batch, bool xvec,
@@ -623,7 +624,7 @@ static struct fused_variant kind_variant(const struct fused_kind *k, size_t batc
 {
 	const int ntl = nt_log2(batch), d = (pf < 1 ? default_pf(batch) : pf) - 1;
 	return { k->wm, k->wk, 0, (const void *)k->fn[ntl][xvec][d],
-		 (const void *)k->xall[xvec][d], xvec && d == 0 ? (const void *)k->lean : NULL };
+		 (const void *)k->xall[xvec][d], xvec && d == 0 ? (const void *)k->lean : NULL, 0 };
 }
 
 /* The two-tensor kernel of (wm, wk) at this batch and pf, if built. */
@@ -635,7 +636,7 @@ static bool pair_variant(int wm, int wk, size_t batch, bool xvec, int pf,
 		return false;
 	for (const struct pair_kind &k : pair_kinds)
 		if (k.wm == wm && k.wk == wk && k.ntl == ntl) {
-			*v = { wm, wk, 1, k.fn, k.xall, pf == 0 ? k.lean : NULL };
+			*v = { wm, wk, 1, k.fn, k.xall, pf == 0 ? k.lean : NULL, 0 };
 			return true;
 		}
 	return false;
@@ -677,10 +678,10 @@ static std::mutex launch_facts_lock;     /* this table and occupancies' below */
 
 /* Let fn take smem bytes of dynamic shared memory (past the 48 KB default,
  * an opt-in the device must allow). */
-int uwk_smem_optin(const void *fn, size_t smem, const char *what, struct uwk_ctx *ctx,
-		   struct uwerr *e)
+int uwk_smem_optin(const void *fn, size_t smem, size_t stat_big, const char *what,
+		   struct uwk_ctx *ctx, struct uwerr *e)
 {
-	const size_t stat = 2048;                /* at most: R11's escape windows and map */
+	const size_t stat = stat_big > 2048 ? stat_big : 2048;
 	if (smem + stat <= 48 * 1024)
 		return 0;
 	std::lock_guard<std::mutex> hold(launch_facts_lock);
@@ -759,7 +760,7 @@ static int fused_plan_make(const struct fused_variant *v, uint64_t tiles, uint32
 	p->smem = fused_smem(nt, v->wm, v->wk, batch, 2);
 	char what[64];
 	snprintf(what, sizeof(what), "fused shape %dx%d at batch %zu", v->wm, v->wk, batch);
-	int rc = uwk_smem_optin(p->fn, p->smem, what, ctx, e);
+	int rc = uwk_smem_optin(p->fn, p->smem, v->stat, what, ctx, e);
 	if (rc < 0)
 		return rc;
 	if (ks < 1) {
@@ -791,7 +792,7 @@ static int fused_plan_make(const struct fused_variant *v, uint64_t tiles, uint32
 		const bool lean = v->lean && cols % KC == 0;
 		p->fn = lean ? v->lean : v->xall;
 		p->smem = all;
-		return uwk_smem_optin(p->fn, p->smem, what, ctx, e);
+		return uwk_smem_optin(p->fn, p->smem, v->stat, what, ctx, e);
 	}
 	return 0;
 }
@@ -874,7 +875,9 @@ static int r11_fused_run(const struct r12_args *a, const void *x, size_t batch, 
 			 cudaStream_t s, struct uwk_ctx *ctx, struct uwerr *e)
 {
 	const struct r11_kind &k = r11_kinds[nt_log2(batch)];
-	const struct fused_variant v = { k.wm, k.wk, 0, k.fn, k.xall, NULL };
+	const size_t stat = (size_t)k.wm * k.wk * 16 * (8 * ((size_t)1 << nt_log2(batch)) + 1) *
+			    sizeof(float) + 32;   /* r12_fused's corr and xt */
+	const struct fused_variant v = { k.wm, k.wk, 0, k.fn, k.xall, NULL, stat };
 	return variant_run(a, &v, 0, x, batch, y, s, ctx, e);
 }
 
@@ -971,7 +974,8 @@ extern "C" int uwk_matmul_pipe(const struct uw_layout *l, const void *dev_base,
 	if (l->format != UW_FORMAT_RAW && (rc = uwk_args_make(l, dev_base, &a, e)) < 0)
 		return matmul_fail(e, rc, l, batch);
 	if (pipe == UWK_PIPE_AUTO)
-		pipe = auto_pipe(l, batch, l->format == UW_FORMAT_R12 || (r11 && r11_fusable(&a, x)),
+		pipe = auto_pipe(l, batch, l->format == UW_FORMAT_R12 ||
+					 (r11 && r11_fusable(&a, x) && batch <= UWK_AUTO_R11_FUSED_MAX_BATCH),
 				 ctx, &tuned);
 	if (pipe != UWK_PIPE_FUSED)
 		tuned = NULL;

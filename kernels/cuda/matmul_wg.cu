@@ -461,7 +461,7 @@ int uwk_matmul_wg(const struct r12_args *a, const void *x, size_t batch, void *y
 	const size_t smem = R12_LANE_TAB + (size_t)k->st * k->n * KC * 2;
 	char what[64];
 	snprintf(what, sizeof(what), "warpgroup pipeline at batch %zu", batch);
-	if ((rc = uwk_smem_optin((const void *)k->fn, smem, what, ctx, e)) < 0)
+	if ((rc = uwk_smem_optin((const void *)k->fn, smem, 0, what, ctx, e)) < 0)
 		return rc;
 	/* one wave of blocks, at most a split per four chunks */
 	int per_sm;

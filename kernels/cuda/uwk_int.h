@@ -23,15 +23,17 @@ struct r12_args {
 	const uint8_t *nib;       /* R12: index plane, row stride nstride;
 				   * R11: code plane, 16-row group stride nstride */
 	const uint32_t *pgrp;     /* R12: [groups + 1] first patch of each 16-row group;
-				   * R11: [tiles + 1] first escape of each tile */
+				   * R11: [tiles + 1] first patch of each tile */
 	const uint32_t *patch;    /* R12: [npatch] (row % 16) << 28 | col << 8 | exponent, ascending */
-	const uint8_t *esc;       /* R11: [npatch] escaped exponents */
+	const uint16_t *pe;       /* R11: [npatch] exponent table index << 11 | row << 7 | col in the tile */
+	const uint8_t *psm;       /* R11: [npatch] the patched elements' sign|mantissa bytes */
+	const uint8_t *xtab;      /* R11: [32] the patched elements' exponents */
 	uint64_t mstride, nstride;
 	uint32_t rows, cols, npatch;
 	uint32_t nk;              /* R11: tiles across, ceil(cols / 128) */
 	uint32_t aligned;         /* R12: both planes' rows start on 16 bytes: vector loads;
 				   * R11: the sign|mantissa plane's do */
-	uint32_t pal[4];          /* the 16 palette bytes, little-endian (R11: 0 for code 7) */
+	uint32_t pal[4];          /* the 16 palette bytes, little-endian */
 };
 
 struct uwk_ctx {
@@ -114,14 +116,16 @@ __device__ __forceinline__ uint32_t r12_pal_pair(uint64_t p0, uint64_t p1, int i
 /* The table once per lane (R12_LANE_TAB bytes, 16-byte aligned): entry i of
  * lane l at word 32 i + l, so a warp's 32 lookups fall in 32 distinct banks
  * whatever the indices (with one table, about 3 wavefronts a lookup:
- * bench/NOTES.md, v12). pal: the palette as little-endian words.
+ * bench/NOTES.md, v12). pal: the palette as little-endian words. n: the
+ * entries built, 256, or R11_TAB_N for R11's codes (both nibbles below 8).
  * Block-cooperative. */
 #define R12_LANE_TAB (256 * 32 * 4)
-__device__ __forceinline__ void r12_table(uint8_t *rtab, const uint32_t pal[4])
+#define R11_TAB_N 0x78
+__device__ __forceinline__ void r12_table(uint8_t *rtab, const uint32_t pal[4], int n = 256)
 {
 	const uint64_t p0 = pal[0] | (uint64_t)pal[1] << 32;
 	const uint64_t p1 = pal[2] | (uint64_t)pal[3] << 32;
-	for (int i = threadIdx.x; i < 256 * 8; i += blockDim.x) {
+	for (int i = threadIdx.x; i < n * 8; i += blockDim.x) {
 		const uint32_t v = r12_pal_pair(p0, p1, i >> 3);
 		*(uint4 *)(rtab + 16 * i) = make_uint4(v, v, v, v);
 	}
@@ -179,90 +183,31 @@ __device__ __forceinline__ void r12_decode32(const uint8_t *lt, const uint32_t s
 	}
 }
 
-/* Bit i of the low byte of x moved to bit 4i. */
-__device__ __forceinline__ uint32_t spread8(uint32_t x)
-{
-	x &= 0xffu;
-	x = (x | x << 12) & 0x000f000fu;
-	x = (x | x << 6) & 0x03030303u;
-	return (x | x << 3) & 0x11111111u;
-}
-
-/* The R11 codes of a unit's 32 elements from its three bit words b, as
- * R12 index nibbles: ix[q] holds elements 8q .. 8q + 7, 4 bits each. */
+/* The R11 codes of a unit's 32 elements from its words b = {A, B, C}, as
+ * R12 index nibbles: ix[q] holds elements 8q .. 8q + 7, 4 bits each (A and
+ * B hold the low two bits of q even and odd, C the high bits at 4r + q:
+ * docs/FORMAT.md, "R11"). */
 __device__ __forceinline__ void r11_nibbles(const uint32_t b[3], uint32_t ix[4])
 {
-#pragma unroll
-	for (int q = 0; q < 4; q++)
-		ix[q] = spread8(b[0] >> 8 * q) | spread8(b[1] >> 8 * q) << 1 |
-			spread8(b[2] >> 8 * q) << 2;
+	const uint32_t lo = 0x33333333u, hi = 0x44444444u;
+	ix[0] = (b[0] & lo) | (b[2] << 2 & hi);
+	ix[1] = (b[1] & lo) | (b[2] << 1 & hi);
+	ix[2] = (b[0] >> 2 & lo) | (b[2] & hi);
+	ix[3] = (b[1] >> 2 & lo) | (b[2] >> 1 & hi);
 }
 
-/* R11: the escapes before units lane and 32 + lane of a tile (unit l's
- * before unit 32 + l's), from the units' escape masks m. Warp-collective. */
-__device__ __forceinline__ void r11_prefix(const uint32_t m[2], uint32_t lane, uint32_t pre[2])
+/* R11: the float value of the BF16 of exponent ex and sign|mantissa byte sm. */
+__device__ __forceinline__ float r11_value(uint32_t ex, uint32_t sm)
 {
-	uint32_t n0 = __popc(m[0]), n1 = __popc(m[1]);
-#pragma unroll
-	for (int d = 1; d < 32; d <<= 1) {
-		const uint32_t v0 = __shfl_up_sync(0xffffffffu, n0, d);
-		const uint32_t v1 = __shfl_up_sync(0xffffffffu, n1, d);
-		if (lane >= (uint32_t)d) {
-			n0 += v0;
-			n1 += v1;
-		}
-	}
-	pre[0] = n0 - __popc(m[0]);
-	pre[1] = __shfl_sync(0xffffffffu, n0, 31) + n1 - __popc(m[1]);
+	return __uint_as_float((sm & 0x80u) << 24 | ex << 23 | (sm & 0x7fu) << 16);
 }
 
-/* R11: emap[exponent] = the table index (8..15) of the layout's hint that
- * holds it (palette[8..15]), else 7. Block-cooperative. */
-__device__ __forceinline__ void r11_emap(uint8_t *emap, const uint32_t pal[4])
+/* R11: the layout's exponent table (32 bytes, any alignment) into xt.
+ * Block-cooperative. */
+__device__ __forceinline__ void r11_xtab(uint8_t *xt, const struct r12_args &a)
 {
-	for (int v = threadIdx.x; v < 256; v += blockDim.x) {
-		uint32_t code = 7;
-#pragma unroll
-		for (int i = 15; i >= 8; i--)
-			code = ((pal[i / 4] >> 8 * (i % 4)) & 0xff) == (uint32_t)v ? i : code;
-		emap[v] = (uint8_t)code;
-	}
-}
-
-/* R11: lane's word of the 128-byte window of escapes from first & ~3 (0
- * past the escapes). */
-__device__ __forceinline__ uint32_t r11_window(const struct r12_args &a, uint32_t first,
-					       uint32_t lane)
-{
-	const uint32_t at = (first & ~3u) + 4 * lane;
-	if (at + 4 <= a.npatch)
-		return __ldg((const uint32_t *)(a.esc + at));
-	uint32_t v = 0;
-	for (uint32_t i = at; i < a.npatch && i < at + 4; i++)
-		v |= (uint32_t)__ldg(a.esc + i) << (8 * (i - at));
-	return v;
-}
-
-/* R11: give the escapes of a unit (mask m, the first one escape i) whose
- * exponent is a hint their table index in the unit's nibbles ix; returns
- * the mask of the others. esc(i): the exponent of escape i. */
-template <class E>
-__device__ __forceinline__ uint32_t r11_hints(uint32_t ix[4], uint32_t m, uint32_t i,
-					      const uint8_t *emap, E esc)
-{
-	uint32_t slow = 0;
-	for (; m; m &= m - 1, i++) {
-		const uint32_t j = __ffs(m) - 1, code = emap[esc(i)];
-		if (code == 7) {
-			slow |= 1u << j;
-			continue;
-		}
-		const uint32_t d = (code ^ 7) << 4 * (j & 7);
-#pragma unroll
-		for (uint32_t k = 0; k < 4; k++)
-			ix[k] ^= j >> 3 == k ? d : 0;
-	}
-	return slow;
+	if (threadIdx.x < 32)
+		xt[threadIdx.x] = __ldg(a.xtab + threadIdx.x);
 }
 
 /* Read-once 16-byte load that skips L1: the planes are streamed. */
