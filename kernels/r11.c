@@ -157,7 +157,7 @@ int r11_validate(const struct uw_layout *l, struct uwerr *e)
 		return uwerr_set(e, EBADMSG, "layout: misaligned R11 offsets %llu, %llu, %llu",
 				 (unsigned long long)l->mant_off, (unsigned long long)l->nib_off,
 				 (unsigned long long)l->patch_grp_off);
-	/* tiles < 2^33 (rows < 2^36, cols < 2^32): 4 (tiles + 1) fits */
+	/* tiles < 2^60 (rows . cols < 2^64, tiles of 2048): 4 (tiles + 1) fits */
 	if (l->patch_grp_off > UINT64_MAX - 4 * (tiles + 1) ||
 	    l->patch_off != l->patch_grp_off + 4 * (tiles + 1))
 		return uwerr_set(e, EBADMSG, "layout: R11 patch_off %llu (want patch_grp_off + 4 * %llu tiles + 4)",
@@ -165,6 +165,11 @@ int r11_validate(const struct uw_layout *l, struct uwerr *e)
 	if (l->npatch > n || l->npatch > UINT32_MAX)
 		return uwerr_set(e, EBADMSG, "layout: %llu patches for %llu elements",
 				 (unsigned long long)l->npatch, (unsigned long long)n);
+	/* r11_plan's rule, so that every layout that passes is safe for the
+	 * fused matmul (its patches' corrections against palette[7]) */
+	if (l->npatch && l->palette[R11_PATCHED] == 0xff)
+		return uwerr_set(e, EBADMSG, "layout: R11 with %llu patches and palette[7] 255 (Inf, NaN)",
+				 (unsigned long long)l->npatch);
 	/* pe, psm, then xtab: nbytes >= patch_off + 3 npatch + 32 */
 	const int ok = code_plane_bytes(l, &code) == 0 &&
 		       res_region_ok(l->mant_off, l->rows, l->mant_stride, l->nbytes) &&

@@ -1104,6 +1104,18 @@ START_TEST(test_encode_mismatch)
 		      (unsigned long long)l.nbytes);
 	/* and a host pointer is refused */
 	ck_assert_int_eq(uwk_encode(&l, a, 2 * n, ddst, 0, &e), -EINVAL);
+	/* and an R11 layout (the CPU encodes R11), nothing written */
+	struct uw_layout l11;
+	ck_assert_int_eq(res_plan(UW_DTYPE_BF16, 2, shape, a, 2 * n, RES_PREFER_SIZE, &l11, &e), 0);
+	ck_assert_uint_eq(l11.format, UW_FORMAT_R11);
+	CK(cudaMemcpy(draw, a, 2 * n, cudaMemcpyHostToDevice));
+	CK(cudaMemset(ddst, 0xa5, 4 * n));
+	ck_assert_int_eq(uwk_encode(&l11, draw, 2 * n, ddst, 0, &e), -EINVAL);
+	ck_assert_msg(strstr(e.msg, "R11"), "%s", e.msg);
+	CK(cudaMemcpy(got, ddst, 4 * n, cudaMemcpyDeviceToHost));
+	for (i = 0; i < 4 * n && got[i] == 0xa5; i++)
+		;
+	ck_assert_msg(i == 4 * n, "R11: byte %zu written", i);
 	free(got);
 	free(a);
 	free(b);

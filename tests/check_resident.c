@@ -516,6 +516,12 @@ START_TEST(test_r11_validate)
 		ck_assert_msg(ref_matmul(&l, buf, w, 1, out, 1, &e) < 0, "%s multiplied", bad[i].what);
 		free(out);
 	}
+	/* palette[7] 255 (Inf, NaN) with patches: refused, as r11_plan never
+	 * makes it */
+	struct uw_layout inf = good;
+	inf.palette[7] = 0xff;
+	ck_assert_int_eq(res_validate(&inf, good.nbytes, &e), -EBADMSG);
+	ck_assert_ptr_nonnull(strstr(e.msg, "palette[7] 255"));
 	/* the index and patch_off moved together past the end */
 	struct uw_layout moved = good;
 	moved.patch_grp_off = (good.nbytes - 16) / 16 * 16;

@@ -384,6 +384,8 @@ extern "C" int uwk_encode(struct uw_layout *l, const void *dev_raw, size_t raw_b
 		return uwerr_set(e, EINVAL, "uwk_encode: layout NULL");
 	if (res_validate(l, l->nbytes, e) < 0)
 		return uwerr_prefix(e, "uwk_encode");
+	if (l->format == UW_FORMAT_R11)     /* r12_run would write R12's planes at R11's offsets */
+		return uwerr_set(e, EINVAL, "uwk_encode: an R11 layout (R11 is encoded on the CPU: res_encode)");
 	if (l->format == UW_FORMAT_RAW) {
 		if (raw_bytes != l->nbytes)
 			return uwerr_set(e, EINVAL, "uwk_encode: raw layout of %llu bytes for %zu bytes of data",

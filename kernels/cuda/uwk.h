@@ -83,7 +83,8 @@ int uwk_encode_plan(int dtype, int ndim, const uint64_t *shape, const void *dev_
 
 /* Write the resident bytes of dev_raw into dev_dst (l->nbytes of them, from
  * uwk_encode_plan or res_plan; dev_dst 256-byte aligned for R12) and set
- * l->crc32c: the bytes and checksum res_encode writes. Data whose exponents
+ * l->crc32c: the bytes and checksum res_encode writes. RAW and R12 only: an
+ * R11 layout is -EINVAL (res_encode writes R11). Data whose exponents
  * do not fit the layout's patch count is -EINVAL (nothing past nbytes is
  * written). Waits for stream s. */
 int uwk_encode(struct uw_layout *l, const void *dev_raw, size_t raw_bytes,
