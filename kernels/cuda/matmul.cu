@@ -137,12 +137,11 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 	const uint32_t gh = R11 && 16 * grp < a.rows ? min(16u, a.rows - 16 * grp) : 0;
 	const uint8_t *gcode = R11 ? a.nib + (uint64_t)grp * a.nstride : NULL;
 	__shared__ uint8_t xt[R11 ? 32 : 1];
-	/* (rows padded by a float: the 16 rows of one batch row in 16 banks) */
-	__shared__ float corr[R11 ? WM * WK : 1][R11 ? 16 : 1][R11 ? 8 * NT + 1 : 1];
+	__shared__ float corr[R11 ? WM * WK : 1][R11 ? 16 : 1][R11 ? r11_corr_stride(NT) : 1];
 	uint32_t pn[2] = {0, 0};        /* R11: the next chunk's patches lane, lane + 32 */
 	if (R11) {
 		r11_xtab(xt, a);
-		for (int i = lane; i < 16 * (8 * NT + 1); i += 32)
+		for (int i = lane; i < 16 * r11_corr_stride(NT); i += 32)
 			(&corr[warp][0][0])[i] = 0.f;
 	}
 
@@ -178,7 +177,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 #pragma unroll
 		for (int k = 0; k < 2; k++) {
 			const uint32_t i = first + lane + 32 * k;
-			pn[k] = i < min(end, a.npatch) ? __ldg(a.pe + i) | (uint32_t)__ldg(a.psm + i) << 16 : 0;
+			pn[k] = r11_patch(a, i, min(end, a.npatch));
 		}
 	};
 
@@ -369,8 +368,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 			/* R11: x . (W - dense W) of each patch into the warp's sums,
 			 * a patch a lane (x: this chunk's, still staged) */
 			for (uint32_t k = lane; R11 && k < end - min(first, end); k += 32) {
-				const uint32_t v = k < 32 ? p[0] : k < 64 ? p[1] :
-					__ldg(a.pe + first + k) | (uint32_t)__ldg(a.psm + first + k) << 16;
+				const uint32_t v = k < 32 ? p[0] : k < 64 ? p[1] : r11_patch(a, first + k, end);
 				const uint32_t r = v >> 7 & 15, col = v & 127, sm = v >> 16;
 				const float d = r11_value(xt[v >> 11 & 31], sm) - r11_value(a.pal[1] >> 24, sm);
 				const uint8_t *xc = xb - t * SEG + (col / 32) * SEG + (col % 32) * 2;
@@ -875,7 +873,7 @@ static int r11_fused_run(const struct r12_args *a, const void *x, size_t batch, 
 			 cudaStream_t s, struct uwk_ctx *ctx, struct uwerr *e)
 {
 	const struct r11_kind &k = r11_kinds[nt_log2(batch)];
-	const size_t stat = (size_t)k.wm * k.wk * 16 * (8 * ((size_t)1 << nt_log2(batch)) + 1) *
+	const size_t stat = (size_t)k.wm * k.wk * 16 * r11_corr_stride(1 << nt_log2(batch)) *
 			    sizeof(float) + 32;   /* r12_fused's corr and xt */
 	const struct fused_variant v = { k.wm, k.wk, 0, k.fn, k.xall, NULL, stat };
 	return variant_run(a, &v, 0, x, batch, y, s, ctx, e);

@@ -24,11 +24,6 @@ extern "C" {
 #define TILE_BYTES (16 * TILE_ROW)
 #define R11_DEC_TAB (R11_TAB_N * 32 * 4)
 
-__device__ __forceinline__ uint16_t bf16_of(uint32_t ex, uint32_t sm)
-{
-	return (uint16_t)((sm & 0x80u) << 8 | ex << 7 | (sm & 0x7fu));
-}
-
 /* ST16: cols % 8 == 0 and out 16-byte aligned: 8 elements a store.
  * Dynamic shared memory: the lanes' table (its R11_TAB_N entries), then
  * each warp's tile. */
@@ -47,11 +42,6 @@ r11_decode_kernel(const r12_args a, uint16_t *__restrict__ out)
 	const uint64_t nwarps = (uint64_t)gridDim.x * blockDim.x / 32;
 	const uint64_t tiles = (uint64_t)((a.rows + 15) / 16) * a.nk;
 	uint64_t t = ((uint64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
-	/* patch i of the tile's: its position and exponent index, and its
-	 * sign|mantissa byte above bit 16 (0 past the end) */
-	auto patch = [&](uint32_t i, uint32_t end) -> uint32_t {
-		return i < end ? __ldg(a.pe + i) | (uint32_t)__ldg(a.psm + i) << 16 : 0;
-	};
 	uint32_t first = t < tiles ? a.pgrp[t] : 0, last = t < tiles ? a.pgrp[t + 1] : 0;
 	for (; t < tiles; t += nwarps) {
 		const uint32_t g = (uint32_t)(t / a.nk), k = (uint32_t)(t % a.nk);
@@ -60,7 +50,7 @@ r11_decode_kernel(const r12_args a, uint16_t *__restrict__ out)
 		const uint32_t units = (h * w + 31) / 32;
 		const uint32_t *code = (const uint32_t *)(a.nib + g * a.nstride + (uint64_t)k * 48 * h);
 		const uint32_t end = min(last, a.npatch), f = first;
-		const uint32_t p0 = patch(f + lane, end), p1 = patch(f + lane + 32, end);
+		const uint32_t p0 = r11_patch(a, f + lane, end), p1 = r11_patch(a, f + lane + 32, end);
 		if (t + nwarps < tiles) {
 			first = a.pgrp[t + nwarps];
 			last = a.pgrp[t + nwarps + 1];
@@ -92,11 +82,13 @@ r11_decode_kernel(const r12_args a, uint16_t *__restrict__ out)
 				for (int q = 0; q < 4; q++)
 					ts[q] = make_uint4(v[4 * q], v[4 * q + 1], v[4 * q + 2], v[4 * q + 3]);
 			} else {
+				uint32_t ix[4];
+				r11_nibbles(b, ix);
 				for (uint32_t e = 0; e < 32 && 32 * u + e < h * w; e++) {
 					const uint32_t p = 32 * u + e, row = r0 + p / w, col = c0 + p % w;
-					const uint32_t q = e / 8, s = 4 * (e % 8);
-					const uint32_t c = (b[q & 1] >> (s + 2 * (q / 2)) & 3) |
-							   (b[2] >> (s + q) & 1) << 2;
+					/* ix[e / 8] by selects: an index would put ix on the stack */
+					const uint32_t ixq = e < 8 ? ix[0] : e < 16 ? ix[1] : e < 24 ? ix[2] : ix[3];
+					const uint32_t c = ixq >> 4 * (e % 8) & 7;
 					out[(uint64_t)row * a.cols + col] =
 						bf16_of((r12_entry(lt, c) >> 7) & 0xff,
 							__ldg(a.mant + (uint64_t)row * a.mstride + col));
@@ -108,7 +100,7 @@ r11_decode_kernel(const r12_args a, uint16_t *__restrict__ out)
 		 * corrupt layout) writes nothing */
 		__syncwarp();
 		for (uint32_t i = lane; f + i < end; i += 32) {
-			const uint32_t v = i < 32 ? p0 : i < 64 ? p1 : patch(f + i, end);
+			const uint32_t v = i < 32 ? p0 : i < 64 ? p1 : r11_patch(a, f + i, end);
 			const uint32_t r = v >> 7 & 15, c = v & 127;
 			const uint16_t x = bf16_of(xt[v >> 11 & 31], v >> 16);
 			if (r < h && c < w && w == 128)

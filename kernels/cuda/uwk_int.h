@@ -196,10 +196,31 @@ __device__ __forceinline__ void r11_nibbles(const uint32_t b[3], uint32_t ix[4])
 	ix[3] = (b[1] >> 2 & lo) | (b[2] >> 1 & hi);
 }
 
-/* R11: the float value of the BF16 of exponent ex and sign|mantissa byte sm. */
+/* The BF16 of exponent ex and sign|mantissa byte sm. */
+__device__ __forceinline__ uint16_t bf16_of(uint32_t ex, uint32_t sm)
+{
+	return (uint16_t)((sm & 0x80u) << 8 | ex << 7 | (sm & 0x7fu));
+}
+
+/* R11: its float value. */
 __device__ __forceinline__ float r11_value(uint32_t ex, uint32_t sm)
 {
-	return __uint_as_float((sm & 0x80u) << 24 | ex << 23 | (sm & 0x7fu) << 16);
+	return __uint_as_float((uint32_t)bf16_of(ex, sm) << 16);
+}
+
+/* R11: patch i, its position and exponent table index (pe) with its
+ * sign|mantissa byte above bit 16; 0 at or past end. */
+__device__ __forceinline__ uint32_t r11_patch(const struct r12_args &a, uint32_t i, uint32_t end)
+{
+	return i < end ? __ldg(a.pe + i) | (uint32_t)__ldg(a.psm + i) << 16 : 0;
+}
+
+/* R11: the row stride, in floats, of the fused kernel's per-warp patch
+ * sums [16 rows][batch rows] at NT n-tiles, padded by one float so that
+ * the 16 rows of one batch row fall in 16 banks. */
+__host__ __device__ constexpr int r11_corr_stride(int nt)
+{
+	return 8 * nt + 1;
 }
 
 /* R11: the layout's exponent table (32 bytes, any alignment) into xt.
