@@ -23,7 +23,9 @@
  * The last column compares the fused result with cuBLAS's (relative L2).
  * A second table does the same for the size preference: the weights as R11
  * (res_plan with RES_PREFER_SIZE) through uwk_matmul, with its own byte
- * floor, against the same cuBLAS run as the first table's row. On the
+ * floor, against the same cuBLAS run as the first table's row, and a third
+ * the same through the fused pipeline (UWK_PIPE_FUSED) where it takes the
+ * shape (up to batch UWK_FUSED_MAX_BATCH). On the
  * first shape, the host's time to queue one call (AUTO and cuBLAS, a mean
  * of HOST_CALLS back to back) shows what a call costs a worker's CPU. */
 #include <algorithm>
@@ -228,13 +230,15 @@ int main(int argc, char **argv)
 	const int ncfg = uwk_cfg_list(cfgs, 32);
 	static const int kss[] = {1, 2, 3, 4, 6, 8};
 
-	std::vector<double> logsp[6], logsp_fused[6], logsp_tuned[6], logsp_r11[6], logsp_wg[6];
+	std::vector<double> logsp[6], logsp_fused[6], logsp_tuned[6], logsp_r11[6], logsp_r11f[6],
+		logsp_wg[6];
 	char r11_rows[4 * 6][160];      /* the size preference's table, printed at the end */
+	char r11f_rows[4 * 6][160];     /* R11 through the fused pipeline, likewise */
 	char wg_rows[4 * 6][160];       /* the warpgroup pipeline's, likewise */
 	char host_rows[3][160];         /* the host's time a call */
 	int host_n = 0;
 	int wg_n = 0;
-	int r11_n = 0;
+	int r11_n = 0, r11f_n = 0;
 	double pf_best[6][4][2];        /* [batch][shape][pf - 1]: best over wm x wk and ks */
 	for (auto &a : pf_best)
 		for (auto &b : a)
@@ -407,6 +411,19 @@ int main(int argc, char **argv)
 			snprintf(r11_rows[r11_n++], sizeof(r11_rows[0]),
 				 "%-11s %5zu | %8.1f %6.1f | %8.1f %7.2f | %8.1e", shp, b, t_r11,
 				 100 * r11_floor / t_r11, t_cub, t_cub / t_r11, rel_l2(hy, hy2, b * rows));
+
+			/* R11 through the fused pipeline, where it takes the shape */
+			if (uwk_matmul_pipe(&l11, dres11, dx, b, dy, UWK_PIPE_FUSED, 0, ctx, &e) == 0) {
+				const double t_f = time_us([&] {
+					if (uwk_matmul_pipe(&l11, dres11, dx, b, dy, UWK_PIPE_FUSED, 0, ctx, &e) < 0)
+						die_uw("uwk_matmul (R11, fused)", &e);
+				});
+				CK(cudaMemcpy(hy, dy, 2 * b * rows, cudaMemcpyDeviceToHost));
+				logsp_r11f[bi].push_back(log(t_cub / t_f));
+				snprintf(r11f_rows[r11f_n++], sizeof(r11f_rows[0]),
+					 "%-11s %5zu | %8.1f %6.1f | %8.1f %7.2f | %8.1e", shp, b, t_f,
+					 100 * r11_floor / t_f, t_cub, t_cub / t_f, rel_l2(hy, hy2, b * rows));
+			}
 		}
 		free(res);
 	}
@@ -451,6 +468,8 @@ int main(int argc, char **argv)
 		printf("%s\n", host_rows[i]);
 	side("the size preference (R11; uwk_matmul decodes it into scratch, then cuBLAS)", "R11 us",
 	     "R11", r11_rows, r11_n, logsp_r11);
+	side("the size preference through the fused pipeline (R11, UWK_PIPE_FUSED)", "fused us",
+	     "R11 fused", r11f_rows, r11f_n, logsp_r11f);
 	side("the warpgroup pipeline (R12, wgmma; UWK_PIPE_FUSED_WG)", "wg us", "wg", wg_rows, wg_n,
 	     logsp_wg);
 	printf("columns: auto = uwk_matmul (AUTO, no tuned choices: what uw_matmul runs), its %%floor"

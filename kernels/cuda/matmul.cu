@@ -138,7 +138,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 	const uint8_t *gcode = R11 ? a.nib + (uint64_t)grp * a.nstride : NULL;
 	__shared__ uint8_t xt[R11 ? 32 : 1];
 	__shared__ float corr[R11 ? WM * WK : 1][R11 ? 16 : 1][R11 ? r11_corr_stride(NT) : 1];
-	uint32_t pn[2] = {0, 0};        /* R11: the next chunk's patches lane, lane + 32 */
+	r11_praw pn[2] = {};            /* R11: the next chunk's patches lane, lane + 32, in flight */
 	if (R11) {
 		r11_xtab(xt, a);
 		for (int i = lane; i < 16 * r11_corr_stride(NT); i += 32)
@@ -177,7 +177,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 #pragma unroll
 		for (int k = 0; k < 2; k++) {
 			const uint32_t i = first + lane + 32 * k;
-			pn[k] = r11_patch(a, i, min(end, a.npatch));
+			pn[k] = r11_patch_ld(a, i, min(end, a.npatch));
 		}
 	};
 
@@ -323,7 +323,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 			 * loaded a step ahead; the next chunk's now */
 			const uint32_t first = R11 ? cur[0].ix[3] : 0;
 			const uint32_t end = R11 ? min(cur[1].ix[3], a.npatch) : 0;
-			const uint32_t p[2] = {pn[0], pn[1]};
+			const r11_praw p[2] = {pn[0], pn[1]};
 			if (R11) {
 				if (more)
 					patches(q[1][0].ix[3], q[1][1].ix[3]);
@@ -366,17 +366,41 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 						 w[1][2 * s + 1], xv[2 * s], xv[2 * s + 1]);
 			}
 			/* R11: x . (W - dense W) of each patch into the warp's sums,
-			 * a patch a lane (x: this chunk's, still staged) */
-			for (uint32_t k = lane; R11 && k < end - min(first, end); k += 32) {
-				const uint32_t v = k < 32 ? p[0] : k < 64 ? p[1] : r11_patch(a, first + k, end);
+			 * a patch a lane (x: this chunk's, still staged). The patches
+			 * are in row order: each row's run of lanes adds its products
+			 * by a segmented scan and the run's last lane adds the sum to
+			 * the row's (atomics on shared floats are compare-and-swap
+			 * loops on this card, and the lanes of one row contend). */
+			const uint32_t np = end - min(first, end);
+			for (uint32_t k0 = 0; R11 && k0 < np; k0 += 32) {
+				const uint32_t k = k0 + lane;
+				const bool on = k < np;
+				const uint32_t v = k < 32 ? r11_patch_join(p[0]) : k < 64 ? r11_patch_join(p[1])
+						   : r11_patch(a, first + k, end);
 				const uint32_t r = v >> 7 & 15, col = v & 127, sm = v >> 16;
-				const float d = r11_value(xt[v >> 11 & 31], sm) - r11_value(a.pal[1] >> 24, sm);
+				const float d = on ? r11_value(xt[v >> 11 & 31], sm) - r11_value(a.pal[1] >> 24, sm)
+						   : 0.f;
+				const uint32_t rup = __shfl_up_sync(0xffffffffu, r, 1);
+				const uint32_t rdn = __shfl_down_sync(0xffffffffu, r, 1);
+				const uint32_t heads = __ballot_sync(0xffffffffu, lane == 0 || rup != r);
+				const int head = 31 - __clz(heads & (0xffffffffu >> (31 - lane)));
+				const bool last = on && (lane == 31 || k + 1 >= np || rdn != r);
 				const uint8_t *xc = xb - t * SEG + (col / 32) * SEG + (col % 32) * 2;
 #pragma unroll
-				for (uint32_t n = 0; n < 8 * NT; n++)
-					if (n < nx)
-						atomicAdd(&corr[warp][r][n],
-							  __uint_as_float((uint32_t)*(const uint16_t *)(xc + n * XS) << 16) * d);
+				for (uint32_t n = 0; n < 8 * NT; n++) {
+					if (n >= nx)
+						break;
+					float s = __uint_as_float((uint32_t)*(const uint16_t *)(xc + n * XS) << 16) * d;
+#pragma unroll
+					for (int o = 1; o < 32; o <<= 1) {
+						const float u = __shfl_up_sync(0xffffffffu, s, o);
+						if (lane - o >= head)
+							s += u;
+					}
+					if (last)
+						corr[warp][r][n] += s;
+				}
+				__syncwarp();   /* the next run's lane of a row after this one */
 			}
 		}
 		if (!XALL)
@@ -439,8 +463,10 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 		}
 }
 
+/* R11 at one n-tile (batch <= 8) holds 128 registers, two blocks an SM,
+ * as the lean loop does and for the same reason. */
 template <int NT, int WM, int WK, bool XVEC, int PD, bool XALL, bool R11 = false>
-__global__ void __launch_bounds__(32 * WM * WK)
+__global__ void __launch_bounds__(32 * WM * WK, R11 && NT == 1 && WM * WK == 8 ? 2 : 1)
 r12_fused_kernel(const r12_args a, const uint16_t *__restrict__ x, uint32_t batch,
 		 uint16_t *__restrict__ y, float *__restrict__ part, uint32_t cps)
 {

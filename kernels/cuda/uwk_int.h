@@ -208,11 +208,31 @@ __device__ __forceinline__ float r11_value(uint32_t ex, uint32_t sm)
 	return __uint_as_float((uint32_t)bf16_of(ex, sm) << 16);
 }
 
-/* R11: patch i, its position and exponent table index (pe) with its
- * sign|mantissa byte above bit 16; 0 at or past end. */
+/* R11: patch i's two loads, as loaded (0 at or past end): a loop may
+ * carry them in flight and join them where it uses them. */
+struct r11_praw {
+	uint32_t pe, sm;
+};
+
+__device__ __forceinline__ r11_praw r11_patch_ld(const struct r12_args &a, uint32_t i, uint32_t end)
+{
+	r11_praw p = {0, 0};
+	if (i < end)
+		p = {__ldg(a.pe + i), __ldg(a.psm + i)};
+	return p;
+}
+
+/* R11: a patch's position and exponent table index (pe) with its
+ * sign|mantissa byte above bit 16. */
+__device__ __forceinline__ uint32_t r11_patch_join(r11_praw p)
+{
+	return p.pe | p.sm << 16;
+}
+
+/* R11: patch i, joined; 0 at or past end. */
 __device__ __forceinline__ uint32_t r11_patch(const struct r12_args &a, uint32_t i, uint32_t end)
 {
-	return i < end ? __ldg(a.pe + i) | (uint32_t)__ldg(a.psm + i) << 16 : 0;
+	return r11_patch_join(r11_patch_ld(a, i, end));
 }
 
 /* R11: the row stride, in floats, of the fused kernel's per-warp patch
