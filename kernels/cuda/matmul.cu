@@ -99,10 +99,11 @@ __device__ __forceinline__ void cp_wait_group(void)
  * turned into R12 nibbles, and the mma takes the dense W, each patched
  * element with palette[7]'s exponent. Each chunk's tile index entries come
  * with its codes; the tile's patches (about 1 element in 80), loaded a step
- * ahead, a patch a lane, each add x . (W - dense W) for their element into
- * the warp's sums in shared memory (corr), added to the accumulators
- * after the K loop: warp-parallel work of a few instructions a patch,
- * instead of a lane's serial walk over its own (bench/NOTES.md, R11 v2).
+ * ahead, a patch a lane, add x . (W - dense W) for their element into the
+ * warp's sums in shared memory (corr), a row's lanes by a segmented scan,
+ * added to the accumulators after the K loop: warp-parallel work of a few
+ * instructions a patch, instead of a lane's serial walk over its own
+ * (bench/NOTES.md, R11 v2 and v3).
  * LEAN (R12, NT = 1, XVEC, XALL, PD = 1, cols a multiple of 128): a K loop
  * of its own, each warp on its own chunks: no check per load but the chunk
  * range (rows past the end read row 0, their sums are not kept), x read
@@ -320,10 +321,10 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 			const uint32_t c = ch * KC + 32 * t;
 			uint32_t w[2][16];
 			/* R11: this chunk's patches [first, end), the first 64 in p[],
-			 * loaded a step ahead; the next chunk's now */
+			 * their loads issued a step ago; the next chunk's now */
 			const uint32_t first = R11 ? cur[0].ix[3] : 0;
 			const uint32_t end = R11 ? min(cur[1].ix[3], a.npatch) : 0;
-			const r11_praw p[2] = {pn[0], pn[1]};
+			const uint32_t p[2] = {r11_patch_join(pn[0]), r11_patch_join(pn[1])};
 			if (R11) {
 				if (more)
 					patches(q[1][0].ix[3], q[1][1].ix[3]);
@@ -375,8 +376,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 			for (uint32_t k0 = 0; R11 && k0 < np; k0 += 32) {
 				const uint32_t k = k0 + lane;
 				const bool on = k < np;
-				const uint32_t v = k < 32 ? r11_patch_join(p[0]) : k < 64 ? r11_patch_join(p[1])
-						   : r11_patch(a, first + k, end);
+				const uint32_t v = k < 32 ? p[0] : k < 64 ? p[1] : r11_patch(a, first + k, end);
 				const uint32_t r = v >> 7 & 15, col = v & 127, sm = v >> 16;
 				const float d = on ? r11_value(xt[v >> 11 & 31], sm) - r11_value(a.pal[1] >> 24, sm)
 						   : 0.f;

@@ -164,7 +164,7 @@ r11_decode_kernel(const r12_args a, uint16_t *__restrict__ out)
 			const uint4 v = *(const uint4 *)(tile + row * TILE_ROW + 2 * c);
 			uint16_t *o = out + (uint64_t)(r0 + row) * a.cols + c0 + c;
 			if (ST16) {
-				*(uint4 *)o = v;
+				st_global16(o, v);
 			} else {
 				const uint32_t vv[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll

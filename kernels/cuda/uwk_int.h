@@ -251,6 +251,14 @@ __device__ __forceinline__ void r11_xtab(uint8_t *xt, const struct r12_args &a)
 		xt[threadIdx.x] = __ldg(a.xtab + threadIdx.x);
 }
 
+/* A 16-byte store to 16-byte aligned global memory, as one instruction
+ * (nvcc split a plain uint4 store into four 4-byte ones: R11 v3). */
+__device__ __forceinline__ void st_global16(void *p, uint4 v)
+{
+	asm volatile("st.global.v4.u32 [%0], {%1,%2,%3,%4};"
+		     :: "l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
+}
+
 /* Read-once 16-byte load that skips L1: the planes are streamed. */
 __device__ __forceinline__ uint4 ld_stream(const void *p)
 {
