@@ -2,10 +2,12 @@
 # run-demo: start unweightd on a temporary socket, load stories260K, print
 # the story the example worker generates through uw_matmul, stop the daemon.
 #
-#   examples/run-demo.sh [--build DIR] [--backend host|cuda] [--data DIR] [--steps N]
+#   examples/run-demo.sh [--build DIR] [--backend host|cuda] [--prefer speed|size]
+#                        [--data DIR] [--steps N]
 #
 # --build is the build tree holding unweightd, unweightctl and uw-stories
-# (default: the current directory); --data the directory of
+# (default: the current directory); --prefer the daemon's resident format
+# preference (unweightd(8), default speed); --data the directory of
 # stories260K.safetensors and tok512.bin (default: data/ beside this script).
 # The story goes to stdout, everything else to stderr.
 set -eu
@@ -13,6 +15,7 @@ set -eu
 me=run-demo
 build=.
 backend=host
+prefer=speed
 data=$(dirname "$0")/../data
 steps=256
 
@@ -29,15 +32,20 @@ while [ $# -gt 0 ]; do
 	case $1 in
 	--build) [ $# -ge 2 ] || die "--build needs a directory"; build=$2; shift 2 ;;
 	--backend) [ $# -ge 2 ] || die "--backend needs host or cuda"; backend=$2; shift 2 ;;
+	--prefer) [ $# -ge 2 ] || die "--prefer needs speed or size"; prefer=$2; shift 2 ;;
 	--data) [ $# -ge 2 ] || die "--data needs a directory"; data=$2; shift 2 ;;
 	--steps) [ $# -ge 2 ] || die "--steps needs a count"; steps=$2; shift 2 ;;
-	-h|--help) sed -n '2,10s/^# \{0,1\}//p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,12s/^# \{0,1\}//p' "$0"; exit 0 ;;
 	*) die "unknown argument $1 (see --help)" ;;
 	esac
 done
 case $backend in
 host|cuda) ;;
 *) die "--backend $backend: not host or cuda" ;;
+esac
+case $prefer in
+speed|size) ;;
+*) die "--prefer $prefer: not speed or size" ;;
 esac
 
 # A program of the build tree: at its top, or in its source's directory.
@@ -106,7 +114,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-"$unweightd" --socket "$sock" --backend "$backend" --allow-dir "$data" \
+"$unweightd" --socket "$sock" --backend "$backend" --prefer "$prefer" --allow-dir "$data" \
 	--foreground 2>"$log" &
 dpid=$!
 

@@ -50,17 +50,46 @@ got=$(head -c ${#expected} "$tmp/reference.txt")
 	fail "reference, $steps steps: only $(wc -c <"$tmp/reference.txt") bytes of story"
 echo "ok: the BF16 reference tells the oracle's story"
 
-# 3. The same story through the daemon, byte for byte.
+# 3. The same story through the daemon, byte for byte, with the weights in
+# each preference's formats (speed: R12; size: R11 where it applies).
 backend=${UW_TEST_BACKEND:-host}
-sh "$src/examples/run-demo.sh" --build "$build" --backend "$backend" --data "$data" \
-	--steps "$steps" >"$tmp/daemon.txt" || fail "examples/run-demo.sh --backend $backend failed"
-# Every backend, the GPU's too: its kernels add in another order than the
-# column-order reference, so a hidden BF16 output may round one ulp apart,
-# but with the logits in float32 no such ulp decides a token here.
-cmp "$tmp/reference.txt" "$tmp/daemon.txt" ||
-	fail "backend $backend: the daemon's story differs from the reference's:
+for prefer in speed size; do
+	sh "$src/examples/run-demo.sh" --build "$build" --backend "$backend" --prefer "$prefer" \
+		--data "$data" --steps "$steps" >"$tmp/daemon.txt" 2>"$tmp/demo-$prefer.err" || {
+		cat "$tmp/demo-$prefer.err" >&2
+		fail "examples/run-demo.sh --backend $backend --prefer $prefer failed"
+	}
+	# On the GPU an R11 matrix of stories260K (64 or 172 columns: narrower
+	# than the fused R11 kernel takes) is decoded and multiplied by cuBLAS,
+	# which adds in its own order: a hidden BF16 output may round one ulp
+	# apart from the reference's, and one such ulp decided a token after
+	# about 100 (H200, bench/NOTES.md 2026-11-30 session 26). There the
+	# oracle's 60 tokens must still come out.
+	if [ "$backend" = cuda ] && [ "$prefer" = size ]; then
+		got=$(head -c ${#expected} "$tmp/daemon.txt")
+		[ "$got" = "$expected" ] ||
+			fail "backend $backend, prefer $prefer: printed \"$(cat "$tmp/daemon.txt")\", expected it to begin \"$expected\""
+		echo "ok: backend $backend, prefer $prefer, tells the oracle's story"
+		continue
+	fi
+	# Elsewhere, the GPU's fused kernels too: they add in another order than
+	# the column-order reference, so a hidden BF16 output may round one ulp
+	# apart, but with the logits in float32 no such ulp decides a token here.
+	cmp "$tmp/reference.txt" "$tmp/daemon.txt" ||
+		fail "backend $backend, prefer $prefer: the daemon's story differs from the reference's:
 --- reference
 $(cat "$tmp/reference.txt")
 --- daemon
 $(cat "$tmp/daemon.txt")"
-echo "ok: backend $backend tells the reference's story, $steps steps, byte-identical"
+	echo "ok: backend $backend, prefer $prefer, tells the reference's story, $steps steps, byte-identical"
+done
+# The size preference took effect: its resident bytes (unweightctl load's
+# "ready, N tensors, X KiB -> Y KiB") are fewer than the speed preference's.
+resident() {
+	sed -n 's/.*ready, [0-9]* tensors, [0-9.]* KiB -> \([0-9.]*\) KiB.*/\1/p' "$tmp/demo-$1.err"
+}
+speed_kib=$(resident speed) size_kib=$(resident size)
+[ -n "$speed_kib" ] && [ -n "$size_kib" ] || fail "no resident size in unweightctl load's output"
+awk -v a="$size_kib" -v b="$speed_kib" 'BEGIN { exit !(a < b) }' ||
+	fail "prefer size holds $size_kib KiB resident, prefer speed $speed_kib KiB: expected fewer"
+echo "ok: prefer size holds $size_kib KiB resident, prefer speed $speed_kib KiB"
