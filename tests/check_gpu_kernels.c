@@ -594,6 +594,24 @@ START_TEST(test_r11)
 		tensor_free(&t);
 		free(w);
 	}
+	/* a row of zeros, zero not among the 8 exponents (so each of its
+	 * elements is patched): the fused kernel gives 0 there, as the
+	 * reference does (check_matmul's bound is 1e-2 of sum |x w| = 0);
+	 * multiplying a patched element at palette[7]'s value and adding the
+	 * difference apart gave about 1e-7 sum |x| (bench/NOTES.md, R11 v4) */
+	{
+		uint64_t shape[2] = {640, 4096};
+		uint16_t *w = weights(shape[0] * shape[1], 0, 0, 0);
+		memset(w + 37 * shape[1], 0, 2 * shape[1]);
+		struct tensor t;
+		tensor_make_as(&t, RES_PREFER_SIZE, 2, shape, w, shape[0] * shape[1], "R11 zero row");
+		ck_assert_msg(t.l.format == UW_FORMAT_R11 && t.l.palette[0] != 0,
+			      "R11 zero row: format %u, palette[0] %u", t.l.format, t.l.palette[0]);
+		for (size_t b = 1; b <= 64; b *= 4)
+			check_matmul(&t, b, UWK_PIPE_FUSED, NULL, 0, "R11 zero row, fused");
+		tensor_free(&t);
+		free(w);
+	}
 	/* matmul: fused where every tile is full width, else decode + cuBLAS */
 	static const uint64_t mshapes[][2] = {{300, 1024}, {33, 4100}, {64, 4096}, {77, 1001},
 					      {1000, 256}, {16, 128}};

@@ -96,14 +96,12 @@ __device__ __forceinline__ void cp_wait_group(void)
  * R11: W is R11 with cols a multiple of 128 (every tile full width; XVEC).
  * The warp's 16 rows are one tile row; lane l's 32 columns of its two rows
  * are code units l and 32 + l of the chunk's tile, read as three words and
- * turned into R12 nibbles, and the mma takes the dense W, each patched
- * element with palette[7]'s exponent. Each chunk's tile index entries come
- * with its codes; the tile's patches (about 1 element in 80), loaded a step
- * ahead, a patch a lane, add x . (W - dense W) for their element into the
- * warp's sums in shared memory (corr), a row's lanes by a segmented scan,
- * added to the accumulators after the K loop: warp-parallel work of a few
- * instructions a patch, instead of a lane's serial walk over its own
- * (bench/NOTES.md, R11 v2 and v3).
+ * turned into R12 nibbles and decoded, a patched element with palette[7]'s
+ * exponent. Each chunk's tile index entries come with its codes; the
+ * tile's patches (about 1 element in 80), loaded a step ahead, a patch a
+ * lane, then write their elements into the decoded words through shared
+ * memory (r11_patch_regs), so the mma takes W exact: warp-parallel work of
+ * a few instructions a patch, whatever the batch (bench/NOTES.md, R11 v4).
  * LEAN (R12, NT = 1, XVEC, XALL, PD = 1, cols a multiple of 128): a K loop
  * of its own, each warp on its own chunks: no check per load but the chunk
  * range (rows past the end read row 0, their sums are not kept), x read
@@ -138,13 +136,10 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 	const uint32_t gh = R11 && 16 * grp < a.rows ? min(16u, a.rows - 16 * grp) : 0;
 	const uint8_t *gcode = R11 ? a.nib + (uint64_t)grp * a.nstride : NULL;
 	__shared__ uint8_t xt[R11 ? 32 : 1];
-	__shared__ float corr[R11 ? WM * WK : 1][R11 ? 16 : 1][R11 ? r11_corr_stride(NT) : 1];
+	__shared__ __align__(16) uint32_t wst[R11 ? WM * WK : 1][R11 ? 32 * R11_WST : 1];
 	r11_praw pn[2] = {};            /* R11: the next chunk's patches lane, lane + 32, in flight */
-	if (R11) {
+	if (R11)
 		r11_xtab(xt, a);
-		for (int i = lane; i < 16 * r11_corr_stride(NT); i += 32)
-			(&corr[warp][0][0])[i] = 0.f;
-	}
 
 	const uint8_t *mrow[2], *nrow[2];
 	bool rok[2];
@@ -334,6 +329,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 					r11_nibbles(cur[h].ix, ix);
 					r12_decode32(lt, cur[h].sm, ix, w[h]);
 				}
+				r11_patch_regs(w, wst[warp], xt, p, first, end, a);
 			}
 #pragma unroll
 			for (int h = 0; h < 2 && !R11; h++) {
@@ -366,42 +362,6 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 					mma_bf16(acc[j], w[0][2 * s], w[1][2 * s], w[0][2 * s + 1],
 						 w[1][2 * s + 1], xv[2 * s], xv[2 * s + 1]);
 			}
-			/* R11: x . (W - dense W) of each patch into the warp's sums,
-			 * a patch a lane (x: this chunk's, still staged). The patches
-			 * are in row order: each row's run of lanes adds its products
-			 * by a segmented scan and the run's last lane adds the sum to
-			 * the row's (atomics on shared floats are compare-and-swap
-			 * loops on this card, and the lanes of one row contend). */
-			const uint32_t np = end - min(first, end);
-			for (uint32_t k0 = 0; R11 && k0 < np; k0 += 32) {
-				const uint32_t k = k0 + lane;
-				const bool on = k < np;
-				const uint32_t v = k < 32 ? p[0] : k < 64 ? p[1] : r11_patch(a, first + k, end);
-				const uint32_t r = v >> 7 & 15, col = v & 127, sm = v >> 16;
-				const float d = on ? r11_value(xt[v >> 11 & 31], sm) - r11_value(a.pal[1] >> 24, sm)
-						   : 0.f;
-				const uint32_t rup = __shfl_up_sync(0xffffffffu, r, 1);
-				const uint32_t rdn = __shfl_down_sync(0xffffffffu, r, 1);
-				const uint32_t heads = __ballot_sync(0xffffffffu, lane == 0 || rup != r);
-				const int head = 31 - __clz(heads & (0xffffffffu >> (31 - lane)));
-				const bool last = on && (lane == 31 || k + 1 >= np || rdn != r);
-				const uint8_t *xc = xb - t * SEG + (col / 32) * SEG + (col % 32) * 2;
-#pragma unroll
-				for (uint32_t n = 0; n < 8 * NT; n++) {
-					if (n >= nx)
-						break;
-					float s = __uint_as_float((uint32_t)*(const uint16_t *)(xc + n * XS) << 16) * d;
-#pragma unroll
-					for (int o = 1; o < 32; o <<= 1) {
-						const float u = __shfl_up_sync(0xffffffffu, s, o);
-						if (lane - o >= head)
-							s += u;
-					}
-					if (last)
-						corr[warp][r][n] += s;
-				}
-				__syncwarp();   /* the next run's lane of a row after this one */
-			}
 		}
 		if (!XALL)
 			__syncthreads();
@@ -413,18 +373,6 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 		ch = chn;
 	}
 
-	if (R11) {
-		/* the patches' sums of this lane's rows and batch rows */
-		__syncwarp();
-#pragma unroll
-		for (int j = 0; j < NT; j++)
-#pragma unroll
-			for (int e = 0; e < 4; e++) {
-				const uint32_t n = 8 * j + 2 * t + (e & 1);
-				if (n < nx)
-					acc[j][e] += corr[warp][g + 8 * (e >> 1)][n];
-			}
-	}
 	if (WK > 1) {
 		/* [wk][wm][j][e][lane]: the warps of one row tile add in wk order */
 		float *red = (float *)xsm;
@@ -899,8 +847,7 @@ static int r11_fused_run(const struct r12_args *a, const void *x, size_t batch, 
 			 cudaStream_t s, struct uwk_ctx *ctx, struct uwerr *e)
 {
 	const struct r11_kind &k = r11_kinds[nt_log2(batch)];
-	const size_t stat = (size_t)k.wm * k.wk * 16 * r11_corr_stride(1 << nt_log2(batch)) *
-			    sizeof(float) + 32;   /* r12_fused's corr and xt */
+	const size_t stat = (size_t)k.wm * k.wk * 32 * R11_WST * sizeof(uint32_t) + 32;   /* wst, xt */
 	const struct fused_variant v = { k.wm, k.wk, 0, k.fn, k.xall, NULL, stat };
 	return variant_run(a, &v, 0, x, batch, y, s, ctx, e);
 }

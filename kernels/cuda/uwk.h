@@ -59,11 +59,11 @@ enum uwk_pipe {
  * (UWK_PIPE_FUSED_WG) from batch 9 to 256 where it runs, else the mma.sync
  * one up to 64; decode + cuBLAS above; R11 the mma.sync one up to
  * UWK_AUTO_R11_FUSED_MAX_BATCH where its columns are a multiple of 128 and
- * x is 16-byte aligned (its patches cost the fused kernel a shared-memory
- * atomic each a batch row), else decode + cuBLAS; RAW goes to cuBLAS. */
+ * x is 16-byte aligned (at batch 64 it only matches decode + cuBLAS),
+ * else decode + cuBLAS; RAW goes to cuBLAS. */
 #define UWK_AUTO_FUSED_MAX_BATCH 64
 #define UWK_AUTO_WG_MAX_BATCH 256
-#define UWK_AUTO_R11_FUSED_MAX_BATCH 8
+#define UWK_AUTO_R11_FUSED_MAX_BATCH 16
 
 /* Per-stream state of uwk_matmul: a cuBLAS handle, the decode scratch and the
  * split-K partial sums. One context serves one stream at a time (its scratch

@@ -202,12 +202,6 @@ __device__ __forceinline__ uint16_t bf16_of(uint32_t ex, uint32_t sm)
 	return (uint16_t)((sm & 0x80u) << 8 | ex << 7 | (sm & 0x7fu));
 }
 
-/* R11: its float value. */
-__device__ __forceinline__ float r11_value(uint32_t ex, uint32_t sm)
-{
-	return __uint_as_float((uint32_t)bf16_of(ex, sm) << 16);
-}
-
 /* R11: patch i's two loads, as loaded (0 at or past end): a loop may
  * carry them in flight and join them where it uses them. */
 struct r11_praw {
@@ -235,12 +229,45 @@ __device__ __forceinline__ uint32_t r11_patch(const struct r12_args &a, uint32_t
 	return r11_patch_join(r11_patch_ld(a, i, end));
 }
 
-/* R11: the row stride, in floats, of the fused kernel's per-warp patch
- * sums [16 rows][batch rows] at NT n-tiles, padded by one float so that
- * the 16 rows of one batch row fall in 16 banks. */
-__host__ __device__ constexpr int r11_corr_stride(int nt)
+/* R11, the fused kernel: a lane's decoded words (w[h][p]: row g + 8h,
+ * columns 2p and 2p + 1 of its 32; a patched element with palette[7]'s
+ * exponent) through the warp's staging area ws, one row half at a time
+ * (R11_WST words a lane: the 16-byte stores of 8 lanes in distinct banks),
+ * where each patch of the chunk in that half, of [first, end) (the first 64
+ * in p[], a lane each), writes its element's BF16 into the word of the
+ * lane that holds it; then read back. So the mma takes W exact, at a cost
+ * that does not grow with the batch (adding each patch's x . (W - dense W)
+ * per batch row did: R11 v4). */
+#define R11_WST 20
+
+__device__ __forceinline__ void r11_patch_regs(uint32_t w[2][16], uint32_t *ws, const uint8_t *xt,
+					       const uint32_t p[2], uint32_t first, uint32_t end,
+					       const struct r12_args &a)
 {
-	return 8 * nt + 1;
+	const uint32_t lane = threadIdx.x & 31;
+	uint4 *const mine = (uint4 *)(ws + lane * R11_WST);
+#pragma unroll
+	for (int h = 0; h < 2; h++) {
+#pragma unroll
+		for (int q = 0; q < 4; q++)
+			mine[q] = make_uint4(w[h][4 * q], w[h][4 * q + 1], w[h][4 * q + 2], w[h][4 * q + 3]);
+		__syncwarp();
+		for (uint32_t k = lane; first + k < end; k += 32) {
+			const uint32_t v = k < 32 ? p[0] : k < 64 ? p[1] : r11_patch(a, first + k, end);
+			const uint32_t r = v >> 7 & 15, col = v & 127;
+			if (r >> 3 != (uint32_t)h)
+				continue;
+			const uint32_t at = ((r & 7) * 4 + col / 32) * R11_WST + col % 32 / 2;
+			((uint16_t *)(ws + at))[col & 1] = bf16_of(xt[v >> 11 & 31], v >> 16);
+		}
+		__syncwarp();
+#pragma unroll
+		for (int q = 0; q < 4; q++) {
+			const uint4 v = mine[q];
+			w[h][4 * q] = v.x, w[h][4 * q + 1] = v.y, w[h][4 * q + 2] = v.z, w[h][4 * q + 3] = v.w;
+		}
+		__syncwarp();   /* the next half's stores after these loads */
+	}
 }
 
 /* R11: the layout's exponent table (32 bytes, any alignment) into xt.
