@@ -384,15 +384,23 @@ int main(int argc, char **argv)
 			       t_tuned, 100 * floor_us / t_tuned, t_cub / t_tuned, tc, err);
 			fflush(stdout);
 
-			/* the warpgroup pipeline (wgmma), where the device has it */
-			if (uwk_matmul_pipe(&l, dres, dx, b, dy, UWK_PIPE_FUSED_WG, 0, ctx, &e) == 0) {
-				const double t_wg = time_us(pipe(UWK_PIPE_FUSED_WG));
+			/* a side table's row: layout ll (at dev) through pipeline p, timed
+			 * and compared with cuBLAS's result, over floor fl */
+			auto side_row = [&](const struct uw_layout *ll, const void *dev, enum uwk_pipe p,
+					    double fl, char (*rows_)[160], int &n, std::vector<double> *logs) {
+				auto run = [&] {
+					if (uwk_matmul_pipe(ll, dev, dx, b, dy, p, 0, ctx, &e) < 0)
+						die_uw("uwk_matmul (side table)", &e);
+				};
+				const double t = time_us(run);
 				CK(cudaMemcpy(hy, dy, 2 * b * rows, cudaMemcpyDeviceToHost));
-				logsp_wg[bi].push_back(log(t_cub / t_wg));
-				snprintf(wg_rows[wg_n++], sizeof(wg_rows[0]),
-					 "%-11s %5zu | %8.1f %6.1f | %8.1f %7.2f | %8.1e", shp, b, t_wg,
-					 100 * floor_us / t_wg, t_cub, t_cub / t_wg, rel_l2(hy, hy2, b * rows));
-			}
+				logs[bi].push_back(log(t_cub / t));
+				snprintf(rows_[n++], sizeof(rows_[0]), "%-11s %5zu | %8.1f %6.1f | %8.1f %7.2f | %8.1e",
+					 shp, b, t, 100 * fl / t, t_cub, t_cub / t, rel_l2(hy, hy2, b * rows));
+			};
+			/* the warpgroup pipeline (wgmma), where the device has it */
+			if (uwk_matmul_pipe(&l, dres, dx, b, dy, UWK_PIPE_FUSED_WG, 0, ctx, &e) == 0)
+				side_row(&l, dres, UWK_PIPE_FUSED_WG, floor_us, wg_rows, wg_n, logsp_wg);
 
 			/* the host's time to queue a call, on the first shape: what a
 			 * worker pays a call beside the GPU's time */
@@ -402,28 +410,10 @@ int main(int argc, char **argv)
 					 "%-11s %5zu | %8.2f | %8.2f", shp, b, h_auto, h_cub);
 			}
 
-			const double t_r11 = time_us([&] {
-				if (uwk_matmul(&l11, dres11, dx, b, dy, 0, ctx, &e) < 0)
-					die_uw("uwk_matmul (R11)", &e);
-			});
-			CK(cudaMemcpy(hy, dy, 2 * b * rows, cudaMemcpyDeviceToHost));
-			logsp_r11[bi].push_back(log(t_cub / t_r11));
-			snprintf(r11_rows[r11_n++], sizeof(r11_rows[0]),
-				 "%-11s %5zu | %8.1f %6.1f | %8.1f %7.2f | %8.1e", shp, b, t_r11,
-				 100 * r11_floor / t_r11, t_cub, t_cub / t_r11, rel_l2(hy, hy2, b * rows));
-
+			side_row(&l11, dres11, UWK_PIPE_AUTO, r11_floor, r11_rows, r11_n, logsp_r11);
 			/* R11 through the fused pipeline, where it takes the shape */
-			if (uwk_matmul_pipe(&l11, dres11, dx, b, dy, UWK_PIPE_FUSED, 0, ctx, &e) == 0) {
-				const double t_f = time_us([&] {
-					if (uwk_matmul_pipe(&l11, dres11, dx, b, dy, UWK_PIPE_FUSED, 0, ctx, &e) < 0)
-						die_uw("uwk_matmul (R11, fused)", &e);
-				});
-				CK(cudaMemcpy(hy, dy, 2 * b * rows, cudaMemcpyDeviceToHost));
-				logsp_r11f[bi].push_back(log(t_cub / t_f));
-				snprintf(r11f_rows[r11f_n++], sizeof(r11f_rows[0]),
-					 "%-11s %5zu | %8.1f %6.1f | %8.1f %7.2f | %8.1e", shp, b, t_f,
-					 100 * r11_floor / t_f, t_cub, t_cub / t_f, rel_l2(hy, hy2, b * rows));
-			}
+			if (uwk_matmul_pipe(&l11, dres11, dx, b, dy, UWK_PIPE_FUSED, 0, ctx, &e) == 0)
+				side_row(&l11, dres11, UWK_PIPE_FUSED, r11_floor, r11f_rows, r11f_n, logsp_r11f);
 		}
 		free(res);
 	}
