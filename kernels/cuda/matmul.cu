@@ -117,9 +117,9 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 	constexpr int XS = xrow<WK>::bytes, SEG = xrow<WK>::seg;
 	static_assert(!LEAN || (NT == 1 && XVEC && XALL && !R11 && PD == 1),
 		      "the lean loop: R12, batch <= 8, pf 1");
-	/* smem: the lanes' tables (R12_LANE_TAB), then x */
+	/* smem: the lanes' tables (R12_LANE_TAB; R11: its entries only), then x */
 	extern __shared__ __align__(16) uint8_t smem[];
-	uint8_t *const xsm = smem + R12_LANE_TAB;
+	uint8_t *const xsm = smem + (R11 ? R11_LANE_TAB : R12_LANE_TAB);
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 	const int wm = warp % WM, wk = warp / WM, g = lane >> 2, t = lane & 3;
 	const uint32_t nx = min(batch, (uint32_t)(8 * NT));   /* x rows staged */
@@ -129,7 +129,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 	const uint32_t nsteps = (ce - cb + WK - 1) / WK;
 	const uint32_t row0 = (blockIdx.x * WM + wm) * 16 + g;
 	const uint8_t *const lt = r12_lane_tab(smem, lane);
-	r12_table(smem, a.pal);
+	r12_table(smem, a.pal, R11 ? R11_TAB_N : 256);
 	/* R11: the warp's tile row, its height (units of a tile: 4 gh), the
 	 * exponent table, the warp's patch sums [row][batch row] */
 	const uint32_t grp = blockIdx.x * WM + wm;
@@ -589,6 +589,7 @@ struct fused_variant {
 	int wm, wk, pair;
 	const void *fn, *xall, *lean;
 	size_t stat;              /* the kernels' static shared memory past 2 KB (R11's), or 0 */
+	size_t tab;               /* the lanes' table: R11_LANE_TAB, or 0 for R12_LANE_TAB */
 };
 
 static struct fused_variant kind_variant(const struct fused_kind *k, size_t batch, bool xvec,
@@ -628,11 +629,12 @@ static size_t x_step_bytes(int nt, int wk, size_t batch)
 
 /* Dynamic shared memory of a block that stages nbuf steps of x: the
  * lanes' exponent tables, then x (or the split-K sums, after the loop). */
-static size_t fused_smem(int nt, int wm, int wk, size_t batch, size_t nbuf)
+static size_t fused_smem(const struct fused_variant *v, int nt, size_t batch, size_t nbuf)
 {
+	const int wm = v->wm, wk = v->wk;
 	size_t stage = nbuf * x_step_bytes(nt, wk, batch);
 	size_t red = wk > 1 ? (size_t)wk * wm * nt * 4 * 32 * sizeof(float) : 0;
-	return R12_LANE_TAB + (stage > red ? stage : red);
+	return (v->tab ? v->tab : R12_LANE_TAB) + (stage > red ? stage : red);
 }
 
 /* The dynamic shared memory granted so far to a kernel on a device: the
@@ -729,7 +731,7 @@ static int fused_plan_make(const struct fused_variant *v, uint64_t tiles, uint32
 	const uint32_t nch = (cols + KC - 1) / KC;
 	p->threads = 32 * v->wm * v->wk;
 	p->fn = v->fn;
-	p->smem = fused_smem(nt, v->wm, v->wk, batch, 2);
+	p->smem = fused_smem(v, nt, batch, 2);
 	char what[64];
 	snprintf(what, sizeof(what), "fused shape %dx%d at batch %zu", v->wm, v->wk, batch);
 	int rc = uwk_smem_optin(p->fn, p->smem, v->stat, what, ctx, e);
@@ -759,8 +761,8 @@ static int fused_plan_make(const struct fused_variant *v, uint64_t tiles, uint32
 		ks = 65535;
 	p->cps = (nch + ks - 1) / ks;
 	p->ks = (int)((nch + p->cps - 1) / p->cps);   /* no empty split */
-	const size_t all = fused_smem(nt, v->wm, v->wk, batch, (p->cps + v->wk - 1) / v->wk);
-	if (nt == 1 && all - R12_LANE_TAB <= XALL_MAX && v->xall) {
+	const size_t all = fused_smem(v, nt, batch, (p->cps + v->wk - 1) / v->wk);
+	if (nt == 1 && all - (v->tab ? v->tab : R12_LANE_TAB) <= XALL_MAX && v->xall) {
 		const bool lean = v->lean && cols % KC == 0;
 		p->fn = lean ? v->lean : v->xall;
 		p->smem = all;
@@ -848,7 +850,7 @@ static int r11_fused_run(const struct r12_args *a, const void *x, size_t batch, 
 {
 	const struct r11_kind &k = r11_kinds[nt_log2(batch)];
 	const size_t stat = (size_t)k.wm * k.wk * 32 * R11_WST * sizeof(uint32_t) + 32;   /* wst, xt */
-	const struct fused_variant v = { k.wm, k.wk, 0, k.fn, k.xall, NULL, stat };
+	const struct fused_variant v = { k.wm, k.wk, 0, k.fn, k.xall, NULL, stat, R11_LANE_TAB };
 	return variant_run(a, &v, 0, x, batch, y, s, ctx, e);
 }
 

@@ -21,7 +21,6 @@ extern "C" {
 #define R11_THREADS 256
 #define TILE_ROW 272          /* bytes a row of a warp's tile: 256, padded for the banks */
 #define TILE_BYTES (16 * TILE_ROW)
-#define R11_DEC_TAB (R11_TAB_N * 32 * 4)
 
 /* A full-width tile (16 x 128, h rows) into the warp's shared copy. Lane l
  * takes 16 columns, 16 (l % 8).., of rows l / 8, 4 + l / 8, 8 + l / 8 and
@@ -114,7 +113,7 @@ r11_decode_kernel(const r12_args a, uint16_t *__restrict__ out)
 {
 	extern __shared__ __align__(16) uint8_t dsm[];
 	__shared__ uint8_t xt[32];
-	uint8_t *const tile = dsm + R11_DEC_TAB + (threadIdx.x / 32) * TILE_BYTES;
+	uint8_t *const tile = dsm + R11_LANE_TAB + (threadIdx.x / 32) * TILE_BYTES;
 	r12_table(dsm, a.pal, R11_TAB_N);
 	r11_xtab(xt, a);
 	__syncthreads();
@@ -184,7 +183,7 @@ int uwk_decode_r11(const struct r12_args *a, uint16_t *out, cudaStream_t s, stru
 	const bool st16 = a->cols % 8 == 0 && (uintptr_t)out % 16 == 0;
 	auto fn = st16 ? r11_decode_kernel<true> : r11_decode_kernel<false>;
 	int per_sm = 0;
-	const size_t smem = R11_DEC_TAB + R11_THREADS / 32 * TILE_BYTES;
+	const size_t smem = R11_LANE_TAB + R11_THREADS / 32 * TILE_BYTES;
 	UWK_CK(e, cudaGetDevice(&dev));
 	UWK_CK(e, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
 	UWK_CK(e, cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));

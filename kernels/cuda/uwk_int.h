@@ -121,6 +121,7 @@ __device__ __forceinline__ uint32_t r12_pal_pair(uint64_t p0, uint64_t p1, int i
  * Block-cooperative. */
 #define R12_LANE_TAB (256 * 32 * 4)
 #define R11_TAB_N 0x78
+#define R11_LANE_TAB (R11_TAB_N * 32 * 4)   /* the lanes' table of R11's entries */
 __device__ __forceinline__ void r12_table(uint8_t *rtab, const uint32_t pal[4], int n = 256)
 {
 	const uint64_t p0 = pal[0] | (uint64_t)pal[1] << 32;
@@ -231,42 +232,40 @@ __device__ __forceinline__ uint32_t r11_patch(const struct r12_args &a, uint32_t
 
 /* R11, the fused kernel: a lane's decoded words (w[h][p]: row g + 8h,
  * columns 2p and 2p + 1 of its 32; a patched element with palette[7]'s
- * exponent) through the warp's staging area ws, one row half at a time
- * (R11_WST words a lane: the 16-byte stores of 8 lanes in distinct banks),
- * where each patch of the chunk in that half, of [first, end) (the first 64
- * in p[], a lane each), writes its element's BF16 into the word of the
+ * exponent) through the warp's staging area ws (R11_WST words a lane, its
+ * 16-byte slot q at q ^ (lane & 7): the 16-byte accesses of 8 lanes fall in
+ * distinct banks), where each patch of the chunk, [first, end) (the first
+ * 64 in p[], a lane each), writes its element's BF16 into the word of the
  * lane that holds it; then read back. So the mma takes W exact, at a cost
  * that does not grow with the batch (adding each patch's x . (W - dense W)
  * per batch row did: R11 v4). */
-#define R11_WST 20
+#define R11_WST 32
 
 __device__ __forceinline__ void r11_patch_regs(uint32_t w[2][16], uint32_t *ws, const uint8_t *xt,
 					       const uint32_t p[2], uint32_t first, uint32_t end,
 					       const struct r12_args &a)
 {
-	const uint32_t lane = threadIdx.x & 31;
+	const uint32_t lane = threadIdx.x & 31, sw = lane & 7;
 	uint4 *const mine = (uint4 *)(ws + lane * R11_WST);
 #pragma unroll
-	for (int h = 0; h < 2; h++) {
+	for (int q = 0; q < 8; q++) {
+		const uint32_t *v = w[q >> 2] + 4 * (q & 3);
+		mine[q ^ sw] = make_uint4(v[0], v[1], v[2], v[3]);
+	}
+	__syncwarp();
+	for (uint32_t k = lane; first + k < end; k += 32) {
+		const uint32_t v = k < 32 ? p[0] : k < 64 ? p[1] : r11_patch(a, first + k, end);
+		const uint32_t r = v >> 7 & 15, col = v & 127;
+		const uint32_t o = (r & 7) * 4 + col / 32, wi = (r >> 3) * 16 + col % 32 / 2;
+		const uint32_t at = o * R11_WST + ((wi / 4) ^ (o & 7)) * 4 + wi % 4;
+		((uint16_t *)(ws + at))[col & 1] = bf16_of(xt[v >> 11 & 31], v >> 16);
+	}
+	__syncwarp();
 #pragma unroll
-		for (int q = 0; q < 4; q++)
-			mine[q] = make_uint4(w[h][4 * q], w[h][4 * q + 1], w[h][4 * q + 2], w[h][4 * q + 3]);
-		__syncwarp();
-		for (uint32_t k = lane; first + k < end; k += 32) {
-			const uint32_t v = k < 32 ? p[0] : k < 64 ? p[1] : r11_patch(a, first + k, end);
-			const uint32_t r = v >> 7 & 15, col = v & 127;
-			if (r >> 3 != (uint32_t)h)
-				continue;
-			const uint32_t at = ((r & 7) * 4 + col / 32) * R11_WST + col % 32 / 2;
-			((uint16_t *)(ws + at))[col & 1] = bf16_of(xt[v >> 11 & 31], v >> 16);
-		}
-		__syncwarp();
-#pragma unroll
-		for (int q = 0; q < 4; q++) {
-			const uint4 v = mine[q];
-			w[h][4 * q] = v.x, w[h][4 * q + 1] = v.y, w[h][4 * q + 2] = v.z, w[h][4 * q + 3] = v.w;
-		}
-		__syncwarp();   /* the next half's stores after these loads */
+	for (int q = 0; q < 8; q++) {
+		const uint4 v = mine[q ^ sw];
+		uint32_t *d = w[q >> 2] + 4 * (q & 3);
+		d[0] = v.x, d[1] = v.y, d[2] = v.z, d[3] = v.w;
 	}
 }
 
