@@ -131,7 +131,7 @@ r12_fused(const r12_args &a, const uint16_t *__restrict__ x, uint32_t batch,
 	const uint8_t *const lt = r12_lane_tab(smem, lane);
 	r12_table(smem, a.pal, R11 ? R11_TAB_N : 256);
 	/* R11: the warp's tile row, its height (units of a tile: 4 gh), the
-	 * exponent table, the warp's patch sums [row][batch row] */
+	 * exponent table, the warps' staging areas (r11_patch_regs) */
 	const uint32_t grp = blockIdx.x * WM + wm;
 	const uint32_t gh = R11 && 16 * grp < a.rows ? min(16u, a.rows - 16 * grp) : 0;
 	const uint8_t *gcode = R11 ? a.nib + (uint64_t)grp * a.nstride : NULL;
