@@ -130,8 +130,9 @@ int r11_plan(struct uw_layout *l, const uint64_t hist[256])
 		outside += hist[x] && !in[x];
 	r.format = UW_FORMAT_R11;
 	r.npatch = l->rows * l->cols - covered;
-	/* the fused matmul corrects each patch against palette[7]'s value:
-	 * Inf or NaN there would make its row's sum NaN */
+	/* no patches beside palette[7] 255 (Inf, NaN): the format's rule,
+	 * from its first fused kernel, which multiplied a patched element at
+	 * palette[7]'s value (docs/FORMAT.md, "R11", Exponent table) */
 	if (outside > R11_XTAB || (r.npatch && r.palette[R11_PATCHED] == 0xff) ||
 	    r11_offsets(&r) < 0)
 		return -EOVERFLOW;
@@ -165,8 +166,8 @@ int r11_validate(const struct uw_layout *l, struct uwerr *e)
 	if (l->npatch > n || l->npatch > UINT32_MAX)
 		return uwerr_set(e, EBADMSG, "layout: %llu patches for %llu elements",
 				 (unsigned long long)l->npatch, (unsigned long long)n);
-	/* r11_plan's rule, so that every layout that passes is safe for the
-	 * fused matmul (its patches' corrections against palette[7]) */
+	/* r11_plan's rule (the format's: docs/FORMAT.md, "R11", Exponent
+	 * table), so that every layout that passes is one r11_plan could make */
 	if (l->npatch && l->palette[R11_PATCHED] == 0xff)
 		return uwerr_set(e, EBADMSG, "layout: R11 with %llu patches and palette[7] 255 (Inf, NaN)",
 				 (unsigned long long)l->npatch);

@@ -637,7 +637,7 @@ START_TEST(test_r11_xtab_limit)
 		free(buf);
 	}
 	/* Inf and NaN in the palette, at palette[7], with patches: not R11 (the
-	 * fused matmul corrects patches against palette[7]'s value) */
+	 * format's rule: docs/FORMAT.md, "R11", Exponent table) */
 	for (size_t i = 0; i < n; i++)
 		w[i] = (uint16_t)((tu_rand(&rng) & 0x807f) | (i % 8 ? 115 + i % 8 : 255) << 7);
 	w[5] = (uint16_t)((w[5] & 0x807f) | 60 << 7);

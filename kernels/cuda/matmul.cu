@@ -589,7 +589,7 @@ struct fused_variant {
 	int wm, wk, pair;
 	const void *fn, *xall, *lean;
 	size_t stat;              /* the kernels' static shared memory past 2 KB (R11's), or 0 */
-	size_t tab;               /* the lanes' table: R11_LANE_TAB, or 0 for R12_LANE_TAB */
+	size_t tab;               /* bytes of the lanes' table: R12_LANE_TAB, or R11_LANE_TAB */
 };
 
 static struct fused_variant kind_variant(const struct fused_kind *k, size_t batch, bool xvec,
@@ -597,7 +597,8 @@ static struct fused_variant kind_variant(const struct fused_kind *k, size_t batc
 {
 	const int ntl = nt_log2(batch), d = (pf < 1 ? default_pf(batch) : pf) - 1;
 	return { k->wm, k->wk, 0, (const void *)k->fn[ntl][xvec][d],
-		 (const void *)k->xall[xvec][d], xvec && d == 0 ? (const void *)k->lean : NULL, 0 };
+		 (const void *)k->xall[xvec][d], xvec && d == 0 ? (const void *)k->lean : NULL, 0,
+		 R12_LANE_TAB };
 }
 
 /* The two-tensor kernel of (wm, wk) at this batch and pf, if built. */
@@ -609,7 +610,7 @@ static bool pair_variant(int wm, int wk, size_t batch, bool xvec, int pf,
 		return false;
 	for (const struct pair_kind &k : pair_kinds)
 		if (k.wm == wm && k.wk == wk && k.ntl == ntl) {
-			*v = { wm, wk, 1, k.fn, k.xall, pf == 0 ? k.lean : NULL, 0 };
+			*v = { wm, wk, 1, k.fn, k.xall, pf == 0 ? k.lean : NULL, 0, R12_LANE_TAB };
 			return true;
 		}
 	return false;
@@ -634,7 +635,7 @@ static size_t fused_smem(const struct fused_variant *v, int nt, size_t batch, si
 	const int wm = v->wm, wk = v->wk;
 	size_t stage = nbuf * x_step_bytes(nt, wk, batch);
 	size_t red = wk > 1 ? (size_t)wk * wm * nt * 4 * 32 * sizeof(float) : 0;
-	return (v->tab ? v->tab : R12_LANE_TAB) + (stage > red ? stage : red);
+	return v->tab + (stage > red ? stage : red);
 }
 
 /* The dynamic shared memory granted so far to a kernel on a device: the
@@ -762,7 +763,7 @@ static int fused_plan_make(const struct fused_variant *v, uint64_t tiles, uint32
 	p->cps = (nch + ks - 1) / ks;
 	p->ks = (int)((nch + p->cps - 1) / p->cps);   /* no empty split */
 	const size_t all = fused_smem(v, nt, batch, (p->cps + v->wk - 1) / v->wk);
-	if (nt == 1 && all - (v->tab ? v->tab : R12_LANE_TAB) <= XALL_MAX && v->xall) {
+	if (nt == 1 && all - v->tab <= XALL_MAX && v->xall) {
 		const bool lean = v->lean && cols % KC == 0;
 		p->fn = lean ? v->lean : v->xall;
 		p->smem = all;
